@@ -1,0 +1,115 @@
+"""Convert a traced SavedModel to one TFLite variant (Select TF ops + TF Text kernels).
+
+One fresh ``TFLiteConverter`` per variant (a converter converts once), one process per variant in
+the workflow: the conversion's peak memory is then that of one variant, not of the whole run.
+
+Which TensorFlow ops need ``experimental_select_user_tf_ops`` is derived, not guessed: the first
+conversion runs with ``allow_custom_ops=False``, so any op that is neither a TFLite builtin nor in
+the Flex delegate's allowlist is reported by the converter as a structured error
+(``ERROR_NEEDS_CUSTOM_OPS``). Those ops are then converted as user-selected TF ops (run by the Flex
+delegate) in a second conversion. When the first conversion succeeds its result is used as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import llm2tflite  # noqa: F401
+from llm2tflite import atomic
+
+# Each variant's converter settings; the names are the config schema's enum.
+VARIANTS = ("fp32", "int8")
+
+
+def _configure(converter, variant: str) -> None:
+    import tensorflow as tf
+
+    if variant == "fp32":
+        return
+    if variant == "int8":
+        # The codelab's step 3: dynamic-range quantization (int8 weights, float activations
+        # quantized on the fly by the kernels that support it).
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        return
+    raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+
+
+def _new_converter(saved_model_dir: str, variant: str, signature_keys, user_tf_ops):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=list(signature_keys)
+    )
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
+    converter.allow_custom_ops = bool(user_tf_ops)
+    if user_tf_ops:
+        converter.target_spec.experimental_select_user_tf_ops = sorted(user_tf_ops)
+    _configure(converter, variant)
+    return converter
+
+
+def _ops_needing_user_selection(conversion_error) -> list[str]:
+    from tensorflow.compiler.mlir.lite.metrics import converter_error_data_pb2
+
+    needs_custom = converter_error_data_pb2.ConverterErrorData.ERROR_NEEDS_CUSTOM_OPS
+    names = set()
+    for error in getattr(conversion_error, "errors", []):
+        if error.error_code == needs_custom and error.operator.name:
+            # Reported as "tf.OpName" by the MLIR converter.
+            names.add(error.operator.name.removeprefix("tf."))
+    return sorted(names)
+
+
+def convert_saved_model(saved_model_dir: str, variant: str, signature_keys) -> tuple[bytes, dict]:
+    """Return the flatbuffer and a report (derived user ops, timing, peak RSS)."""
+    import tensorflow_text  # noqa: F401  (registers the TF Text ops the SavedModel's graph uses)
+    from tensorflow.lite.python.convert_phase import ConverterError
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    started = time.perf_counter()
+    user_tf_ops: list[str] = []
+    try:
+        flatbuffer = _new_converter(saved_model_dir, variant, signature_keys, []).convert()
+    except ConverterError as error:
+        user_tf_ops = _ops_needing_user_selection(error)
+        if not user_tf_ops:
+            raise
+        flatbuffer = _new_converter(saved_model_dir, variant, signature_keys, user_tf_ops).convert()
+    report = {
+        "variant": variant,
+        "select_user_tf_ops": user_tf_ops,
+        "size_bytes": len(flatbuffer),
+        "convert_seconds": round(time.perf_counter() - started, 2),
+        # ru_maxrss is in KiB on Linux: the peak of this whole process, TF import included.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    return flatbuffer, report
+
+
+def main(argv=None):
+    from llm2tflite.trace import SIGNATURES
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--saved-model", required=True)
+    parser.add_argument("--variant", required=True, choices=VARIANTS)
+    parser.add_argument("--out", required=True, help=".tflite file to write")
+    parser.add_argument("--report", required=True, help="conversion report JSON to write")
+    args = parser.parse_args(argv)
+    flatbuffer, report = convert_saved_model(args.saved_model, args.variant, SIGNATURES)
+    atomic.write_bytes(args.out, flatbuffer)
+    atomic.write_json(args.report, report)
+    print(
+        f"converted {args.saved_model} -> {args.out} ({args.variant}): "
+        f"{report['size_bytes'] / 1e6:.1f} MB in {report['convert_seconds']} s, "
+        f"peak RSS {report['peak_rss_mb']} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

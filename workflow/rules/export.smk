@@ -1,0 +1,45 @@
+# Trace once per model, convert every variant from that one traced SavedModel.
+
+
+rule trace:
+    output:
+        saved_model=directory("results/{model}/traced"),
+    input:
+        preset=preset_inputs,
+        code=stage_code("sources", "trace"),
+    params:
+        preset=preset_of,
+        max_length=GENERATION["max_length"],
+        sequence_length=GENERATION["sequence_length"],
+        sampler=GENERATION["sampler"],
+    threads: 2
+    log:
+        "logs/{model}/trace.log",
+    benchmark:
+        "results/benchmarks/{model}/trace.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.trace --preset {params.preset:q}"
+        " --max-length {params.max_length} --sequence-length {params.sequence_length}"
+        " --sampler {params.sampler} --out {output.saved_model} > {log} 2>&1"
+
+
+rule convert:
+    output:
+        tflite="results/{model}/tflite/{variant}.tflite",
+        report="results/{model}/tflite/{variant}.conversion.json",
+    input:
+        saved_model="results/{model}/traced",
+        code=stage_code("convert", "trace"),
+    threads: 2
+    log:
+        "logs/{model}/convert_{variant}.log",
+    benchmark:
+        "results/benchmarks/{model}/convert_{variant}.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.convert --saved-model {input.saved_model}"
+        " --variant {wildcards.variant} --out {output.tflite} --report {output.report}"
+        " > {log} 2>&1"

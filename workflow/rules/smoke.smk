@@ -1,0 +1,47 @@
+# Run every variant in the TFLite interpreter against the Keras model's own generation.
+
+
+rule keras_reference:
+    output:
+        "results/{model}/reference/keras.json",
+    input:
+        preset=preset_inputs,
+        code=stage_code("sources", "reference"),
+    params:
+        preset=preset_of,
+        max_length=GENERATION["max_length"],
+        sampler=GENERATION["sampler"],
+        prompts=as_json(SMOKE_PROMPTS),
+    log:
+        "logs/{model}/keras_reference.log",
+    benchmark:
+        "results/benchmarks/{model}/keras_reference.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.reference --preset {params.preset:q}"
+        " --max-length {params.max_length} --sampler {params.sampler}"
+        " --prompts-json {params.prompts:q} --out {output} > {log} 2>&1"
+
+
+rule smoke:
+    output:
+        "results/{model}/smoke/{variant}.json",
+    input:
+        tflite="results/{model}/tflite/{variant}.tflite",
+        keras_reference="results/{model}/reference/keras.json",
+        blocklist=BLOCKLIST,
+        code=stage_code("runtime", "smoke", "trace", "safety"),
+    params:
+        prompts=as_json(SMOKE_PROMPTS),
+    log:
+        "logs/{model}/smoke_{variant}.log",
+    benchmark:
+        "results/benchmarks/{model}/smoke_{variant}.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.smoke --model {input.tflite} --variant {wildcards.variant}"
+        " --keras-reference {input.keras_reference} --prompts-json {params.prompts:q}"
+        " --blocklist {input.blocklist}"
+        " --out {output} > {log} 2>&1 || (cat {log} >&2; exit 1)"
