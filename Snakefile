@@ -27,9 +27,17 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/smoke.smk"
+include: "workflow/rules/fidelity.smk"
+include: "workflow/rules/manifest.smk"
+
+
+# Aggregation only: on a cluster it runs in the submitting Snakemake, not as a job.
+localrules:
+    all,
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        "results/manifest.json",

@@ -24,6 +24,10 @@ def _temporary_sibling(path: Path, is_dir: bool) -> Path:
     # Same directory as the target so the final rename is atomic (same filesystem).
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.tmp-"
+    # A write killed hard (SIGKILL, power loss) leaves its temporary behind: the next write of
+    # the same artifact cleans it up. (Snakemake never runs two jobs writing one artifact.)
+    for stale in path.parent.glob(f"{prefix}*"):
+        _remove(stale)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
         mode = 0o777

@@ -28,6 +28,8 @@ JSON written by ``--out-json`` (keys in this order)::
     ops: [{op, class, custom_code, count}]   (sorted by class, then count desc, then op),
     flex_ops: [TF op names]                  (sorted, unique: the selective-build list),
     custom_ops: [custom codes]               (sorted, unique: kernels to register),
+    flex_op_libraries: {TF op: "tensorflow" | "tensorflow_text" | "unknown"},
+    flex_ops_outside_core_tf: [TF ops]       (not in the stock Flex delegate: e.g. TF Text's),
     user_op_checks: {codelab: CHECK, conversion_report: CHECK | null}
     CHECK = {source, listed, used_as_flex, not_used, flex_ops_beyond_list}
 
@@ -91,6 +93,29 @@ def classify_operator_code(builtin_code: int, custom_code: str | None, names: di
     return "builtin", names.get(builtin_code, f"BUILTIN_{builtin_code}")
 
 
+def flex_op_libraries(tf_ops) -> dict[str, str]:
+    """Which library defines each TF op: ``tensorflow`` (core), ``tensorflow_text`` or ``unknown``.
+
+    The stock Flex delegate (``tensorflow-lite-select-tf-ops``) has kernels for core TF ops only;
+    an op defined by TF Text (``RegexSplitWithOffsets``, used by byte-level BPE tokenizers) needs
+    a Flex delegate built with TF Text's kernels linked in, as the codelab's Android app does.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import op_def_registry
+
+    libraries = {}
+    for op in tf_ops:
+        if hasattr(tf.raw_ops, op):
+            libraries[op] = "tensorflow"
+            continue
+        try:
+            import tensorflow_text  # noqa: F401  (registers TF Text's op definitions)
+        except ImportError:
+            pass
+        libraries[op] = "tensorflow_text" if op_def_registry.get(op) is not None else "unknown"
+    return libraries
+
+
 def check_user_ops(listed, flex_ops, source: str) -> dict:
     """Compare a list of ``experimental_select_user_tf_ops`` with the Flex ops the model runs."""
     listed = list(dict.fromkeys(listed))
@@ -149,11 +174,18 @@ def audit_flatbuffer(buffer: bytes) -> dict:
     }
 
 
+def _add_flex_libraries(audit: dict) -> dict:
+    libraries = flex_op_libraries(audit["flex_ops"])
+    return {**audit, "flex_op_libraries": libraries,
+            "flex_ops_outside_core_tf": sorted(op for op, lib in libraries.items()
+                                               if lib != "tensorflow")}
+
+
 def audit_model(model_path, variant: str, model_name: str | None = None,
                 conversion_report: dict | None = None,
                 conversion_report_path: str | None = None) -> dict:
     data = Path(model_path).read_bytes()
-    audit = audit_flatbuffer(data)
+    audit = _add_flex_libraries(audit_flatbuffer(data))
     checks = {
         "codelab": check_user_ops(CODELAB_SELECT_USER_TF_OPS, audit["flex_ops"],
                                   "codelab experimental_select_user_tf_ops"),
@@ -179,7 +211,7 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _table(header, rows) -> list[str]:
+def markdown_table(header, rows) -> list[str]:
     """A Markdown pipe table, padded so it also reads well as plain text."""
     cells = [[_cell(h) for h in header]] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
@@ -205,7 +237,7 @@ def render_markdown(report: dict) -> str:
         f"sha256 `{report['sha256'][:16]}…`, {report['num_subgraphs']} subgraphs, "
         f"signatures {_names(report['signatures'])}.",
         "",
-        *_table(["class", "operators", "distinct ops"],
+        *markdown_table(["class", "operators", "distinct ops"],
                 [[c, counts[c], unique[c]] for c in CLASSES]
                 + [["total", report["num_operators"], sum(unique.values())]]),
         "",
@@ -213,6 +245,11 @@ def render_markdown(report: dict) -> str:
         "",
         f"Flex delegate (Select TF ops) needed: {len(report['flex_ops'])} TF ops "
         f"(selective build list): {_names(report['flex_ops'])}.",
+        "",
+        "Flex ops whose kernels are not in core TensorFlow (the stock "
+        "`tensorflow-lite-select-tf-ops` lacks them; link their library into the Flex delegate): "
+        + (", ".join(f"`{op}` ({report['flex_op_libraries'][op]})"
+                     for op in report["flex_ops_outside_core_tf"]) or "none") + ".",
         "",
         f"Custom ops to register: {_names(report['custom_ops'])}.",
         "",
@@ -225,12 +262,13 @@ def render_markdown(report: dict) -> str:
             continue
         rows.append([check["source"], _names(check["listed"]), _names(check["used_as_flex"]),
                      _names(check["not_used"]), len(check["flex_ops_beyond_list"])])
-    lines += _table(["list", "listed", "used as Flex", "not used", "other Flex ops needed"], rows)
+    lines += markdown_table(
+        ["list", "listed", "used as Flex", "not used", "other Flex ops needed"], rows)
     lines += ["", "## Operators", ""]
-    lines += _table(["op", "class", "count"],
+    lines += markdown_table(["op", "class", "count"],
                     [[o["op"], o["class"], o["count"]] for o in report["ops"]])
     lines += ["", "## Subgraphs", ""]
-    lines += _table(["index", "name", "operators"],
+    lines += markdown_table(["index", "name", "operators"],
                     [[s["index"], s["name"], s["num_operators"]] for s in report["subgraphs"]])
     return "\n".join(lines) + "\n"
 

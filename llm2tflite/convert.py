@@ -13,6 +13,7 @@ delegate) in a second conversion. When the first conversion succeeds its result 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 
@@ -21,22 +22,27 @@ from llm2tflite import atomic
 
 # Each variant's converter settings; the names are the config schema's enum.
 VARIANTS = ("fp32", "int8")
+# Options a variant accepts from the config's `quantization:` section, with their defaults.
+VARIANT_OPTIONS = {"fp32": {}, "int8": {"per_channel": True}}
 
 
-def _configure(converter, variant: str) -> None:
+def _configure(converter, variant: str, options: dict) -> None:
     import tensorflow as tf
 
-    if variant == "fp32":
-        return
+    unknown = set(options) - set(VARIANT_OPTIONS[variant])
+    if unknown:
+        raise ValueError(f"variant {variant!r} has no option(s) {sorted(unknown)}")
+    options = {**VARIANT_OPTIONS[variant], **options}
     if variant == "int8":
         # The codelab's step 3: dynamic-range quantization (int8 weights, float activations
         # quantized on the fly by the kernels that support it).
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        return
-    raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+        # One scale per output channel (the converter's default) or one per tensor.
+        converter._experimental_disable_per_channel = not options["per_channel"]
 
 
-def _new_converter(saved_model_dir: str, variant: str, signature_keys, user_tf_ops):
+def _new_converter(saved_model_dir: str, variant: str, options: dict, signature_keys,
+                   user_tf_ops):
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(
@@ -49,7 +55,7 @@ def _new_converter(saved_model_dir: str, variant: str, signature_keys, user_tf_o
     converter.allow_custom_ops = bool(user_tf_ops)
     if user_tf_ops:
         converter.target_spec.experimental_select_user_tf_ops = sorted(user_tf_ops)
-    _configure(converter, variant)
+    _configure(converter, variant, options)
     return converter
 
 
@@ -65,7 +71,8 @@ def _ops_needing_user_selection(conversion_error) -> list[str]:
     return sorted(names)
 
 
-def convert_saved_model(saved_model_dir: str, variant: str, signature_keys) -> tuple[bytes, dict]:
+def convert_saved_model(saved_model_dir: str, variant: str, signature_keys,
+                        options: dict | None = None) -> tuple[bytes, dict]:
     """Return the flatbuffer and a report (derived user ops, timing, peak RSS)."""
     import tensorflow_text  # noqa: F401  (registers the TF Text ops the SavedModel's graph uses)
     from tensorflow.lite.python.convert_phase import ConverterError
@@ -75,14 +82,17 @@ def convert_saved_model(saved_model_dir: str, variant: str, signature_keys) -> t
     started = time.perf_counter()
     user_tf_ops: list[str] = []
     try:
-        flatbuffer = _new_converter(saved_model_dir, variant, signature_keys, []).convert()
+        flatbuffer = _new_converter(
+            saved_model_dir, variant, options or {}, signature_keys, []).convert()
     except ConverterError as error:
         user_tf_ops = _ops_needing_user_selection(error)
         if not user_tf_ops:
             raise
-        flatbuffer = _new_converter(saved_model_dir, variant, signature_keys, user_tf_ops).convert()
+        flatbuffer = _new_converter(
+            saved_model_dir, variant, options or {}, signature_keys, user_tf_ops).convert()
     report = {
         "variant": variant,
+        "options": {**VARIANT_OPTIONS[variant], **(options or {})},
         "select_user_tf_ops": user_tf_ops,
         "size_bytes": len(flatbuffer),
         "convert_seconds": round(time.perf_counter() - started, 2),
@@ -98,10 +108,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--saved-model", required=True)
     parser.add_argument("--variant", required=True, choices=VARIANTS)
+    parser.add_argument("--options-json", type=json.loads, default={},
+                        help="the variant's options from the config's quantization section")
     parser.add_argument("--out", required=True, help=".tflite file to write")
     parser.add_argument("--report", required=True, help="conversion report JSON to write")
     args = parser.parse_args(argv)
-    flatbuffer, report = convert_saved_model(args.saved_model, args.variant, SIGNATURES)
+    flatbuffer, report = convert_saved_model(args.saved_model, args.variant, SIGNATURES,
+                                             args.options_json)
     atomic.write_bytes(args.out, flatbuffer)
     atomic.write_json(args.report, report)
     print(

@@ -38,13 +38,19 @@ class TFLiteModel:
     """The two signatures of a converted model, with str in and str out."""
 
     def __init__(self, model_path: str, num_threads: int | None = None):
-        from llm2tflite.trace import DETOKENIZE_SIGNATURE, GENERATE_SIGNATURE, TOKENIZE_SIGNATURE
+        from llm2tflite.trace import (
+            DETOKENIZE_SIGNATURE,
+            GENERATE_SIGNATURE,
+            SCORE_SIGNATURE,
+            TOKENIZE_SIGNATURE,
+        )
 
         started = time.perf_counter()
         self.interpreter = load_interpreter(model_path, num_threads)
         self._generate = self.interpreter.get_signature_runner(GENERATE_SIGNATURE)
         self._tokenize = self.interpreter.get_signature_runner(TOKENIZE_SIGNATURE)
         self._detokenize = self.interpreter.get_signature_runner(DETOKENIZE_SIGNATURE)
+        self._score = self.interpreter.get_signature_runner(SCORE_SIGNATURE)
         self.load_seconds = time.perf_counter() - started
 
     def generate(self, prompt: str | bytes) -> str:
@@ -52,16 +58,23 @@ class TFLiteModel:
         # Byte-level BPE can stop in the middle of a multi-byte character.
         return generated.decode("utf-8", errors="replace")
 
-    def token_ids(self, text: str | bytes) -> list[int]:
-        """The text's token ids (the start token the signature puts first is dropped)."""
+    def token_ids(self, text: str | bytes, with_start: bool = False) -> list[int]:
+        """The text's token ids; the start token the signature puts first only if asked."""
         ids = self._tokenize(prompt=_as_prompt_batch(text))["token_ids"][0]
-        return [int(i) for i in ids[1:]]
+        return [int(i) for i in (ids if with_start else ids[1:])]
 
     def text(self, token_ids) -> str:
         import numpy as np
 
         ids = np.asarray([list(token_ids)], dtype=np.int32)
         return self._detokenize(token_ids=ids)["text"][0].decode("utf-8", errors="replace")
+
+    def log_likelihoods(self, token_ids_with_start) -> list[float]:
+        """log p of each token after the first (give the start token first, as tokenize does)."""
+        import numpy as np
+
+        ids = np.asarray([list(token_ids_with_start)], dtype=np.int32)
+        return [float(x) for x in self._score(token_ids=ids)["log_likelihoods"][0]]
 
     def count_new_tokens(self, prompt: str | bytes, generated_text: str) -> int:
         """Tokens added to the prompt, counted by the model's own tokenizer.

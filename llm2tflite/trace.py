@@ -16,6 +16,11 @@ Signatures of the SavedModel (and so of the ``.tflite`` files converted from it)
   the Python interpreter cannot return a zero-size tensor.)
 - ``detokenize(token_ids: int32[1, n]) -> text: string[1]``: the inverse, without weights, so the
   CLI can cut an output to fewer tokens than the traced ``max_length``.
+- ``score(token_ids: int32[1, n]) -> log_likelihoods: float32[1, n - 1]``: log p(token i | tokens
+  before it) for i >= 1, for perplexity. It reads the same weight constants as the generation
+  path; the converter stores identical constants once, so the file barely grows (measured: +0.3%
+  on a 15 MB model) and each variant scores with exactly the weights and quantization it
+  generates with.
 
 The prompt is a batch of one (shape [1]), never a scalar: a scalar string reshaped by a TFLite
 builtin op can reach the next Select-TF op as raw pointer bytes and the tokenizer then returns
@@ -47,12 +52,21 @@ EXPORT_INFO_FILE = "llm2tflite_export.json"
 GENERATE_SIGNATURE = "serving_default"
 TOKENIZE_SIGNATURE = "tokenize"
 DETOKENIZE_SIGNATURE = "detokenize"
-SIGNATURES = (GENERATE_SIGNATURE, TOKENIZE_SIGNATURE, DETOKENIZE_SIGNATURE)
+SCORE_SIGNATURE = "score"
+SIGNATURES = (GENERATE_SIGNATURE, TOKENIZE_SIGNATURE, DETOKENIZE_SIGNATURE, SCORE_SIGNATURE)
 
 
 def prompt_token_limit(max_length: int, sequence_length: int) -> int:
     """Most prompt tokens (start token included) the traced model keeps."""
     return min(sequence_length, max_length - 1)
+
+
+def next_token_log_likelihoods(logits, token_ids):
+    """log p(token_ids[:, i] | token_ids[:, :i]) for i >= 1, from the model's logits."""
+    import tensorflow as tf
+
+    log_probs = tf.nn.log_softmax(tf.cast(logits[:, :-1, :], tf.float32), axis=-1)
+    return tf.gather(log_probs, token_ids[:, 1:], batch_dims=2)
 
 
 def build_export_module(causal_lm, max_length: int, sequence_length: int):
@@ -120,6 +134,15 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
         def detokenize(self, token_ids):
             return {"text": tokenizer.detokenize(token_ids)}
 
+        @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32, name="token_ids")])
+        def score(self, token_ids):
+            state_mapping = [(v, tf.constant(w)) for v, w in frozen_weights]
+            with keras.StatelessScope(state_mapping=state_mapping):
+                logits = causal_lm(
+                    {"token_ids": token_ids, "padding_mask": tf.ones_like(token_ids, tf.bool)}
+                )
+            return {"log_likelihoods": next_token_log_likelihoods(logits, token_ids)}
+
     return ExportModule()
 
 
@@ -142,6 +165,7 @@ def export_saved_model(
         GENERATE_SIGNATURE: module.generate.get_concrete_function(),
         TOKENIZE_SIGNATURE: module.tokenize.get_concrete_function(),
         DETOKENIZE_SIGNATURE: module.detokenize.get_concrete_function(),
+        SCORE_SIGNATURE: module.score.get_concrete_function(),
     }
     tokenizer = causal_lm.preprocessor.tokenizer
     info = {
@@ -158,6 +182,8 @@ def export_saved_model(
                                  "outputs": {"token_ids": "int32[1,1+n]"}},
             DETOKENIZE_SIGNATURE: {"inputs": {"token_ids": "int32[1,n]"},
                                    "outputs": {"text": "string[1]"}},
+            SCORE_SIGNATURE: {"inputs": {"token_ids": "int32[1,n]"},
+                              "outputs": {"log_likelihoods": "float32[1,n-1]"}},
         },
         **(extra_info or {}),
     }

@@ -75,13 +75,14 @@ def resolve_hyperparameters(overrides: dict | None = None) -> dict:
     return hyperparameters
 
 
-def set_seeds(seed: int) -> None:
-    """Seed Python, NumPy, TF and Keras, and make TF kernels deterministic."""
-    import keras
+def enable_determinism() -> None:
+    """Make TF kernels deterministic (process-wide: the CLI calls it; library callers opt in).
+
+    With the seeds set by `build_causal_lm`, this makes reruns on the same machine and TF build
+    give byte-identical weights.
+    """
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
-    # Same results on the same machine and TF build: needed for byte-identical weights.
     tf.config.experimental.enable_op_determinism()
 
 
@@ -92,8 +93,11 @@ def build_causal_lm(vocab_dir, hyperparameters: dict | None = None):
     """
     import keras_hub
 
+    import keras
+
     hyperparameters = resolve_hyperparameters(hyperparameters)
-    set_seeds(hyperparameters["seed"])
+    # Python, NumPy, TF and Keras seeds: the same initial weights and dropout masks every time.
+    keras.utils.set_random_seed(hyperparameters["seed"])
     vocab_path, merges_path = vocabulary_paths(vocab_dir)
     tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocab_path, merges=merges_path)
     end_of_text = tokenizer.end_token_id
@@ -115,14 +119,41 @@ def build_causal_lm(vocab_dir, hyperparameters: dict | None = None):
     return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
 
 
-def _lines_dataset(lines: list[str], batch_size: int, shuffle_seed: int | None = None):
+def pack_lines(preprocessor, lines: list[str], batch_size: int = 512) -> dict:
+    """Tokenize and pack `lines` once, as the preprocessor does inside `fit()`.
+
+    Returns NumPy arrays: token_ids and padding_mask (the model input), labels (the next
+    token) and sample_weight (1 where a label is a real token, 0 on padding). Runs the
+    preprocessor in a tf.data graph, i.e. through the TF tokenizer path that training and
+    TFLite use. Tokenizing once (instead of in every epoch) also keeps the BPE's stateful
+    cache out of the training pipeline, where op determinism would serialize it.
+    """
+    import numpy as np
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(lines, dtype=tf.string))
+    parts = {"token_ids": [], "padding_mask": [], "labels": [], "sample_weight": []}
+    for x, labels, sample_weight in dataset.batch(batch_size).map(preprocessor):
+        parts["token_ids"].append(x["token_ids"].numpy())
+        parts["padding_mask"].append(x["padding_mask"].numpy())
+        parts["labels"].append(labels.numpy())
+        parts["sample_weight"].append(sample_weight.numpy())
+    return {name: np.concatenate(arrays) for name, arrays in parts.items()}
+
+
+def _packed_dataset(packed: dict, batch_size: int, shuffle_seed: int | None = None):
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((
+        {"token_ids": packed["token_ids"], "padding_mask": packed["padding_mask"]},
+        packed["labels"],
+        packed["sample_weight"],
+    ))
     if shuffle_seed is not None:
         # A fixed seed: the same batches in the same order on every run.
-        dataset = dataset.shuffle(len(lines), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size)
+        dataset = dataset.shuffle(len(packed["labels"]), seed=shuffle_seed,
+                                  reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(2)
 
 
 def heldout_loss(causal_lm, lines: list[str], batch_size: int = 64) -> dict:
@@ -134,18 +165,17 @@ def heldout_loss(causal_lm, lines: list[str], batch_size: int = 64) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    preprocessor = causal_lm.preprocessor
-
     @tf.function
-    def summed_loss(x, y, sample_weight):
+    def summed_loss(x, labels, sample_weight):
         logits = causal_lm(x, training=False)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.cast(y, tf.int32), logits=tf.cast(logits, tf.float32))
+            labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
         weights = tf.cast(sample_weight, tf.float32)
         return tf.reduce_sum(losses * weights), tf.reduce_sum(weights)
 
     total, count = 0.0, 0.0
-    for batch in _lines_dataset(lines, batch_size).map(preprocessor):
+    packed = pack_lines(causal_lm.preprocessor, lines)
+    for batch in _packed_dataset(packed, batch_size):
         loss_sum, weight_sum = summed_loss(*batch)
         total += float(np.float64(loss_sum))
         count += float(weight_sum)
@@ -190,15 +220,22 @@ def train_causal_lm(causal_lm, lines: list[str], hyperparameters: dict | None = 
     hyperparameters = resolve_hyperparameters(hyperparameters)
     batch_size, epochs = hyperparameters["batch_size"], hyperparameters["epochs"]
     steps_per_epoch = math.ceil(len(lines) / batch_size)
-    dataset = _lines_dataset(lines, batch_size, shuffle_seed=hyperparameters["seed"])
+    preprocessor = causal_lm.preprocessor
+    packed = pack_lines(preprocessor, lines)
+    dataset = _packed_dataset(packed, batch_size, shuffle_seed=hyperparameters["seed"])
     if max_steps is not None:
         dataset, epochs = dataset.repeat().take(max_steps), 1
         total_steps = max_steps
     else:
         total_steps = steps_per_epoch * epochs
     compile_for_training(causal_lm, hyperparameters, total_steps)
-    # fit() maps the attached preprocessor over the string batches (tokenize + pack).
-    return causal_lm.fit(dataset, epochs=epochs, verbose=verbose)
+    # The data is already packed: detach the preprocessor so fit() does not map it again
+    # (KerasHub's documented way to feed preprocessed data), and reattach it for saving.
+    causal_lm.preprocessor = None
+    try:
+        return causal_lm.fit(dataset, epochs=epochs, verbose=verbose)
+    finally:
+        causal_lm.preprocessor = preprocessor
 
 
 def generate_sample(causal_lm, prompt: str = PROMPT, max_length: int = SAMPLE_MAX_LENGTH) -> str:
@@ -310,6 +347,7 @@ def main(argv=None) -> None:
         if not Path(path).is_file():
             parser.error(f"missing input file {path}")
     print(f"hyperparameters: {json.dumps(hyperparameters, sort_keys=True)}", flush=True)
+    enable_determinism()
 
     causal_lm, metrics = train_and_evaluate(
         read_lines(args.corpus), read_lines(args.heldout), args.vocab_dir, hyperparameters,

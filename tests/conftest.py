@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,17 @@ def copy_default_config(workdir: Path) -> Path:
     """A workdir with the repository's config, as a user's clone has it."""
     shutil.copytree(REPO / "config", workdir / "config")
     return workdir / "config" / "config.yaml"
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """The default config run to completion by Snakemake in a fresh directory, as a user does."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    copy_default_config(workdir)
+    started = time.perf_counter()
+    completed = run_snakemake(workdir, "--cores", "2")
+    print(f"cold default run: {time.perf_counter() - started:.0f} s")
+    return workdir, completed
 
 
 @pytest.fixture(scope="session")

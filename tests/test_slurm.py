@@ -19,14 +19,16 @@ The scheduler's view of every run is printed (visible with ``pytest -s``),
 written to ``<workdir>/slurm_jobs.tsv`` and, if the environment variable
 ``LLM2TFLITE_SLURM_REPORT`` names a file, appended there too.
 
-To exercise the real pipeline, see ``test_real_dag_on_slurm_matches_local``:
-it only needs ``real_snakefile()`` to point at the repo's Snakefile.
+``test_real_dag_on_slurm_matches_local`` runs the repository's default DAG
+through ``profiles/slurm`` and compares its artifacts with the local run of the
+end-to-end tests.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -435,14 +437,6 @@ def test_failed_slurm_job_is_reported(slurm_cluster, tmp_path):
 # Real DAG (to be finished by the lead)
 # --------------------------------------------------------------------------
 
-def real_snakefile() -> Path:
-    """The repo's Snakefile. Switch point for the real-DAG test."""
-    for cand in (REPO / "workflow" / "Snakefile", REPO / "Snakefile"):
-        if cand.is_file():
-            return cand
-    return REPO / "workflow" / "Snakefile"
-
-
 def _digests(root: Path, patterns: Sequence[str]) -> dict[str, str]:
     out = {}
     for pat in patterns:
@@ -460,33 +454,31 @@ def prepare_real_workdir(workdir: Path) -> None:
     shutil.copytree(REPO / "config", workdir / "config", dirs_exist_ok=True)
 
 
-# TODO(lead): artifacts to compare between the local and the Slurm run.
-REAL_DAG_ARTIFACTS: tuple[str, ...] = ()
-# TODO(lead): extra snakemake args (targets, --config ...) for a small run.
-REAL_DAG_ARGS: tuple[str, ...] = ()
+# Artifacts that must be identical between the local run and the Slurm run.
+REAL_DAG_ARTIFACTS: tuple[str, ...] = (
+    "results/tiny/corpus/*.txt",
+    "results/tiny/vocab/*",
+    "results/tiny/preset/model.weights.h5",
+    "results/tiny/tflite/*.tflite",
+)
 
 
-@pytest.mark.slow
-def test_real_dag_on_slurm_matches_local(slurm_cluster, tmp_path):
-    snakefile = real_snakefile()
-    if not snakefile.is_file():
-        pytest.skip(f"no workflow Snakefile yet ({snakefile})")
-    if not REAL_DAG_ARTIFACTS:
-        pytest.skip("REAL_DAG_ARTIFACTS not filled in yet")
+def _smoke_outputs(root: Path) -> dict[str, list]:
+    return {p.name: [r.get("output") for r in json.loads(p.read_text())["results"]]
+            for p in sorted((root / "results/tiny/smoke").glob("*.json"))}
 
-    local_dir, slurm_dir = tmp_path / "local", tmp_path / "slurm"
-    for d in (local_dir, slurm_dir):
-        prepare_real_workdir(d)
-    local = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
-         "--directory", str(local_dir), "--cores", "2", "--workflow-profile", "none",
-         *REAL_DAG_ARGS],
-        cwd=local_dir, env=slurm_cluster.env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3600)
-    assert local.returncode == 0, local.stdout[-6000:]
 
-    proc, records = run_workflow_on_slurm(snakefile, slurm_dir, REAL_DAG_ARGS,
+def test_real_dag_on_slurm_matches_local(slurm_cluster, default_run, tmp_path):
+    """The default DAG, every rule an sbatch job, gives the local run's artifacts."""
+    local_dir, _ = default_run
+    slurm_dir = tmp_path / "slurm"
+    prepare_real_workdir(slurm_dir)
+    proc, records = run_workflow_on_slurm(REPO / "Snakefile", slurm_dir, (),
                                           cluster=slurm_cluster, timeout=3600)
     assert proc.returncode == 0, _explain(proc, slurm_cluster)
     assert records and all(r.state == "COMPLETED" for r in records), format_records(records)
+    # Every rule of the DAG went through sbatch (the aggregate `all` is a local rule).
+    assert {"corpus", "vocabulary", "train", "trace", "convert", "smoke"} <= {
+        r.rule for r in records}
     assert _digests(slurm_dir, REAL_DAG_ARTIFACTS) == _digests(local_dir, REAL_DAG_ARTIFACTS)
+    assert _smoke_outputs(slurm_dir) == _smoke_outputs(local_dir)

@@ -6,10 +6,15 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
+from llm2tflite.twin import GPT2_SHAPES
+
 MODELS = list(config["models"])
 VARIANTS = list(config["variants"])
 GENERATION = config["generation"]
 SMOKE_PROMPTS = config["smoke"]["prompts"]
+FIDELITY = config["fidelity"]
+# Perplexity text of models without a held-out corpus of their own: generated, fixed seed.
+EVAL_CORPUS_SEED = 1_000_003
 PACKAGE_DIR = Path(workflow.basedir) / "llm2tflite"
 # The safety filter's word list: the configured file, or the package's default.
 BLOCKLIST = (config.get("safety") or {}).get("blocklist") or str(
@@ -76,11 +81,96 @@ def as_json(value):
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def heldout_text(wildcards):
+    """Held-out text for perplexity: the model's own corpus split, or the shared eval text."""
+    if trained_model(wildcards.model):
+        return f"results/{wildcards.model}/corpus/heldout.txt"
+    return "results/eval_corpus/heldout.txt"
+
+
 def all_targets():
+    """Every artifact of every configured model: what `snakemake` builds by default."""
     targets = []
     for model in MODELS:
         if trained_model(model):
             targets.append(f"results/{model}/train_metrics.json")
         targets += expand("results/{model}/tflite/{variant}.tflite", model=model, variant=VARIANTS)
         targets += expand("results/{model}/smoke/{variant}.json", model=model, variant=VARIANTS)
+        targets += expand("results/{model}/fidelity/{variant}.json", model=model,
+                          variant=VARIANTS)
     return targets
+
+
+def manifest_inputs():
+    """Every artifact, intermediate ones included (not logs or timings, which vary by run)."""
+    artifacts = list(all_targets())
+    for model in MODELS:
+        if trained_model(model):
+            artifacts += [f"results/{model}/corpus/train.txt", f"results/{model}/corpus/heldout.txt",
+                          f"results/{model}/vocab/vocab.json", f"results/{model}/vocab/merges.txt",
+                          f"results/{model}/preset"]
+        artifacts += [f"results/{model}/traced", f"results/{model}/reference/smoke.json",
+                      f"results/{model}/reference/fidelity.json"]
+        artifacts += expand("results/{model}/tflite/{variant}.conversion.json", model=model,
+                            variant=VARIANTS)
+    return artifacts
+
+
+# ---- Resources (threads, memory, runtime) for local scheduling and Slurm ----------------------
+# Peak memory grows with the number of weights: the traced graph holds them as constants, and
+# the converter keeps several copies. Measured (tests/ and the closing notes): a 0.8 M-parameter
+# model converts in 1.4 GB; GPT-2 124M traced in 9.2 GB and converted in 9.5 GB per variant
+# before the low-memory freeze. MB per million parameters, above a fixed TensorFlow baseline:
+MEMORY_BASE_MB = 2000
+MEMORY_MB_PER_MILLION_PARAMETERS = {"train": 20, "trace": 75, "convert": 75, "keras": 12,
+                                    "tflite": 8}
+
+
+def _parameters_of_shape(shape):
+    """GPT-2 backbone parameter count from its architecture numbers."""
+    hidden, layers = shape["hidden_dim"], shape["num_layers"]
+    embeddings = (shape["vocabulary_size"] + shape["max_sequence_length"]) * hidden
+    per_layer = 4 * hidden * hidden + 2 * hidden * shape["intermediate_dim"]
+    return embeddings + layers * per_layer
+
+
+def model_parameters(model):
+    """Parameters of a model, estimated from the config before anything is built."""
+    source = model_source(model)
+    if "train" in source:
+        shape = {**source["train"]["model"], "vocabulary_size": source["train"]["vocabulary"]["size"]}
+        return _parameters_of_shape(shape)
+    name = source.get("shape_of") or source.get("preset")
+    config_file = Path(name) / "config.json"
+    if config_file.is_file():
+        backbone = json.loads(config_file.read_text()).get("config", {})
+        if {"hidden_dim", "num_layers", "vocabulary_size"} <= set(backbone):
+            return _parameters_of_shape(backbone)
+    if name in GPT2_SHAPES:
+        return _parameters_of_shape(GPT2_SHAPES[name])
+    return _parameters_of_shape(GPT2_SHAPES["gpt2_base_en"])
+
+
+def mem_mb(stage):
+    """A rule's memory (MB) for its model: Snakemake never runs jobs that together exceed it."""
+    per_million = MEMORY_MB_PER_MILLION_PARAMETERS[stage]
+
+    def for_job(wildcards):
+        return int(MEMORY_BASE_MB + per_million * model_parameters(wildcards.model) / 1e6)
+
+    return for_job
+
+
+def runtime_minutes(stage):
+    """Slurm time limit: generous, scaled with model size (minutes)."""
+
+    def for_job(wildcards):
+        millions = model_parameters(wildcards.model) / 1e6
+        return int(30 + {"train": 1.0, "trace": 0.5, "convert": 0.5}.get(stage, 0.2) * millions)
+
+    return for_job
+
+
+def quantization_options(wildcards):
+    """The variant's own converter options: editing another variant's leaves this one built."""
+    return as_json((config.get("quantization") or {}).get(wildcards.variant, {}))

@@ -13,6 +13,10 @@ rule trace:
         sequence_length=GENERATION["sequence_length"],
         sampler=GENERATION["sampler"],
     threads: 2
+    resources:
+        mem_mb=mem_mb("trace"),
+        runtime=runtime_minutes("trace"),
+        cpus_per_task=2,
     log:
         "logs/{model}/trace.log",
     benchmark:
@@ -32,7 +36,13 @@ rule convert:
     input:
         saved_model="results/{model}/traced",
         code=stage_code("convert", "trace"),
+    params:
+        options=quantization_options,
     threads: 2
+    resources:
+        mem_mb=mem_mb("convert"),
+        runtime=runtime_minutes("convert"),
+        cpus_per_task=2,
     log:
         "logs/{model}/convert_{variant}.log",
     benchmark:
@@ -41,5 +51,6 @@ rule convert:
         ENV_FILE
     shell:
         "python -m llm2tflite.convert --saved-model {input.saved_model}"
-        " --variant {wildcards.variant} --out {output.tflite} --report {output.report}"
+        " --variant {wildcards.variant} --options-json {params.options:q}"
+        " --out {output.tflite} --report {output.report}"
         " > {log} 2>&1"

@@ -1,9 +1,9 @@
 # Run every variant in the TFLite interpreter against the Keras model's own generation.
 
 
-rule keras_reference:
+rule smoke_reference:
     output:
-        "results/{model}/reference/keras.json",
+        "results/{model}/reference/smoke.json",
     input:
         preset=preset_inputs,
         code=stage_code("sources", "reference"),
@@ -12,10 +12,14 @@ rule keras_reference:
         max_length=GENERATION["max_length"],
         sampler=GENERATION["sampler"],
         prompts=as_json(SMOKE_PROMPTS),
+    threads: 1
+    resources:
+        mem_mb=mem_mb("keras"),
+        runtime=runtime_minutes("keras"),
     log:
-        "logs/{model}/keras_reference.log",
+        "logs/{model}/smoke_reference.log",
     benchmark:
-        "results/benchmarks/{model}/keras_reference.tsv"
+        "results/benchmarks/{model}/smoke_reference.tsv"
     conda:
         ENV_FILE
     shell:
@@ -29,11 +33,15 @@ rule smoke:
         "results/{model}/smoke/{variant}.json",
     input:
         tflite="results/{model}/tflite/{variant}.tflite",
-        keras_reference="results/{model}/reference/keras.json",
+        keras_reference="results/{model}/reference/smoke.json",
         blocklist=BLOCKLIST,
         code=stage_code("runtime", "smoke", "trace", "safety"),
     params:
         prompts=as_json(SMOKE_PROMPTS),
+    threads: 1
+    resources:
+        mem_mb=mem_mb("tflite"),
+        runtime=runtime_minutes("tflite"),
     log:
         "logs/{model}/smoke_{variant}.log",
     benchmark:

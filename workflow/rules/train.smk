@@ -58,6 +58,10 @@ rule train:
         ),
         vocab_dir=subpath(input.vocab, parent=True),
     threads: 2
+    resources:
+        mem_mb=mem_mb("train"),
+        runtime=runtime_minutes("train"),
+        cpus_per_task=2,
     log:
         "logs/{model}/train.log",
     benchmark:

@@ -1,0 +1,117 @@
+"""After a complete default run, a config or code edit reruns exactly the artifacts it affects.
+
+Each case edits the config (or a stage's module mtime) of the finished e2e run, asks Snakemake
+for a dry run, and compares the planned jobs with what the edit should rebuild.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from conftest import REPO, run_snakemake
+
+# Jobs that consume everything and so rerun after any change.
+AGGREGATES = {("all", ""), ("manifest", "")}
+
+
+def planned_jobs(workdir) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    completed = run_snakemake(workdir, "--dry-run")
+    jobs, rule = set(), None
+    for line in completed.stdout.splitlines():
+        match = re.match(r"^(?:local)?rule (\w+):$", line)
+        if match:
+            if rule is not None:
+                jobs.add((rule, ""))
+            rule = match.group(1)
+            continue
+        match = re.match(r"^\s+wildcards: (.*)$", line)
+        if match and rule is not None:
+            jobs.add((rule, match.group(1)))
+            rule = None
+    if rule is not None:
+        jobs.add((rule, ""))
+    return jobs
+
+
+def per_variant(rule, *variants):
+    return {(rule, f"model=tiny, variant={v}") for v in variants}
+
+
+def of_model(*rules):
+    return {(rule, "model=tiny") for rule in rules}
+
+
+BOTH = ("fp32", "int8")
+DOWNSTREAM_OF_VARIANT = ("smoke", "fidelity")
+
+CASES = {
+    "smoke prompts": (
+        ('    - "Estoy disfrutando de"\n\n', '    - "Estoy disfrutando de"\n    - "Hola"\n\n'),
+        of_model("smoke_reference") | per_variant("smoke", *BOTH),
+    ),
+    "int8 quantization option": (
+        ("per_channel: true", "per_channel: false"),
+        per_variant("convert", "int8")
+        | {job for rule in DOWNSTREAM_OF_VARIANT for job in per_variant(rule, "int8")},
+    ),
+    "max_length": (
+        ("max_length: 100", "max_length: 80"),
+        of_model("trace", "smoke_reference", "keras_fidelity_reference")
+        | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *BOTH)},
+    ),
+    "sequence_length": (
+        ("\n  sequence_length: 256", "\n  sequence_length: 128"),
+        of_model("trace")
+        | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *BOTH)},
+    ),
+    "training hyperparameter": (
+        ("epochs: 3", "epochs: 4"),
+        of_model("train", "trace", "smoke_reference", "keras_fidelity_reference")
+        | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *BOTH)},
+    ),
+    "fidelity prompts": (
+        ('    - "Every morning I"\n', '    - "Every morning I"\n    - "Hola"\n'),
+        of_model("keras_fidelity_reference") | per_variant("fidelity", *BOTH),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_config_edit_reruns_exactly_what_it_affects(default_run, case):
+    workdir, _ = default_run
+    (old, new), expected = CASES[case]
+    config_file = workdir / "config" / "config.yaml"
+    original = config_file.read_text()
+    assert old in original, old
+    try:
+        config_file.write_text(original.replace(old, new, 1))
+        assert planned_jobs(workdir) - AGGREGATES == expected
+    finally:
+        config_file.write_text(original)
+    assert planned_jobs(workdir) == set()
+
+
+@pytest.mark.parametrize("module, expected", [
+    ("smoke", per_variant("smoke", *BOTH)),
+    ("convert", {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT)
+                 for job in per_variant(rule, *BOTH)}),
+    ("train", of_model("train", "trace", "smoke_reference", "keras_fidelity_reference")
+     | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *BOTH)}),
+])
+def test_editing_a_stage_module_reruns_that_stage(default_run, module, expected):
+    workdir, _ = default_run
+    source = REPO / "llm2tflite" / f"{module}.py"
+    stat = source.stat()
+    try:
+        # An edit, as far as Snakemake can tell: a newer modification time.
+        future = time.time() + 60
+        os.utime(source, (future, future))
+        assert planned_jobs(workdir) - AGGREGATES == expected
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(workdir) == set()

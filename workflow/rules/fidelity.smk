@@ -1,0 +1,77 @@
+# What each variant's quantization costs: greedy agreement and perplexity against Keras.
+
+
+rule eval_corpus:
+    output:
+        train=temp("results/eval_corpus/train.txt"),
+        heldout="results/eval_corpus/heldout.txt",
+    input:
+        code=stage_code("corpus"),
+    params:
+        seed=EVAL_CORPUS_SEED,
+        lines=FIDELITY["perplexity_lines"],
+    log:
+        "logs/eval_corpus.log",
+    benchmark:
+        "results/benchmarks/eval_corpus.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.corpus --seed {params.seed} --train-lines 100"
+        " --heldout-lines {params.lines} --out-train {output.train}"
+        " --out-heldout {output.heldout} > {log} 2>&1"
+
+
+rule keras_fidelity_reference:
+    output:
+        "results/{model}/reference/fidelity.json",
+    input:
+        preset=preset_inputs,
+        text=heldout_text,
+        code=stage_code("sources", "fidelity", "trace"),
+    params:
+        preset=preset_of,
+        max_length=GENERATION["max_length"],
+        sampler=GENERATION["sampler"],
+        prompts=as_json(FIDELITY["prompts"]),
+        lines=FIDELITY["perplexity_lines"],
+    threads: 2
+    resources:
+        mem_mb=mem_mb("keras"),
+        runtime=runtime_minutes("keras"),
+        cpus_per_task=2,
+    log:
+        "logs/{model}/keras_fidelity_reference.log",
+    benchmark:
+        "results/benchmarks/{model}/keras_fidelity_reference.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.fidelity keras --preset {params.preset:q}"
+        " --max-length {params.max_length} --sampler {params.sampler}"
+        " --prompts-json {params.prompts:q} --text {input.text} --lines {params.lines}"
+        " --out {output} > {log} 2>&1"
+
+
+rule fidelity:
+    output:
+        "results/{model}/fidelity/{variant}.json",
+    input:
+        tflite="results/{model}/tflite/{variant}.tflite",
+        keras_reference="results/{model}/reference/fidelity.json",
+        text=heldout_text,
+        code=stage_code("runtime", "fidelity", "trace"),
+    threads: 1
+    resources:
+        mem_mb=mem_mb("tflite"),
+        runtime=runtime_minutes("tflite"),
+    log:
+        "logs/{model}/fidelity_{variant}.log",
+    benchmark:
+        "results/benchmarks/{model}/fidelity_{variant}.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.fidelity tflite --model {input.tflite} --model-name {wildcards.model}"
+        " --variant {wildcards.variant} --keras-reference {input.keras_reference}"
+        " --text {input.text} --out {output} > {log} 2>&1 || (cat {log} >&2; exit 1)"

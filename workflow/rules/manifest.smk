@@ -1,0 +1,15 @@
+# SHA-256 of every artifact and the package versions: compare two runs at a glance.
+
+
+rule manifest:
+    output:
+        "results/manifest.json",
+    input:
+        artifacts=manifest_inputs(),
+        code=stage_code("manifest"),
+    log:
+        "logs/manifest.log",
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.manifest --out {output} {input.artifacts} > {log} 2>&1"
