@@ -28,12 +28,16 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/smoke.smk"
 include: "workflow/rules/fidelity.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/manifest.smk"
 
 
 # Aggregation only: on a cluster it runs in the submitting Snakemake, not as a job.
 localrules:
     all,
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:

@@ -133,8 +133,8 @@ def _benchmark_section(inputs, model) -> list[str]:
     if not rows:
         return lines + ["(no benchmark results)", ""]
     table = [[r["variant"], r.get("runtime"), _fmt(r["size_mb"], 2), _fmt(r["load_s"], 2),
-              _fmt(r["first_call_s"], 2), _fmt(r["median_s"]),
-              f"{_fmt(r['min_s'])}-{_fmt(r['max_s'])}", _fmt(r["stdev_s"]),
+              _fmt(r["first_call_s"], 2), _fmt(r["median_s"], 4),
+              f"{_fmt(r['min_s'], 4)}-{_fmt(r['max_s'], 4)}", _fmt(r["stdev_s"], 4),
               _int(r["new_tokens"]), _fmt(r["tokens_per_s"], 1), _fmt(r["peak_rss_mb"], 0),
               _fmt(r.get("speedup_vs_tf"), 2)] for r in rows]
     lines += markdown_table(
@@ -272,12 +272,14 @@ def plot_model(inputs, model: str, out_png) -> None:
             ax.set_xlim(left=0, right=max(float(r["size_mb"]) for r in rows) * 1.35)
             ax.set_ylim(bottom=0, top=max(float(r["max_s"]) for r in rows) * 1.35)
             ax.grid(True, alpha=0.3)
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="best", fontsize=8)
         keras_ppl = next((f.get("keras_perplexity") for f in fidelity.values()
                           if not _missing(f.get("keras_perplexity"))), None)
         title = f"{model}: size vs median latency"
         if keras_ppl is not None:
             title += f" (Keras perplexity {_fmt(keras_ppl, 2)})"
+        elif not fidelity:
+            title += " (no fidelity results yet)"
         ax.set_title(title, fontsize=10)
         fig.tight_layout()
         with atomic.atomic_path(out_png) as tmp:

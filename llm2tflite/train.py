@@ -13,11 +13,15 @@ flow silently into conversion and smoke tests, which only check that *something*
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from llm2tflite import atomic
@@ -27,6 +31,8 @@ PROMPT = "Estoy disfrutando de"
 SAMPLE_MAX_LENGTH = 30
 # Training must bring the held-out loss below this fraction of the untrained model's.
 MAX_LOSS_RATIO = 0.8
+# Training batches group lines whose lengths fall in the same LENGTH_BUCKET_WIDTH-token range.
+LENGTH_BUCKET_WIDTH = 2
 
 # Architecture ("model") and optimisation ("fit") settings. The workflow passes the union of the
 # config's `model:` and `fit:` sections; missing keys take these values.
@@ -40,7 +46,7 @@ DEFAULT_HYPERPARAMETERS = {
     "dropout": 0.1,
     # fit
     "seed": 42,
-    "sequence_length": 48,  # tokens per training line; the corpus's lines are far shorter
+    "sequence_length": 32,  # most tokens per line (start + line + end); lines have <= 20
     "batch_size": 64,
     "epochs": 3,
     "learning_rate": 0.002,  # peak of the warmup + cosine schedule
@@ -119,73 +125,137 @@ def build_causal_lm(vocab_dir, hyperparameters: dict | None = None):
     return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
 
 
-def pack_lines(preprocessor, lines: list[str], batch_size: int = 512) -> dict:
-    """Tokenize and pack `lines` once, as the preprocessor does inside `fit()`.
+@dataclass
+class PackedLines:
+    """Lines tokenized and packed as GPT2CausalLMPreprocessor packs them, as NumPy arrays."""
 
-    Returns NumPy arrays: token_ids and padding_mask (the model input), labels (the next
-    token) and sample_weight (1 where a label is a real token, 0 on padding). Runs the
-    preprocessor in a tf.data graph, i.e. through the TF tokenizer path that training and
-    TFLite use. Tokenizing once (instead of in every epoch) also keeps the BPE's stateful
-    cache out of the training pipeline, where op determinism would serialize it.
+    token_ids: np.ndarray  # (lines, sequence_length): start token, line, end token, padding
+    padding_mask: np.ndarray
+    labels: np.ndarray  # token_ids shifted by one: the next token
+    sample_weight: np.ndarray  # 1 where the label is a real token (not padding)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Non-padding input positions per line."""
+        return self.padding_mask.sum(axis=1)
+
+    @property
+    def num_tokens(self) -> int:
+        """Predicted (weighted) tokens: each line's tokens plus its end token."""
+        return int(self.sample_weight.sum())
+
+    def split(self, index: int) -> tuple[PackedLines, PackedLines]:
+        fields = (self.token_ids, self.padding_mask, self.labels, self.sample_weight)
+        return (PackedLines(*(a[:index] for a in fields)),
+                PackedLines(*(a[index:] for a in fields)))
+
+
+def pack_lines(preprocessor, lines: list[str], batch_size: int = 1024) -> PackedLines:
+    """Tokenize and pack `lines` once with the model's preprocessor.
+
+    Runs the preprocessor in a tf.data graph, i.e. through KerasHub's TF tokenizer, the one
+    that `fit()` and the exported TFLite model use. Packing once, instead of in every epoch,
+    saves the tokenization time and keeps the tokenizer's stateful BPE cache out of the
+    training pipeline (op determinism would serialize it).
     """
-    import numpy as np
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(lines, dtype=tf.string))
-    parts = {"token_ids": [], "padding_mask": [], "labels": [], "sample_weight": []}
+    parts = [[], [], [], []]
     for x, labels, sample_weight in dataset.batch(batch_size).map(preprocessor):
-        parts["token_ids"].append(x["token_ids"].numpy())
-        parts["padding_mask"].append(x["padding_mask"].numpy())
-        parts["labels"].append(labels.numpy())
-        parts["sample_weight"].append(sample_weight.numpy())
-    return {name: np.concatenate(arrays) for name, arrays in parts.items()}
+        for part, array in zip(parts, (x["token_ids"], x["padding_mask"], labels,
+                                       sample_weight)):
+            part.append(array.numpy())
+    return PackedLines(*(np.concatenate(part) for part in parts))
 
 
-def _packed_dataset(packed: dict, batch_size: int, shuffle_seed: int | None = None):
+def _length_bucket_boundaries(sequence_length: int) -> list[int]:
+    return list(range(LENGTH_BUCKET_WIDTH + 2, sequence_length + 1, LENGTH_BUCKET_WIDTH))
+
+
+def batches_per_epoch(packed: PackedLines, batch_size: int) -> int:
+    """Batches `_batched_dataset` makes from `packed`: each length bucket ends in a partial one."""
+    boundaries = _length_bucket_boundaries(packed.token_ids.shape[1])
+    # tf.data puts length l in bucket i when boundaries[i - 1] <= l < boundaries[i].
+    buckets = np.searchsorted(boundaries, packed.lengths, side="right")
+    counts = np.bincount(buckets, minlength=len(boundaries) + 1)
+    return int(sum(math.ceil(count / batch_size) for count in counts))
+
+
+def _batched_dataset(packed: PackedLines, batch_size: int, shuffle_seed: int | None = None):
+    """Batches of similar-length lines, cut to their longest line.
+
+    The corpus's lines are much shorter than `sequence_length`; grouping lines by length and
+    dropping the all-padding columns skips most of the padding compute. It changes nothing
+    else: attention is causal and padding has zero weight, so the positions kept see exactly
+    what they would see in the full-width batch.
+    """
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((
-        {"token_ids": packed["token_ids"], "padding_mask": packed["padding_mask"]},
-        packed["labels"],
-        packed["sample_weight"],
+        {"token_ids": packed.token_ids, "padding_mask": packed.padding_mask},
+        packed.labels,
+        packed.sample_weight,
     ))
     if shuffle_seed is not None:
         # A fixed seed: the same batches in the same order on every run.
-        dataset = dataset.shuffle(len(packed["labels"]), seed=shuffle_seed,
-                                  reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(2)
+        dataset = dataset.shuffle(len(packed), seed=shuffle_seed, reshuffle_each_iteration=True)
+    boundaries = _length_bucket_boundaries(packed.token_ids.shape[1])
+    dataset = dataset.bucket_by_sequence_length(
+        element_length_func=lambda x, labels, weight: tf.reduce_sum(
+            tf.cast(x["padding_mask"], tf.int32)),
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+    )
+
+    def cut_padding_columns(x, labels, sample_weight):
+        length = tf.reduce_max(tf.reduce_sum(tf.cast(x["padding_mask"], tf.int32), axis=1))
+        return ({name: value[:, :length] for name, value in x.items()},
+                labels[:, :length], sample_weight[:, :length])
+
+    return dataset.map(cut_padding_columns).prefetch(2)
 
 
-def heldout_loss(causal_lm, lines: list[str], batch_size: int = 64) -> dict:
-    """Mean next-token cross-entropy (nats) over every predicted token of `lines`.
+@contextlib.contextmanager
+def _preprocessor_detached(causal_lm):
+    """Feed already-packed data: KerasHub skips preprocessing when `preprocessor` is None."""
+    preprocessor = causal_lm.preprocessor
+    causal_lm.preprocessor = None
+    try:
+        yield preprocessor
+    finally:
+        causal_lm.preprocessor = preprocessor
 
-    Tokens are weighted equally (not lines, not batches), padding excluded: the first token
-    after the start token through the end token of each line, as packed for training.
+
+def heldout_loss(causal_lm, heldout, batch_size: int = 64) -> dict:
+    """Mean next-token cross-entropy (nats) of `causal_lm` over every predicted token.
+
+    `heldout` is a list of lines or their PackedLines. Tokens are weighted equally (not
+    lines, not batches), padding excluded: every token of each line after the start token,
+    and its end token, as packed for training. Needs no compile().
     """
-    import numpy as np
-    import tensorflow as tf
-
-    @tf.function
-    def summed_loss(x, labels, sample_weight):
-        logits = causal_lm(x, training=False)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
-        weights = tf.cast(sample_weight, tf.float32)
-        return tf.reduce_sum(losses * weights), tf.reduce_sum(weights)
-
-    total, count = 0.0, 0.0
-    packed = pack_lines(causal_lm.preprocessor, lines)
-    for batch in _packed_dataset(packed, batch_size):
-        loss_sum, weight_sum = summed_loss(*batch)
-        total += float(np.float64(loss_sum))
-        count += float(weight_sum)
-    return {"loss": total / count, "tokens": int(count)}
+    packed = heldout if isinstance(heldout, PackedLines) else pack_lines(
+        causal_lm.preprocessor, heldout)
+    total = 0.0
+    with _preprocessor_detached(causal_lm):
+        for x, labels, sample_weight in _batched_dataset(packed, batch_size):
+            logits = causal_lm.predict_on_batch(x).astype(np.float64)
+            # Cross-entropy from a numerically stable log-softmax, accumulated in float64.
+            logits -= logits.max(axis=-1, keepdims=True)
+            log_normalizer = np.log(np.exp(logits).sum(axis=-1))
+            labels = labels.numpy()
+            label_logits = np.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
+            total += float(((log_normalizer - label_logits) * sample_weight.numpy()).sum())
+    return {"loss": total / packed.num_tokens, "tokens": packed.num_tokens}
 
 
 def _learning_rate_schedule(peak: float, total_steps: int):
     import keras
 
-    # Short linear warmup (transformers diverge easily with a cold Adam at a high rate), then a
+    # Short linear warmup (a cold Adam at a high rate easily derails a transformer), then a
     # cosine decay to a tenth of the peak.
     warmup_steps = max(1, min(100, total_steps // 10))
     return keras.optimizers.schedules.CosineDecay(
@@ -206,36 +276,35 @@ def compile_for_training(causal_lm, hyperparameters: dict, total_steps: int) -> 
             global_clipnorm=1.0,
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        # Weighted: the preprocessor's sample_weight masks out padding.
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy()],
+        # Weighted by the preprocessor's sample_weight, i.e. real tokens only: "token_loss" is
+        # the same quantity as the held-out loss (Keras's "loss" also averages in padding).
+        weighted_metrics=[
+            keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="token_loss"),
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        ],
+        # Batches change length (see _batched_dataset): XLA would recompile for each length.
+        jit_compile=False,
     )
 
 
-def train_causal_lm(causal_lm, lines: list[str], hyperparameters: dict | None = None,
+def train_causal_lm(causal_lm, train, hyperparameters: dict | None = None,
                     max_steps: int | None = None, verbose: int = 2):
-    """Compile and fit `causal_lm` on `lines`; return the Keras History.
+    """Compile and fit `causal_lm` on `train` (lines or PackedLines); return the Keras History.
 
-    `max_steps` (for tests) stops after that many batches instead of `epochs` full passes.
+    `max_steps` (for quick runs) stops after that many batches instead of `epochs` passes.
     """
     hyperparameters = resolve_hyperparameters(hyperparameters)
     batch_size, epochs = hyperparameters["batch_size"], hyperparameters["epochs"]
-    steps_per_epoch = math.ceil(len(lines) / batch_size)
-    preprocessor = causal_lm.preprocessor
-    packed = pack_lines(preprocessor, lines)
-    dataset = _packed_dataset(packed, batch_size, shuffle_seed=hyperparameters["seed"])
+    packed = train if isinstance(train, PackedLines) else pack_lines(
+        causal_lm.preprocessor, train)
+    dataset = _batched_dataset(packed, batch_size, shuffle_seed=hyperparameters["seed"])
     if max_steps is not None:
-        dataset, epochs = dataset.repeat().take(max_steps), 1
-        total_steps = max_steps
+        dataset, epochs, total_steps = dataset.repeat().take(max_steps), 1, max_steps
     else:
-        total_steps = steps_per_epoch * epochs
+        total_steps = batches_per_epoch(packed, batch_size) * epochs
     compile_for_training(causal_lm, hyperparameters, total_steps)
-    # The data is already packed: detach the preprocessor so fit() does not map it again
-    # (KerasHub's documented way to feed preprocessed data), and reattach it for saving.
-    causal_lm.preprocessor = None
-    try:
+    with _preprocessor_detached(causal_lm):
         return causal_lm.fit(dataset, epochs=epochs, verbose=verbose)
-    finally:
-        causal_lm.preprocessor = preprocessor
 
 
 def generate_sample(causal_lm, prompt: str = PROMPT, max_length: int = SAMPLE_MAX_LENGTH) -> str:
@@ -270,20 +339,28 @@ def save_preset(causal_lm, out_dir, prompt: str = PROMPT,
 
 def train_and_evaluate(train_lines: list[str], heldout_lines: list[str], vocab_dir,
                        hyperparameters: dict | None = None, max_steps: int | None = None):
-    """Build, measure untrained held-out loss, fit, measure again. Returns (causal_lm, metrics)."""
+    """Build, measure the untrained held-out loss, fit, measure again.
+
+    Returns (causal_lm, metrics). The untrained loss is the same seeded model before fit().
+    """
     hyperparameters = resolve_hyperparameters(hyperparameters)
     causal_lm = build_causal_lm(vocab_dir, hyperparameters)
-    untrained = heldout_loss(causal_lm, heldout_lines, hyperparameters["batch_size"])
+    # One pass of the tokenizer graph for both files.
+    train, heldout = pack_lines(causal_lm.preprocessor, train_lines + heldout_lines).split(
+        len(train_lines))
+    untrained = heldout_loss(causal_lm, heldout)
     print(f"held-out loss before training: {untrained['loss']:.4f} "
           f"({untrained['tokens']} tokens)", flush=True)
 
     started = time.perf_counter()
-    history = train_causal_lm(causal_lm, train_lines, hyperparameters, max_steps=max_steps)
+    history = train_causal_lm(causal_lm, train, hyperparameters, max_steps=max_steps)
     train_seconds = time.perf_counter() - started
 
-    trained = heldout_loss(causal_lm, heldout_lines, hyperparameters["batch_size"])
-    print(f"held-out loss after training: {trained['loss']:.4f}", flush=True)
+    trained = heldout_loss(causal_lm, heldout)
+    print(f"held-out loss after training: {trained['loss']:.4f} "
+          f"({train_seconds:.1f} s of training)", flush=True)
     tokenizer = causal_lm.preprocessor.tokenizer
+    sequence_length = hyperparameters["sequence_length"]
     metrics = {
         "heldout_loss_untrained": untrained["loss"],
         "heldout_loss_trained": trained["loss"],
@@ -292,12 +369,15 @@ def train_and_evaluate(train_lines: list[str], heldout_lines: list[str], vocab_d
         "heldout_tokens": trained["tokens"],
         "heldout_lines": len(heldout_lines),
         "train_lines": len(train_lines),
-        "final_train_loss": float(history.history["loss"][-1]),
+        "train_tokens": train.num_tokens,
+        # Lines that fill the whole window may have lost their end: should be none or few.
+        "lines_at_sequence_length": int(
+            (train.lengths == sequence_length).sum() + (heldout.lengths == sequence_length).sum()),
+        "final_train_token_loss": float(history.history["token_loss"][-1]),
         "train_seconds": round(train_seconds, 2),
         "epochs": len(history.history["loss"]),
         "steps": max_steps if max_steps is not None else (
-            math.ceil(len(train_lines) / hyperparameters["batch_size"])
-            * hyperparameters["epochs"]),
+            batches_per_epoch(train, hyperparameters["batch_size"]) * hyperparameters["epochs"]),
         "num_parameters": int(causal_lm.backbone.count_params()),
         "vocabulary_size": int(tokenizer.vocabulary_size()),
         "end_token_id": int(tokenizer.end_token_id),

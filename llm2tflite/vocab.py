@@ -9,10 +9,13 @@ Two choices keep the vocabulary safe for KerasHub:
   id 0 and stops generation at `<|endoftext|>`: if that token were id 0, every padded position
   would look like end-of-text. `tokenizers` puts special tokens first, so we train without it
   and append it ourselves.
-* Digits are learned one per token (no merges touching digits). KerasHub tokenizes with two
-  different pre-tokenization regexes: GPT-2's in TF graphs (training, TFLite) and Llama 3's in
-  eager Python (e.g. `generate()`). They only disagree on digit runs (" 25" vs " " + "25");
-  with no digit merges both give the same ids as GPT-2's tokenizer.
+* Digits are learned one per token (no merge involves a digit). KerasHub tokenizes in two
+  ways: in TF graphs (tf.data, fit(), the TFLite export) with GPT-2's pre-tokenization regex,
+  and eagerly (e.g. a prompt in generate()) through `tokenizers` with another pre-tokenizer
+  (Llama 3's pattern, which 0.31 even passes as a literal string, so nothing is split).
+  Merges learned inside GPT-2's pieces never span their boundaries, so the two agree, except
+  where pre-tokenizers cut digit runs differently (GPT-2 " 2025", Llama 3 " ", "202", "5").
+  Without digit merges every variant gives one token per digit, GPT-2's ids included.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ import pytest
 import llm2tflite  # noqa: F401  (KERAS_BACKEND before keras)
 
 REPO = Path(__file__).resolve().parents[1]
+# The tests' small exported model: prompts up to 24 tokens (start token included), 40 in all.
+SMALL_MAX_LENGTH = 40
+SMALL_SEQUENCE_LENGTH = 24
 
 
 def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -114,7 +117,8 @@ def small_export(default_corpus_and_vocab, tmp_path_factory):
     out = tmp_path_factory.mktemp("small_export")
     preset = build_random_preset(default_corpus_and_vocab / "vocab", out / "preset")
     causal_lm = load_causal_lm(str(preset))
-    info = export_saved_model(causal_lm, out / "traced", max_length=24, sequence_length=12)
+    info = export_saved_model(causal_lm, out / "traced", max_length=SMALL_MAX_LENGTH,
+                               sequence_length=SMALL_SEQUENCE_LENGTH)
     flatbuffer, report = convert_saved_model(str(out / "traced"), "fp32", SIGNATURES)
     atomic.write_bytes(out / "fp32.tflite", flatbuffer)
     return {"dir": out, "preset": preset, "causal_lm": causal_lm, "info": info,

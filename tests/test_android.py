@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from conftest import SMALL_MAX_LENGTH
+
 from llm2tflite import android, atomic, audit
 
 PROMPT = "Estoy disfrutando de"
@@ -55,7 +57,7 @@ def test_generation_and_ops_fields(handoff, small_export):
 
     info, ops = handoff["json"], json.loads(handoff["ops_json"].read_text())
     assert (info["model_name"], info["variant"]) == ("small", "fp32")
-    assert info["max_length"] == small_export["info"]["max_length"] == 24
+    assert info["max_length"] == small_export["info"]["max_length"] == SMALL_MAX_LENGTH
     assert info["prompt_token_limit"] == small_export["info"]["prompt_token_limit"]
     assert info["try_prompt"] == PROMPT
     assert info["expected_output"] == TFLiteModel(small_export["tflite"]).generate(PROMPT)

@@ -52,7 +52,8 @@ def test_offensive_prompt_is_refused_before_running(model_path):
 
 def test_offensive_output_is_refused(model_path, tmp_path):
     _, clean, _ = run_cli(model_path, "Estoy disfrutando de", check_code=0)
-    generated_word = clean[len("Estoy disfrutando de"):].split()[0].strip(".,;:!?¿¡")
+    # A whole word the model generated (the first new token may glue onto "de").
+    generated_word = next(w for w in clean.split()[3:] if w.isalpha())
     blocklist = tmp_path / "words.txt"
     blocklist.write_text(f"# test list\n{generated_word}\n", encoding="utf-8")
     code, stdout, stderr = run_cli(model_path, "Estoy disfrutando de", "--blocklist",

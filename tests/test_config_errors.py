@@ -28,8 +28,8 @@ CASES = {
         [("max_length: 100", "max_length: lots")],
         r"generation.max_length: must be of type integer, got str 'lots'"),
     "unknown variant": (
-        [("variants: [fp32, int8]", "variants: [fp32, int3]")],
-        r"variants\[1\]: 'int3' is not allowed; use one of: fp32, int8"),
+        [("variants: [fp32, int8, fp16]", "variants: [fp32, int3]")],
+        r"variants\[1\]: 'int3' is not allowed; use one of: fp32, int8, fp16"),
     "zero length": (
         [("\n  sequence_length: 256", "\n  sequence_length: 0")],
         r"generation.sequence_length: must be >= 1, got 0"),

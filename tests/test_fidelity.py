@@ -6,6 +6,8 @@ import math
 
 import pytest
 
+from conftest import SMALL_MAX_LENGTH
+
 from llm2tflite.fidelity import (
     compare_generations,
     keras_reference,
@@ -46,7 +48,7 @@ def test_fp32_fidelity_equals_keras(small_export, default_corpus_and_vocab):
     prompts = ["Estoy disfrutando de", "I am enjoying the"]
     text = default_corpus_and_vocab / "heldout.txt"
     lines = text.read_text(encoding="utf-8").splitlines()[:40]
-    reference = keras_reference(str(small_export["preset"]), 24, "greedy", prompts, lines)
+    reference = keras_reference(str(small_export["preset"]), SMALL_MAX_LENGTH, "greedy", prompts, lines)
     result = variant_fidelity(str(small_export["tflite"]), "small", "fp32", reference, lines)
     assert result["exact_match_rate"] == 1.0
     assert result["mean_leading_tokens_agree"] == pytest.approx(

@@ -46,13 +46,13 @@ def of_model(*rules):
     return {(rule, "model=tiny") for rule in rules}
 
 
-BOTH = ("fp32", "int8")
+ALL_VARIANTS = ("fp32", "int8", "fp16")  # every configured variant
 DOWNSTREAM_OF_VARIANT = ("smoke", "fidelity")
 
 CASES = {
     "smoke prompts": (
         ('    - "Estoy disfrutando de"\n\n', '    - "Estoy disfrutando de"\n    - "Hola"\n\n'),
-        of_model("smoke_reference") | per_variant("smoke", *BOTH),
+        of_model("smoke_reference") | per_variant("smoke", *ALL_VARIANTS),
     ),
     "int8 quantization option": (
         ("per_channel: true", "per_channel: false"),
@@ -62,21 +62,21 @@ CASES = {
     "max_length": (
         ("max_length: 100", "max_length: 80"),
         of_model("trace", "smoke_reference", "keras_fidelity_reference")
-        | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *BOTH)},
+        | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *ALL_VARIANTS)},
     ),
     "sequence_length": (
         ("\n  sequence_length: 256", "\n  sequence_length: 128"),
         of_model("trace")
-        | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *BOTH)},
+        | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *ALL_VARIANTS)},
     ),
     "training hyperparameter": (
         ("epochs: 3", "epochs: 4"),
         of_model("train", "trace", "smoke_reference", "keras_fidelity_reference")
-        | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *BOTH)},
+        | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *ALL_VARIANTS)},
     ),
     "fidelity prompts": (
         ('    - "Every morning I"\n', '    - "Every morning I"\n    - "Hola"\n'),
-        of_model("keras_fidelity_reference") | per_variant("fidelity", *BOTH),
+        of_model("keras_fidelity_reference") | per_variant("fidelity", *ALL_VARIANTS),
     ),
 }
 
@@ -97,11 +97,11 @@ def test_config_edit_reruns_exactly_what_it_affects(default_run, case):
 
 
 @pytest.mark.parametrize("module, expected", [
-    ("smoke", per_variant("smoke", *BOTH)),
+    ("smoke", per_variant("smoke", *ALL_VARIANTS)),
     ("convert", {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT)
-                 for job in per_variant(rule, *BOTH)}),
+                 for job in per_variant(rule, *ALL_VARIANTS)}),
     ("train", of_model("train", "trace", "smoke_reference", "keras_fidelity_reference")
-     | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *BOTH)}),
+     | {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *ALL_VARIANTS)}),
 ])
 def test_editing_a_stage_module_reruns_that_stage(default_run, module, expected):
     workdir, _ = default_run

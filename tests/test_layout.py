@@ -49,7 +49,7 @@ def test_dag_parses_fast_without_tensorflow(tmp_path):
 
 def test_unknown_variant_is_a_schema_error(tmp_path):
     config = copy_default_config(tmp_path)
-    config.write_text(config.read_text().replace("variants: [fp32, int8]",
+    config.write_text(config.read_text().replace("variants: [fp32, int8, fp16]",
                                                  "variants: [fp32, int3]"))
     completed = run_snakemake(tmp_path, "--dry-run", check=False)
     assert completed.returncode != 0

@@ -23,7 +23,7 @@ def tflite_model(small_export):
 @pytest.fixture(scope="module")
 def keras_outputs(small_export):
     causal_lm = small_export["causal_lm"]
-    return {p: causal_lm.generate(p, max_length=24) for p in PROMPTS}
+    return {p: causal_lm.generate(p, max_length=small_export["info"]["max_length"]) for p in PROMPTS}
 
 
 def test_saved_model_signatures(small_export):

@@ -15,10 +15,16 @@ def test_default_run_builds_every_artifact(default_run):
     for relative in [
         "corpus/train.txt", "corpus/heldout.txt", "vocab/vocab.json", "vocab/merges.txt",
         "preset/config.json", "train_metrics.json", "traced/saved_model.pb",
-        "tflite/fp32.tflite", "tflite/int8.tflite", "reference/smoke.json",
-        "smoke/fp32.json", "smoke/int8.json",
+        "tflite/fp32.tflite", "tflite/int8.tflite", "tflite/fp16.tflite", "reference/smoke.json",
+        "reference/fidelity.json", "bench/tf.json",
+        *[f"{stage}/{variant}.json" for stage in ("smoke", "fidelity", "ops", "bench")
+          for variant in VARIANTS],
     ]:
         assert (results / relative).is_file(), relative
+    for relative in ["benchmarks.csv", "summary.md", "plots/tiny.png", "manifest.json",
+                     "android/app/src/main/assets/autocomplete.tflite",
+                     "android/app/src/main/assets/autocomplete.json"]:
+        assert (workdir / "results" / relative).is_file(), relative
     # Quantization must shrink the model (int8 weights vs float32).
     assert (results / "tflite/int8.tflite").stat().st_size < 0.6 * (
         results / "tflite/fp32.tflite").stat().st_size
@@ -32,7 +38,10 @@ def test_training_beats_untrained_model(default_run):
     assert metrics["heldout_loss_trained"] < 0.8 * metrics["heldout_loss_untrained"]
 
 
-@pytest.mark.parametrize("variant", ["fp32", "int8"])
+VARIANTS = ("fp32", "int8", "fp16")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_smoke_results(default_run, variant):
     workdir, _ = default_run
     smoke = json.loads((workdir / f"results/tiny/smoke/{variant}.json").read_text())
@@ -48,7 +57,7 @@ def test_smoke_results(default_run, variant):
 
 def test_converted_model_has_no_variables(default_run):
     workdir, _ = default_run
-    for variant in ("fp32", "int8"):
+    for variant in VARIANTS:
         flatbuffer = (workdir / f"results/tiny/tflite/{variant}.tflite").read_bytes()
         assert b"VarHandleOp" not in flatbuffer
         assert b"ReadVariableOp" not in flatbuffer
@@ -58,3 +67,47 @@ def test_second_run_has_nothing_to_do(default_run):
     workdir, _ = default_run
     completed = run_snakemake(workdir, "--cores", "2", "--dry-run")
     assert "Nothing to be done" in completed.stdout + completed.stderr
+
+
+def test_fidelity_of_every_variant(default_run):
+    workdir, _ = default_run
+    for variant in VARIANTS:
+        fidelity = json.loads((workdir / f"results/tiny/fidelity/{variant}.json").read_text())
+        assert 0 <= fidelity["exact_match_rate"] <= 1
+        assert fidelity["perplexity"] > 1
+    fp32 = json.loads((workdir / "results/tiny/fidelity/fp32.json").read_text())
+    assert fp32["exact_match_rate"] == 1.0
+    assert fp32["perplexity_relative_difference"] < 1e-3
+    # The trained model is far better than chance on its held-out text.
+    assert fp32["perplexity"] < 50
+
+
+def test_benchmark_table_has_every_variant_and_the_baseline(default_run):
+    import pandas as pd
+
+    workdir, _ = default_run
+    table = pd.read_csv(workdir / "results/benchmarks.csv")
+    assert sorted(table["variant"]) == sorted(["tf", *VARIANTS])
+    assert (table["median_s"] > 0).all() and table["speedup_vs_tf"].notna().all()
+
+
+def test_snakemake_html_report_names_every_variant(default_run):
+    workdir, _ = default_run
+    run_snakemake(workdir, "--report", "results/report.html")
+    report = workdir / "results/report.html"
+    assert report.stat().st_size > 10_000
+    summary = (workdir / "results/summary.md").read_text()
+    for variant in VARIANTS:
+        assert variant in summary
+    html = report.read_text(errors="replace")
+    for variant in VARIANTS:
+        assert f"{variant}.md" in html or variant in html
+
+
+def test_android_hand_off(default_run):
+    workdir, _ = default_run
+    assets = workdir / "results/android/app/src/main/assets"
+    assert (assets / "autocomplete.tflite").read_bytes() == (
+        workdir / "results/tiny/tflite/int8.tflite").read_bytes()
+    description = json.loads((assets / "autocomplete.json").read_text())
+    assert description["variant"] == "int8"

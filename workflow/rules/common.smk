@@ -13,6 +13,11 @@ VARIANTS = list(config["variants"])
 GENERATION = config["generation"]
 SMOKE_PROMPTS = config["smoke"]["prompts"]
 FIDELITY = config["fidelity"]
+BENCHMARK = config["benchmark"]
+# Local runs cap threads at --cores, so this gives a benchmark job the whole machine.
+BENCHMARK_EXCLUSIVE_THREADS = 1024
+ANDROID_MODEL = config["android"]["model"] or MODELS[0]
+ANDROID_VARIANT = config["android"]["variant"]
 # Perplexity text of models without a held-out corpus of their own: generated, fixed seed.
 EVAL_CORPUS_SEED = 1_000_003
 PACKAGE_DIR = Path(workflow.basedir) / "llm2tflite"
@@ -81,6 +86,17 @@ def as_json(value):
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def per_variant_files(stage):
+    """results/<model>/<stage>/<variant>.json of every model and variant."""
+    return expand("results/{model}/{stage}/{variant}.json", model=MODELS, stage=stage,
+                  variant=VARIANTS)
+
+
+def benchmark_jsons():
+    """Every variant's benchmark and each model's TensorFlow baseline."""
+    return per_variant_files("bench") + expand("results/{model}/bench/tf.json", model=MODELS)
+
+
 def heldout_text(wildcards):
     """Held-out text for perplexity: the model's own corpus split, or the shared eval text."""
     if trained_model(wildcards.model):
@@ -98,6 +114,9 @@ def all_targets():
         targets += expand("results/{model}/smoke/{variant}.json", model=model, variant=VARIANTS)
         targets += expand("results/{model}/fidelity/{variant}.json", model=model,
                           variant=VARIANTS)
+        targets += expand("results/{model}/ops/{variant}.md", model=model, variant=VARIANTS)
+    targets += ["results/benchmarks.csv", "results/summary.md",
+                "results/android/app/src/main/assets/autocomplete.tflite"]
     return targets
 
 
@@ -166,7 +185,8 @@ def runtime_minutes(stage):
 
     def for_job(wildcards):
         millions = model_parameters(wildcards.model) / 1e6
-        return int(30 + {"train": 1.0, "trace": 0.5, "convert": 0.5}.get(stage, 0.2) * millions)
+        return int(30 + {"train": 1.0, "trace": 0.5, "convert": 0.5, "bench": 0.3}.get(
+            stage, 0.2) * millions)
 
     return for_job
 
