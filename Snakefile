@@ -12,7 +12,12 @@ sys.path.insert(0, workflow.basedir)
 from llm2tflite.config_check import ConfigError, check_config
 
 
-configfile: "config/config.yaml"
+# `--configfile config/gpt2_124m_twin.yaml` replaces the default config instead of being merged
+# into it (a merge would build the default model's artifacts too).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 # One line per problem, naming the key and the fix; then Snakemake's own schema validation.

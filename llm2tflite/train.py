@@ -297,14 +297,16 @@ def train_causal_lm(causal_lm, train, hyperparameters: dict | None = None,
     batch_size, epochs = hyperparameters["batch_size"], hyperparameters["epochs"]
     packed = train if isinstance(train, PackedLines) else pack_lines(
         causal_lm.preprocessor, train)
-    dataset = _batched_dataset(packed, batch_size, shuffle_seed=hyperparameters["seed"])
+    # Repeated, with the exact batch count per epoch, so Keras knows where epochs end.
+    dataset = _batched_dataset(packed, batch_size, shuffle_seed=hyperparameters["seed"]).repeat()
     if max_steps is not None:
-        dataset, epochs, total_steps = dataset.repeat().take(max_steps), 1, max_steps
+        epochs, steps_per_epoch = 1, max_steps
     else:
-        total_steps = batches_per_epoch(packed, batch_size) * epochs
-    compile_for_training(causal_lm, hyperparameters, total_steps)
+        steps_per_epoch = batches_per_epoch(packed, batch_size)
+    compile_for_training(causal_lm, hyperparameters, steps_per_epoch * epochs)
     with _preprocessor_detached(causal_lm):
-        return causal_lm.fit(dataset, epochs=epochs, verbose=verbose)
+        return causal_lm.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                             verbose=verbose)
 
 
 def generate_sample(causal_lm, prompt: str = PROMPT, max_length: int = SAMPLE_MAX_LENGTH) -> str:

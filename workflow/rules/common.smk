@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-from llm2tflite.twin import GPT2_SHAPES
+from llm2tflite.twin import GPT2_SHAPES, expected_parameter_count
 
 MODELS = list(config["models"])
 VARIANTS = list(config["variants"])
@@ -57,16 +57,27 @@ def model_source(model):
     return config["models"][model]
 
 
+def models_matching(source_kind):
+    """A wildcard regex for the models of one source kind (one that matches nothing if none)."""
+    names = [m for m in MODELS if source_kind in model_source(m)]
+    return "|".join(names) if names else "(?!)"
+
+
 def trained_model(model):
     return "train" in model_source(model)
 
 
 def preset_of(wildcards):
-    """The preset the trace/reference stages load: a built directory or the configured one."""
+    """The preset the trace/reference stages load: a built directory (`train:`, `shape_of:`) or
+    the configured one (`preset:`)."""
     source = model_source(wildcards.model)
     if "preset" in source:
         return source["preset"]
     return f"results/{wildcards.model}/preset"
+
+
+def shape_of(wildcards):
+    return model_source(wildcards.model)["shape_of"]
 
 
 def preset_inputs(wildcards):
@@ -145,29 +156,22 @@ MEMORY_MB_PER_MILLION_PARAMETERS = {"train": 20, "trace": 75, "convert": 75, "ke
                                     "tflite": 8}
 
 
-def _parameters_of_shape(shape):
-    """GPT-2 backbone parameter count from its architecture numbers."""
-    hidden, layers = shape["hidden_dim"], shape["num_layers"]
-    embeddings = (shape["vocabulary_size"] + shape["max_sequence_length"]) * hidden
-    per_layer = 4 * hidden * hidden + 2 * hidden * shape["intermediate_dim"]
-    return embeddings + layers * per_layer
-
-
 def model_parameters(model):
     """Parameters of a model, estimated from the config before anything is built."""
     source = model_source(model)
     if "train" in source:
-        shape = {**source["train"]["model"], "vocabulary_size": source["train"]["vocabulary"]["size"]}
-        return _parameters_of_shape(shape)
-    name = source.get("shape_of") or source.get("preset")
+        return expected_parameter_count(
+            {**source["train"]["model"], "vocabulary_size": source["train"]["vocabulary"]["size"]}
+        )
+    name = source.get("shape_of") or source["preset"]
     config_file = Path(name) / "config.json"
     if config_file.is_file():
         backbone = json.loads(config_file.read_text()).get("config", {})
         if {"hidden_dim", "num_layers", "vocabulary_size"} <= set(backbone):
-            return _parameters_of_shape(backbone)
+            return expected_parameter_count(backbone)
     if name in GPT2_SHAPES:
-        return _parameters_of_shape(GPT2_SHAPES[name])
-    return _parameters_of_shape(GPT2_SHAPES["gpt2_base_en"])
+        return expected_parameter_count(GPT2_SHAPES[name])
+    return expected_parameter_count(GPT2_SHAPES["gpt2_base_en"])
 
 
 def mem_mb(stage):

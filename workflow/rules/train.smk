@@ -1,7 +1,11 @@
-# The offline default model source (`train:`): corpus -> BPE vocabulary -> small GPT-2 preset.
+# Model sources that the workflow builds itself, each ending as a KerasHub preset directory:
+#   train:    corpus -> BPE vocabulary -> small GPT-2 trained with Keras (the offline default);
+#   shape_of: a preset's architecture with seeded random weights and GPT-2's real tokenizer.
 
 
 rule corpus:
+    wildcard_constraints:
+        model=models_matching("train"),
     output:
         train="results/{model}/corpus/train.txt",
         heldout="results/{model}/corpus/heldout.txt",
@@ -22,6 +26,8 @@ rule corpus:
 
 
 rule vocabulary:
+    wildcard_constraints:
+        model=models_matching("train"),
     output:
         vocab="results/{model}/vocab/vocab.json",
         merges="results/{model}/vocab/merges.txt",
@@ -43,6 +49,8 @@ rule vocabulary:
 
 
 rule train:
+    wildcard_constraints:
+        model=models_matching("train"),
     output:
         preset=directory("results/{model}/preset"),
         metrics="results/{model}/train_metrics.json",
@@ -72,3 +80,49 @@ rule train:
         "python -m llm2tflite.train --corpus {input.train} --heldout {input.heldout}"
         " --vocab-dir {params.vocab_dir} --hyperparameters-json {params.hyperparameters:q}"
         " --out-preset {output.preset} --out-metrics {output.metrics} > {log} 2>&1"
+
+
+rule gpt2_tokenizer:
+    wildcard_constraints:
+        model=models_matching("shape_of"),
+    output:
+        vocab="results/{model}/gpt2_tokenizer/vocab.json",
+        merges="results/{model}/gpt2_tokenizer/merges.txt",
+    input:
+        code=stage_code("gpt2_assets"),
+    params:
+        out_dir=subpath(output.vocab, parent=True),
+    log:
+        "logs/{model}/gpt2_tokenizer.log",
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.gpt2_assets --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule twin:
+    wildcard_constraints:
+        model=models_matching("shape_of"),
+    output:
+        preset=directory("results/{model}/preset"),
+    input:
+        vocab="results/{model}/gpt2_tokenizer/vocab.json",
+        merges="results/{model}/gpt2_tokenizer/merges.txt",
+        code=stage_code("twin"),
+    params:
+        shape_of=shape_of,
+        tokenizer_dir=subpath(input.vocab, parent=True),
+        seed=0,
+    threads: 2
+    resources:
+        mem_mb=mem_mb("keras"),
+        runtime=runtime_minutes("twin"),
+    log:
+        "logs/{model}/twin.log",
+    benchmark:
+        "results/benchmarks/{model}/twin.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.twin --shape-of {params.shape_of} --tokenizer-dir {params.tokenizer_dir}"
+        " --seed {params.seed} --out-preset {output.preset} > {log} 2>&1"
