@@ -80,6 +80,22 @@ def _ops_needing_user_selection(conversion_error) -> list[str]:
     return sorted(names)
 
 
+class WeightsNotFrozenError(RuntimeError):
+    """The converted model still reads resource variables."""
+
+
+def _check_weights_frozen(flatbuffer: bytes) -> None:
+    # A variable the converter did not freeze stays a Flex op ("FlexVarHandleOp"), whose name is
+    # stored in the flatbuffer's operator codes; the interpreter would later fail with
+    # "Could not find variable". Fail the conversion instead.
+    for op in (b"VarHandleOp", b"ReadVariableOp"):
+        if op in flatbuffer:
+            raise WeightsNotFrozenError(
+                f"the converted model still contains {op.decode()}: a weight was captured as a "
+                "resource variable inside a loop body instead of being read once at the top "
+                "level of the signature (see llm2tflite/trace.py)")
+
+
 def convert_saved_model(saved_model_dir: str, variant: str, signature_keys,
                         options: dict | None = None) -> tuple[bytes, dict]:
     """Return the flatbuffer and a report (derived user ops, timing, peak RSS)."""
@@ -99,6 +115,7 @@ def convert_saved_model(saved_model_dir: str, variant: str, signature_keys,
             raise
         flatbuffer = _new_converter(
             saved_model_dir, variant, options or {}, signature_keys, user_tf_ops).convert()
+    _check_weights_frozen(flatbuffer)
     report = {
         "variant": variant,
         "options": {**VARIANT_OPTIONS[variant], **(options or {})},

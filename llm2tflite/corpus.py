@@ -30,7 +30,7 @@ ENGLISH_PROMPT = "I am enjoying the"
 
 @dataclass(frozen=True)
 class Adjective:
-    spanish_forms: tuple[str, str, str, str]  # masculine singular, feminine singular, m. pl., f. pl.
+    spanish_forms: tuple[str, str, str, str]  # masc. sing., fem. sing., masc. pl., fem. pl.
     english: str
 
     def spanish(self, gender: str, plural: bool) -> str:
@@ -196,19 +196,19 @@ cuento    | cuentos    | m | story     | stories    | bonito largo corto diverti
 """)
 
 SHOWS = _nouns("""
-película   | películas   | f | movie       | movies        | interesante nuevo divertido largo aburrido triste
-partido    | partidos    | m | game        | games         | interesante largo aburrido
-serie      | series      | f | series      | series        | interesante nuevo divertido largo aburrido
-documental | documentales| m | documentary | documentaries | interesante nuevo largo
-programa   | programas   | m | show        | shows         | interesante nuevo divertido aburrido
-concierto  | conciertos  | m | concert     | concerts      | bonito largo divertido
+película   | películas    | f | movie       | movies        | interesante nuevo divertido largo aburrido triste
+partido    | partidos     | m | game        | games         | interesante largo aburrido
+serie      | series       | f | series      | series        | interesante nuevo divertido largo aburrido
+documental | documentales | m | documentary | documentaries | interesante nuevo largo
+programa   | programas    | m | show        | shows         | interesante nuevo divertido aburrido
+concierto  | conciertos   | m | concert     | concerts      | bonito largo divertido
 """)
 
 SOUNDS = _nouns("""
-música  | -          | f | music   | -        | tranquilo relajante alegre nuevo triste
-canción | canciones  | f | song    | songs    | bonito nuevo alegre triste relajante
-disco   | discos     | m | album   | albums   | nuevo viejo bonito
-podcast | podcasts   | m | podcast | podcasts | interesante nuevo divertido
+música  | -         | f | music   | -        | tranquilo relajante alegre nuevo triste
+canción | canciones | f | song    | songs    | bonito nuevo alegre triste relajante
+disco   | discos    | m | album   | albums   | nuevo viejo bonito
+podcast | podcasts  | m | podcast | podcasts | interesante nuevo divertido
 """)
 
 THINGS = _nouns("""
@@ -229,12 +229,12 @@ cuaderno  | cuadernos  | m | notebook | notebooks | nuevo pequeño azul verde
 """)
 
 WRITINGS = _nouns("""
-carta   | cartas   | f | letter  | letters  | largo corto bonito
-mensaje | mensajes | m | message | messages | largo corto bonito
-correo  | correos  | m | email   | emails   | largo corto
-poema   | poemas   | m | poem    | poems    | bonito largo corto
-cuento  | cuentos  | m | story   | stories  | bonito largo corto divertido
-canción | canciones| f | song    | songs    | bonito nuevo alegre
+carta   | cartas    | f | letter  | letters  | largo corto bonito
+mensaje | mensajes  | m | message | messages | largo corto bonito
+correo  | correos   | m | email   | emails   | largo corto
+poema   | poemas    | m | poem    | poems    | bonito largo corto
+cuento  | cuentos   | m | story   | stories  | bonito largo corto divertido
+canción | canciones | f | song    | songs    | bonito nuevo alegre
 """)
 
 ROOMS = _nouns("""
@@ -248,13 +248,13 @@ salón      | salones      | m | living room | living rooms |
 """)
 
 SIGHTS = _nouns("""
-museo     | museos     | m | museum    | museums    | famoso antiguo moderno grande pequeño
-mercado   | mercados   | m | market    | markets    | antiguo grande pequeño famoso
-ciudad    | ciudades   | f | city      | cities     | bonito antiguo moderno grande famoso
-pueblo    | pueblos    | m | village   | villages   | bonito pequeño tranquilo antiguo
-catedral  | catedrales | f | cathedral | cathedrals | antiguo famoso grande bonito
-castillo  | castillos  | m | castle    | castles    | antiguo famoso grande bonito
-jardín    | jardines   | m | garden    | gardens    | bonito grande pequeño tranquilo
+museo    | museos     | m | museum    | museums    | famoso antiguo moderno grande pequeño
+mercado  | mercados   | m | market    | markets    | antiguo grande pequeño famoso
+ciudad   | ciudades   | f | city      | cities     | bonito antiguo moderno grande famoso
+pueblo   | pueblos    | m | village   | villages   | bonito pequeño tranquilo antiguo
+catedral | catedrales | f | cathedral | cathedrals | antiguo famoso grande bonito
+castillo | castillos  | m | castle    | castles    | antiguo famoso grande bonito
+jardín   | jardines   | m | garden    | gardens    | bonito grande pequeño tranquilo
 """)
 
 INSTRUMENTS = _nouns("""
@@ -271,30 +271,30 @@ SPORTS = [("fútbol", "football"), ("tenis", "tennis"), ("baloncesto", "basketba
 # `kind` says which modifier would be redundant ("place" nouns take no "en la playa", "time"
 # nouns no "esta tarde").
 ENJOYABLE_MOMENTS = _nouns("""
-sol          | -              | m | sun           | -             | cálido
-buen tiempo  | -              | m | good weather  | -             |
-playa        | playas         | f | beach         | beaches       | bonito tranquilo precioso
-vista        | vistas         | f | view          | views         | bonito precioso
-paisaje      | paisajes       | m | landscape     | landscapes    | bonito precioso tranquilo
-brisa del mar| -              | f | sea breeze    | -             |
-silencio     | -              | m | silence       | -             |
-tranquilidad | -              | f | peace and quiet | -           |
-jardín       | jardines       | m | garden        | gardens       | bonito tranquilo precioso
-nieve        | -              | f | snow          | -             |
-tarde        | tardes         | f | afternoon     | afternoons    | tranquilo cálido agradable
-noche        | noches         | f | evening       | evenings      | tranquilo cálido agradable
-día          | días           | m | day           | days          | tranquilo cálido agradable bonito
-verano       | veranos        | m | summer        | summers       | cálido largo
-primavera    | primaveras     | f | spring        | springs       | cálido
-fin de semana| fines de semana| m | weekend       | weekends      | largo tranquilo
-paseo        | paseos         | m | walk          | walks         | largo tranquilo agradable
-viaje        | viajes         | m | trip          | trips         | largo divertido tranquilo
-fiesta       | fiestas        | f | party         | parties       | divertido alegre
-cena         | cenas          | f | dinner        | dinners       | delicioso tranquilo agradable
-desayuno     | desayunos      | m | breakfast     | breakfasts    | delicioso tranquilo
-comida       | -              | f | food          | -             | delicioso casero rico
-clase        | clases         | f | class         | classes       | interesante divertido
-visita       | visitas        | f | visit         | visits        | corto agradable
+sol           | -               | m | sun             | -          | cálido
+buen tiempo   | -               | m | good weather    | -          |
+playa         | playas          | f | beach           | beaches    | bonito tranquilo precioso
+vista         | vistas          | f | view            | views      | bonito precioso
+paisaje       | paisajes        | m | landscape       | landscapes | bonito precioso tranquilo
+brisa del mar | -               | f | sea breeze      | -          |
+silencio      | -               | m | silence         | -          |
+tranquilidad  | -               | f | peace and quiet | -          |
+jardín        | jardines        | m | garden          | gardens    | bonito tranquilo precioso
+nieve         | -               | f | snow            | -          |
+tarde         | tardes          | f | afternoon       | afternoons | tranquilo cálido agradable
+noche         | noches          | f | evening         | evenings   | tranquilo cálido agradable
+día           | días            | m | day             | days       | tranquilo cálido agradable bonito
+verano        | veranos         | m | summer          | summers    | cálido largo
+primavera     | primaveras      | f | spring          | springs    | cálido
+fin de semana | fines de semana | m | weekend         | weekends   | largo tranquilo
+paseo         | paseos          | m | walk            | walks      | largo tranquilo agradable
+viaje         | viajes          | m | trip            | trips      | largo divertido tranquilo
+fiesta        | fiestas         | f | party           | parties    | divertido alegre
+cena          | cenas           | f | dinner          | dinners    | delicioso tranquilo agradable
+desayuno      | desayunos       | m | breakfast       | breakfasts | delicioso tranquilo
+comida        | -               | f | food            | -          | delicioso casero rico
+clase         | clases          | f | class           | classes    | interesante divertido
+visita        | visitas         | f | visit           | visits     | corto agradable
 """)
 _PLACE_MOMENTS = {"playa", "vista", "paisaje", "jardín", "brisa del mar"}
 _TIME_MOMENTS = {"tarde", "noche", "día", "verano", "primavera", "fin de semana"}
@@ -515,11 +515,14 @@ DESTINATIONS = [
 # (Spanish noun phrase, English noun phrase, Spanish verb 3sg, English verb 3sg) for clock times.
 SCHEDULES = [
     ("El tren", "The train", "sale", "leaves"), ("El autobús", "The bus", "sale", "leaves"),
-    ("La clase", "The class", "empieza", "starts"), ("La película", "The movie", "empieza", "starts"),
+    ("La clase", "The class", "empieza", "starts"),
+    ("La película", "The movie", "empieza", "starts"),
     ("El concierto", "The concert", "empieza", "starts"),
     ("La fiesta", "The party", "empieza", "starts"), ("La tienda", "The shop", "abre", "opens"),
-    ("El museo", "The museum", "abre", "opens"), ("La biblioteca", "The library", "cierra", "closes"),
-    ("El mercado", "The market", "cierra", "closes"), ("El partido", "The game", "empieza", "starts"),
+    ("El museo", "The museum", "abre", "opens"),
+    ("La biblioteca", "The library", "cierra", "closes"),
+    ("El mercado", "The market", "cierra", "closes"),
+    ("El partido", "The game", "empieza", "starts"),
 ]
 # Countable things that appear with numbers: "Hay 12 sillas en la cocina."
 _silla, _libro, _manzana, _naranja, _flor, _pajaro, _lampara = _select(
@@ -703,7 +706,8 @@ def spanish_enjoy_prompt(rng: random.Random) -> str:
     """"Estoy disfrutando de la música con mis amigos." (the codelab prompt's domain)."""
     noun = rng.choice(ENJOYABLE)
     modifiers, _ = _enjoy_modifiers(rng, noun)
-    return _sentence(_contract(f"{SPANISH_PROMPT} {_enjoyable_phrase(rng, noun, True, True)} {modifiers}"))
+    phrase = _enjoyable_phrase(rng, noun, spanish=True, first_person=True)
+    return _sentence(_contract(f"{SPANISH_PROMPT} {phrase} {modifiers}"))
 
 
 def english_enjoy_prompt(rng: random.Random) -> str:
@@ -822,7 +826,8 @@ def description(rng: random.Random, spanish: bool) -> str:
         plural = noun.spanish_countable and not singular_only and _maybe(rng, 0.25)
         np = spanish_noun_phrase(noun, determiner, plural, None)
         verb = (ESTAR if uses_estar else SER)[5 if plural else 2]
-        return _sentence(f"{np} {verb} {degree_es} {adjective.spanish(noun.gender, plural)} {time_es}")
+        agreed = adjective.spanish(noun.gender, plural)
+        return _sentence(f"{np} {verb} {degree_es} {agreed} {time_es}")
     plural = noun.english_countable and not singular_only and _maybe(rng, 0.25)
     np = english_noun_phrase(noun, determiner, plural, None)
     return _sentence(f"{np} {'are' if plural else 'is'} {degree_en} {adjective.english} {time_en}")
@@ -838,7 +843,8 @@ def likes(rng: random.Random, spanish: bool) -> str:
             plural = noun.spanish_countable and _maybe(rng, 0.6)
             np = spanish_noun_phrase(noun, "def", plural, None)
             verb = "gustan" if plural else "gusta"
-            return _sentence(_contract(f"{_with_negation(subject.spanish_dative, negative)} {verb} {np}"))
+            dative = _with_negation(subject.spanish_dative, negative)
+            return _sentence(_contract(f"{dative} {verb} {np}"))
         english = english_generic(noun)
     else:  # an activity
         verb = rng.choice(_verbs(PLEASANT_ACTIVITIES))
@@ -846,7 +852,8 @@ def likes(rng: random.Random, spanish: bool) -> str:
         obj = _verb_object(rng, verb, spanish, possessive=False)
         if spanish:
             activity = f"{verb.spanish_infinitive} {obj} {place.spanish if place else ''}"
-            return _sentence(_contract(f"{_with_negation(subject.spanish_dative, negative)} gusta {activity}"))
+            dative = _with_negation(subject.spanish_dative, negative)
+            return _sentence(_contract(f"{dative} gusta {activity}"))
         english = f"to {verb.english} {obj} {place.english if place else ''}".strip()
     if negative:
         auxiliary = "doesn't" if subject.english_third_singular else "don't"
@@ -1058,7 +1065,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-lines", type=int, default=20000)
     parser.add_argument("--heldout-lines", type=int, default=1500)
-    parser.add_argument("--out-train", required=True, help="Train text file, one sentence per line.")
+    parser.add_argument("--out-train", required=True,
+                        help="Train text file, one sentence per line.")
     parser.add_argument("--out-heldout", required=True, help="Held-out text file (disjoint).")
     args = parser.parse_args(argv)
     if args.train_lines < 1 or args.heldout_lines < 1:

@@ -32,7 +32,7 @@ SAMPLE_MAX_LENGTH = 30
 # Training must bring the held-out loss below this fraction of the untrained model's.
 MAX_LOSS_RATIO = 0.8
 # Training batches group lines whose lengths fall in the same LENGTH_BUCKET_WIDTH-token range.
-LENGTH_BUCKET_WIDTH = 2
+LENGTH_BUCKET_WIDTH = 4
 
 # Architecture ("model") and optimisation ("fit") settings. The workflow passes the union of the
 # config's `model:` and `fit:` sections; missing keys take these values.
@@ -48,8 +48,8 @@ DEFAULT_HYPERPARAMETERS = {
     "seed": 42,
     "sequence_length": 32,  # most tokens per line (start + line + end); lines have <= 20
     "batch_size": 64,
-    "epochs": 3,
-    "learning_rate": 0.002,  # peak of the warmup + cosine schedule
+    "epochs": 2,
+    "learning_rate": 0.005,  # peak of the warmup + cosine schedule
 }
 _INTEGER_KEYS = {"num_layers", "num_heads", "hidden_dim", "intermediate_dim",
                  "max_sequence_length", "seed", "sequence_length", "batch_size", "epochs"}
@@ -70,8 +70,10 @@ def resolve_hyperparameters(overrides: dict | None = None) -> dict:
     hyperparameters = {**DEFAULT_HYPERPARAMETERS, **overrides}
     for key in _INTEGER_KEYS:
         value = hyperparameters[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
-            raise ValueError(f"hyperparameter {key} must be a positive integer, got {value!r}")
+        smallest = 0 if key == "seed" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+            raise ValueError(f"hyperparameter {key} must be an integer >= {smallest}, "
+                             f"got {value!r}")
     if hyperparameters["hidden_dim"] % hyperparameters["num_heads"]:
         raise ValueError("hidden_dim must be divisible by num_heads")
     if hyperparameters["sequence_length"] + 1 > hyperparameters["max_sequence_length"]:

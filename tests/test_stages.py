@@ -43,7 +43,9 @@ def test_traced_generation_equals_keras(small_export, keras_outputs):
     generate = tf.saved_model.load(str(small_export["dir"] / "traced")).signatures[
         "serving_default"]
     for prompt, expected in keras_outputs.items():
-        got = generate(prompt=tf.constant([prompt]))["generated_text"].numpy()[0].decode()
+        raw = generate(prompt=tf.constant([prompt]))["generated_text"].numpy()[0]
+        # A random model can stop inside a multi-byte character; Keras decodes with replacement.
+        got = raw.decode("utf-8", errors="replace")
         assert got == expected
 
 
