@@ -20,6 +20,8 @@ Per-run JSON (``--out``)::
     default), cpu_count, cpus_available, prompt, runs, load_s, first_call_s, run_s (each timed
     run), median_s, min_s, max_s, stdev_s (sample stdev; 0 for one run), output, deterministic
     (every call gave the same text), new_tokens, tokens_per_s (new_tokens / median_s),
+    breakdown (where a generation's time goes, see ``time_breakdown``: tokenize_s,
+    prefill_upper_bound_s, detokenize_s, decode_s, decode_per_token_s; null without max_length),
     rss_before_load_mb, rss_after_load_mb (psutil, MiB), peak_rss_mb (ru_maxrss of the process,
     MiB), max_length, prompt_token_limit (from the export info; null if unknown),
     tensorflow_version, tensorflow_text_version, tflite_schema_version (null for TF), python,
@@ -30,7 +32,8 @@ then ``tf`` first, then variant name)::
 
     model, variant, runtime, size_mb, load_s, first_call_s, median_s, min_s, max_s, stdev_s,
     runs, new_tokens, tokens_per_s, peak_rss_mb, rss_after_load_mb, threads, max_length,
-    speedup_vs_tf, size_vs_tf
+    tokenize_s, prefill_upper_bound_s, decode_per_token_s (from the record's breakdown; empty
+    without one), speedup_vs_tf, size_vs_tf
 
 ``size_mb`` is 10^6 bytes; RSS columns are MiB (as in the conversion reports). ``speedup_vs_tf``
 is the TF baseline's median over the row's median for the same model (1.0 on the ``tf`` row),
@@ -59,7 +62,8 @@ DEFAULT_PROMPT = "Estoy disfrutando de"
 COLUMNS = [
     "model", "variant", "runtime", "size_mb", "load_s", "first_call_s", "median_s", "min_s",
     "max_s", "stdev_s", "runs", "new_tokens", "tokens_per_s", "peak_rss_mb",
-    "rss_after_load_mb", "threads", "max_length", "speedup_vs_tf", "size_vs_tf",
+    "rss_after_load_mb", "threads", "max_length", "tokenize_s", "prefill_upper_bound_s",
+    "decode_per_token_s", "speedup_vs_tf", "size_vs_tf",
 ]
 
 
@@ -96,6 +100,11 @@ class _TFLiteRunner:
     def count_tokens(self, text: str) -> int:
         return len(self.model.token_ids(text))
 
+    def stage_calls(self, prompt: str, max_length: int):
+        """Zero-argument calls of the tokenizer, the prefill proxy and the detokenizer."""
+        return _stage_calls(self.model.token_ids, self.model.log_likelihoods, self.model.text,
+                            prompt, max_length)
+
 
 class _SavedModelRunner:
     runtime = "tensorflow"
@@ -122,6 +131,59 @@ class _SavedModelRunner:
         # The signature returns the start token followed by the text's ids.
         ids = self._tokenize(prompt=self._tf.constant([text]))["token_ids"]
         return int(ids.shape[1]) - 1
+
+    def stage_calls(self, prompt: str, max_length: int):
+        from llm2tflite.trace import DETOKENIZE_SIGNATURE, SCORE_SIGNATURE
+
+        tf = self._tf
+        score = self.loaded.signatures[SCORE_SIGNATURE]
+        detokenize = self.loaded.signatures[DETOKENIZE_SIGNATURE]
+        return _stage_calls(
+            lambda text: self._tokenize(prompt=tf.constant([text]))["token_ids"].numpy()[0],
+            lambda ids: score(token_ids=tf.constant([list(ids)], tf.int32))["log_likelihoods"],
+            lambda ids: detokenize(token_ids=tf.constant([list(ids)], tf.int32))["text"],
+            prompt, max_length)
+
+
+def _stage_calls(tokenize, score, detokenize, prompt: str, max_length: int):
+    # The generation graph (KerasHub's generate_step) runs: the tokenizer on the prompt; a
+    # "prefill" forward pass over all max_length positions that fills the key/value cache; one
+    # cached decoding step per new token; the detokenizer. The prefill is timed through the
+    # `score` signature on max_length ids: the same forward pass plus a vocabulary projection and
+    # log-softmax at every position, so it is an upper bound of the prefill.
+    ids = [int(i) for i in tokenize(prompt)]
+    positions = (ids * max_length)[:max_length]
+    return {"tokenize": lambda: tokenize(prompt),
+            "prefill": lambda: score(positions),
+            "detokenize": lambda: detokenize(positions)}
+
+
+def time_breakdown(runner, prompt: str, max_length: int | None, median_s: float,
+                   new_tokens: int, repeats: int = 3) -> dict | None:
+    """Where one generation's time goes: tokenizer, prefill, per-token decode, detokenizer.
+
+    Each stage is the median of ``repeats`` timed calls after a warm-up; the decode time is the
+    rest of the generation's median, divided by the new tokens.
+    """
+    if not max_length or new_tokens < 1:
+        return None
+    stages = {}
+    for name, call in runner.stage_calls(prompt, max_length).items():
+        call()
+        timings = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            call()
+            timings.append(time.perf_counter() - started)
+        stages[name] = statistics.median(timings)
+    decode_s = max(median_s - sum(stages.values()), 0.0)
+    return {
+        "tokenize_s": round(stages["tokenize"], 6),
+        "prefill_upper_bound_s": round(stages["prefill"], 6),
+        "detokenize_s": round(stages["detokenize"], 6),
+        "decode_s": round(decode_s, 6),
+        "decode_per_token_s": round(decode_s / new_tokens, 6),
+    }
 
 
 def _versions() -> dict:
@@ -190,6 +252,7 @@ def benchmark(model_path, variant: str, prompt: str = DEFAULT_PROMPT, runs: int 
 
     new_tokens = runner.count_tokens(first_output) - runner.count_tokens(prompt)
     median_s = statistics.median(run_s)
+    breakdown = time_breakdown(runner, prompt, info.get("max_length"), median_s, new_tokens)
     return {
         "model_name": model_name or _default_model_name(model_path, saved_model),
         "variant": variant,
@@ -213,6 +276,7 @@ def benchmark(model_path, variant: str, prompt: str = DEFAULT_PROMPT, runs: int 
         "deterministic": all(o == first_output for o in outputs),
         "new_tokens": new_tokens,
         "tokens_per_s": round(new_tokens / median_s, 4) if median_s > 0 else None,
+        "breakdown": breakdown,
         "rss_before_load_mb": round(rss_before, 1),
         "rss_after_load_mb": round(rss_after_load, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
@@ -258,6 +322,8 @@ def build_table(records: list[dict]):
             "rss_after_load_mb": record.get("rss_after_load_mb"),
             "threads": record.get("threads"),
             "max_length": record.get("max_length"),
+            **{key: (record.get("breakdown") or {}).get(key)
+               for key in ("tokenize_s", "prefill_upper_bound_s", "decode_per_token_s")},
         })
     table = pd.DataFrame(rows, columns=COLUMNS[:-2])
     tf_rows = table[table["variant"] == TF_VARIANT].set_index("model")

@@ -142,8 +142,18 @@ def _benchmark_section(inputs, model) -> list[str]:
          "stdev s", "new tokens", "tokens/s", "peak RSS MiB", "speedup vs tf"], table)
     runs = {_int(r.get("runs")) for r in rows}
     threads = {_int(r.get("threads")) for r in rows}
-    return lines + ["", f"Timed runs per variant: {', '.join(sorted(runs))}; threads: "
-                        f"{', '.join(sorted(threads))} ('-': the runtime's default).", ""]
+    lines += ["", f"Timed runs per variant: {', '.join(sorted(runs))}; threads: "
+                  f"{', '.join(sorted(threads))} ('-': the runtime's default).", ""]
+    stages = [r for r in rows if not _missing(r.get("decode_per_token_s"))]
+    if stages:
+        lines += ["Where a generation's time goes (prefill: the `score` signature over max_length "
+                  "tokens, an upper bound; decode: the rest of the median, per new token):", ""]
+        lines += markdown_table(
+            ["variant", "tokenize s", "prefill s (upper bound)", "decode s/token"],
+            [[r["variant"], _fmt(r.get("tokenize_s"), 4), _fmt(r.get("prefill_upper_bound_s"), 4),
+              _fmt(r.get("decode_per_token_s"), 4)] for r in stages])
+        lines.append("")
+    return lines
 
 
 def _fidelity_section(inputs, model) -> list[str]:

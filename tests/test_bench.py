@@ -13,7 +13,8 @@ PROMPT = "Estoy disfrutando de"
 EXPECTED_COLUMNS = [
     "model", "variant", "runtime", "size_mb", "load_s", "first_call_s", "median_s", "min_s",
     "max_s", "stdev_s", "runs", "new_tokens", "tokens_per_s", "peak_rss_mb",
-    "rss_after_load_mb", "threads", "max_length", "speedup_vs_tf", "size_vs_tf",
+    "rss_after_load_mb", "threads", "max_length", "tokenize_s", "prefill_upper_bound_s",
+    "decode_per_token_s", "speedup_vs_tf", "size_vs_tf",
 ]
 
 
@@ -38,12 +39,20 @@ def _write(tmp_path, model, variant, record):
     return path
 
 
+def _breakdown(decode_per_token_s):
+    return {"tokenize_s": 0.001, "prefill_upper_bound_s": 0.1, "detokenize_s": 0.001,
+            "decode_s": 10 * decode_per_token_s, "decode_per_token_s": decode_per_token_s}
+
+
 def test_table_schema_and_speedup(tmp_path):
     paths = [
-        _write(tmp_path, "b", "int8", _record("b", "int8", 0.25, 1_000_000)),
-        _write(tmp_path, "a", "int8", _record("a", "int8", 0.5, 2_500_000)),
-        _write(tmp_path, "a", "tf", _record("a", "tf", 2.0, 10_000_000)),
-        _write(tmp_path, "a", "fp32", _record("a", "fp32", 1.0, 5_000_000)),
+        _write(tmp_path, "b", "int8", _record("b", "int8", 0.25, 1_000_000, breakdown=None)),
+        _write(tmp_path, "a", "int8", _record("a", "int8", 0.5, 2_500_000,
+                                              breakdown=_breakdown(0.005))),
+        _write(tmp_path, "a", "tf", _record("a", "tf", 2.0, 10_000_000,
+                                            breakdown=_breakdown(0.02))),
+        _write(tmp_path, "a", "fp32", _record("a", "fp32", 1.0, 5_000_000,
+                                              breakdown=_breakdown(0.01))),
     ]
     out = tmp_path / "benchmarks.csv"
     bench.main(["table", "--inputs", *map(str, paths), "--out", str(out)])
@@ -59,6 +68,8 @@ def test_table_schema_and_speedup(tmp_path):
     assert list(table["size_mb"]) == [10.0, 5.0, 2.5, 1.0]
     assert list(table["size_vs_tf"][:3]) == [1.0, 0.5, 0.25]
     assert list(table["threads"].fillna(-1)) == [-1, 2, 2, 2]
+    assert list(table["decode_per_token_s"][:3]) == [0.02, 0.01, 0.005]
+    assert math.isnan(table["decode_per_token_s"][3])  # a record without a breakdown
 
 
 def test_table_model_name_from_path_and_duplicates(tmp_path):
@@ -109,6 +120,14 @@ def test_tflite_record(tflite_record, small_export):
     assert r["peak_rss_mb"] >= r["rss_after_load_mb"] > 0
     assert r["threads"] == 2 and r["cpu_count"] >= 1
     assert r["tensorflow_version"] and r["tflite_schema_version"] == 3
+    stages = r["breakdown"]
+    assert 0 < stages["tokenize_s"] < r["median_s"]
+    assert 0 < stages["prefill_upper_bound_s"] < r["median_s"]
+    assert stages["decode_per_token_s"] == pytest.approx(
+        stages["decode_s"] / r["new_tokens"], abs=1e-6)
+    assert stages["decode_s"] == pytest.approx(
+        r["median_s"] - stages["tokenize_s"] - stages["prefill_upper_bound_s"]
+        - stages["detokenize_s"], abs=1e-5) or stages["decode_s"] == 0
 
 
 def test_tf_baseline_record(small_export, tflite_record, tmp_path):
@@ -123,6 +142,7 @@ def test_tf_baseline_record(small_export, tflite_record, tmp_path):
     assert r["max_length"] == small_export["info"]["max_length"]  # read inside the SavedModel
     assert r["size_bytes"] > (small_export["dir"] / "traced" / "saved_model.pb").stat().st_size
     assert r["stdev_s"] == 0.0 and r["min_s"] == r["median_s"] == r["max_s"]
+    assert r["breakdown"]["prefill_upper_bound_s"] > 0
 
     table = bench.build_table(bench.read_records([out, _write(tmp_path, "small", "fp32",
                                                                tflite_record)]))
