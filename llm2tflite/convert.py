@@ -80,6 +80,49 @@ def _ops_needing_user_selection(conversion_error) -> list[str]:
     return sorted(names)
 
 
+# The Operator table's custom_options field (its vtable offset in the TFLite schema).
+_OPERATOR_CUSTOM_OPTIONS_FIELD = 14
+
+
+def canonical_flex_ops(flatbuffer: bytes) -> bytearray:
+    """The same model with every Select TF op's NodeDef serialized deterministically.
+
+    A Flex op carries its TensorFlow NodeDef, serialized by the converter's C++ protobuf, whose
+    map fields (the op's attributes) come out in no fixed order: two conversions of the same
+    graph differ in those bytes only. Re-serializing each NodeDef with sorted map keys gives the
+    same length, so it is patched in place and the rest of the flatbuffer is untouched.
+    """
+    from flatbuffers import flexbuffers
+    from tensorflow.core.framework import node_def_pb2
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buffer = bytearray(flatbuffer)
+    model = schema.Model.GetRootAs(buffer, 0)
+    flex_codes = {
+        index for index in range(model.OperatorCodesLength())
+        if (model.OperatorCodes(index).CustomCode() or b"").startswith(b"Flex")
+    }
+    for subgraph_index in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(subgraph_index)
+        for op_index in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(op_index)
+            if op.OpcodeIndex() not in flex_codes:
+                continue
+            field = op._tab.Offset(_OPERATOR_CUSTOM_OPTIONS_FIELD)
+            start, length = op._tab.Vector(field), op._tab.VectorLen(field)
+            options = bytes(buffer[start:start + length])
+            # Flex custom options: a FlexBuffer vector [op name, serialized NodeDef].
+            serialized = bytes(flexbuffers.GetRoot(options).AsVector[1].AsStringBytes)
+            canonical = node_def_pb2.NodeDef.FromString(serialized).SerializeToString(
+                deterministic=True)
+            at = options.find(serialized)
+            if at < 0 or len(canonical) != len(serialized):
+                raise RuntimeError(f"cannot canonicalize the NodeDef of Flex op {op_index} of "
+                                   f"subgraph {subgraph_index}")
+            buffer[start + at:start + at + len(canonical)] = canonical
+    return buffer
+
+
 class WeightsNotFrozenError(RuntimeError):
     """The converted model still reads resource variables."""
 
@@ -116,6 +159,7 @@ def convert_saved_model(saved_model_dir: str, variant: str, signature_keys,
         flatbuffer = _new_converter(
             saved_model_dir, variant, options or {}, signature_keys, user_tf_ops).convert()
     _check_weights_frozen(flatbuffer)
+    flatbuffer = canonical_flex_ops(flatbuffer)  # two conversions give the same bytes
     report = {
         "variant": variant,
         "options": {**VARIANT_OPTIONS[variant], **(options or {})},

@@ -21,6 +21,9 @@ def is_local_preset(preset: str) -> bool:
     return Path(preset).is_dir()
 
 
+LOAD_SEED = 0
+
+
 def load_causal_lm(preset: str, sampler: str = "greedy"):
     """Return ``keras_hub.models.CausalLM.from_preset(preset)`` compiled with ``sampler``.
 
@@ -28,8 +31,13 @@ def load_causal_lm(preset: str, sampler: str = "greedy"):
     fails (offline), raise one clear error naming the preset and the ways out instead of a
     stack trace from deep inside the HTTP client.
     """
+    import keras
     import keras_hub
 
+    # Layers with dropout own a SeedGenerator whose state is drawn from Python's RNG when the
+    # model is built. It plays no part in inference, but it is saved with the traced model; a
+    # fixed seed keeps two runs' SavedModels (and everything derived) byte-identical.
+    keras.utils.set_random_seed(LOAD_SEED)
     looks_like_path = os.sep in preset or preset.startswith(".")
     if looks_like_path and not is_local_preset(preset):
         raise PresetUnavailableError(f"preset directory {preset!r} does not exist")

@@ -43,7 +43,9 @@ the GraphDef instead cost ~18x their size to serialize and convert (GPT-2 124M: 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -70,6 +72,66 @@ def next_token_log_likelihoods(logits, token_ids):
 
     log_probs = tf.nn.log_softmax(tf.cast(logits[:, :-1, :], tf.float32), axis=-1)
     return tf.gather(log_probs, token_ids[:, 1:], batch_dims=2)
+
+
+def _call_with_builtin_cache_slices(causal_lm):
+    """GPT2CausalLM.call_with_cache, with the per-layer cache read by a 3-D slice.
+
+    KerasHub keeps the decoding cache as one 6-D tensor [batch, layers, 2, length, heads,
+    head_dim] and reads layer i as ``cache[:, i, ...]``. TFLite's builtin STRIDED_SLICE stops at
+    5-D, so the converter turns each of those reads into a Select TF op (FlexStridedSlice), and
+    the Flex delegate copies the whole cache into TensorFlow for every layer and every generated
+    token. Here the cache is viewed as [batch, layers, rest] (a reshape) and sliced in 3-D, which
+    stays a builtin; the arithmetic is KerasHub's, line for line.
+    """
+    from keras import ops
+
+    backbone = causal_lm.backbone
+
+    def call_with_cache(token_ids, cache, cache_update_index):
+        tokens = backbone.token_embedding(token_ids)
+        positions = backbone.position_embedding(tokens, start_index=cache_update_index)
+        x = backbone.embeddings_add((tokens, positions))
+        x = backbone.embeddings_dropout(x)
+        layer_shape = tuple(cache.shape[2:])  # (2, length, heads, head_dim)
+        static = None not in layer_shape  # max_length is a Python int when traced
+        if static:
+            flat_cache = ops.reshape(cache, (-1, backbone.num_layers, math.prod(layer_shape)))
+        caches = []
+        for i, transformer_layer in enumerate(backbone.transformer_layers):
+            if static:
+                current_cache = ops.reshape(flat_cache[:, i, :], (-1, *layer_shape))
+            else:
+                current_cache = cache[:, i, ...]
+            x, next_cache = transformer_layer(
+                x,
+                self_attention_cache=current_cache,
+                self_attention_cache_update_index=cache_update_index,
+            )
+            caches.append(next_cache)
+        cache = ops.stack(caches, axis=1)
+        hidden_states = x = backbone.layer_norm(x)
+        logits = backbone.token_embedding(x, reverse=True)
+        return logits, hidden_states, cache
+
+    return call_with_cache
+
+
+@contextlib.contextmanager
+def builtin_cache_slices(causal_lm):
+    """While tracing, give a GPT-2 causal LM the cache reads above (other models: unchanged)."""
+    from keras_hub.models import GPT2CausalLM
+
+    if type(causal_lm).call_with_cache is not GPT2CausalLM.call_with_cache:
+        yield
+        return
+    # An instance attribute shadows the method for generate_step and _build_cache; set through
+    # object.__setattr__ so Keras does not track a function as a layer attribute.
+    object.__setattr__(causal_lm, "call_with_cache", _call_with_builtin_cache_slices(causal_lm))
+    try:
+        yield
+    finally:
+        object.__delattr__(causal_lm, "call_with_cache")
 
 
 def build_export_module(causal_lm, max_length: int, sequence_length: int):
@@ -126,8 +188,15 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
             token_ids, padding_mask = packer(
                 token_ids, sequence_length=max_length, add_end_value=False
             )
+            # The packer's output has an unknown batch size (it comes from a ragged tensor).
+            # Pinning it to the real [1, max_length] lets the converter fold every shape
+            # computation of the decoding loop and gives its kernels static tensors.
+            token_ids = tf.reshape(token_ids, [1, max_length])
+            padding_mask = tf.reshape(padding_mask, [1, max_length])
             state_mapping = self._read_weights_once()
-            with keras.StatelessScope(state_mapping=state_mapping):
+            with keras.StatelessScope(state_mapping=state_mapping), builtin_cache_slices(
+                causal_lm
+            ):
                 generated = causal_lm.generate_step(
                     {"token_ids": token_ids, "padding_mask": padding_mask},
                     stop_token_ids=stop_token_ids,

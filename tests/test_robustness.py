@@ -89,8 +89,12 @@ REPRODUCIBLE = [
     "results/tiny/vocab/vocab.json",
     "results/tiny/vocab/merges.txt",
     "results/tiny/preset/model.weights.h5",
+    "results/tiny/traced/saved_model.pb",
+    "results/tiny/traced/variables/variables.data-00000-of-00001",
     "results/tiny/tflite/fp32.tflite",
     "results/tiny/tflite/int8.tflite",
+    "results/tiny/tflite/fp16.tflite",
+    "results/android/app/src/main/assets/autocomplete.tflite",
 ]
 
 
