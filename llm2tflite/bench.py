@@ -146,16 +146,15 @@ class _SavedModelRunner:
 
 
 def _stage_calls(tokenize, score, detokenize, prompt: str, max_length: int):
-    # The generation graph (KerasHub's generate_step) runs: the tokenizer on the prompt; a
-    # "prefill" forward pass over all max_length positions that fills the key/value cache; one
-    # cached decoding step per new token; the detokenizer. The prefill is timed through the
-    # `score` signature on max_length ids: the same forward pass plus a vocabulary projection and
-    # log-softmax at every position, so it is an upper bound of the prefill.
-    ids = [int(i) for i in tokenize(prompt)]
-    positions = (ids * max_length)[:max_length]
+    # The generation graph runs: the tokenizer on the prompt; a "prefill" forward pass over the
+    # prompt's tokens that seeds the key/value cache (llm2tflite.trace); one cached decoding
+    # step per new token; the detokenizer. The prefill is timed through the `score` signature on
+    # the prompt's ids (start token included): the same forward pass plus a vocabulary
+    # projection and log-softmax at every position, so it is an upper bound of the prefill.
+    ids = [int(i) for i in tokenize(prompt)][:max_length]
     return {"tokenize": lambda: tokenize(prompt),
-            "prefill": lambda: score(positions),
-            "detokenize": lambda: detokenize(positions)}
+            "prefill": lambda: score(ids),
+            "detokenize": lambda: detokenize(ids)}
 
 
 def time_breakdown(runner, prompt: str, max_length: int | None, median_s: float,
@@ -234,6 +233,9 @@ def benchmark(model_path, variant: str, prompt: str = DEFAULT_PROMPT, runs: int 
     if runs < 1:
         raise ValueError("runs must be at least 1")
     info = _find_export_info(model_path, saved_model, export_info)
+    # Flush pending writes first: the workflow benchmarks right after writing hundreds of MB of
+    # models, and their writeback would otherwise overlap the measurement.
+    os.sync()
     versions = _versions()  # imports TensorFlow before the baseline RSS is read
     rss_before = _rss_mb()
     started = time.perf_counter()

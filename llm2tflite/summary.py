@@ -146,8 +146,9 @@ def _benchmark_section(inputs, model) -> list[str]:
                   f"{', '.join(sorted(threads))} ('-': the runtime's default).", ""]
     stages = [r for r in rows if not _missing(r.get("decode_per_token_s"))]
     if stages:
-        lines += ["Where a generation's time goes (prefill: the `score` signature over max_length "
-                  "tokens, an upper bound; decode: the rest of the median, per new token):", ""]
+        lines += ["Where a generation's time goes (prefill: the `score` signature over the "
+                  "prompt's tokens, an upper bound; decode: the rest of the median, per new "
+                  "token):", ""]
         lines += markdown_table(
             ["variant", "tokenize s", "prefill s (upper bound)", "decode s/token"],
             [[r["variant"], _fmt(r.get("tokenize_s"), 4), _fmt(r.get("prefill_upper_bound_s"), 4),

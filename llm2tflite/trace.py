@@ -18,9 +18,8 @@ Signatures of the SavedModel (and so of the ``.tflite`` files converted from it)
   CLI can cut an output to fewer tokens than the traced ``max_length``.
 - ``score(token_ids: int32[1, n]) -> log_likelihoods: float32[1, n - 1]``: log p(token i | tokens
   before it) for i >= 1, for perplexity. It reads the same weight constants as the generation
-  path; the converter stores identical constants once, so the file barely grows (measured: +0.3%
-  on a 15 MB model) and each variant scores with exactly the weights and quantization it
-  generates with.
+  path; the converter stores each weight once, so the file barely grows and each variant
+  scores with exactly the weights and quantization it generates with.
 
 The prompt is a batch of one (shape [1]), never a scalar: a scalar string reshaped by a TFLite
 builtin op can reach the next Select-TF op as raw pointer bytes and the tokenizer then returns
@@ -38,6 +37,12 @@ into the Keras layers with ``keras.StatelessScope(state_mapping=...)``, so the l
 ``generate_step`` only see tensors. The TFLite converter's SavedModel importer then turns the
 read-only variables into constants (no ``VarHandleOp`` survives). Weights as ``tf.constant``s in
 the GraphDef instead cost ~18x their size to serialize and convert (GPT-2 124M: 9.5 GB).
+
+Speed (GPT-2 models; see ``fast_gpt2_decoding``): the cache is seeded by a forward pass over the
+prompt's tokens instead of all ``max_length`` positions, and each layer's slice of the 6-D cache
+is read with a builtin 3-D slice instead of a Select TF ``StridedSlice`` that copies the whole
+cache into TensorFlow at every layer and token. Both keep the output equal to KerasHub's
+``generate()`` (tested).
 """
 
 from __future__ import annotations
@@ -117,21 +122,57 @@ def _call_with_builtin_cache_slices(causal_lm):
     return call_with_cache
 
 
+def _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length):
+    """GPT2CausalLM._build_cache, running the seeding forward pass over the prompt only.
+
+    KerasHub seeds the cache with one forward pass over all max_length positions, padding
+    included (100 positions for a 5-token prompt). Positions past the prompt are rewritten by
+    the decoding steps before any query can attend to them (the attention mask stops at the
+    position being decoded), so a pass over the prompt's positions fills the same cache entries.
+    The hidden states are zero-padded back to max_length for samplers that read them.
+    """
+    from keras import ops
+
+    backbone = causal_lm.backbone
+
+    def build_cache(token_ids):
+        batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
+        head_dim = backbone.hidden_dim // backbone.num_heads
+        shape = [batch_size, backbone.num_layers, 2, max_length, backbone.num_heads, head_dim]
+        cache = ops.zeros(shape, dtype=causal_lm.compute_dtype)
+        _, hidden_states, cache = call_with_cache(token_ids[:, :prompt_length], cache, 0)
+        hidden_states = ops.pad(hidden_states, [[0, 0], [0, max_length - prompt_length], [0, 0]])
+        return hidden_states, cache
+
+    return build_cache
+
+
 @contextlib.contextmanager
-def builtin_cache_slices(causal_lm):
-    """While tracing, give a GPT-2 causal LM the cache reads above (other models: unchanged)."""
+def fast_gpt2_decoding(causal_lm, prompt_length):
+    """While tracing generate, give a GPT-2 causal LM the two methods above.
+
+    ``prompt_length``: the number of prompt tokens (start token included) in the packed batch.
+    Other model classes are traced unchanged. The tests hold the result to KerasHub's own
+    generate() output token for token.
+    """
     from keras_hub.models import GPT2CausalLM
 
-    if type(causal_lm).call_with_cache is not GPT2CausalLM.call_with_cache:
+    model_class = type(causal_lm)
+    if (model_class.call_with_cache is not GPT2CausalLM.call_with_cache
+            or model_class._build_cache is not GPT2CausalLM._build_cache):
         yield
         return
-    # An instance attribute shadows the method for generate_step and _build_cache; set through
-    # object.__setattr__ so Keras does not track a function as a layer attribute.
-    object.__setattr__(causal_lm, "call_with_cache", _call_with_builtin_cache_slices(causal_lm))
+    call_with_cache = _call_with_builtin_cache_slices(causal_lm)
+    # Instance attributes shadow the methods for generate_step; set through object.__setattr__
+    # so Keras does not track the functions as layer attributes.
+    object.__setattr__(causal_lm, "call_with_cache", call_with_cache)
+    object.__setattr__(causal_lm, "_build_cache",
+                       _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length))
     try:
         yield
     finally:
         object.__delattr__(causal_lm, "call_with_cache")
+        object.__delattr__(causal_lm, "_build_cache")
 
 
 def build_export_module(causal_lm, max_length: int, sequence_length: int):
@@ -193,9 +234,10 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
             # computation of the decoding loop and gives its kernels static tensors.
             token_ids = tf.reshape(token_ids, [1, max_length])
             padding_mask = tf.reshape(padding_mask, [1, max_length])
+            prompt_length = tf.reduce_sum(tf.cast(padding_mask, tf.int32))
             state_mapping = self._read_weights_once()
-            with keras.StatelessScope(state_mapping=state_mapping), builtin_cache_slices(
-                causal_lm
+            with keras.StatelessScope(state_mapping=state_mapping), fast_gpt2_decoding(
+                causal_lm, prompt_length
             ):
                 generated = causal_lm.generate_step(
                     {"token_ids": token_ids, "padding_mask": padding_mask},

@@ -1,0 +1,56 @@
+"""The real-scale path: the 124M twin of gpt2_base_en through the whole DAG.
+
+Slow (about 15 minutes on 2 cores, 124M parameters, three 100-token generations per benchmark),
+so CI skips it; run it with ``python -m pytest -m slow tests/test_twin.py -s``. It prints the
+figures the closing notes report: conversion time and peak RSS per variant, sizes, and the
+int8 / fp32 / TF latencies with the time breakdown. Those are measurements, not assertions: the
+test asserts only what must hold on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import copy_default_config, run_snakemake
+from llm2tflite.twin import GPT2_SHAPES, expected_parameter_count
+
+MODEL = "gpt2_124m_twin"
+
+
+@pytest.mark.slow
+def test_twin_dag_runs_to_completion(tmp_path):
+    copy_default_config(tmp_path)
+    run_snakemake(tmp_path, "--cores", "2", "--configfile", "config/gpt2_124m_twin.yaml")
+    results = tmp_path / "results" / MODEL
+
+    info = json.loads((results / "traced" / "llm2tflite_export.json").read_text())
+    assert info["num_parameters"] == expected_parameter_count(GPT2_SHAPES["gpt2_base_en"])
+    assert info["vocabulary_size"] == 50257 and info["end_token_id"] == 50256
+    assert (info["max_length"], info["sequence_length"]) == (100, 256)
+
+    for variant in ("fp32", "int8"):
+        flatbuffer = (results / "tflite" / f"{variant}.tflite").read_bytes()
+        assert b"VarHandleOp" not in flatbuffer
+        conversion = json.loads((results / "tflite" / f"{variant}.conversion.json").read_text())
+        print(f"convert {variant}: {conversion['convert_seconds']} s, peak RSS "
+              f"{conversion['peak_rss_mb']} MiB, {conversion['size_bytes'] / 1e6:.1f} MB")
+        smoke = json.loads((results / "smoke" / f"{variant}.json").read_text())
+        assert smoke["passed"], smoke["failures"]
+        for result in smoke["results"]:
+            # Random weights: mechanics only. GPT-2's start token must not leak into the text.
+            assert result["output"].startswith(result["prompt"]) and result["new_tokens"] >= 1
+            assert "<|endoftext|>" not in result["output"]
+    assert all(r["equals_keras"] for r in json.loads(
+        (results / "smoke" / "fp32.json").read_text())["results"])
+
+    fidelity = json.loads((results / "fidelity" / "fp32.json").read_text())
+    print(f"fidelity fp32: {json.dumps(fidelity)[:400]}")
+    for variant in ("tf", "fp32", "int8"):
+        record = json.loads((results / "bench" / f"{variant}.json").read_text())
+        print(f"bench {variant}: median {record['median_s']} s for {record['new_tokens']} new "
+              f"tokens, load {record['load_s']} s, peak RSS {record['peak_rss_mb']} MiB, "
+              f"breakdown {record['breakdown']}")
+        assert record["new_tokens"] >= 1 and record["deterministic"]
+    print((tmp_path / "results" / "summary.md").read_text())
