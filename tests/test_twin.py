@@ -1,6 +1,6 @@
 """The real-scale path: the 124M twin of gpt2_base_en through the whole DAG.
 
-Slow (about 15 minutes on 2 cores, 124M parameters, three 100-token generations per benchmark),
+Slow (5-10 minutes on 2 cores: 124M parameters, six 100-token generations per benchmark),
 so CI skips it; run it with ``python -m pytest -m slow tests/test_twin.py -s``. It prints the
 figures the closing notes report: conversion time and peak RSS per variant, sizes, and the
 int8 / fp32 / TF latencies with the time breakdown. Those are measurements, not assertions: the
