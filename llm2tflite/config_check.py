@@ -7,16 +7,13 @@ This module is imported by the Snakefile, so it must stay light: no TensorFlow, 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import yaml
 
-from llm2tflite.twin import GPT2_SHAPES
+from llm2tflite import architectures
 
-# Longest sequence of KerasHub presets we know without downloading them (position embeddings).
-KNOWN_PRESET_MAX_LENGTH = {name: shape["max_sequence_length"] for name, shape in GPT2_SHAPES.items()}
 MODEL_SOURCES = ("preset", "train", "shape_of")
 
 
@@ -96,17 +93,33 @@ def _describe(error) -> str:
     return f"{where}: {error.message}"
 
 
-def _model_max_length(name: str, source: dict) -> int | None:
+def _backbone_config(source: dict) -> tuple[architectures.Architecture, dict]:
+    """The model's family and what we know of its backbone config before anything is built."""
+    family = architectures.for_model_source(source)
     if "train" in source:
-        return source["train"]["model"]["max_sequence_length"]
-    if "shape_of" in source:
-        return KNOWN_PRESET_MAX_LENGTH.get(source["shape_of"])
-    preset = source["preset"]
-    config_file = Path(preset) / "config.json"
-    if config_file.is_file():
-        backbone = json.loads(config_file.read_text()).get("config", {})
-        return backbone.get("max_sequence_length")
-    return KNOWN_PRESET_MAX_LENGTH.get(preset)
+        return family, family.train_model_config(source["train"].get("model"))
+    return family, architectures.for_preset(source.get("shape_of") or source["preset"])[1] or {}
+
+
+def _family_errors(name: str, source: dict) -> list[str]:
+    """The model's family must be supported; a `train: model:` section must be the family's."""
+    import jsonschema
+
+    where = f"models.{name}"
+    try:
+        family = architectures.for_model_source(source)
+    except architectures.UnsupportedArchitectureError as error:
+        key = next(k for k in MODEL_SOURCES if k in source)
+        key = f"{key}.architecture" if key == "train" else key
+        return [f"{where}.{key}: {error}"]
+    if "train" not in source:
+        return []
+    model = source["train"].get("model") or {}
+    validator = jsonschema.Draft202012Validator(family.train_model_schema)
+    errors = [_describe(e).replace("(top level)", f"{where}.train.model", 1)
+              if not e.absolute_path else f"{where}.train.model.{_describe(e)}"
+              for e in validator.iter_errors(model)]
+    return errors or family.semantic_errors(model, f"{where}.train.model")
 
 
 def _looks_like_path(preset: str) -> bool:
@@ -125,7 +138,12 @@ def semantic_errors(config: dict) -> list[str]:
                     "fix the path, or give a KerasHub preset name such as gpt2_base_en"
                 )
                 continue
-        model_max = _model_max_length(name, source)
+        family_errors = _family_errors(name, source)
+        if family_errors:
+            errors += family_errors
+            continue
+        family, backbone = _backbone_config(source)
+        model_max = family.max_sequence_length(backbone)
         if model_max is not None and max_length > model_max:
             errors.append(
                 f"generation.max_length: {max_length} exceeds model {name!r}'s maximum sequence "
@@ -133,16 +151,10 @@ def semantic_errors(config: dict) -> list[str]:
             )
         if "train" in source:
             fit = source["train"]["fit"]
-            if fit["sequence_length"] > model_max:
+            if model_max is not None and fit["sequence_length"] > model_max:
                 errors.append(
                     f"models.{name}.train.fit.sequence_length: {fit['sequence_length']} exceeds "
                     f"models.{name}.train.model.max_sequence_length {model_max}; lower it"
-                )
-            model = source["train"]["model"]
-            if model["hidden_dim"] % model["num_heads"]:
-                errors.append(
-                    f"models.{name}.train.model.hidden_dim: {model['hidden_dim']} is not a "
-                    f"multiple of num_heads {model['num_heads']}; change one of them"
                 )
     return errors
 

@@ -38,24 +38,21 @@ into the Keras layers with ``keras.StatelessScope(state_mapping=...)``, so the l
 read-only variables into constants (no ``VarHandleOp`` survives). Weights as ``tf.constant``s in
 the GraphDef instead cost ~18x their size to serialize and convert (GPT-2 124M: 9.5 GB).
 
-Speed (GPT-2 models; see ``fast_gpt2_decoding``): the cache is seeded by a forward pass over the
-prompt's tokens instead of all ``max_length`` positions, and each layer's slice of the 6-D cache
-is read with a builtin 3-D slice instead of a Select TF ``StridedSlice`` that copies the whole
-cache into TensorFlow at every layer and token. Both keep the output equal to KerasHub's
-``generate()`` (tested).
+Speed: the model's family module (``llm2tflite/architectures/``) may replace the cache seeding
+and the per-layer cache reads of ``generate_step`` while it is traced (``fast_decoding``; e.g.
+GPT-2 seeds its cache over the prompt's tokens only and reads each layer's cache with a builtin
+slice). The output stays equal to KerasHub's ``generate()`` (tested).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import time
 from pathlib import Path
 
 import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
-from llm2tflite import atomic
+from llm2tflite import architectures, atomic
 from llm2tflite.sources import exit_on_unavailable_preset, load_causal_lm
 
 EXPORT_INFO_FILE = "llm2tflite_export.json"
@@ -79,108 +76,13 @@ def next_token_log_likelihoods(logits, token_ids):
     return tf.gather(log_probs, token_ids[:, 1:], batch_dims=2)
 
 
-def _call_with_builtin_cache_slices(causal_lm):
-    """GPT2CausalLM.call_with_cache, with the per-layer cache read by a 3-D slice.
-
-    KerasHub keeps the decoding cache as one 6-D tensor [batch, layers, 2, length, heads,
-    head_dim] and reads layer i as ``cache[:, i, ...]``. TFLite's builtin STRIDED_SLICE stops at
-    5-D, so the converter turns each of those reads into a Select TF op (FlexStridedSlice), and
-    the Flex delegate copies the whole cache into TensorFlow for every layer and every generated
-    token. Here the cache is viewed as [batch, layers, rest] (a reshape) and sliced in 3-D, which
-    stays a builtin; the arithmetic is KerasHub's, line for line.
-    """
-    from keras import ops
-
-    backbone = causal_lm.backbone
-
-    def call_with_cache(token_ids, cache, cache_update_index):
-        tokens = backbone.token_embedding(token_ids)
-        positions = backbone.position_embedding(tokens, start_index=cache_update_index)
-        x = backbone.embeddings_add((tokens, positions))
-        x = backbone.embeddings_dropout(x)
-        layer_shape = tuple(cache.shape[2:])  # (2, length, heads, head_dim)
-        static = None not in layer_shape  # max_length is a Python int when traced
-        if static:
-            flat_cache = ops.reshape(cache, (-1, backbone.num_layers, math.prod(layer_shape)))
-        caches = []
-        for i, transformer_layer in enumerate(backbone.transformer_layers):
-            if static:
-                current_cache = ops.reshape(flat_cache[:, i, :], (-1, *layer_shape))
-            else:
-                current_cache = cache[:, i, ...]
-            x, next_cache = transformer_layer(
-                x,
-                self_attention_cache=current_cache,
-                self_attention_cache_update_index=cache_update_index,
-            )
-            caches.append(next_cache)
-        cache = ops.stack(caches, axis=1)
-        hidden_states = x = backbone.layer_norm(x)
-        logits = backbone.token_embedding(x, reverse=True)
-        return logits, hidden_states, cache
-
-    return call_with_cache
-
-
-def _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length):
-    """GPT2CausalLM._build_cache, running the seeding forward pass over the prompt only.
-
-    KerasHub seeds the cache with one forward pass over all max_length positions, padding
-    included (100 positions for a 5-token prompt). Positions past the prompt are rewritten by
-    the decoding steps before any query can attend to them (the attention mask stops at the
-    position being decoded), so a pass over the prompt's positions fills the same cache entries.
-    The hidden states are zero-padded back to max_length for samplers that read them.
-    """
-    from keras import ops
-
-    backbone = causal_lm.backbone
-
-    def build_cache(token_ids):
-        batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        head_dim = backbone.hidden_dim // backbone.num_heads
-        shape = [batch_size, backbone.num_layers, 2, max_length, backbone.num_heads, head_dim]
-        cache = ops.zeros(shape, dtype=causal_lm.compute_dtype)
-        _, hidden_states, cache = call_with_cache(token_ids[:, :prompt_length], cache, 0)
-        hidden_states = ops.pad(hidden_states, [[0, 0], [0, max_length - prompt_length], [0, 0]])
-        return hidden_states, cache
-
-    return build_cache
-
-
-@contextlib.contextmanager
-def fast_gpt2_decoding(causal_lm, prompt_length):
-    """While tracing generate, give a GPT-2 causal LM the two methods above.
-
-    ``prompt_length``: the number of prompt tokens (start token included) in the packed batch.
-    Other model classes are traced unchanged. The tests hold the result to KerasHub's own
-    generate() output token for token.
-    """
-    from keras_hub.models import GPT2CausalLM
-
-    model_class = type(causal_lm)
-    if (model_class.call_with_cache is not GPT2CausalLM.call_with_cache
-            or model_class._build_cache is not GPT2CausalLM._build_cache):
-        yield
-        return
-    call_with_cache = _call_with_builtin_cache_slices(causal_lm)
-    # Instance attributes shadow the methods for generate_step; set through object.__setattr__
-    # so Keras does not track the functions as layer attributes.
-    object.__setattr__(causal_lm, "call_with_cache", call_with_cache)
-    object.__setattr__(causal_lm, "_build_cache",
-                       _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length))
-    try:
-        yield
-    finally:
-        object.__delattr__(causal_lm, "call_with_cache")
-        object.__delattr__(causal_lm, "_build_cache")
-
-
 def build_export_module(causal_lm, max_length: int, sequence_length: int):
     """Return a ``tf.Module`` whose tf.functions are the SavedModel's signatures."""
     import keras
     import tensorflow as tf
     from keras_hub.src.utils.tensor_utils import strip_to_ragged
 
+    family = architectures.for_causal_lm(causal_lm)
     preprocessor = causal_lm.preprocessor
     if preprocessor is None:
         raise ValueError("the causal LM has no preprocessor: the graph needs its tokenizer")
@@ -236,7 +138,7 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
             padding_mask = tf.reshape(padding_mask, [1, max_length])
             prompt_length = tf.reduce_sum(tf.cast(padding_mask, tf.int32))
             state_mapping = self._read_weights_once()
-            with keras.StatelessScope(state_mapping=state_mapping), fast_gpt2_decoding(
+            with keras.StatelessScope(state_mapping=state_mapping), family.fast_decoding(
                 causal_lm, prompt_length
             ):
                 generated = causal_lm.generate_step(

@@ -1,8 +1,9 @@
-"""Train a small GPT-2 with KerasHub on the generated corpus and save it as a KerasHub preset.
+"""Train a small KerasHub causal LM on the generated corpus and save it as a KerasHub preset.
 
 This is the offline default model source (codelab step 1, "train a language model using
-Keras"): `GPT2Tokenizer` on our BPE files, `GPT2CausalLMPreprocessor` packing each line between
-start/end tokens, a tiny `GPT2Backbone`, `GPT2CausalLM`, Adam and `fit()`.
+Keras"): the family's tokenizer on our vocabulary files, its causal-LM preprocessor packing each
+line between start/end tokens, a small backbone (the family module in ``llm2tflite/architectures/``
+builds them from the config's ``model:`` section), Adam and `fit()`.
 
 Everything is seeded (`keras.utils.set_random_seed`, op determinism, a seeded shuffle), so two
 runs with the same inputs give the same weights. The run fails (exit 1, no preset written) when
@@ -24,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
-from llm2tflite import atomic
-from llm2tflite.vocab import read_lines, vocabulary_paths
+from llm2tflite import architectures, atomic
+from llm2tflite.vocab import read_lines
 
 PROMPT = "Estoy disfrutando de"
 SAMPLE_MAX_LENGTH = 30
@@ -34,53 +35,49 @@ MAX_LOSS_RATIO = 0.8
 # Training batches group lines whose lengths fall in the same LENGTH_BUCKET_WIDTH-token range.
 LENGTH_BUCKET_WIDTH = 4
 
-# Architecture ("model") and optimisation ("fit") settings. The workflow passes the union of the
-# config's `model:` and `fit:` sections; missing keys take these values.
-DEFAULT_HYPERPARAMETERS = {
-    # GPT2Backbone
-    "num_layers": 2,
-    "num_heads": 4,
-    "hidden_dim": 128,
-    "intermediate_dim": 512,
-    "max_sequence_length": 256,
-    "dropout": 0.1,
-    # fit
+# Optimisation ("fit") settings; the architecture ("model") settings and their defaults are the
+# family module's (``llm2tflite/architectures/``). The workflow passes the config's `model:` and
+# `fit:` sections; missing keys take the defaults.
+FIT_DEFAULTS = {
     "seed": 42,
     "sequence_length": 32,  # most tokens per line (start + line + end); lines have <= 20
     "batch_size": 64,
     "epochs": 2,
     "learning_rate": 0.005,  # peak of the warmup + cosine schedule
 }
-_INTEGER_KEYS = {"num_layers", "num_heads", "hidden_dim", "intermediate_dim",
-                 "max_sequence_length", "seed", "sequence_length", "batch_size", "epochs"}
+_FIT_INTEGER_KEYS = {"seed", "sequence_length", "batch_size", "epochs"}
 
 
 class TrainingFailedError(RuntimeError):
     """Training ran but the model is not good enough to ship."""
 
 
-def resolve_hyperparameters(overrides: dict | None = None) -> dict:
-    """Defaults updated with `overrides`; unknown keys are an error (a typo must not be ignored)."""
+def resolve_fit(overrides: dict | None = None) -> dict:
+    """FIT_DEFAULTS updated with ``overrides``; unknown keys are an error (a typo must not be
+    ignored)."""
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(DEFAULT_HYPERPARAMETERS))
+    unknown = sorted(set(overrides) - set(FIT_DEFAULTS))
     if unknown:
-        raise ValueError(
-            f"unknown hyperparameters {unknown}; known: {sorted(DEFAULT_HYPERPARAMETERS)}"
-        )
-    hyperparameters = {**DEFAULT_HYPERPARAMETERS, **overrides}
-    for key in _INTEGER_KEYS:
-        value = hyperparameters[key]
+        raise ValueError(f"unknown fit settings {unknown}; known: {sorted(FIT_DEFAULTS)}")
+    fit = {**FIT_DEFAULTS, **overrides}
+    for key in _FIT_INTEGER_KEYS:
+        value = fit[key]
         smallest = 0 if key == "seed" else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
-            raise ValueError(f"hyperparameter {key} must be an integer >= {smallest}, "
-                             f"got {value!r}")
-    if hyperparameters["hidden_dim"] % hyperparameters["num_heads"]:
-        raise ValueError("hidden_dim must be divisible by num_heads")
-    if hyperparameters["sequence_length"] + 1 > hyperparameters["max_sequence_length"]:
-        raise ValueError("sequence_length must be below max_sequence_length")
-    if not hyperparameters["learning_rate"] > 0:
+            raise ValueError(f"fit setting {key} must be an integer >= {smallest}, got {value!r}")
+    if not fit["learning_rate"] > 0:
         raise ValueError("learning_rate must be positive")
-    return hyperparameters
+    return fit
+
+
+def resolve_model(architecture: str, overrides: dict | None = None) -> dict:
+    """The family's ``train: model:`` defaults updated with ``overrides``, checked."""
+    family = architectures.by_name(architecture)
+    model = family.train_model_config(overrides)
+    errors = family.semantic_errors(model, "model")
+    if errors:
+        raise ValueError("; ".join(errors))
+    return model
 
 
 def enable_determinism() -> None:
@@ -94,42 +91,28 @@ def enable_determinism() -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def build_causal_lm(vocab_dir, hyperparameters: dict | None = None):
-    """A freshly initialised GPT2CausalLM on the BPE files in `vocab_dir` (seeded: deterministic).
+def build_causal_lm(vocab_dir, architecture: str = architectures.DEFAULT_TRAIN_ARCHITECTURE,
+                    model: dict | None = None, fit: dict | None = None):
+    """A freshly initialised causal LM of the family on the tokenizer files in `vocab_dir`.
 
-    Not compiled; `train_causal_lm` compiles it for training.
+    Seeded (deterministic). Not compiled; `train_causal_lm` compiles it for training.
     """
-    import keras_hub
-
     import keras
 
-    hyperparameters = resolve_hyperparameters(hyperparameters)
+    family = architectures.by_name(architecture)
+    model, fit = resolve_model(architecture, model), resolve_fit(fit)
+    if fit["sequence_length"] + 1 > model["max_sequence_length"]:
+        raise ValueError("fit.sequence_length must be below model.max_sequence_length")
+    tokenizer = family.load_tokenizer(vocab_dir)
     # Python, NumPy, TF and Keras seeds: the same initial weights and dropout masks every time.
-    keras.utils.set_random_seed(hyperparameters["seed"])
-    vocab_path, merges_path = vocabulary_paths(vocab_dir)
-    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocab_path, merges=merges_path)
-    end_of_text = tokenizer.end_token_id
-    if end_of_text == tokenizer.pad_token_id:
-        # KerasHub pads with id 0: padding would read as end-of-text (see llm2tflite.vocab).
-        raise ValueError(f"<|endoftext|> has id {end_of_text}, the padding id")
-    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
-        tokenizer, sequence_length=hyperparameters["sequence_length"]
-    )
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=tokenizer.vocabulary_size(),
-        num_layers=hyperparameters["num_layers"],
-        num_heads=hyperparameters["num_heads"],
-        hidden_dim=hyperparameters["hidden_dim"],
-        intermediate_dim=hyperparameters["intermediate_dim"],
-        dropout=hyperparameters["dropout"],
-        max_sequence_length=hyperparameters["max_sequence_length"],
-    )
-    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+    keras.utils.set_random_seed(fit["seed"])
+    backbone_config = {**model, "vocabulary_size": int(tokenizer.vocabulary_size())}
+    return family.build_causal_lm(backbone_config, tokenizer, fit["sequence_length"])
 
 
 @dataclass
 class PackedLines:
-    """Lines tokenized and packed as GPT2CausalLMPreprocessor packs them, as NumPy arrays."""
+    """Lines tokenized and packed as the model's preprocessor packs them, as NumPy arrays."""
 
     token_ids: np.ndarray  # (lines, sequence_length): start token, line, end token, padding
     padding_mask: np.ndarray
@@ -269,12 +252,12 @@ def _learning_rate_schedule(peak: float, total_steps: int):
     )
 
 
-def compile_for_training(causal_lm, hyperparameters: dict, total_steps: int) -> None:
+def compile_for_training(causal_lm, fit: dict, total_steps: int) -> None:
     import keras
 
     causal_lm.compile(
         optimizer=keras.optimizers.Adam(
-            learning_rate=_learning_rate_schedule(hyperparameters["learning_rate"], total_steps),
+            learning_rate=_learning_rate_schedule(fit["learning_rate"], total_steps),
             global_clipnorm=1.0,
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -289,23 +272,23 @@ def compile_for_training(causal_lm, hyperparameters: dict, total_steps: int) -> 
     )
 
 
-def train_causal_lm(causal_lm, train, hyperparameters: dict | None = None,
+def train_causal_lm(causal_lm, train, fit: dict | None = None,
                     max_steps: int | None = None, verbose: int = 2):
     """Compile and fit `causal_lm` on `train` (lines or PackedLines); return the Keras History.
 
     `max_steps` (for quick runs) stops after that many batches instead of `epochs` passes.
     """
-    hyperparameters = resolve_hyperparameters(hyperparameters)
-    batch_size, epochs = hyperparameters["batch_size"], hyperparameters["epochs"]
+    fit = resolve_fit(fit)
+    batch_size, epochs = fit["batch_size"], fit["epochs"]
     packed = train if isinstance(train, PackedLines) else pack_lines(
         causal_lm.preprocessor, train)
     # Repeated, with the exact batch count per epoch, so Keras knows where epochs end.
-    dataset = _batched_dataset(packed, batch_size, shuffle_seed=hyperparameters["seed"]).repeat()
+    dataset = _batched_dataset(packed, batch_size, shuffle_seed=fit["seed"]).repeat()
     if max_steps is not None:
         epochs, steps_per_epoch = 1, max_steps
     else:
         steps_per_epoch = batches_per_epoch(packed, batch_size)
-    compile_for_training(causal_lm, hyperparameters, steps_per_epoch * epochs)
+    compile_for_training(causal_lm, fit, steps_per_epoch * epochs)
     with _preprocessor_detached(causal_lm):
         return causal_lm.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
                              verbose=verbose)
@@ -331,8 +314,9 @@ def save_preset(causal_lm, out_dir, prompt: str = PROMPT,
     with atomic.atomic_path(out_dir, is_dir=True) as tmp_dir:
         causal_lm.save_to_preset(str(tmp_dir))
         reloaded = keras_hub.models.CausalLM.from_preset(str(tmp_dir))
-        if not isinstance(reloaded, keras_hub.models.GPT2CausalLM):
-            raise TrainingFailedError(f"preset reloads as {type(reloaded).__name__}")
+        if type(reloaded) is not type(causal_lm):
+            raise TrainingFailedError(f"preset reloads as {type(reloaded).__name__}, not "
+                                      f"{type(causal_lm).__name__}")
         generated = generate_sample(reloaded, prompt, max_length)
         if generated != expected:
             raise TrainingFailedError(
@@ -342,13 +326,15 @@ def save_preset(causal_lm, out_dir, prompt: str = PROMPT,
 
 
 def train_and_evaluate(train_lines: list[str], heldout_lines: list[str], vocab_dir,
-                       hyperparameters: dict | None = None, max_steps: int | None = None):
+                       architecture: str = architectures.DEFAULT_TRAIN_ARCHITECTURE,
+                       model: dict | None = None, fit: dict | None = None,
+                       max_steps: int | None = None):
     """Build, measure the untrained held-out loss, fit, measure again.
 
     Returns (causal_lm, metrics). The untrained loss is the same seeded model before fit().
     """
-    hyperparameters = resolve_hyperparameters(hyperparameters)
-    causal_lm = build_causal_lm(vocab_dir, hyperparameters)
+    model, fit = resolve_model(architecture, model), resolve_fit(fit)
+    causal_lm = build_causal_lm(vocab_dir, architecture, model, fit)
     # One pass of the tokenizer graph for both files.
     train, heldout = pack_lines(causal_lm.preprocessor, train_lines + heldout_lines).split(
         len(train_lines))
@@ -357,14 +343,14 @@ def train_and_evaluate(train_lines: list[str], heldout_lines: list[str], vocab_d
           f"({untrained['tokens']} tokens)", flush=True)
 
     started = time.perf_counter()
-    history = train_causal_lm(causal_lm, train, hyperparameters, max_steps=max_steps)
+    history = train_causal_lm(causal_lm, train, fit, max_steps=max_steps)
     train_seconds = time.perf_counter() - started
 
     trained = heldout_loss(causal_lm, heldout)
     print(f"held-out loss after training: {trained['loss']:.4f} "
           f"({train_seconds:.1f} s of training)", flush=True)
     tokenizer = causal_lm.preprocessor.tokenizer
-    sequence_length = hyperparameters["sequence_length"]
+    sequence_length = fit["sequence_length"]
     metrics = {
         "heldout_loss_untrained": untrained["loss"],
         "heldout_loss_trained": trained["loss"],
@@ -381,11 +367,13 @@ def train_and_evaluate(train_lines: list[str], heldout_lines: list[str], vocab_d
         "train_seconds": round(train_seconds, 2),
         "epochs": len(history.history["loss"]),
         "steps": max_steps if max_steps is not None else (
-            batches_per_epoch(train, hyperparameters["batch_size"]) * hyperparameters["epochs"]),
+            batches_per_epoch(train, fit["batch_size"]) * fit["epochs"]),
         "num_parameters": int(causal_lm.backbone.count_params()),
         "vocabulary_size": int(tokenizer.vocabulary_size()),
         "end_token_id": int(tokenizer.end_token_id),
-        "hyperparameters": hyperparameters,
+        "architecture": architecture,
+        "model": model,
+        "fit": fit,
     }
     return causal_lm, metrics
 
@@ -403,15 +391,18 @@ def check_improvement(metrics: dict, max_loss_ratio: float = MAX_LOSS_RATIO) -> 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m llm2tflite.train",
-        description="Train a small KerasHub GPT-2 and save it as a KerasHub preset.",
+        description="Train a small KerasHub causal LM and save it as a KerasHub preset.",
     )
+    parser.add_argument("--architecture", default=architectures.DEFAULT_TRAIN_ARCHITECTURE,
+                        choices=sorted(architectures.BY_NAME), help="the model family")
     parser.add_argument("--corpus", required=True, help="Training text, one sentence per line.")
     parser.add_argument("--heldout", required=True, help="Held-out text for the loss check.")
-    parser.add_argument("--vocab-dir", required=True, help="Directory with vocab.json, merges.txt.")
-    parser.add_argument(
-        "--hyperparameters-json", default="{}",
-        help=f"JSON object overriding the defaults {json.dumps(DEFAULT_HYPERPARAMETERS)}",
-    )
+    parser.add_argument("--vocab-dir", required=True,
+                        help="The family's tokenizer files (python -m llm2tflite.vocab).")
+    parser.add_argument("--model-json", default="{}",
+                        help="JSON object: the family's backbone settings (config `model:`)")
+    parser.add_argument("--fit-json", default="{}",
+                        help=f"JSON object overriding the fit defaults {json.dumps(FIT_DEFAULTS)}")
     parser.add_argument("--out-preset", required=True, help="Preset directory to create.")
     parser.add_argument("--out-metrics", required=True, help="Metrics JSON file to write.")
     parser.add_argument("--max-loss-ratio", type=float, default=MAX_LOSS_RATIO,
@@ -421,21 +412,27 @@ def main(argv=None) -> None:
                         help="Stop after this many batches (quick checks; default: full epochs).")
     args = parser.parse_args(argv)
     try:
-        overrides = json.loads(args.hyperparameters_json)
-        if not isinstance(overrides, dict):
-            raise ValueError("--hyperparameters-json must be a JSON object")
-        hyperparameters = resolve_hyperparameters(overrides)
+        settings = {}
+        for name in ("model", "fit"):
+            settings[name] = json.loads(getattr(args, f"{name}_json"))
+            if not isinstance(settings[name], dict):
+                raise ValueError(f"--{name}-json must be a JSON object")
+        model = resolve_model(args.architecture, settings["model"])
+        fit = resolve_fit(settings["fit"])
     except ValueError as error:  # json.JSONDecodeError is a ValueError
         parser.error(str(error))
-    for path in (args.corpus, args.heldout, *vocabulary_paths(args.vocab_dir)):
+    family = architectures.by_name(args.architecture)
+    for path in (args.corpus, args.heldout,
+                 *(Path(args.vocab_dir) / name for name in family.tokenizer_files)):
         if not Path(path).is_file():
             parser.error(f"missing input file {path}")
-    print(f"hyperparameters: {json.dumps(hyperparameters, sort_keys=True)}", flush=True)
+    print(f"{args.architecture}: model {json.dumps(model, sort_keys=True)}, "
+          f"fit {json.dumps(fit, sort_keys=True)}", flush=True)
     enable_determinism()
 
     causal_lm, metrics = train_and_evaluate(
-        read_lines(args.corpus), read_lines(args.heldout), args.vocab_dir, hyperparameters,
-        max_steps=args.max_steps,
+        read_lines(args.corpus), read_lines(args.heldout), args.vocab_dir, args.architecture,
+        model, fit, max_steps=args.max_steps,
     )
     try:
         check_improvement(metrics, args.max_loss_ratio)

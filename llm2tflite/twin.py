@@ -1,12 +1,14 @@
-"""Build the offline twin of a KerasHub GPT-2 preset: its architecture, seeded random weights.
+"""Build the offline twin of a KerasHub preset: its exact architecture, seeded random weights.
 
 Model source ``shape_of: <preset>``: the real preset's weights need the model hub, but its shape
 does not. The twin has exactly the preset's backbone architecture (so tracing, conversion, file
-size, memory and latency are those of the real model), seeded random weights (GPT-2's own
-initializers: normal(0, 0.02) kernels and embeddings), and GPT-2's real tokenizer files (vocab.json
-+ merges.txt, 50257 tokens, from ``python -m llm2tflite.gpt2_assets --out-dir DIR``). It is saved
-as a KerasHub preset directory, so every later stage loads it like any other preset. The generated
-text is gibberish; everything else is real scale.
+size, memory and latency are those of the real model; the family module in
+``llm2tflite/architectures/`` knows the shapes and the parameter count KerasHub publishes, which
+the twin must reproduce), seeded random weights (the family's own initializers) and a tokenizer
+of the family's kind from the tokenizer directory (GPT-2: its real vocab.json + merges.txt, from
+``python -m llm2tflite.gpt2_assets --out-dir DIR``). It is saved as a KerasHub preset directory,
+so every later stage loads it like any other preset. The generated text is gibberish; everything
+else is real scale.
 
     python -m llm2tflite.twin --shape-of gpt2_base_en --tokenizer-dir DIR --seed 0 --out-preset DIR
 """
@@ -20,77 +22,44 @@ import time
 from pathlib import Path
 
 import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
-from llm2tflite import atomic
+from llm2tflite import architectures, atomic
 
-# GPT2Backbone arguments of KerasHub's GPT-2 presets (the published GPT-2 hyperparameters; the
-# parameter counts are those of keras_hub/src/models/gpt2/gpt2_presets.py, checked by
-# ``expected_parameter_count``). The preprocessor's sequence_length is KerasHub's default (1024).
-GPT2_SHAPES = {
-    "gpt2_base_en": dict(vocabulary_size=50257, num_layers=12, num_heads=12, hidden_dim=768,
-                         intermediate_dim=3072, max_sequence_length=1024, dropout=0.1),
-    "gpt2_medium_en": dict(vocabulary_size=50257, num_layers=24, num_heads=16, hidden_dim=1024,
-                           intermediate_dim=4096, max_sequence_length=1024, dropout=0.1),
-    "gpt2_large_en": dict(vocabulary_size=50257, num_layers=36, num_heads=20, hidden_dim=1280,
-                          intermediate_dim=5120, max_sequence_length=1024, dropout=0.1),
-    "gpt2_extra_large_en": dict(vocabulary_size=50257, num_layers=48, num_heads=25,
-                                hidden_dim=1600, intermediate_dim=6400,
-                                max_sequence_length=1024, dropout=0.1),
-}
-GPT2_SHAPES["gpt2_base_en_cnn_dailymail"] = dict(GPT2_SHAPES["gpt2_base_en"])
-# The values accepted by the config schema's `shape_of:` enum.
-SHAPE_NAMES = tuple(GPT2_SHAPES)
+# The preprocessor's packing length of a twin (KerasHub's default for its presets).
 PREPROCESSOR_SEQUENCE_LENGTH = 1024
 TWIN_INFO_FILE = "llm2tflite_twin.json"
 
 
-def expected_parameter_count(shape: dict) -> int:
-    """GPT2Backbone's parameter count for ``shape`` (token + position embeddings, blocks, final LN)."""
-    d, f = shape["hidden_dim"], shape["intermediate_dim"]
-    attention = 4 * d * d + 4 * d  # query/key/value/output kernels and biases
-    feedforward = 2 * d * f + f + d
-    layer_norms = 2 * 2 * d
-    per_layer = attention + feedforward + layer_norms
-    embeddings = (shape["vocabulary_size"] + shape["max_sequence_length"]) * d
-    return embeddings + shape["num_layers"] * per_layer + 2 * d
-
-
-def _tokenizer_files(tokenizer_dir: Path) -> tuple[Path, Path]:
-    vocab, merges = tokenizer_dir / "vocab.json", tokenizer_dir / "merges.txt"
-    missing = [str(p) for p in (vocab, merges) if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"GPT-2 tokenizer files missing: {', '.join(missing)} "
-            "(fetch them with `python -m llm2tflite.gpt2_assets --out-dir DIR`)"
-        )
-    return vocab, merges
+def shape_names() -> tuple[str, ...]:
+    """The presets a twin can copy: those whose architecture a family module knows."""
+    return tuple(sorted(architectures.known_presets()))
 
 
 def build_twin(shape_of: str, tokenizer_dir, seed: int = 0):
-    """Return a ``GPT2CausalLM`` with ``shape_of``'s architecture and seeded random weights."""
+    """Return a causal LM with ``shape_of``'s architecture and seeded random weights."""
     import keras
-    import keras_hub
 
-    if shape_of not in GPT2_SHAPES:
-        raise ValueError(f"unknown shape_of {shape_of!r}; known: {', '.join(SHAPE_NAMES)}")
-    shape = GPT2_SHAPES[shape_of]
-    vocab, merges = _tokenizer_files(Path(tokenizer_dir))
-    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=str(vocab), merges=str(merges))
-    if tokenizer.vocabulary_size() != shape["vocabulary_size"]:
+    family, backbone_config = architectures.for_preset(shape_of)
+    tokenizer_dir = Path(tokenizer_dir)
+    missing = [str(tokenizer_dir / name) for name in family.tokenizer_files
+               if not (tokenizer_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{family.name} tokenizer files missing: {', '.join(missing)}")
+    tokenizer = family.load_tokenizer(tokenizer_dir)
+    if tokenizer.vocabulary_size() > backbone_config["vocabulary_size"]:
         raise ValueError(
             f"the tokenizer in {tokenizer_dir} has {tokenizer.vocabulary_size()} tokens; "
-            f"{shape_of} needs {shape['vocabulary_size']} (GPT-2's own vocab.json + merges.txt)"
+            f"{shape_of}'s embedding has {backbone_config['vocabulary_size']} rows"
         )
-    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
-        tokenizer, sequence_length=PREPROCESSOR_SEQUENCE_LENGTH
-    )
     # Every initializer draws from the global seed: same seed, same weights, bit for bit.
     keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.GPT2Backbone(**shape)
-    count = backbone.count_params()
-    if count != expected_parameter_count(shape):
-        raise AssertionError(f"{shape_of}: {count} parameters, expected "
-                             f"{expected_parameter_count(shape)}")
-    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+    causal_lm = family.build_causal_lm(backbone_config, tokenizer, PREPROCESSOR_SEQUENCE_LENGTH)
+    count = causal_lm.backbone.count_params()
+    published = family.preset_parameters.get(shape_of)
+    if count != family.parameter_count(backbone_config) or count != published:
+        raise AssertionError(f"{shape_of}: {count} parameters; the family module computes "
+                             f"{family.parameter_count(backbone_config)}, KerasHub publishes "
+                             f"{published}")
+    return causal_lm
 
 
 def save_twin(shape_of: str, tokenizer_dir, seed: int, out_preset) -> dict:
@@ -100,9 +69,10 @@ def save_twin(shape_of: str, tokenizer_dir, seed: int, out_preset) -> dict:
     info = {
         "shape_of": shape_of,
         "seed": seed,
-        "backbone": GPT2_SHAPES[shape_of],
+        "architecture": architectures.for_causal_lm(causal_lm).name,
+        "backbone": architectures.for_preset(shape_of)[1],
         "num_parameters": int(causal_lm.count_params()),
-        "weights": "seeded random (GPT-2 initializers); tokenizer: GPT-2's real BPE files",
+        "weights": "seeded random (the family's own initializers)",
     }
     with atomic.atomic_path(out_preset, is_dir=True) as tmp:
         causal_lm.save_to_preset(str(tmp))
@@ -113,16 +83,16 @@ def save_twin(shape_of: str, tokenizer_dir, seed: int, out_preset) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape-of", required=True, choices=SHAPE_NAMES,
+    parser.add_argument("--shape-of", required=True, choices=shape_names(),
                         help="KerasHub preset whose architecture the twin copies")
     parser.add_argument("--tokenizer-dir", required=True,
-                        help="directory with GPT-2's vocab.json and merges.txt")
+                        help="the family's tokenizer files (GPT-2: vocab.json + merges.txt)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-preset", required=True, help="preset directory to write")
     args = parser.parse_args(argv)
     try:
         info = save_twin(args.shape_of, args.tokenizer_dir, args.seed, args.out_preset)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         print(f"llm2tflite: error: {error}", file=sys.stderr)
         sys.exit(2)
     print(f"twin of {args.shape_of} ({info['num_parameters']:,} parameters, seed {args.seed}) "

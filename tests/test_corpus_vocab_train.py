@@ -21,11 +21,10 @@ SMALL_TRAIN_LINES = 3000
 SMALL_HELDOUT_LINES = 300
 SMALL_VOCAB_SIZE = 600
 # A model small enough to train in seconds, still a real GPT2Backbone.
-TINY_HYPERPARAMETERS = {
-    "num_layers": 1, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64,
-    "max_sequence_length": 48, "dropout": 0.0, "seed": 7, "sequence_length": 40,
-    "batch_size": 32, "epochs": 1, "learning_rate": 0.02,
-}
+TINY_MODEL = {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64,
+              "max_sequence_length": 48, "dropout": 0.0}
+TINY_FIT = {"seed": 7, "sequence_length": 40, "batch_size": 32, "epochs": 1,
+            "learning_rate": 0.02}
 TINY_STEPS = 80
 # Hard tokenization cases beyond the corpus: accents, ñ, ¿¡, digits runs, symbols, unseen words.
 EXTRA_TEXTS = [
@@ -200,25 +199,34 @@ def deterministic_ops():
 def trained_tiny(small_data, deterministic_ops):
     return train.train_and_evaluate(
         vocab.read_lines(small_data / "train.txt"), vocab.read_lines(small_data / "heldout.txt"),
-        small_data / "vocab", TINY_HYPERPARAMETERS, max_steps=TINY_STEPS,
+        small_data / "vocab", "gpt2", TINY_MODEL, TINY_FIT, max_steps=TINY_STEPS,
     )
 
 
-def test_hyperparameters_are_validated():
-    assert set(train.resolve_hyperparameters({})) == set(train.DEFAULT_HYPERPARAMETERS)
-    assert train.resolve_hyperparameters({"epochs": 5})["epochs"] == 5
-    for bad in ({"num_layer": 2}, {"num_layers": 0}, {"epochs": 1.5},
-                {"hidden_dim": 30, "num_heads": 4}, {"sequence_length": 256}):
+def test_settings_are_validated(small_data):
+    assert set(train.resolve_fit({})) == set(train.FIT_DEFAULTS)
+    assert train.resolve_fit({"epochs": 5})["epochs"] == 5
+    for bad in ({"epoch": 2}, {"epochs": 1.5}, {"batch_size": 0}, {"learning_rate": 0}):
         with pytest.raises(ValueError):
-            train.resolve_hyperparameters(bad)
+            train.resolve_fit(bad)
+    assert train.resolve_model("gpt2", {"num_layers": 3})["num_layers"] == 3
+    for bad in ({"num_layer": 2}, {"hidden_dim": 30, "num_heads": 4}):
+        with pytest.raises(ValueError):
+            train.resolve_model("gpt2", bad)
+    with pytest.raises(ValueError, match="unsupported architecture 'bert'"):
+        train.resolve_model("bert", {})
+    with pytest.raises(ValueError, match="below model.max_sequence_length"):
+        train.build_causal_lm(small_data / "vocab", "gpt2", {"max_sequence_length": 32},
+                              {"sequence_length": 32})
 
 
 def test_build_is_seeded(small_data):
     import numpy as np
 
-    first = train.build_causal_lm(small_data / "vocab", TINY_HYPERPARAMETERS)
-    again = train.build_causal_lm(small_data / "vocab", TINY_HYPERPARAMETERS)
-    other = train.build_causal_lm(small_data / "vocab", {**TINY_HYPERPARAMETERS, "seed": 8})
+    first = train.build_causal_lm(small_data / "vocab", "gpt2", TINY_MODEL, TINY_FIT)
+    again = train.build_causal_lm(small_data / "vocab", "gpt2", TINY_MODEL, TINY_FIT)
+    other = train.build_causal_lm(small_data / "vocab", "gpt2", TINY_MODEL,
+                                  {**TINY_FIT, "seed": 8})
     assert first.backbone.vocabulary_size == SMALL_VOCAB_SIZE
     pairs = list(zip(first.get_weights(), again.get_weights(), other.get_weights()))
     assert all(np.array_equal(a, b) for a, b, _ in pairs)
@@ -247,7 +255,8 @@ def test_train_cli_saves_a_reloadable_reproducible_preset(small_data, trained_ti
     completed = _run(
         "llm2tflite.train", "--corpus", str(small_data / "train.txt"),
         "--heldout", str(small_data / "heldout.txt"), "--vocab-dir", str(small_data / "vocab"),
-        "--hyperparameters-json", json.dumps(TINY_HYPERPARAMETERS),
+        "--architecture", "gpt2", "--model-json", json.dumps(TINY_MODEL),
+        "--fit-json", json.dumps(TINY_FIT),
         "--out-preset", str(preset), "--out-metrics", str(metrics_path),
         "--max-steps", str(TINY_STEPS),
     )
@@ -258,9 +267,11 @@ def test_train_cli_saves_a_reloadable_reproducible_preset(small_data, trained_ti
 
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     for field in ("heldout_loss_untrained", "heldout_loss_trained", "train_seconds",
-                  "num_parameters", "epochs", "hyperparameters", "sample_generation"):
+                  "num_parameters", "epochs", "model", "fit", "sample_generation"):
         assert field in metrics, field
-    assert metrics["hyperparameters"] == train.resolve_hyperparameters(TINY_HYPERPARAMETERS)
+    assert metrics["architecture"] == "gpt2"
+    assert metrics["model"] == train.resolve_model("gpt2", TINY_MODEL)
+    assert metrics["fit"] == train.resolve_fit(TINY_FIT)
     sample = metrics["sample_generation"]
     assert sample["prompt"] == "Estoy disfrutando de" and sample["max_length"] == 30
     assert sample["output"].startswith("Estoy disfrutando de")
@@ -305,7 +316,7 @@ def test_length_grouped_batches_change_nothing(small_data, trained_tiny):
     causal_lm, _ = trained_tiny
     packed = train.pack_lines(causal_lm.preprocessor, vocab.read_lines(
         small_data / "heldout.txt")[:100])
-    assert packed.token_ids.shape[1] == TINY_HYPERPARAMETERS["sequence_length"]
+    assert packed.token_ids.shape[1] == TINY_FIT["sequence_length"]
     assert packed.lengths.max() < packed.token_ids.shape[1] - 8  # there is padding to cut
 
     hidden = causal_lm.backbone({"token_ids": packed.token_ids,

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from conftest import copy_default_config, run_snakemake
-from llm2tflite.twin import GPT2_SHAPES, expected_parameter_count
+from llm2tflite import architectures
 
 MODEL = "gpt2_124m_twin"
 
@@ -26,7 +26,8 @@ def test_twin_dag_runs_to_completion(tmp_path):
     results = tmp_path / "results" / MODEL
 
     info = json.loads((results / "traced" / "llm2tflite_export.json").read_text())
-    assert info["num_parameters"] == expected_parameter_count(GPT2_SHAPES["gpt2_base_en"])
+    gpt2 = architectures.by_name("gpt2")
+    assert info["num_parameters"] == gpt2.preset_parameters["gpt2_base_en"] == 124_439_808
     assert info["vocabulary_size"] == 50257 and info["end_token_id"] == 50256
     assert (info["max_length"], info["sequence_length"]) == (100, 256)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-from llm2tflite.twin import GPT2_SHAPES, expected_parameter_count
+from llm2tflite import architectures
 
 MODELS = list(config["models"])
 VARIANTS = list(config["variants"])
@@ -158,21 +158,17 @@ MEMORY_MB_PER_MILLION_PARAMETERS = {"train": 20, "trace": 10, "convert": 25, "ke
 
 
 def model_parameters(model):
-    """Parameters of a model, estimated from the config before anything is built."""
+    """Parameters of a model, computed by its family module from the config (nothing built)."""
     source = model_source(model)
+    family = architectures.for_model_source(source)
     if "train" in source:
-        return expected_parameter_count(
-            {**source["train"]["model"], "vocabulary_size": source["train"]["vocabulary"]["size"]}
-        )
-    name = source.get("shape_of") or source["preset"]
-    config_file = Path(name) / "config.json"
-    if config_file.is_file():
-        backbone = json.loads(config_file.read_text()).get("config", {})
-        if {"hidden_dim", "num_layers", "vocabulary_size"} <= set(backbone):
-            return expected_parameter_count(backbone)
-    if name in GPT2_SHAPES:
-        return expected_parameter_count(GPT2_SHAPES[name])
-    return expected_parameter_count(GPT2_SHAPES["gpt2_base_en"])
+        return family.parameter_count({
+            **family.train_model_config(source["train"]["model"]),
+            "vocabulary_size": source["train"]["vocabulary"]["size"],
+        })
+    return family.parameter_count(
+        architectures.for_preset(source.get("shape_of") or source["preset"])[1]
+    )
 
 
 def mem_mb(stage):

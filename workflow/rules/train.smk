@@ -61,9 +61,11 @@ rule train:
         merges="results/{model}/vocab/merges.txt",
         code=stage_code("train"),
     params:
-        hyperparameters=lambda wildcards: as_json(
-            {**train_setting("model")(wildcards), **train_setting("fit")(wildcards)}
-        ),
+        architecture=lambda wildcards: architectures.for_model_source(
+            model_source(wildcards.model)
+        ).name,
+        model=lambda wildcards: as_json(train_setting("model")(wildcards)),
+        fit=lambda wildcards: as_json(train_setting("fit")(wildcards)),
         vocab_dir=subpath(input.vocab, parent=True),
     threads: 2
     resources:
@@ -78,7 +80,8 @@ rule train:
         ENV_FILE
     shell:
         "python -m llm2tflite.train --corpus {input.train} --heldout {input.heldout}"
-        " --vocab-dir {params.vocab_dir} --hyperparameters-json {params.hyperparameters:q}"
+        " --vocab-dir {params.vocab_dir} --architecture {params.architecture}"
+        " --model-json {params.model:q} --fit-json {params.fit:q}"
         " --out-preset {output.preset} --out-metrics {output.metrics} > {log} 2>&1"
 
 
