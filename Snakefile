@@ -9,23 +9,41 @@ min_version("9.0")
 
 # The package's light modules (no TensorFlow) check the config; importable from a plain clone.
 sys.path.insert(0, workflow.basedir)
-from llm2tflite.config_check import ConfigError, check_config
+from llm2tflite.config_check import ConfigError, check_schema, check_semantics, config_name
+
+SCHEMA = "config/config.schema.yaml"
+
+# A --configfile replaces config/config.yaml instead of being merged into it (a merge would build
+# the default model too): Snakemake's --replace-workflow-config, which profiles/default and
+# profiles/slurm set. It is meant for --configfile only: `--config key=value` alone still
+# amends config/config.yaml. Snakemake passes --configfile but not the flag (nor the profiles)
+# to the jobs it spawns on a cluster; the submitting process refuses to run a --configfile
+# without the flag, so a spawned job that got --configfile replaces too.
+if workflow.overwrite_configfiles:
+    if not (
+        workflow.config_settings.replace_workflow_config or not workflow.is_main_process
+    ):
+        raise WorkflowError(
+            "--configfile would be merged into config/config.yaml (two configs' models in one "
+            "run); add --replace-workflow-config (profiles/default sets it; did you pass "
+            "--workflow-profile none?)"
+        )
+workflow.config_settings.replace_workflow_config = bool(workflow.overwrite_configfiles)
 
 
-# `--configfile config/gpt2_124m_twin.yaml` replaces the default config instead of being merged
-# into it (a merge would build the default model's artifacts too).
-if not workflow.overwrite_configfiles:
-
-    configfile: "config/config.yaml"
+configfile: "config/config.yaml"
 
 
-
-# One line per problem, naming the key and the fix; then Snakemake's own schema validation.
+# One line per problem, naming the key and the fix: the schema on the config as written, then
+# Snakemake's own validation, which also fills in the schema's `default:` values, then the
+# checks across keys on the complete config.
 try:
-    check_config(config, workflow.source_path("config/config.schema.yaml"), workflow.configfiles)
+    check_schema(config, workflow.source_path(SCHEMA), workflow.configfiles)
+    validate(config, SCHEMA)
+    check_semantics(config)
+    CONFIG_NAME = config_name(config, workflow.overwrite_configfiles, workflow.basedir)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
-validate(config, "config/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
@@ -49,4 +67,4 @@ rule all:
     default_target: True
     input:
         all_targets(),
-        "results/manifest.json",
+        report_path("manifest.json"),

@@ -45,6 +45,9 @@ def _generate(args) -> int:
     if blocked:
         return _fail(str(RefusedError("prompt", blocked)), EXIT_REFUSED)
 
+    from llm2tflite import tf_logging
+
+    tf_logging.configure(verbose=args.verbose)
     from llm2tflite.runtime import TFLiteModel
 
     model = TFLiteModel(args.model)
@@ -80,6 +83,10 @@ def main(argv=None) -> int:
              "result equals that of a model traced with N)")
     generate.add_argument("--blocklist", help="word list of the safety filter "
                                                "(default: the package's llm2tflite/data/blocklist.txt)")
+    generate.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="show TensorFlow's and TFLite's own log lines (hidden by default: they are notes "
+             "about the runtime, not about your prompt)")
     generate.set_defaults(run=_generate)
     args = parser.parse_args(argv)
     return args.run(args)

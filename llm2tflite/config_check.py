@@ -8,6 +8,7 @@ This module is imported by the Snakefile, so it must stay light: no TensorFlow, 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -15,6 +16,11 @@ import yaml
 from llm2tflite import architectures
 
 MODEL_SOURCES = ("preset", "train", "shape_of")
+DEFAULT_CONFIG_FILE = "config/config.yaml"
+# A config's name becomes a directory: results/reports/<name>/.
+CONFIG_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+# Held-out lines of the generated evaluation text (models without a corpus of their own).
+EVAL_CORPUS_HELDOUT_LINES = 1000
 
 
 class ConfigError(ValueError):
@@ -126,52 +132,155 @@ def _looks_like_path(preset: str) -> bool:
     return os.sep in preset or preset.startswith((".", "~"))
 
 
-def semantic_errors(config: dict) -> list[str]:
-    """Checks a schema cannot express: lengths against each model, preset paths."""
+def _heldout_lines(source: dict) -> tuple[int, str]:
+    """Lines of the held-out text a model's perplexity is computed on, and where they come from."""
+    if "train" in source:
+        return source["train"]["corpus"]["heldout_lines"], "its corpus.heldout_lines"
+    return EVAL_CORPUS_HELDOUT_LINES, "the generated evaluation text"
+
+
+def _model_errors(name: str, source: dict, config: dict) -> list[str]:
+    """Checks of one model against the generation settings."""
+    if "preset" in source and _looks_like_path(source["preset"]):
+        if not Path(source["preset"]).expanduser().is_dir():
+            return [
+                f"models.{name}.preset: directory {source['preset']!r} does not exist; "
+                "fix the path, or give a KerasHub preset name such as gpt2_base_en"
+            ]
+    family_errors = _family_errors(name, source)
+    if family_errors:
+        return family_errors
     errors = []
     max_length = config["generation"]["max_length"]
-    for name, source in config["models"].items():
-        if "preset" in source and _looks_like_path(source["preset"]):
-            if not Path(source["preset"]).expanduser().is_dir():
-                errors.append(
-                    f"models.{name}.preset: directory {source['preset']!r} does not exist; "
-                    "fix the path, or give a KerasHub preset name such as gpt2_base_en"
-                )
-                continue
-        family_errors = _family_errors(name, source)
-        if family_errors:
-            errors += family_errors
-            continue
-        family, backbone = _backbone_config(source)
-        model_max = family.max_sequence_length(backbone)
-        if model_max is not None and max_length > model_max:
+    family, backbone = _backbone_config(source)
+    model_max = family.max_sequence_length(backbone)
+    if model_max is not None and max_length > model_max:
+        errors.append(
+            f"generation.max_length: {max_length} exceeds model {name!r}'s maximum sequence "
+            f"length {model_max}; set generation.max_length <= {model_max}"
+        )
+    if "train" in source:
+        fit = source["train"]["fit"]
+        # Training windows hold the line plus the next-token target: one token more.
+        if model_max is not None and fit["sequence_length"] >= model_max:
             errors.append(
-                f"generation.max_length: {max_length} exceeds model {name!r}'s maximum sequence "
-                f"length {model_max}; set generation.max_length <= {model_max}"
+                f"models.{name}.train.fit.sequence_length: {fit['sequence_length']} must be "
+                f"below models.{name}.train.model.max_sequence_length {model_max} (a training "
+                f"window holds one token more); set it <= {model_max - 1}"
             )
-        if "train" in source:
-            fit = source["train"]["fit"]
-            if model_max is not None and fit["sequence_length"] > model_max:
-                errors.append(
-                    f"models.{name}.train.fit.sequence_length: {fit['sequence_length']} exceeds "
-                    f"models.{name}.train.model.max_sequence_length {model_max}; lower it"
-                )
+    lines, origin = _heldout_lines(source)
+    perplexity_lines = config["fidelity"]["perplexity_lines"]
+    if perplexity_lines > lines:
+        errors.append(
+            f"fidelity.perplexity_lines: {perplexity_lines} exceeds the {lines} held-out lines "
+            f"of model {name!r} ({origin}); set fidelity.perplexity_lines <= {lines}"
+        )
     return errors
 
 
-def check_config(config: dict, schema_path: str | os.PathLike,
-                 config_files=()) -> None:
-    """Raise ConfigError listing every problem, one line each."""
+def semantic_errors(config: dict) -> list[str]:
+    """Checks a schema cannot express, on a config with the schema's defaults filled in."""
+    errors = []
+    generation = config["generation"]
+    # The traced model keeps min(sequence_length, max_length - 1) prompt tokens, start included.
+    if generation["sequence_length"] < 2:
+        errors.append(
+            f"generation.sequence_length: {generation['sequence_length']} holds only the start "
+            "token, no prompt token; set it >= 2"
+        )
+    if generation["max_length"] < 3:
+        errors.append(
+            f"generation.max_length: {generation['max_length']} leaves room for the start token "
+            "and one new token but no prompt token; set it >= 3"
+        )
+    for name, source in config["models"].items():
+        errors += _model_errors(name, source, config)
+    android = config["android"]
+    if android["model"] is not None and android["model"] not in config["models"]:
+        errors.append(
+            f"android.model: {android['model']!r} is not a configured model; use one of: "
+            f"{', '.join(config['models'])} (or null for the first)"
+        )
+    if android["variant"] not in config["variants"]:
+        errors.append(
+            f"android.variant: {android['variant']!r} is not converted (variants: "
+            f"{', '.join(config['variants'])}); add it to variants or set android.variant to one "
+            "of them"
+        )
+    blocklist = (config.get("safety") or {}).get("blocklist")
+    if blocklist and not Path(blocklist).expanduser().is_file():
+        errors.append(
+            f"safety.blocklist: file {blocklist!r} does not exist; fix the path, or set null for "
+            "the package's default list"
+        )
+    return errors
+
+
+def schema_errors(config: dict, schema: dict) -> list[str]:
+    """One line per schema violation of the config as written (keys with a default may be left
+    out: the schema does not require them)."""
     import jsonschema
 
-    for path in config_files:
-        check_no_duplicate_keys(path)
-    schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     # A one-of-the-sources error also fails each source's own subschema: report the root cause.
-    messages = list(dict.fromkeys(_describe(e) for e in errors))
-    if not messages:
-        messages = semantic_errors(config)
+    return list(dict.fromkeys(_describe(e) for e in errors))
+
+
+def load_schema(schema_path: str | os.PathLike) -> dict:
+    return yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+
+
+def check_schema(config: dict, schema_path: str | os.PathLike, config_files=()) -> None:
+    """Raise ConfigError listing every schema problem of the config as written, one line each."""
+    for path in config_files:
+        check_no_duplicate_keys(path)
+    messages = schema_errors(config, load_schema(schema_path))
     if messages:
         raise ConfigError(messages)
+
+
+def check_semantics(config: dict) -> None:
+    """Raise ConfigError listing every cross-key problem; the config has its defaults filled in
+    (Snakemake's ``validate(config, schema)`` does that)."""
+    messages = semantic_errors(config)
+    if messages:
+        raise ConfigError(messages)
+
+
+def fill_defaults(config: dict, schema_path: str | os.PathLike) -> None:
+    """Fill in the schema's ``default:`` values, as the Snakefile's ``validate()`` does."""
+    from snakemake.utils import validate
+
+    validate(config, str(schema_path), set_default=True)
+
+
+def check_config(config: dict, schema_path: str | os.PathLike, config_files=()) -> None:
+    """Everything the Snakefile checks, in its order: schema, defaults, cross-key checks.
+
+    Fills the schema's defaults into ``config``; raises ConfigError, one line per problem.
+    """
+    check_schema(config, schema_path, config_files)
+    fill_defaults(config, schema_path)
+    check_semantics(config)
+
+
+def config_name(config: dict, config_files, workflow_dir: str | os.PathLike) -> str:
+    """The name of a config's shared outputs (results/reports/<name>/): its ``name:`` key, else
+    the stem of the last --configfile, "default" for config/config.yaml (or no --configfile)."""
+    if config.get("name"):
+        return config["name"]
+    if not config_files:
+        return "default"
+    last = Path(config_files[-1]).resolve()
+    defaults = {(Path(workflow_dir) / DEFAULT_CONFIG_FILE).resolve(),
+                Path(DEFAULT_CONFIG_FILE).resolve()}
+    if last in defaults:
+        return "default"
+    if not re.fullmatch(CONFIG_NAME_PATTERN, last.stem):
+        raise ConfigError([
+            f"--configfile {str(config_files[-1])!r}: its name {last.stem!r} cannot name "
+            f"results/reports/<name>/; rename the file or set `name:` in it "
+            f"(letters, digits, _ . -)"
+        ])
+    return last.stem

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
+from llm2tflite import architectures
 
 
 class PresetUnavailableError(RuntimeError):
@@ -18,7 +19,7 @@ class PresetUnavailableError(RuntimeError):
 
 
 def is_local_preset(preset: str) -> bool:
-    return Path(preset).is_dir()
+    return Path(preset).expanduser().is_dir()
 
 
 LOAD_SEED = 0
@@ -31,6 +32,19 @@ def load_causal_lm(preset: str, sampler: str = "greedy"):
     fails (offline), raise one clear error naming the preset and the ways out instead of a
     stack trace from deep inside the HTTP client.
     """
+    # `~/presets/gpt2` is a directory in the config check, so it is one here too.
+    preset = os.path.expanduser(preset)
+    looks_like_path = os.sep in preset or preset.startswith(".")
+    if looks_like_path and not is_local_preset(preset):
+        raise PresetUnavailableError(f"preset directory {preset!r} does not exist")
+    if not is_local_preset(preset) and "://" not in preset:
+        # A preset name: a typo gets the names we know, not a model-hub download that fails
+        # offline with "cannot reach the model hub".
+        try:
+            architectures.for_preset(preset)
+        except architectures.UnsupportedArchitectureError as error:
+            raise PresetUnavailableError(str(error)) from None
+
     import keras
     import keras_hub
 
@@ -38,9 +52,6 @@ def load_causal_lm(preset: str, sampler: str = "greedy"):
     # model is built. It plays no part in inference, but it is saved with the traced model; a
     # fixed seed keeps two runs' SavedModels (and everything derived) byte-identical.
     keras.utils.set_random_seed(LOAD_SEED)
-    looks_like_path = os.sep in preset or preset.startswith(".")
-    if looks_like_path and not is_local_preset(preset):
-        raise PresetUnavailableError(f"preset directory {preset!r} does not exist")
     try:
         causal_lm = keras_hub.models.CausalLM.from_preset(preset)
     except Exception as error:  # noqa: BLE001  (any download/parse failure gets the same advice)

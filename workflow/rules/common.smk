@@ -6,7 +6,8 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-from llm2tflite import architectures
+from llm2tflite import architectures, code_inputs
+from llm2tflite.config_check import EVAL_CORPUS_HELDOUT_LINES
 
 MODELS = list(config["models"])
 VARIANTS = list(config["variants"])
@@ -18,22 +19,56 @@ BENCHMARK = config["benchmark"]
 BENCHMARK_EXCLUSIVE_THREADS = 1024
 ANDROID_MODEL = config["android"]["model"] or MODELS[0]
 ANDROID_VARIANT = config["android"]["variant"]
-# Perplexity text of models without a held-out corpus of their own: generated, fixed seed.
+# Perplexity text of models without a held-out corpus of their own: generated, fixed seed, a
+# fixed number of lines whatever the config (so that two configs share one file); each model
+# reads its first `fidelity.perplexity_lines` (the config check keeps that within this).
 EVAL_CORPUS_SEED = 1_000_003
-PACKAGE_DIR = Path(workflow.basedir) / "llm2tflite"
+EVAL_CORPUS_LINES = EVAL_CORPUS_HELDOUT_LINES
+EVAL_CORPUS_TRAIN_LINES = 100  # the corpus stage's minimum; this split is not used
+WORKFLOW_DIR = Path(workflow.basedir)
+PACKAGE_DIR = WORKFLOW_DIR / "llm2tflite"
+
+
+def project_path(path):
+    """A path of the workflow's own files as the rules see them: relative to the working
+    directory, so that a finished project moved or copied elsewhere (mv, cp -a, rsync, another
+    cluster mount point) keeps the same inputs and has nothing to rebuild."""
+    return os.path.relpath(path)
+
+
 # The safety filter's word list: the configured file, or the package's default.
-BLOCKLIST = (config.get("safety") or {}).get("blocklist") or str(
-    PACKAGE_DIR / "data" / "blocklist.txt"
+BLOCKLIST = os.path.expanduser(
+    (config.get("safety") or {}).get("blocklist") or project_path(PACKAGE_DIR / "data" / "blocklist.txt")
 )
 ENV_FILE = "../../envs/llm2tflite.yaml"
 
-# The stages run as `python -m llm2tflite.<stage>`. With --sdm conda that is the env's python;
-# otherwise put the interpreter running Snakemake first on PATH, so that an unactivated
-# `.venv/bin/snakemake` still runs the stages with the venv's TensorFlow.
+
+
+def report_path(name):
+    """Outputs that cover all the config's models (summary, benchmark table, plots, manifest,
+    Android hand-off) live per config, results/reports/<config name>/ (CONFIG_NAME, see the
+    Snakefile), so that runs of two configs in one project do not replace each other's."""
+    return f"results/reports/{CONFIG_NAME}/{name}"
+
+
+def report_log(rule_name):
+    return f"logs/reports/{CONFIG_NAME}/{rule_name}.log"
+
+
+# The stages run as `python -m llm2tflite.<stage>`, and must run this workflow's own package
+# (the files listed as their code inputs), not another copy that happens to be installed:
+# the workflow's directory goes first on PYTHONPATH. Snakemake removes PYTHONPATH inside conda
+# envs; there envs/llm2tflite.yaml installs the package from LLM2TFLITE_WORKFLOW_DIR.
+# Without --sdm conda, put the interpreter running Snakemake first on PATH, so that an
+# unactivated `.venv/bin/snakemake` still runs the stages with the venv's TensorFlow.
 envvars:
     "PATH",
 
 
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(WORKFLOW_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+os.environ["LLM2TFLITE_WORKFLOW_DIR"] = str(WORKFLOW_DIR)
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     os.environ["PATH"] = os.pathsep.join(
         [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
@@ -46,11 +81,10 @@ wildcard_constraints:
 
 
 def stage_code(*modules):
-    """The package files a stage runs, as inputs: editing one reruns the stage."""
-    return [
-        str(PACKAGE_DIR / f"{module}.py")
-        for module in ("__init__", "atomic", *modules)
-    ]
+    """The package files the stage modules run (found from their imports, see
+    llm2tflite/code_inputs.py), as inputs: editing one reruns the stage."""
+    files = {path for module in modules for path in code_inputs.stage_files(module, PACKAGE_DIR)}
+    return sorted(project_path(path) for path in files)
 
 
 def model_source(model):
@@ -84,7 +118,8 @@ def preset_inputs(wildcards):
     """Files the preset stages depend on: the built preset, or a configured local directory."""
     source = model_source(wildcards.model)
     if "preset" in source:
-        return [source["preset"]] if Path(source["preset"]).is_dir() else []
+        directory = os.path.expanduser(source["preset"])
+        return [directory] if Path(directory).is_dir() else []
     return [f"results/{wildcards.model}/preset"]
 
 
@@ -126,8 +161,8 @@ def all_targets():
         targets += expand("results/{model}/fidelity/{variant}.json", model=model,
                           variant=VARIANTS)
         targets += expand("results/{model}/ops/{variant}.md", model=model, variant=VARIANTS)
-    targets += ["results/benchmarks.csv", "results/summary.md",
-                "results/android/app/src/main/assets/autocomplete.tflite"]
+    targets += [report_path("benchmarks.csv"), report_path("summary.md"),
+                report_path("android/app/src/main/assets/autocomplete.tflite")]
     return targets
 
 

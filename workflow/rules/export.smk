@@ -6,7 +6,7 @@ rule trace:
         saved_model=directory("results/{model}/traced"),
     input:
         preset=preset_inputs,
-        code=stage_code("sources", "trace"),
+        code=stage_code("trace"),
     params:
         preset=preset_of,
         max_length=GENERATION["max_length"],
@@ -35,7 +35,7 @@ rule convert:
         report="results/{model}/tflite/{variant}.conversion.json",
     input:
         saved_model="results/{model}/traced",
-        code=stage_code("convert", "trace"),
+        code=stage_code("convert"),
     params:
         options=quantization_options,
     threads: 2

@@ -9,7 +9,8 @@ rule eval_corpus:
         code=stage_code("corpus"),
     params:
         seed=EVAL_CORPUS_SEED,
-        lines=FIDELITY["perplexity_lines"],
+        train_lines=EVAL_CORPUS_TRAIN_LINES,
+        lines=EVAL_CORPUS_LINES,
     log:
         "logs/eval_corpus.log",
     benchmark:
@@ -17,7 +18,7 @@ rule eval_corpus:
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.corpus --seed {params.seed} --train-lines 100"
+        "python -m llm2tflite.corpus --seed {params.seed} --train-lines {params.train_lines}"
         " --heldout-lines {params.lines} --out-train {output.train}"
         " --out-heldout {output.heldout} > {log} 2>&1"
 
@@ -28,7 +29,7 @@ rule keras_fidelity_reference:
     input:
         preset=preset_inputs,
         text=heldout_text,
-        code=stage_code("sources", "fidelity", "trace"),
+        code=stage_code("fidelity"),
     params:
         preset=preset_of,
         max_length=GENERATION["max_length"],
@@ -60,7 +61,7 @@ rule fidelity:
         tflite="results/{model}/tflite/{variant}.tflite",
         keras_reference="results/{model}/reference/fidelity.json",
         text=heldout_text,
-        code=stage_code("runtime", "fidelity", "trace"),
+        code=stage_code("fidelity"),
     threads: 1
     resources:
         mem_mb=mem_mb("tflite"),
@@ -74,4 +75,4 @@ rule fidelity:
     shell:
         "python -m llm2tflite.fidelity tflite --model {input.tflite} --model-name {wildcards.model}"
         " --variant {wildcards.variant} --keras-reference {input.keras_reference}"
-        " --text {input.text} --out {output} > {log} 2>&1 || (cat {log} >&2; exit 1)"
+        " --text {input.text} --out {output} > {log} 2>&1"

@@ -3,12 +3,12 @@
 
 rule manifest:
     output:
-        "results/manifest.json",
+        report_path("manifest.json"),
     input:
         artifacts=manifest_inputs(),
         code=stage_code("manifest"),
     log:
-        "logs/manifest.log",
+        report_log("manifest"),
     conda:
         ENV_FILE
     shell:

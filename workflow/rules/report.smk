@@ -33,7 +33,7 @@ rule bench_tflite:
     input:
         tflite="results/{model}/tflite/{variant}.tflite",
         saved_model="results/{model}/traced",
-        code=stage_code("bench", "runtime", "trace", "audit"),
+        code=stage_code("bench"),
     params:
         prompt=BENCHMARK["prompt"],
         runs=BENCHMARK["runs"],
@@ -63,7 +63,7 @@ rule bench_tf:
         "results/{model}/bench/tf.json",
     input:
         saved_model="results/{model}/traced",
-        code=stage_code("bench", "runtime", "trace", "audit"),
+        code=stage_code("bench"),
     params:
         prompt=BENCHMARK["prompt"],
         runs=BENCHMARK["runs"],
@@ -88,15 +88,15 @@ rule bench_tf:
 rule benchmark_table:
     output:
         report(
-            "results/benchmarks.csv",
+            report_path("benchmarks.csv"),
             caption="../report/benchmarks.rst",
             category="Benchmarks",
         ),
     input:
         runs=benchmark_jsons(),
-        code=stage_code("bench", "runtime", "trace", "audit"),
+        code=stage_code("bench"),
     log:
-        "logs/benchmark_table.log",
+        report_log("benchmark_table"),
     conda:
         ENV_FILE
     shell:
@@ -105,22 +105,22 @@ rule benchmark_table:
 
 rule summary:
     output:
-        md=report("results/summary.md", caption="../report/summary.rst", category="Summary"),
+        md=report(report_path("summary.md"), caption="../report/summary.rst", category="Summary"),
         plots=report(
-            expand("results/plots/{model}.png", model=MODELS),
+            expand(report_path("plots/{model}.png"), model=MODELS),
             caption="../report/plot.rst",
             category="Trade-offs",
         ),
     input:
-        benchmarks="results/benchmarks.csv",
+        benchmarks=report_path("benchmarks.csv"),
         fidelity=per_variant_files("fidelity"),
         ops=per_variant_files("ops"),
         smoke=per_variant_files("smoke"),
-        code=stage_code("summary", "audit"),
+        code=stage_code("summary"),
     params:
         plot_dir=lambda wildcards, output: Path(output.plots[0]).parent,
     log:
-        "logs/summary.log",
+        report_log("summary"),
     conda:
         ENV_FILE
     shell:
@@ -129,21 +129,21 @@ rule summary:
         " --out-md {output.md} --plot-dir {params.plot_dir} > {log} 2>&1"
 
 
-rule android_assets:
+rule android:
     output:
-        model="results/android/app/src/main/assets/autocomplete.tflite",
-        json="results/android/app/src/main/assets/autocomplete.json",
+        model=report_path("android/app/src/main/assets/autocomplete.tflite"),
+        json=report_path("android/app/src/main/assets/autocomplete.json"),
     input:
         tflite=f"results/{ANDROID_MODEL}/tflite/{ANDROID_VARIANT}.tflite",
         ops=f"results/{ANDROID_MODEL}/ops/{ANDROID_VARIANT}.json",
         saved_model=f"results/{ANDROID_MODEL}/traced",
-        code=stage_code("android", "runtime", "trace"),
+        code=stage_code("android"),
     params:
         model=ANDROID_MODEL,
         variant=ANDROID_VARIANT,
         prompt=BENCHMARK["prompt"],
     log:
-        "logs/android_assets.log",
+        report_log("android"),
     conda:
         ENV_FILE
     shell:

@@ -1,12 +1,12 @@
 # Run every variant in the TFLite interpreter against the Keras model's own generation.
 
 
-rule smoke_reference:
+rule reference:
     output:
         "results/{model}/reference/smoke.json",
     input:
         preset=preset_inputs,
-        code=stage_code("sources", "reference"),
+        code=stage_code("reference"),
     params:
         preset=preset_of,
         max_length=GENERATION["max_length"],
@@ -17,9 +17,9 @@ rule smoke_reference:
         mem_mb=mem_mb("keras"),
         runtime=runtime_minutes("keras"),
     log:
-        "logs/{model}/smoke_reference.log",
+        "logs/{model}/reference.log",
     benchmark:
-        "results/benchmarks/{model}/smoke_reference.tsv"
+        "results/benchmarks/{model}/reference.tsv"
     conda:
         ENV_FILE
     shell:
@@ -35,7 +35,7 @@ rule smoke:
         tflite="results/{model}/tflite/{variant}.tflite",
         keras_reference="results/{model}/reference/smoke.json",
         blocklist=BLOCKLIST,
-        code=stage_code("runtime", "smoke", "trace", "safety"),
+        code=stage_code("smoke"),
     params:
         prompts=as_json(SMOKE_PROMPTS),
     threads: 1
@@ -51,5 +51,5 @@ rule smoke:
     shell:
         "python -m llm2tflite.smoke --model {input.tflite} --variant {wildcards.variant}"
         " --keras-reference {input.keras_reference} --prompts-json {params.prompts:q}"
-        " --blocklist {input.blocklist}"
-        " --out {output} > {log} 2>&1 || (cat {log} >&2; exit 1)"
+        " --blocklist {input.blocklist:q}"
+        " --out {output} > {log} 2>&1"

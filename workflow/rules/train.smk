@@ -25,7 +25,7 @@ rule corpus:
         " --out-train {output.train} --out-heldout {output.heldout} > {log} 2>&1"
 
 
-rule vocabulary:
+rule vocab:
     wildcard_constraints:
         model=models_matching("train"),
     output:
@@ -38,9 +38,9 @@ rule vocabulary:
         vocabulary=train_setting("vocabulary"),
         out_dir=subpath(output.vocab, parent=True),
     log:
-        "logs/{model}/vocabulary.log",
+        "logs/{model}/vocab.log",
     benchmark:
-        "results/benchmarks/{model}/vocabulary.tsv"
+        "results/benchmarks/{model}/vocab.tsv"
     conda:
         ENV_FILE
     shell:
@@ -85,7 +85,7 @@ rule train:
         " --out-preset {output.preset} --out-metrics {output.metrics} > {log} 2>&1"
 
 
-rule gpt2_tokenizer:
+rule gpt2_assets:
     wildcard_constraints:
         model=models_matching("shape_of"),
     output:
@@ -96,7 +96,7 @@ rule gpt2_tokenizer:
     params:
         out_dir=subpath(output.vocab, parent=True),
     log:
-        "logs/{model}/gpt2_tokenizer.log",
+        "logs/{model}/gpt2_assets.log",
     conda:
         ENV_FILE
     shell:

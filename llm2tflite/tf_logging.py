@@ -1,0 +1,85 @@
+"""TensorFlow's and TFLite's own (C++) logging: quiet unless the user asks for it.
+
+Two loggers write to stderr from C++, each with its own threshold:
+
+- TensorFlow's (oneDNN notices, the CPU-feature note, XLA): ``TF_CPP_MIN_LOG_LEVEL``, read
+  once when TensorFlow loads. ``llm2tflite/__init__.py`` defaults it to 2 (errors only) before
+  any stage imports TensorFlow; :func:`configure` sets it for the command line.
+- TFLite's minimal logger ("INFO: Created TensorFlow Lite delegate for select TF ops.",
+  "INFO: TfLiteFlexDelegate delegate: 8 nodes delegated out of 41 ..."): it ignores
+  ``TF_CPP_MIN_LOG_LEVEL``; its threshold is TFLite's ``tflite::LoggerOptions::
+  SetMinimumLogSeverity``, exported by TensorFlow's ``libtensorflow_cc``. :func:`quiet_tflite`
+  calls it (through ctypes); ``llm2tflite/__init__.py`` registers it to run as soon as any
+  process of ours imports TensorFlow (wrapt's post-import hook; wrapt is a TensorFlow dependency),
+  so every stage's log and the command line get it without calling anything.
+
+The CUDA/cuDNN/cuBLAS "Unable to register ... factory" errors are not logging to configure: they
+come from the CUDA build of TensorFlow (the ``tensorflow`` wheel) on a machine without a GPU, and
+are printed before any threshold applies. requirements.txt installs the CPU build only
+(``tensorflow-cpu``; see packaging/tensorflow-cpu-as-tensorflow).
+
+Light: nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
+# TF_CPP_MIN_LOG_LEVEL: 0 everything, 1 no INFO, 2 errors only, 3 nothing.
+QUIET_TF_LOG_LEVEL = "2"
+VERBOSE_TF_LOG_LEVEL = "0"
+# tflite::LogSeverity (tensorflow/lite/logger.h).
+TFLITE_LOG_VERBOSE, TFLITE_LOG_INFO, TFLITE_LOG_WARNING = 0, 1, 2
+_SET_SEVERITY = "_ZN6tflite13LoggerOptions21SetMinimumLogSeverityENS_11LogSeverityE"
+_GET_SEVERITY = "_ZN6tflite13LoggerOptions21GetMinimumLogSeverityEv"
+_verbose = False
+
+
+def configure(verbose: bool) -> None:
+    """Show (``verbose``) or hide TensorFlow's and TFLite's notes; call before TensorFlow is
+    imported."""
+    global _verbose
+    if "tensorflow" in sys.modules:
+        raise RuntimeError("configure() must run before TensorFlow is imported")
+    _verbose = verbose
+    os.environ[TF_LOG_LEVEL_ENV] = VERBOSE_TF_LOG_LEVEL if verbose else QUIET_TF_LOG_LEVEL
+
+
+def quiet_when_tensorflow_loads() -> None:
+    """Run :func:`quiet_tflite` as soon as TensorFlow is imported (nothing if it never is)."""
+    try:
+        import wrapt
+    except ImportError:  # no TensorFlow in this environment either
+        return
+    wrapt.register_post_import_hook(lambda _module: quiet_tflite(_verbose), "tensorflow")
+
+
+def _tensorflow_cc():
+    import tensorflow as tf
+
+    library = Path(tf.__file__).parent / "libtensorflow_cc.so.2"
+    # Already loaded by `import tensorflow`: RTLD_NOLOAD returns that copy, never a second one.
+    return ctypes.CDLL(str(library), mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+
+
+def tflite_log_severity() -> int:
+    """TFLite's current minimum log severity (tflite::LogSeverity)."""
+    return int(getattr(_tensorflow_cc(), _GET_SEVERITY)())
+
+
+def quiet_tflite(verbose: bool = False) -> None:
+    """Show TFLite's warnings and errors only (its INFO lines too when ``verbose``).
+
+    Imports TensorFlow. Does nothing where the library or its symbol is missing (another
+    platform or TensorFlow build): the only cost is TFLite's INFO lines.
+    """
+    try:
+        set_severity = getattr(_tensorflow_cc(), _SET_SEVERITY)
+    except (OSError, AttributeError):
+        return
+    set_severity.argtypes = [ctypes.c_int]
+    set_severity(TFLITE_LOG_INFO if verbose else TFLITE_LOG_WARNING)
