@@ -20,3 +20,7 @@ from llm2tflite import tf_logging as _tf_logging  # noqa: E402  (after the envir
 _tf_logging.quiet_when_tensorflow_loads()
 
 __version__ = "0.1.0"
+
+# The codelab's prompt: the default model's corpus is built around it, and it is the default of
+# every stage that tries a model on one prompt.
+CODELAB_PROMPT = "Estoy disfrutando de"

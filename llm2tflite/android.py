@@ -28,24 +28,15 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
-import llm2tflite  # noqa: F401
+from llm2tflite import CODELAB_PROMPT as DEFAULT_PROMPT
 from llm2tflite import atomic
+from llm2tflite.manifest import sha256_file
 
-DEFAULT_PROMPT = "Estoy disfrutando de"
 FLEX_AAR = "org.tensorflow:tensorflow-lite-select-tf-ops"
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _dtype_name(dtype) -> str:

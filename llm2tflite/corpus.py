@@ -17,15 +17,33 @@ import argparse
 import random
 import re
 from dataclasses import dataclass
+from importlib import resources
 
-from llm2tflite import atomic
+from llm2tflite import CODELAB_PROMPT, atomic
 
-SPANISH_PROMPT = "Estoy disfrutando de"
+SPANISH_PROMPT = CODELAB_PROMPT
 ENGLISH_PROMPT = "I am enjoying the"
 
 # =================================================================================================
-# Lexicon
+# Lexicon (the words themselves are data: llm2tflite/data/corpus_lexicon.yaml)
 # =================================================================================================
+
+LEXICON_FILE = "corpus_lexicon.yaml"
+
+
+def _load_lexicon() -> dict:
+    import yaml
+
+    text = (resources.files("llm2tflite") / "data" / LEXICON_FILE).read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _rows(table: str) -> list[list[str]]:
+    """The cells of a `a | b | c` table, one list per line."""
+    return [[cell.strip() for cell in row.split("|")] for row in table.strip().splitlines()]
+
+
+_LEXICON = _load_lexicon()
 
 
 @dataclass(frozen=True)
@@ -52,53 +70,7 @@ def _adjective(masculine: str, english: str, forms: str = "") -> Adjective:
 
 ADJECTIVES = {
     adjective.spanish_forms[0]: adjective
-    for adjective in [
-        _adjective("delicioso", "delicious"),
-        _adjective("rico", "tasty"),
-        _adjective("caliente", "hot"),
-        _adjective("frío", "cold"),
-        _adjective("fresco", "fresh"),
-        _adjective("casero", "homemade"),
-        _adjective("dulce", "sweet"),
-        _adjective("nuevo", "new"),
-        _adjective("viejo", "old"),
-        _adjective("antiguo", "old"),
-        _adjective("moderno", "modern"),
-        _adjective("bonito", "beautiful"),
-        _adjective("precioso", "lovely"),
-        _adjective("grande", "big"),
-        _adjective("pequeño", "small"),
-        _adjective("interesante", "interesting"),
-        _adjective("divertido", "fun"),
-        _adjective("aburrido", "boring"),
-        _adjective("largo", "long"),
-        _adjective("corto", "short"),
-        _adjective("tranquilo", "quiet"),
-        _adjective("relajante", "relaxing"),
-        _adjective("alegre", "cheerful"),
-        _adjective("triste", "sad"),
-        _adjective("famoso", "famous"),
-        _adjective("cálido", "warm"),
-        _adjective("agradable", "pleasant"),
-        _adjective("rojo", "red"),
-        _adjective("azul", "blue"),
-        _adjective("verde", "green"),
-        _adjective("negro", "black"),
-        _adjective("blanco", "white"),
-        _adjective("amarillo", "yellow"),
-        _adjective("barato", "cheap"),
-        _adjective("caro", "expensive"),
-        _adjective("cómodo", "comfortable"),
-        _adjective("limpio", "clean"),
-        _adjective("sucio", "dirty"),
-        _adjective("abierto", "open"),
-        _adjective("cerrado", "closed"),
-        _adjective("lleno", "full"),
-        _adjective("vacío", "empty"),
-        _adjective("simpático", "friendly"),
-        _adjective("joven", "young", "joven joven jóvenes jóvenes"),
-        _adjective("feliz", "happy"),
-    ]
+    for adjective in (_adjective(*row) for row in _rows(_LEXICON["adjectives"]))
 }
 
 
@@ -123,10 +95,7 @@ class Noun:
 def _nouns(table: str) -> list[Noun]:
     """Parse `spanish | plural | gender | english | plural | adjectives` rows ("-": mass noun)."""
     nouns = []
-    for row in table.strip().splitlines():
-        spanish, spanish_plural, gender, english, english_plural, adjectives = (
-            cell.strip() for cell in row.split("|")
-        )
+    for spanish, spanish_plural, gender, english, english_plural, adjectives in _rows(table):
         nouns.append(
             Noun(
                 spanish,
@@ -143,28 +112,24 @@ def _nouns(table: str) -> list[Noun]:
     return nouns
 
 
-FOOD = _nouns("""
-manzana   | manzanas   | f | apple     | apples     | rico fresco grande verde rojo
-naranja   | naranjas   | f | orange    | oranges    | rico fresco dulce grande
-plátano   | plátanos   | m | banana    | bananas    | rico dulce grande
-pan       | -          | m | bread     | -          | rico fresco casero caliente
-sopa      | -          | f | soup      | -          | delicioso rico caliente casero
-pizza     | pizzas     | f | pizza     | pizzas     | delicioso rico caliente casero grande
-ensalada  | ensaladas  | f | salad     | salads     | delicioso rico fresco grande
-tortilla  | tortillas  | f | omelette  | omelettes  | delicioso rico caliente casero
-pastel    | pasteles   | m | cake      | cakes      | delicioso rico dulce casero grande
-galleta   | galletas   | f | cookie    | cookies    | delicioso rico dulce casero
-queso     | -          | m | cheese    | -          | delicioso rico fresco
-arroz     | -          | m | rice      | -          | delicioso rico caliente
-pescado   | -          | m | fish      | -          | delicioso rico fresco
-pollo     | -          | m | chicken   | -          | delicioso rico caliente
-helado    | helados    | m | ice cream | -          | delicioso rico frío casero
-bocadillo | bocadillos | m | sandwich  | sandwiches | delicioso rico grande
-paella    | paellas    | f | paella    | -          | delicioso rico caliente
-fruta     | -          | f | fruit     | -          | rico fresco dulce
-chocolate | -          | m | chocolate | -          | delicioso rico dulce caliente
-""")
-
+_NOUNS = {name: _nouns(table) for name, table in _LEXICON["nouns"].items()}
+FOOD = _NOUNS["food"]
+DRINKS = _NOUNS["drinks"]
+READING = _NOUNS["reading"]
+SHOWS = _NOUNS["shows"]
+SOUNDS = _NOUNS["sounds"]
+THINGS = _NOUNS["things"]
+WRITINGS = _NOUNS["writings"]
+ROOMS = _NOUNS["rooms"]
+SIGHTS = _NOUNS["sights"]
+INSTRUMENTS = _NOUNS["instruments"]
+# Things one enjoys: the continuations of "Estoy disfrutando de" / "I am enjoying the".
+ENJOYABLE_MOMENTS = _NOUNS["enjoyable_moments"]
+ANIMALS = _NOUNS["animals"]
+# Places described with "ser" (inherent qualities) and "estar" (states).
+BUILDINGS = _NOUNS["buildings"]
+LANDMARKS = _NOUNS["landmarks"]
+_EXTRA_NOUNS = {name: _nouns(table) for name, table in _LEXICON["extra_nouns"].items()}
 
 
 def _select(nouns: list[Noun], names: str) -> list[Noun]:
@@ -174,164 +139,24 @@ def _select(nouns: list[Noun], names: str) -> list[Noun]:
     return [by_name[name] for name in wanted]
 
 
-COOKABLE = _select(FOOD, "sopa pizza ensalada tortilla pastel galleta arroz pescado pollo "
-                         "bocadillo paella")
+_SELECTIONS = _LEXICON["selections"]
+COOKABLE = _select(FOOD, _SELECTIONS["cookable"])
+SPORTS = [tuple(pair) for pair in _LEXICON["sports"]]
 
-DRINKS = _nouns("""
-café     | - | m | coffee   | - | caliente frío rico
-té       | - | m | tea      | - | caliente frío rico dulce
-leche    | - | f | milk     | - | caliente frío fresco
-zumo     | - | m | juice    | - | frío fresco rico
-limonada | - | f | lemonade | - | frío fresco dulce casero
-""")
-
-READING = _nouns("""
-libro     | libros     | m | book      | books      | interesante nuevo viejo largo corto divertido
-periódico | periódicos | m | newspaper | newspapers | nuevo viejo
-revista   | revistas   | f | magazine  | magazines  | interesante nuevo viejo divertido
-novela    | novelas    | f | novel     | novels     | interesante nuevo largo corto divertido triste
-carta     | cartas     | f | letter    | letters    | largo corto bonito triste
-poema     | poemas     | m | poem      | poems      | bonito largo corto triste alegre
-cuento    | cuentos    | m | story     | stories    | bonito largo corto divertido triste
-""")
-
-SHOWS = _nouns("""
-película   | películas    | f | movie       | movies        | interesante nuevo divertido largo aburrido triste
-partido    | partidos     | m | game        | games         | interesante largo aburrido
-serie      | series       | f | series      | series        | interesante nuevo divertido largo aburrido
-documental | documentales | m | documentary | documentaries | interesante nuevo largo
-programa   | programas    | m | show        | shows         | interesante nuevo divertido aburrido
-concierto  | conciertos   | m | concert     | concerts      | bonito largo divertido
-""")
-
-SOUNDS = _nouns("""
-música  | -         | f | music   | -        | tranquilo relajante alegre nuevo triste
-canción | canciones | f | song    | songs    | bonito nuevo alegre triste relajante
-disco   | discos    | m | album   | albums   | nuevo viejo bonito
-podcast | podcasts  | m | podcast | podcasts | interesante nuevo divertido
-""")
-
-THINGS = _nouns("""
-camisa    | camisas    | f | shirt    | shirts    | nuevo bonito azul blanco rojo negro barato
-regalo    | regalos    | m | gift     | gifts     | bonito pequeño grande caro
-flor      | flores     | f | flower   | flowers   | bonito rojo blanco amarillo
-bicicleta | bicicletas | f | bicycle  | bicycles  | nuevo viejo rojo azul negro barato
-sombrero  | sombreros  | m | hat      | hats      | nuevo viejo negro blanco grande
-mochila   | mochilas   | f | backpack | backpacks | nuevo grande pequeño azul negro
-lámpara   | lámparas   | f | lamp     | lamps     | nuevo pequeño blanco moderno
-paraguas  | paraguas   | m | umbrella | umbrellas | nuevo negro azul grande
-teléfono  | teléfonos  | m | phone    | phones    | nuevo viejo caro barato
-mesa      | mesas      | f | table    | tables    | nuevo viejo grande pequeño
-silla     | sillas     | f | chair    | chairs    | nuevo cómodo azul blanco
-vestido   | vestidos   | m | dress    | dresses   | nuevo bonito azul rojo negro
-abrigo    | abrigos    | m | coat     | coats     | nuevo viejo negro cómodo caro
-cuaderno  | cuadernos  | m | notebook | notebooks | nuevo pequeño azul verde
-""")
-
-WRITINGS = _nouns("""
-carta   | cartas    | f | letter  | letters  | largo corto bonito
-mensaje | mensajes  | m | message | messages | largo corto bonito
-correo  | correos   | m | email   | emails   | largo corto
-poema   | poemas    | m | poem    | poems    | bonito largo corto
-cuento  | cuentos   | m | story   | stories  | bonito largo corto divertido
-canción | canciones | f | song    | songs    | bonito nuevo alegre
-""")
-
-ROOMS = _nouns("""
-casa       | casas        | f | house       | houses       |
-cocina     | cocinas      | f | kitchen     | kitchens     |
-habitación | habitaciones | f | room        | rooms        |
-coche      | coches       | m | car         | cars         |
-ventana    | ventanas     | f | window      | windows      |
-baño       | baños        | m | bathroom    | bathrooms    |
-salón      | salones      | m | living room | living rooms |
-""")
-
-SIGHTS = _nouns("""
-museo    | museos     | m | museum    | museums    | famoso antiguo moderno grande pequeño
-mercado  | mercados   | m | market    | markets    | antiguo grande pequeño famoso
-ciudad   | ciudades   | f | city      | cities     | bonito antiguo moderno grande famoso
-pueblo   | pueblos    | m | village   | villages   | bonito pequeño tranquilo antiguo
-catedral | catedrales | f | cathedral | cathedrals | antiguo famoso grande bonito
-castillo | castillos  | m | castle    | castles    | antiguo famoso grande bonito
-jardín   | jardines   | m | garden    | gardens    | bonito grande pequeño tranquilo
-""")
-
-INSTRUMENTS = _nouns("""
-guitarra | guitarras | f | guitar | guitars |
-piano    | pianos    | m | piano  | pianos  |
-violín   | violines  | m | violin | violins |
-flauta   | flautas   | f | flute  | flutes  |
-""")
-
-SPORTS = [("fútbol", "football"), ("tenis", "tennis"), ("baloncesto", "basketball"),
-          ("ajedrez", "chess"), ("voleibol", "volleyball")]
-
-# Things one enjoys: the continuations of "Estoy disfrutando de" / "I am enjoying the".
-# `kind` says which modifier would be redundant ("place" nouns take no "en la playa", "time"
-# nouns no "esta tarde").
-ENJOYABLE_MOMENTS = _nouns("""
-sol           | -               | m | sun             | -          | cálido
-buen tiempo   | -               | m | good weather    | -          |
-playa         | playas          | f | beach           | beaches    | bonito tranquilo precioso
-vista         | vistas          | f | view            | views      | bonito precioso
-paisaje       | paisajes        | m | landscape       | landscapes | bonito precioso tranquilo
-brisa del mar | -               | f | sea breeze      | -          |
-silencio      | -               | m | silence         | -          |
-tranquilidad  | -               | f | peace and quiet | -          |
-jardín        | jardines        | m | garden          | gardens    | bonito tranquilo precioso
-nieve         | -               | f | snow            | -          |
-tarde         | tardes          | f | afternoon       | afternoons | tranquilo cálido agradable
-noche         | noches          | f | evening         | evenings   | tranquilo cálido agradable
-día           | días            | m | day             | days       | tranquilo cálido agradable bonito
-verano        | veranos         | m | summer          | summers    | cálido largo
-primavera     | primaveras      | f | spring          | springs    | cálido
-fin de semana | fines de semana | m | weekend         | weekends   | largo tranquilo
-paseo         | paseos          | m | walk            | walks      | largo tranquilo agradable
-viaje         | viajes          | m | trip            | trips      | largo divertido tranquilo
-fiesta        | fiestas         | f | party           | parties    | divertido alegre
-cena          | cenas           | f | dinner          | dinners    | delicioso tranquilo agradable
-desayuno      | desayunos       | m | breakfast       | breakfasts | delicioso tranquilo
-comida        | -               | f | food            | -          | delicioso casero rico
-clase         | clases          | f | class           | classes    | interesante divertido
-visita        | visitas         | f | visit           | visits     | corto agradable
-""")
-_PLACE_MOMENTS = {"playa", "vista", "paisaje", "jardín", "brisa del mar"}
-_TIME_MOMENTS = {"tarde", "noche", "día", "verano", "primavera", "fin de semana"}
+# `kind` of an enjoyable noun says which modifier would be redundant ("place" nouns take no
+# "en la playa", "time" nouns no "esta tarde").
+_PLACE_MOMENTS = set(_LEXICON["place_moments"])
+_TIME_MOMENTS = set(_LEXICON["time_moments"])
 # Only these read naturally with "mi" ("Estoy disfrutando de mi café", not "de mi sol").
-_POSSESSABLE = {"café", "té", "leche", "helado", "pastel", "pizza", "paella", "sopa", "chocolate",
-                "libro", "novela", "música", "paseo", "viaje", "fin de semana", "cena",
-                "desayuno", "comida", "clase", "tarde", "día", "verano", "jardín", "fiesta"}
+_POSSESSABLE = set(_LEXICON["possessable"])
 
 ENJOYABLE = ENJOYABLE_MOMENTS + _select(
-    SOUNDS + SHOWS + READING + DRINKS + FOOD,
-    "música canción película partido concierto libro novela café té leche "
-    "pizza paella helado pastel sopa chocolate fruta",
+    SOUNDS + SHOWS + READING + DRINKS + FOOD, _SELECTIONS["enjoyable"]
 )
-
-ANIMALS = _nouns("""
-perro   | perros   | m | dog   | dogs   | simpático pequeño grande joven negro blanco
-gato    | gatos    | m | cat   | cats   | simpático pequeño joven negro blanco
-caballo | caballos | m | horse | horses | grande joven blanco negro bonito
-pájaro  | pájaros  | m | bird  | birds  | pequeño amarillo azul bonito
-""")
-
-# Places described with "ser" (inherent qualities) and "estar" (states).
-BUILDINGS = _nouns("""
-casa        | casas        | f | house      | houses      | grande pequeño bonito moderno antiguo
-ciudad      | ciudades     | f | city       | cities      | grande pequeño bonito moderno antiguo famoso
-calle       | calles       | f | street     | streets     | largo corto tranquilo bonito antiguo
-parque      | parques      | m | park       | parks       | grande pequeño bonito tranquilo
-tienda      | tiendas      | f | shop       | shops       | grande pequeño moderno caro barato
-restaurante | restaurantes | m | restaurant | restaurants | grande pequeño moderno caro barato famoso
-biblioteca  | bibliotecas  | f | library    | libraries   | grande pequeño moderno antiguo tranquilo
-museo       | museos       | m | museum     | museums     | grande pequeño moderno antiguo famoso
-habitación  | habitaciones | f | room       | rooms       | grande pequeño bonito cómodo
-""")
-BUILDING_STATES = ["abierto", "cerrado", "lleno", "vacío", "limpio", "tranquilo"]
-COLORS = {"rojo", "azul", "verde", "negro", "blanco", "amarillo"}
+BUILDING_STATES = list(_LEXICON["building_states"])
+COLORS = set(_LEXICON["colors"])
 # Adjectives that describe a dish's current state, so they go with "estar" ("está caliente").
-FOOD_STATES = {"delicioso", "rico", "caliente", "frío", "fresco", "dulce"}
+FOOD_STATES = set(_LEXICON["food_states"])
 
 
 @dataclass(frozen=True)
@@ -348,38 +173,12 @@ class Subject:
 
 
 SUBJECTS = [
-    Subject("Yo", 0, "I", "Me", True),
-    Subject("Tú", 1, "You", "Te", True),
-    Subject("Nosotros", 3, "We", "Nos", True),
-    Subject("Él", 2, "He", "A él le", False),
-    Subject("Ella", 2, "She", "A ella le", False),
-    Subject("Mi hermana", 2, "My sister", "A mi hermana le", False),
-    Subject("Mi hermano", 2, "My brother", "A mi hermano le", False),
-    Subject("Mi madre", 2, "My mother", "A mi madre le", False),
-    Subject("Mi padre", 2, "My father", "A mi padre le", False),
-    Subject("Mi abuela", 2, "My grandmother", "A mi abuela le", False),
-    Subject("Mi abuelo", 2, "My grandfather", "A mi abuelo le", False),
-    Subject("La profesora", 2, "The teacher", "A la profesora le", False),
-    Subject("El niño", 2, "The boy", "Al niño le", False),
-    Subject("La niña", 2, "The girl", "A la niña le", False),
-    Subject("Nuestro vecino", 2, "Our neighbor", "A nuestro vecino le", False),
-    Subject("Ana", 2, "Ana", "A Ana le", False),
-    Subject("Carlos", 2, "Carlos", "A Carlos le", False),
-    Subject("Lucía", 2, "Lucía", "A Lucía le", False),
-    Subject("Pablo", 2, "Pablo", "A Pablo le", False),
-    Subject("Mis amigos", 5, "My friends", "A mis amigos les", False),
-    Subject("Mis padres", 5, "My parents", "A mis padres les", False),
-    Subject("Los niños", 5, "The children", "A los niños les", False),
-    Subject("Ellos", 5, "They", "A ellos les", False),
+    Subject(spanish, int(person), english, dative, drop == "yes")
+    for spanish, person, english, dative, drop in _rows(_LEXICON["subjects"])
 ]
 
 # Ages that suit each subject (for "Mi abuela tiene 82 años.").
-AGE_RANGES = {
-    "Mi hermana": (4, 35), "Mi hermano": (4, 35), "Mi madre": (30, 60), "Mi padre": (30, 60),
-    "Mi abuela": (60, 95), "Mi abuelo": (60, 95), "La profesora": (25, 60),
-    "El niño": (3, 12), "La niña": (3, 12), "Nuestro vecino": (20, 80),
-    "Ana": (5, 60), "Carlos": (5, 60), "Lucía": (5, 60), "Pablo": (5, 60),
-}
+AGE_RANGES = {name: tuple(ages) for name, ages in _LEXICON["age_ranges"].items()}
 
 
 @dataclass(frozen=True)
@@ -388,31 +187,7 @@ class Place:
     english: str
 
 
-PLACES = {
-    key: Place(spanish, english)
-    for key, spanish, english in [
-        ("park", "en el parque", "in the park"),
-        ("beach", "en la playa", "on the beach"),
-        ("home", "en casa", "at home"),
-        ("kitchen", "en la cocina", "in the kitchen"),
-        ("library", "en la biblioteca", "in the library"),
-        ("garden", "en el jardín", "in the garden"),
-        ("school", "en la escuela", "at school"),
-        ("office", "en la oficina", "at the office"),
-        ("train", "en el tren", "on the train"),
-        ("terrace", "en la terraza", "on the terrace"),
-        ("living_room", "en el salón", "in the living room"),
-        ("mountains", "en la montaña", "in the mountains"),
-        ("square", "en la plaza", "in the square"),
-        ("cafe", "en la cafetería", "at the café"),
-        ("market", "en el mercado", "at the market"),
-        ("shop", "en la tienda", "at the shop"),
-        ("cinema", "en el cine", "at the cinema"),
-        ("car", "en el coche", "in the car"),
-        ("restaurant", "en el restaurante", "at the restaurant"),
-        ("village", "en el pueblo", "in the village"),
-    ]
-}
+PLACES = {key: Place(spanish, english) for key, spanish, english in _rows(_LEXICON["places"])}
 
 
 @dataclass(frozen=True)
@@ -426,49 +201,26 @@ class Verb:
     habitual: bool  # "los domingos" fits ("leo"), or not ("quiero", "busco")
 
 
-def _verb(forms: str, english: str, english_third: str, objects, places: str,
-          habitual: bool = True) -> Verb:
-    infinitive, *spanish_forms = forms.split()
-    return Verb(tuple(spanish_forms), infinitive, english, english_third, objects,
-                tuple(places.split()), habitual)
+# What a verb's `objects` may name: a noun table, a selection, or "sports" / "instruments".
+_OBJECT_POOLS = {**_NOUNS, "cookable": COOKABLE,
+                 "bought_reading": _select(READING, _SELECTIONS["bought_reading"])}
 
 
-VERBS = [
-    _verb("comer como comes come comemos coméis comen", "eat", "eats", FOOD,
-          "home kitchen park beach terrace cafe restaurant garden"),
-    _verb("beber bebo bebes bebe bebemos bebéis beben", "drink", "drinks", DRINKS,
-          "home kitchen terrace cafe office restaurant"),
-    _verb("leer leo lees lee leemos leéis leen", "read", "reads", READING,
-          "library park home train garden living_room terrace beach"),
-    _verb("ver veo ves ve vemos veis ven", "watch", "watches", SHOWS,
-          "home living_room cinema"),
-    _verb("escuchar escucho escuchas escucha escuchamos escucháis escuchan", "listen to",
-          "listens to", SOUNDS, "home car train living_room kitchen office"),
-    _verb("comprar compro compras compra compramos compráis compran", "buy", "buys",
-          FOOD + THINGS + _select(READING, "libro periódico revista"),
-          "market shop"),
-    _verb("preparar preparo preparas prepara preparamos preparáis preparan", "prepare",
-          "prepares", COOKABLE, "kitchen home"),
-    _verb("escribir escribo escribes escribe escribimos escribís escriben", "write", "writes",
-          WRITINGS, "office home library living_room cafe"),
-    _verb("limpiar limpio limpias limpia limpiamos limpiáis limpian", "clean", "cleans", ROOMS,
-          ""),
-    _verb("visitar visito visitas visita visitamos visitáis visitan", "visit", "visits", SIGHTS,
-          ""),
-    _verb("buscar busco buscas busca buscamos buscáis buscan", "look for", "looks for", THINGS,
-          "home office shop", habitual=False),
-    _verb("necesitar necesito necesitas necesita necesitamos necesitáis necesitan", "need",
-          "needs", THINGS, "", habitual=False),
-    _verb("querer quiero quieres quiere queremos queréis quieren", "want", "wants",
-          THINGS + FOOD, "", habitual=False),
-    _verb("jugar juego juegas juega jugamos jugáis juegan", "play", "plays", "sports",
-          "park school beach"),
-    _verb("tocar toco tocas toca tocamos tocáis tocan", "play", "plays", "instruments",
-          "home living_room school square"),
-]
+def _verb(entry: dict) -> Verb:
+    infinitive, *spanish_forms = entry["forms"].split()
+    objects = entry["objects"]
+    if objects not in ("sports", "instruments"):
+        objects = [noun for name in objects.split("+") for noun in _OBJECT_POOLS[name]]
+    places = tuple(entry.get("places", "").split())
+    english, english_third = entry["english"]
+    return Verb(tuple(spanish_forms), infinitive, english, english_third, objects, places,
+                entry.get("habitual", True))
+
+
+VERBS = [_verb(entry) for entry in _LEXICON["verbs"]]
 
 # Verbs that make sense in "Me gusta ..." and "¿Quieres ...?" (not "buscar", "necesitar"...).
-PLEASANT_ACTIVITIES = "comer beber leer ver escuchar preparar escribir visitar jugar tocar"
+PLEASANT_ACTIVITIES = _LEXICON["pleasant_activities"]
 
 
 def _verbs(infinitives: str) -> list[Verb]:
@@ -476,104 +228,39 @@ def _verbs(infinitives: str) -> list[Verb]:
     return [by_infinitive[name] for name in infinitives.split()]
 
 
-ESTAR = "estoy estás está estamos estáis están".split()
-SER = "soy eres es somos sois son".split()
-TENER = "tengo tienes tiene tenemos tenéis tienen".split()
-IR = "voy vas va vamos vais van".split()
+_CONJUGATIONS = _LEXICON["conjugations"]
+ESTAR = _CONJUGATIONS["estar"].split()
+SER = _CONJUGATIONS["ser"].split()
+TENER = _CONJUGATIONS["tener"].split()
+IR = _CONJUGATIONS["ir"].split()
+
+
+def _pairs(name: str) -> list[tuple[str, ...]]:
+    return [tuple(item) for item in _LEXICON[name]]
+
 
 # Habitual times go with the simple present; "soon" times with the progressive/near future.
-HABITUAL_TIMES = [
-    ("todos los días", "every day"), ("cada mañana", "every morning"),
-    ("los domingos", "on Sundays"), ("los sábados", "on Saturdays"), ("los lunes", "on Mondays"),
-    ("los viernes", "on Fridays"), ("los fines de semana", "on weekends"),
-    ("por la mañana", "in the morning"), ("por la tarde", "in the afternoon"),
-    ("por la noche", "in the evening"), ("en verano", "in summer"),
-    ("en invierno", "in winter"), ("después de cenar", "after dinner"),
-    ("antes de dormir", "before bed"),
-]
-SOON_TIMES = [
-    ("hoy", "today"), ("ahora", "now"), ("esta tarde", "this afternoon"),
-    ("esta noche", "tonight"), ("este fin de semana", "this weekend"),
-    ("esta mañana", "this morning"), ("mañana", "tomorrow"), ("el sábado", "on Saturday"),
-]
-COMPANY = [
-    ("con mi familia", "with my family"), ("con mis amigos", "with my friends"),
-    ("con mi hermana", "with my sister"), ("con mis padres", "with my parents"),
-    ("con mi abuela", "with my grandmother"), ("con mis compañeros", "with my classmates"),
-    ("con mi perro", "with my dog"), ("con mi pareja", "with my partner"),
-]
-ENJOY_PLACES = ["park", "beach", "home", "garden", "terrace", "mountains", "square", "village",
-                "cafe", "restaurant"]
-DESTINATIONS = [
-    ("al parque", "to the park"), ("a la playa", "to the beach"), ("al mercado", "to the market"),
-    ("al cine", "to the cinema"), ("a la biblioteca", "to the library"),
-    ("al museo", "to the museum"), ("a la escuela", "to school"), ("a casa", "home"),
-    ("a la montaña", "to the mountains"), ("al pueblo", "to the village"),
-    ("a la piscina", "to the swimming pool"), ("al supermercado", "to the supermarket"),
-    ("al trabajo", "to work"), ("a la ciudad", "to the city"),
-]
+HABITUAL_TIMES = _pairs("habitual_times")
+SOON_TIMES = _pairs("soon_times")
+COMPANY = _pairs("company")
+ENJOY_PLACES = list(_LEXICON["enjoy_places"])
+DESTINATIONS = _pairs("destinations")
 # (Spanish noun phrase, English noun phrase, Spanish verb 3sg, English verb 3sg) for clock times.
-SCHEDULES = [
-    ("El tren", "The train", "sale", "leaves"), ("El autobús", "The bus", "sale", "leaves"),
-    ("La clase", "The class", "empieza", "starts"),
-    ("La película", "The movie", "empieza", "starts"),
-    ("El concierto", "The concert", "empieza", "starts"),
-    ("La fiesta", "The party", "empieza", "starts"), ("La tienda", "The shop", "abre", "opens"),
-    ("El museo", "The museum", "abre", "opens"),
-    ("La biblioteca", "The library", "cierra", "closes"),
-    ("El mercado", "The market", "cierra", "closes"),
-    ("El partido", "The game", "empieza", "starts"),
-]
+SCHEDULES = _pairs("schedules")
 # Countable things that appear with numbers: "Hay 12 sillas en la cocina."
-_silla, _libro, _manzana, _naranja, _flor, _pajaro, _lampara = _select(
-    THINGS + READING + FOOD + ANIMALS, "silla libro manzana naranja flor pájaro lámpara")
+_COUNTED = {noun.spanish: noun for noun in _select(THINGS + READING + FOOD + ANIMALS,
+                                                   _SELECTIONS["counted"])
+            + _EXTRA_NOUNS["counted"]}
 THERE_ARE = [
-    (_silla, PLACES["kitchen"]),
-    (_libro, Place("en la mesa", "on the table")),
-    (_manzana, Place("en la cesta", "in the basket")),
-    (_naranja, Place("en la cesta", "in the basket")),
-    (_flor, PLACES["garden"]),
-    (_pajaro, PLACES["garden"]),
-    (_lampara, PLACES["living_room"]),
-    (Noun("árbol", "árboles", "m", "tree", "trees", ()), PLACES["park"]),
-    (Noun("niño", "niños", "m", "child", "children", ()), PLACES["park"]),
-    (Noun("persona", "personas", "f", "person", "people", ()), PLACES["square"]),
-    (Noun("coche", "coches", "m", "car", "cars", ()), Place("en la calle", "on the street")),
-    (Noun("estudiante", "estudiantes", "m", "student", "students", ()),
-     Place("en la clase", "in the class")),
-    (_libro, PLACES["library"]),
+    (_COUNTED[noun], PLACES[place] if isinstance(place, str) else Place(*place))
+    for noun, place in _LEXICON["there_are"]
 ]
-OWNABLE = _select(ANIMALS + READING + THINGS, "perro gato pájaro libro camisa cuaderno") + [
-    Noun("planta", "plantas", "f", "plant", "plants", ()),
-    Noun("primo", "primos", "m", "cousin", "cousins", ()),
-    Noun("hermano", "hermanos", "m", "sibling", "siblings", ()),
-]
-PRICED = _select(READING + THINGS, "libro revista camisa bicicleta sombrero mochila teléfono "
-                                   "abrigo paraguas lámpara vestido")
-LOSABLE = _select(THINGS + READING + ANIMALS, "sombrero mochila paraguas teléfono libro cuaderno "
-                                              "gato perro") + [
-    Noun("llave", "llaves", "f", "key", "keys", ()),
-    Noun("cartera", "carteras", "f", "wallet", "wallets", ()),
-]
+OWNABLE = _select(ANIMALS + READING + THINGS, _SELECTIONS["ownable"]) + _EXTRA_NOUNS["ownable"]
+PRICED = _select(READING + THINGS, _SELECTIONS["priced"])
+LOSABLE = _select(THINGS + READING + ANIMALS, _SELECTIONS["losable"]) + _EXTRA_NOUNS["losable"]
 # Things people like or dislike in general ("Me gustan las manzanas.", "I like apples.").
-LIKEABLE = FOOD + DRINKS + ANIMALS + _select(
-    SOUNDS + SHOWS + READING, "música película serie documental concierto libro revista novela")
-LANDMARKS = _nouns("""
-estación          | - | f | station     | - |
-parada de autobús | - | f | bus stop    | - |
-farmacia          | - | f | pharmacy    | - |
-biblioteca        | - | f | library     | - |
-museo             | - | m | museum      | - |
-supermercado      | - | m | supermarket | - |
-hospital          | - | m | hospital    | - |
-playa             | - | f | beach       | - |
-""")
-THANKABLE = [
-    ("la cena", "dinner"), ("el regalo", "the gift"), ("la comida", "the food"),
-    ("tu ayuda", "your help"), ("las flores", "the flowers"), ("el libro", "the book"),
-    ("la invitación", "the invitation"), ("el café", "the coffee"), ("tu visita", "your visit"),
-    ("la carta", "the letter"), ("el consejo", "the advice"),
-]
+LIKEABLE = FOOD + DRINKS + ANIMALS + _select(SOUNDS + SHOWS + READING, _SELECTIONS["likeable"])
+THANKABLE = _pairs("thankable")
 
 # =================================================================================================
 # Noun phrases

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from llm2tflite import atomic
+from llm2tflite.manifest import sha256_file
 
 WHISPER_REQUIREMENT = "openai-whisper==20230124"
 WHISPER_SDIST = "openai-whisper-20230124.tar.gz"
@@ -83,7 +84,7 @@ def _existing_files(out_dir: Path) -> set[str]:
         path = out_dir / name
         if not os.path.lexists(path):
             continue
-        if not path.is_file() or _sha256(path.read_bytes()) != TOKENIZER_SHA256[name]:
+        if not path.is_file() or sha256_file(path) != TOKENIZER_SHA256[name]:
             raise AssetsMismatchError(
                 f"{str(path)!r} exists and is not GPT-2's {name} (SHA-256 differs); it is left "
                 "as it is: remove it or choose another --out-dir")

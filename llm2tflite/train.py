@@ -28,7 +28,7 @@ import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from llm2tflite import architectures, atomic
 from llm2tflite.vocab import read_lines
 
-PROMPT = "Estoy disfrutando de"
+PROMPT = llm2tflite.CODELAB_PROMPT
 SAMPLE_MAX_LENGTH = 30
 # Training must bring the held-out loss below this fraction of the untrained model's.
 MAX_LOSS_RATIO = 0.8

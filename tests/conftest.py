@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,13 +18,66 @@ REPO = Path(__file__).resolve().parents[1]
 # The tests' small exported model: prompts up to 24 tokens (start token included), 40 in all.
 SMALL_MAX_LENGTH = 40
 SMALL_SEQUENCE_LENGTH = 24
+# What a user's clone holds of the workflow (no tests, venv or results).
+PROJECT_FILES = ("Snakefile", "workflow", "llm2tflite", "config", "envs", "profiles", "packaging",
+                 "pyproject.toml", "README.md", "requirements.txt")
+# tests/import_record/sitecustomize.py: with this variable set, every Python process started
+# under the tests records the modules it imported into that directory when it exits.
+IMPORT_RECORD_DIR_ENV = "LLM2TFLITE_RECORD_IMPORTS"
+IMPORT_RECORDER = Path(__file__).resolve().parent / "import_record"
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the repository's workflow in ``workdir`` with the interpreter running the tests."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+def in_ci() -> bool:
+    """CI runs with CI=true (.ci/run sets it): there, missing prerequisites fail the test."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str):
+    """Skip on a workstation without the prerequisite; fail in CI, where a skip would hide it."""
+    if in_ci():
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(reason)
+
+
+def make_project(path: Path) -> Path:
+    """A copy of the checkout's workflow files at ``path``, as a user's clone has them.
+
+    Tests run and edit the copy, never the checkout's own files.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, path / name, ignore=ignore)
+        else:
+            shutil.copy2(source, path / name)
+    return path
+
+
+def recording_imports(record_dir: Path, env: dict | None = None) -> dict:
+    """An environment in which every Python process records its imports into ``record_dir``."""
+    env = dict(os.environ if env is None else env)
+    record_dir.mkdir(parents=True, exist_ok=True)
+    env[IMPORT_RECORD_DIR_ENV] = str(record_dir)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(IMPORT_RECORDER), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def recorded_imports(record_dir: Path) -> list[dict]:
+    """Each process's record: {"argv": [...], "top_level": [...], "package_files": [...]}."""
+    return [json.loads(p.read_text()) for p in sorted(record_dir.glob("*.json"))]
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True,
+                  env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir`` with the interpreter running the tests: the project's own
+    Snakefile when ``workdir`` is a project (make_project), else the checkout's."""
+    snakefile = workdir / "Snakefile" if (workdir / "Snakefile").is_file() else REPO / "Snakefile"
+    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile),
                "--directory", str(workdir), *args]
-    completed = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=workdir, env=env)
     if check and completed.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed ({completed.returncode}):\n"
@@ -40,13 +94,20 @@ def copy_default_config(workdir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory):
-    """The default config run to completion by Snakemake in a fresh directory, as a user does."""
-    workdir = tmp_path_factory.mktemp("e2e")
-    copy_default_config(workdir)
+    """The default config run to completion by Snakemake in a copy of the checkout, as a user
+    runs it in a clone; every process's imports are recorded (``imports`` directory)."""
+    root = tmp_path_factory.mktemp("e2e")
+    workdir = make_project(root / "project")
+    env = recording_imports(root / "imports")
     started = time.perf_counter()
-    completed = run_snakemake(workdir, "--cores", "2")
+    completed = run_snakemake(workdir, "--cores", "2", env=env)
     print(f"cold default run: {time.perf_counter() - started:.0f} s")
     return workdir, completed
+
+
+def default_run_imports(default_run) -> list[dict]:
+    workdir, _ = default_run
+    return recorded_imports(workdir.parent / "imports")
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +118,7 @@ def gpt2_tokenizer_dir(tmp_path_factory):
     try:
         return fetch_gpt2_tokenizer()
     except AssetsUnavailableError as error:
-        pytest.skip(f"GPT-2 tokenizer files unavailable, PyPI unreachable: {error}")
+        skip_or_fail(f"GPT-2 tokenizer files unavailable, PyPI unreachable: {error}")
 
 
 def build_random_preset(vocab_dir: Path, out_dir: Path, seed: int = 0) -> Path:

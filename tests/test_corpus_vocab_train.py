@@ -81,6 +81,46 @@ def test_corpus_cli_is_deterministic_and_splits_are_disjoint(tmp_path):
         f"{n}.{s}" for n in "abc" for s in ("train", "heldout"))
 
 
+# SHA-256 of the default model's corpus (seed 0, 20,000 train and 1,500 held-out lines), as
+# generated before the lexicon moved from corpus.py to llm2tflite/data/corpus_lexicon.yaml: the
+# data file must give byte-identical text (the trained default model depends on it).
+DEFAULT_CORPUS_SHA256 = {
+    "train.txt": "f07ebfd9869a794c7e0a5b735687d763968c030c6f62711c18a28e0c0b6093aa",
+    "heldout.txt": "7daa9895f7c0ab67c7e9e63a72bfcbe8f362a7d69ef5e22922bf7c95b042ce5d",
+}
+
+
+def test_default_corpus_is_byte_identical_to_before_the_lexicon_moved(default_corpus_and_vocab):
+    import hashlib
+
+    from conftest import default_train_config
+
+    corpus_settings = default_train_config()["corpus"]
+    assert (corpus_settings["seed"], corpus_settings["train_lines"],
+            corpus_settings["heldout_lines"]) == (0, 20000, 1500)
+    for name, digest in DEFAULT_CORPUS_SHA256.items():
+        data = (default_corpus_and_vocab / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, name
+
+
+def test_lexicon_is_package_data_and_the_corpus_code_holds_no_word_lists():
+    import fnmatch
+
+    from conftest import REPO
+
+    data_dir = REPO / "llm2tflite" / "data"
+    package_data = re.search(r"\[tool.setuptools.package-data\]\nllm2tflite = \[(.*?)\]",
+                             (REPO / "pyproject.toml").read_text()).group(1)
+    patterns = re.findall(r'"([^"]+)"', package_data)
+    for path in data_dir.iterdir():
+        relative = str(path.relative_to(REPO / "llm2tflite"))
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
+    assert (data_dir / corpus.LEXICON_FILE).is_file()
+    source = (REPO / "llm2tflite" / "corpus.py").read_text()
+    assert '_nouns("""' not in source and len(source.splitlines()) < 800
+    assert len(corpus.FOOD) > 10 and corpus.ADJECTIVES["joven"].spanish("m", True) == "jóvenes"
+
+
 def test_default_sizes_leave_enough_unseen_heldout_lines():
     train_lines, heldout_lines = corpus.generate_corpus(0, 20000, 1500)
     assert len(set(heldout_lines)) == 1500

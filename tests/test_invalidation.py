@@ -1,17 +1,21 @@
-"""After a complete default run, a config or code edit reruns exactly the artifacts it affects.
+"""After a complete default run, a config or code edit reruns exactly the artifacts it affects;
+nothing else does (moving or copying the project, running another config in it).
 
-Each case edits the config (or a stage's module mtime) of the finished e2e run, asks Snakemake
-for a dry run, and compares the planned jobs with what the edit should rebuild.
+Each case edits the config or a package module of the finished e2e run (a copy of the
+checkout: the checkout's own files are never touched), asks Snakemake for a dry run, and
+compares the planned jobs with what the edit should rebuild.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
-from conftest import REPO, run_snakemake
+from conftest import run_snakemake
 
 # Jobs that consume every model's results (the summary reads all smoke, fidelity, ops and benchmark
 # results), and so rerun after any change.
@@ -57,7 +61,7 @@ def converted(*variants):
             for job in per_variant(rule, *variants)}
     jobs.add(("benchmark_table", ""))
     if ANDROID_VARIANT in variants:
-        jobs.add(("android_assets", ""))
+        jobs.add(("android", ""))
     return jobs
 
 
@@ -69,7 +73,7 @@ def traced():
 CASES = {
     "smoke prompts": (
         ('    - "Estoy disfrutando de"\n\n', '    - "Estoy disfrutando de"\n    - "Hola"\n\n'),
-        of_model("smoke_reference") | per_variant("smoke", *ALL_VARIANTS),
+        of_model("reference") | per_variant("smoke", *ALL_VARIANTS),
     ),
     "int8 quantization option": (
         ("per_channel: true", "per_channel: false"),
@@ -77,7 +81,7 @@ CASES = {
     ),
     "max_length": (
         ("max_length: 100", "max_length: 80"),
-        traced() | of_model("smoke_reference", "keras_fidelity_reference"),
+        traced() | of_model("reference", "keras_fidelity_reference"),
     ),
     "sequence_length": (
         ("\n  sequence_length: 256", "\n  sequence_length: 128"),
@@ -85,7 +89,7 @@ CASES = {
     ),
     "training hyperparameter": (
         ("epochs: 3", "epochs: 4"),
-        traced() | of_model("train", "smoke_reference", "keras_fidelity_reference"),
+        traced() | of_model("train", "reference", "keras_fidelity_reference"),
     ),
     "fidelity prompts": (
         ('    - "Every morning I"\n', '    - "Every morning I"\n    - "Hola"\n'),
@@ -109,14 +113,24 @@ def test_config_edit_reruns_exactly_what_it_affects(default_run, case):
     assert planned_jobs(workdir) == set()
 
 
+def trained():
+    """Training and everything that reads the trained model."""
+    return traced() | of_model("train", "reference", "keras_fidelity_reference")
+
+
 @pytest.mark.parametrize("module, expected", [
     ("smoke", per_variant("smoke", *ALL_VARIANTS)),
     ("convert", converted(*ALL_VARIANTS)),
-    ("train", traced() | of_model("train", "smoke_reference", "keras_fidelity_reference")),
+    ("train", trained()),
+    # Modules a stage imports: once missing from the hand-written code inputs.
+    ("vocab", of_model("vocab") | trained()),
+    # Every stage that loads a preset or imports the trace (which does).
+    ("sources", traced() | of_model("reference", "keras_fidelity_reference")),
+    ("safety", per_variant("smoke", *ALL_VARIANTS)),
 ])
 def test_editing_a_stage_module_reruns_that_stage(default_run, module, expected):
     workdir, _ = default_run
-    source = REPO / "llm2tflite" / f"{module}.py"
+    source = workdir / "llm2tflite" / f"{module}.py"
     original, stat = source.read_bytes(), source.stat()
     try:
         # A real edit: Snakemake 9 compares the content of small inputs with what it recorded,
@@ -127,3 +141,75 @@ def test_editing_a_stage_module_reruns_that_stage(default_run, module, expected)
         source.write_bytes(original)
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert planned_jobs(workdir) == set()
+
+
+def _copy_with_cp(source, target):
+    subprocess.run(["cp", "-a", str(source), str(target)], check=True)
+
+
+def _copy_with_rsync(source, target):
+    subprocess.run(["rsync", "-a", f"{source}/", f"{target}/"], check=True)
+
+
+def _move(source, target):
+    # Move a copy: the session's finished project stays for the other tests.
+    _copy_with_cp(source, target.parent / "before_move")
+    subprocess.run(["mv", str(target.parent / "before_move"), str(target)], check=True)
+
+
+@pytest.mark.parametrize("method", [_copy_with_cp, _copy_with_rsync, _move],
+                         ids=["cp -a", "rsync -a", "mv"])
+def test_finished_project_elsewhere_has_nothing_to_do(default_run, tmp_path, method):
+    """A finished project moved or copied to another path (another machine's mount point)
+    keeps every input path: nothing reruns."""
+    if method is _copy_with_rsync and shutil.which("rsync") is None:
+        from conftest import skip_or_fail
+
+        skip_or_fail("rsync is not installed (.ci/install-tools.sh installs it)")
+    workdir, _ = default_run
+    target = tmp_path / "elsewhere" / "project"
+    target.parent.mkdir()
+    method(workdir, target)
+    completed = run_snakemake(target, "--dry-run")
+    assert "Nothing to be done" in completed.stdout + completed.stderr, completed.stdout[-3000:]
+
+
+SECOND_CONFIG = """\
+# A second, small model in the same project (what the 124M twin's config is to the default).
+models:
+  mini:
+    train:
+      corpus: {seed: 1, train_lines: 300, heldout_lines: 20}
+      vocabulary: {size: 300}
+      model: {num_layers: 1, num_heads: 1, hidden_dim: 16, intermediate_dim: 32,
+              max_sequence_length: 64}
+      fit: {seed: 1, sequence_length: 40, batch_size: 32, epochs: 1, learning_rate: 0.01}
+generation: {max_length: 12, sequence_length: 8}
+variants: [fp32]
+smoke: {prompts: ["Hola"]}
+fidelity: {prompts: ["Hola"], perplexity_lines: 10}
+benchmark: {runs: 1, threads: 1}
+android: {variant: fp32}
+"""
+
+
+def test_second_config_in_the_same_project_rebuilds_nothing_of_the_first(default_run, tmp_path):
+    """default -> another config -> default: the last run has nothing to do, and each config
+    has its own summary, benchmark table, manifest and Android hand-off."""
+    workdir, _ = default_run
+    project = tmp_path / "project"
+    subprocess.run(["cp", "-a", str(workdir), str(project)], check=True)
+    (project / "config" / "mini.yaml").write_text(SECOND_CONFIG)
+    run_snakemake(project, "--cores", "2", "--configfile", "config/mini.yaml")
+    completed = run_snakemake(project, "--dry-run")
+    assert "Nothing to be done" in completed.stdout + completed.stderr, completed.stdout[-3000:]
+    for config_name, model, android_variant in (("default", "tiny", "int8"),
+                                                ("mini", "mini", "fp32")):
+        reports = project / "results" / "reports" / config_name
+        assert model in (reports / "summary.md").read_text()
+        assert (reports / "benchmarks.csv").is_file() and (reports / "manifest.json").is_file()
+        assert (reports / f"plots/{model}.png").is_file()
+        handed_off = reports / "android/app/src/main/assets/autocomplete.tflite"
+        assert handed_off.read_bytes() == (
+            project / f"results/{model}/tflite/{android_variant}.tflite").read_bytes()
+    assert "mini" not in (project / "results/reports/default/summary.md").read_text()

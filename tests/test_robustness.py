@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import REPO, copy_default_config, run_snakemake
+from conftest import make_project, run_snakemake
 
 
 def _wait_for_process(pattern: str, timeout: float) -> int:
@@ -58,7 +58,7 @@ def test_sigkill_during_conversion_then_plain_rerun_finishes(default_run, tmp_pa
     workdir = tmp_path / "killed"
     shutil.copytree(source, workdir, symlinks=True)
     int8 = workdir / "results/tiny/tflite/int8.tflite"
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+    command = [sys.executable, "-m", "snakemake", "-s", str(workdir / "Snakefile"),
                "--directory", str(workdir), "--cores", "2", "--forcerun", "convert",
                str(int8.relative_to(workdir))]
     run = subprocess.Popen(command, cwd=workdir, start_new_session=True,
@@ -94,20 +94,19 @@ REPRODUCIBLE = [
     "results/tiny/tflite/fp32.tflite",
     "results/tiny/tflite/int8.tflite",
     "results/tiny/tflite/fp16.tflite",
-    "results/android/app/src/main/assets/autocomplete.tflite",
+    "results/reports/default/android/app/src/main/assets/autocomplete.tflite",
 ]
 
 
 @pytest.fixture(scope="module")
 def second_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("e2e_second")
-    copy_default_config(workdir)
+    workdir = make_project(tmp_path_factory.mktemp("e2e_second") / "project")
     run_snakemake(workdir, "--cores", "2")
     return workdir
 
 
 def _manifest(workdir):
-    return json.loads((workdir / "results/manifest.json").read_text())
+    return json.loads((workdir / "results/reports/default/manifest.json").read_text())
 
 
 def test_manifest_records_artifacts_and_versions(default_run):

@@ -105,3 +105,62 @@ def test_gpt2_real_vocabulary_parity(gpt2_tokenizer_dir, default_corpus_and_voca
     _assert_same("KerasHub", keras_ids, "tokenizers", _ids_hf(gpt2_tokenizer_dir, texts), texts)
     # Known GPT-2 ids, independent of any tokenizer implementation here.
     assert TFLiteModel(tmp_path / "gpt2.tflite").token_ids("Hello world") == [15496, 995]
+
+
+# ---- GPT-2's tokenizer files: pinned, and fetched without harming the target directory -------
+
+
+def _gpt2_assets(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "llm2tflite.gpt2_assets", *args],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.network
+def test_gpt2_assets_match_their_pinned_sha256(gpt2_tokenizer_dir):
+    import hashlib
+
+    from llm2tflite.gpt2_assets import TOKENIZER_SHA256
+
+    for name, digest in TOKENIZER_SHA256.items():
+        assert hashlib.sha256((gpt2_tokenizer_dir / name).read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.network
+def test_gpt2_assets_into_a_users_folder_keep_its_contents(gpt2_tokenizer_dir, tmp_path):
+    folder = tmp_path / "my_folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    completed = _gpt2_assets("--out-dir", str(folder))
+    if completed.returncode == 2 and "is PyPI reachable" in completed.stderr:
+        from conftest import skip_or_fail
+
+        skip_or_fail(completed.stderr)
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["merges.txt", "notes.txt", "vocab.json"]
+    assert (folder / "notes.txt").read_text() == "mine"
+    for name in ("vocab.json", "merges.txt"):
+        assert (folder / name).read_bytes() == (gpt2_tokenizer_dir / name).read_bytes()
+
+
+def test_gpt2_assets_refuse_to_overwrite_another_file(tmp_path):
+    folder = tmp_path / "my_folder"
+    folder.mkdir()
+    (folder / "vocab.json").write_text('{"my": 0}')
+    completed = _gpt2_assets("--out-dir", str(folder))
+    assert completed.returncode == 2
+    assert completed.stderr.count("\n") == 1, completed.stderr
+    assert "is not GPT-2's vocab.json (SHA-256 differs)" in completed.stderr
+    assert (folder / "vocab.json").read_text() == '{"my": 0}'
+    assert [p.name for p in folder.iterdir()] == ["vocab.json"]
+
+
+def test_gpt2_assets_refuse_a_file_as_out_dir(tmp_path):
+    target = tmp_path / "a_file"
+    target.write_text("data")
+    completed = _gpt2_assets("--out-dir", str(target))
+    assert completed.returncode == 2 and completed.stderr.count("\n") == 1, completed.stderr
+    assert "is a file, not a directory" in completed.stderr
+    assert target.read_text() == "data"

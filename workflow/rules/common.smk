@@ -56,23 +56,26 @@ def report_log(rule_name):
 
 
 # The stages run as `python -m llm2tflite.<stage>`, and must run this workflow's own package
-# (the files listed as their code inputs), not another copy that happens to be installed:
-# the workflow's directory goes first on PYTHONPATH. Snakemake removes PYTHONPATH inside conda
-# envs; there envs/llm2tflite.yaml installs the package from LLM2TFLITE_WORKFLOW_DIR.
-# Without --sdm conda, put the interpreter running Snakemake first on PATH, so that an
-# unactivated `.venv/bin/snakemake` still runs the stages with the venv's TensorFlow.
+# (the files listed as their code inputs), not another copy that happens to be installed: the
+# workflow's directory goes first on PYTHONPATH. Inside conda envs Snakemake unsets PYTHONPATH;
+# envs/llm2tflite.yaml installs the package there from LLM2TFLITE_WORKFLOW_DIR. Without
+# --sdm conda, the interpreter running Snakemake goes first on PATH, so that an unactivated
+# `.venv/bin/snakemake` still runs the stages with the venv's TensorFlow. (Jobs spawned on a
+# cluster parse this file again and set the same.)
 envvars:
     "PATH",
 
 
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(WORKFLOW_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-)
-os.environ["LLM2TFLITE_WORKFLOW_DIR"] = str(WORKFLOW_DIR)
+def prepend_to_search_path(variable, directory):
+    """Put ``directory`` first in the environment variable ``variable`` (a search path that
+    this workflow sets for its jobs, not one it needs from the user)."""
+    os.environ[variable] = os.pathsep.join([str(directory), *filter(None, [os.getenv(variable)])])
+
+
+prepend_to_search_path("PYTHONPATH", WORKFLOW_DIR)
+os.environ.update(LLM2TFLITE_WORKFLOW_DIR=str(WORKFLOW_DIR))
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
-    os.environ["PATH"] = os.pathsep.join(
-        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
-    )
+    prepend_to_search_path("PATH", Path(sys.executable).parent)
 
 
 wildcard_constraints:
