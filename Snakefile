@@ -20,9 +20,7 @@ SCHEMA = "config/config.schema.yaml"
 # to the jobs it spawns on a cluster; the submitting process refuses to run a --configfile
 # without the flag, so a spawned job that got --configfile replaces too.
 if workflow.overwrite_configfiles:
-    if not (
-        workflow.config_settings.replace_workflow_config or not workflow.is_main_process
-    ):
+    if not (workflow.config_settings.replace_workflow_config or not workflow.is_main_process):
         raise WorkflowError(
             "--configfile would be merged into config/config.yaml (two configs' models in one "
             "run); add --replace-workflow-config (profiles/default sets it; did you pass "

@@ -68,8 +68,7 @@ def _remove_stale_temporaries(path: Path) -> None:
     stale = re.compile(re.escape(_prefix(path)) + re.escape(_host()) + r"-(\d+)-[A-Za-z0-9_]+$")
     for candidate in path.parent.glob(f"{_prefix(path)}*"):
         match = stale.match(candidate.name)
-        if match and int(match.group(1)) != os.getpid() and not _process_alive(
-                int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
             _remove(candidate)
 
 
@@ -93,26 +92,31 @@ def check_target(path: str | os.PathLike, is_dir: bool = False) -> Path:
         if path.is_dir():
             raise TargetExistsError(
                 f"refusing to replace {str(path)!r}: it is a symbolic link to a directory; "
-                f"remove it or choose another path for the {kind}")
+                f"remove it or choose another path for the {kind}"
+            )
         if is_dir:
             raise TargetExistsError(
                 f"refusing to replace {str(path)!r} with a directory: it is a symbolic link; "
-                "remove it or choose another path")
+                "remove it or choose another path"
+            )
         return path
     if path.is_dir():
         if not is_dir:
             raise TargetExistsError(
                 f"refusing to write file {str(path)!r}: a directory stands there; remove it or "
-                "choose another path")
+                "choose another path"
+            )
         if any(path.iterdir()):
             raise TargetExistsError(
                 f"refusing to replace directory {str(path)!r}: it is not empty; remove it or "
-                "choose another path")
+                "choose another path"
+            )
         return path
     if is_dir:
         raise TargetExistsError(
             f"refusing to write directory {str(path)!r}: a file stands there; remove it or "
-            "choose another path")
+            "choose another path"
+        )
     return path
 
 
@@ -180,8 +184,10 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False):
             # os.replace swaps the new file in with no moment without one.
             os.replace(tmp, path)
         except OSError as error:
-            raise TargetExistsError(f"could not move the new {path.name!r} into place at "
-                                    f"{str(path)!r}: {error.strerror}") from error
+            raise TargetExistsError(
+                f"could not move the new {path.name!r} into place at "
+                f"{str(path)!r}: {error.strerror}"
+            ) from error
         _fsync(path.parent)
     except BaseException:
         _remove(tmp)

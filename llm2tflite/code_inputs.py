@@ -26,8 +26,9 @@ def _module_file(name: str, package_dir: Path) -> Path | None:
     """The file of module ``name`` (``llm2tflite.x.y``): ``x/y.py`` or ``x/y/__init__.py``."""
     parts = name.split(".")[1:]
     base = package_dir.joinpath(*parts)
-    candidates = [base / "__init__.py"] if not parts else [base.with_suffix(".py"),
-                                                            base / "__init__.py"]
+    candidates = (
+        [base / "__init__.py"] if not parts else [base.with_suffix(".py"), base / "__init__.py"]
+    )
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -69,18 +70,29 @@ def _data_files_named(path: Path, package_dir: Path) -> set[Path]:
     if not data_dir.is_dir():
         return set()
     data_files = {p for p in data_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
-    strings = {node.value for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-               if isinstance(node, ast.Constant) and isinstance(node.value, str)}
-    return {f for f in data_files
-            if f.name in strings or str(f.relative_to(package_dir)) in strings
-            or str(f.relative_to(data_dir)) in strings}
+    strings = {
+        node.value
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    return {
+        f
+        for f in data_files
+        if f.name in strings
+        or str(f.relative_to(package_dir)) in strings
+        or str(f.relative_to(data_dir)) in strings
+    }
 
 
 def _imports_by_computed_name(path: Path) -> bool:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    return any(isinstance(node, ast.Attribute) and node.attr == "import_module"
-               or isinstance(node, ast.Name) and node.id == "import_module"
-               for node in ast.walk(tree))
+    return any(
+        isinstance(node, ast.Attribute)
+        and node.attr == "import_module"
+        or isinstance(node, ast.Name)
+        and node.id == "import_module"
+        for node in ast.walk(tree)
+    )
 
 
 def _parents(name: str) -> list[str]:
@@ -88,7 +100,7 @@ def _parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _closure(module: str, package_dir: Path) -> frozenset[Path]:
     files: set[Path] = set()
     pending = [module]

@@ -40,11 +40,13 @@ def _construct_mapping(loader, node, deep=False):
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise ConfigError([
-                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
-                f"{seen[key] + 1}) in {key_node.start_mark.name}: give every model/key a "
-                "unique name"
-            ])
+            raise ConfigError(
+                [
+                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
+                    f"{seen[key] + 1}) in {key_node.start_mark.name}: give every model/key a "
+                    "unique name"
+                ]
+            )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
@@ -73,8 +75,10 @@ def _describe(error) -> str:
     if kind == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
-        return (f"{where}: unknown key {', '.join(map(repr, unknown))}; "
-                f"allowed keys: {', '.join(allowed)}")
+        return (
+            f"{where}: unknown key {', '.join(map(repr, unknown))}; "
+            f"allowed keys: {', '.join(allowed)}"
+        )
     if kind == "required":
         return f"{where}: {error.message}; add it (see config/config.yaml for an example)"
     if kind == "enum":
@@ -82,12 +86,18 @@ def _describe(error) -> str:
     if kind == "type":
         return f"{where}: must be of type {expected}, got {type(value).__name__} {value!r}"
     if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        relation = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",
-                    "exclusiveMaximum": "<"}[kind]
+        relation = {
+            "minimum": ">=",
+            "exclusiveMinimum": ">",
+            "maximum": "<=",
+            "exclusiveMaximum": "<",
+        }[kind]
         return f"{where}: must be {relation} {expected}, got {value!r}"
     if kind in ("minProperties", "maxProperties") and len(error.absolute_path) == 2:
-        return (f"{where}: give exactly one model source ({', '.join(MODEL_SOURCES)}), "
-                f"got {sorted(value) or 'none'}")
+        return (
+            f"{where}: give exactly one model source ({', '.join(MODEL_SOURCES)}), "
+            f"got {sorted(value) or 'none'}"
+        )
     if kind == "uniqueItems":
         return f"{where}: contains duplicates {value!r}; list each item once"
     if kind == "minItems":
@@ -122,9 +132,12 @@ def _family_errors(name: str, source: dict) -> list[str]:
         return []
     model = source["train"].get("model") or {}
     validator = jsonschema.Draft202012Validator(family.train_model_schema)
-    errors = [_describe(e).replace("(top level)", f"{where}.train.model", 1)
-              if not e.absolute_path else f"{where}.train.model.{_describe(e)}"
-              for e in validator.iter_errors(model)]
+    errors = [
+        _describe(e).replace("(top level)", f"{where}.train.model", 1)
+        if not e.absolute_path
+        else f"{where}.train.model.{_describe(e)}"
+        for e in validator.iter_errors(model)
+    ]
     return errors or family.semantic_errors(model, f"{where}.train.model")
 
 
@@ -273,14 +286,18 @@ def config_name(config: dict, config_files, workflow_dir: str | os.PathLike) -> 
     if not config_files:
         return "default"
     last = Path(config_files[-1]).resolve()
-    defaults = {(Path(workflow_dir) / DEFAULT_CONFIG_FILE).resolve(),
-                Path(DEFAULT_CONFIG_FILE).resolve()}
+    defaults = {
+        (Path(workflow_dir) / DEFAULT_CONFIG_FILE).resolve(),
+        Path(DEFAULT_CONFIG_FILE).resolve(),
+    }
     if last in defaults:
         return "default"
     if not re.fullmatch(CONFIG_NAME_PATTERN, last.stem):
-        raise ConfigError([
-            f"--configfile {str(config_files[-1])!r}: its name {last.stem!r} cannot name "
-            f"results/reports/<name>/; rename the file or set `name:` in it "
-            f"(letters, digits, _ . -)"
-        ])
+        raise ConfigError(
+            [
+                f"--configfile {str(config_files[-1])!r}: its name {last.stem!r} cannot name "
+                f"results/reports/<name>/; rename the file or set `name:` in it "
+                f"(letters, digits, _ . -)"
+            ]
+        )
     return last.stem

@@ -202,8 +202,11 @@ class Verb:
 
 
 # What a verb's `objects` may name: a noun table, a selection, or "sports" / "instruments".
-_OBJECT_POOLS = {**_NOUNS, "cookable": COOKABLE,
-                 "bought_reading": _select(READING, _SELECTIONS["bought_reading"])}
+_OBJECT_POOLS = {
+    **_NOUNS,
+    "cookable": COOKABLE,
+    "bought_reading": _select(READING, _SELECTIONS["bought_reading"]),
+}
 
 
 def _verb(entry: dict) -> Verb:
@@ -213,8 +216,15 @@ def _verb(entry: dict) -> Verb:
         objects = [noun for name in objects.split("+") for noun in _OBJECT_POOLS[name]]
     places = tuple(entry.get("places", "").split())
     english, english_third = entry["english"]
-    return Verb(tuple(spanish_forms), infinitive, english, english_third, objects, places,
-                entry.get("habitual", True))
+    return Verb(
+        tuple(spanish_forms),
+        infinitive,
+        english,
+        english_third,
+        objects,
+        places,
+        entry.get("habitual", True),
+    )
 
 
 VERBS = [_verb(entry) for entry in _LEXICON["verbs"]]
@@ -248,9 +258,11 @@ DESTINATIONS = _pairs("destinations")
 # (Spanish noun phrase, English noun phrase, Spanish verb 3sg, English verb 3sg) for clock times.
 SCHEDULES = _pairs("schedules")
 # Countable things that appear with numbers: "Hay 12 sillas en la cocina."
-_COUNTED = {noun.spanish: noun for noun in _select(THINGS + READING + FOOD + ANIMALS,
-                                                   _SELECTIONS["counted"])
-            + _EXTRA_NOUNS["counted"]}
+_COUNTED = {
+    noun.spanish: noun
+    for noun in _select(THINGS + READING + FOOD + ANIMALS, _SELECTIONS["counted"])
+    + _EXTRA_NOUNS["counted"]
+}
 THERE_ARE = [
     (_COUNTED[noun], PLACES[place] if isinstance(place, str) else Place(*place))
     for noun, place in _LEXICON["there_are"]
@@ -320,7 +332,7 @@ def _sentence(text: str, end: str = ".") -> str:
     # Upper-case the first letter, after any opening "¿" or "¡".
     for i, char in enumerate(text):
         if char.isalpha():
-            text = text[:i] + char.upper() + text[i + 1:]
+            text = text[:i] + char.upper() + text[i + 1 :]
             break
     return text + end
 
@@ -390,7 +402,7 @@ def _enjoyable_phrase(rng, noun: Noun, spanish: bool, first_person: bool) -> str
 
 
 def spanish_enjoy_prompt(rng: random.Random) -> str:
-    """"Estoy disfrutando de la música con mis amigos." (the codelab prompt's domain)."""
+    """ "Estoy disfrutando de la música con mis amigos." (the codelab prompt's domain)."""
     noun = rng.choice(ENJOYABLE)
     modifiers, _ = _enjoy_modifiers(rng, noun)
     phrase = _enjoyable_phrase(rng, noun, spanish=True, first_person=True)
@@ -398,7 +410,7 @@ def spanish_enjoy_prompt(rng: random.Random) -> str:
 
 
 def english_enjoy_prompt(rng: random.Random) -> str:
-    """"I am enjoying the music with my friends."."""
+    """ "I am enjoying the music with my friends."."""
     noun = rng.choice(ENJOYABLE)
     _, modifiers = _enjoy_modifiers(rng, noun)
     adjective = _pick_adjective(rng, noun, 0.35)
@@ -412,7 +424,7 @@ def _other_subject(rng: random.Random) -> Subject:
 
 
 def enjoy_other_subject(rng: random.Random, spanish: bool) -> str:
-    """"Mis amigos están disfrutando de la fiesta." / "My friends are enjoying the party."."""
+    """ "Mis amigos están disfrutando de la fiesta." / "My friends are enjoying the party."."""
     subject = _other_subject(rng)
     noun = rng.choice(ENJOYABLE)
     modifiers_es, modifiers_en = _enjoy_modifiers(rng, noun)
@@ -453,7 +465,7 @@ def _verb_object(rng: random.Random, verb: Verb, spanish: bool, possessive: bool
 
 
 def subject_verb_object(rng: random.Random, spanish: bool) -> str:
-    """"Los domingos, mi padre lee el periódico en el jardín." and its English counterpart."""
+    """ "Los domingos, mi padre lee el periódico en el jardín." and its English counterpart."""
     subject = rng.choice(SUBJECTS)
     verb = rng.choice(VERBS)
     obj = _verb_object(rng, verb, spanish)
@@ -482,14 +494,15 @@ def subject_verb_object(rng: random.Random, spanish: bool) -> str:
 
 
 def description(rng: random.Random, spanish: bool) -> str:
-    """"La biblioteca es muy tranquila." / "El museo está cerrado los lunes."."""
+    """ "La biblioteca es muy tranquila." / "El museo está cerrado los lunes."."""
     degree_es, degree_en = rng.choice([("", ""), ("muy", "very"), ("bastante", "quite")])
     kind = rng.choices(["ser", "estar", "animal", "food"], [0.4, 0.25, 0.15, 0.2])[0]
     if kind == "estar":
         noun, adjective = rng.choice(BUILDINGS), ADJECTIVES[rng.choice(BUILDING_STATES)]
         time_es, time_en = rng.choice(HABITUAL_TIMES[2:9] + SOON_TIMES[:4])
-        degree_es, degree_en = ("", "") if adjective.english in {"open", "closed"} else (
-            degree_es, degree_en)
+        degree_es, degree_en = (
+            ("", "") if adjective.english in {"open", "closed"} else (degree_es, degree_en)
+        )
     elif kind == "food":
         noun = rng.choice([n for n in FOOD + DRINKS if set(n.adjectives) & FOOD_STATES])
         adjective = ADJECTIVES[rng.choice(sorted(set(noun.adjectives) & FOOD_STATES))]
@@ -521,7 +534,7 @@ def description(rng: random.Random, spanish: bool) -> str:
 
 
 def likes(rng: random.Random, spanish: bool) -> str:
-    """"A mi hermana le gustan las películas." / "My sister likes movies."."""
+    """ "A mi hermana le gustan las películas." / "My sister likes movies."."""
     subject = rng.choice(SUBJECTS)
     negative = _maybe(rng, 0.25)
     if _maybe(rng, 0.6):  # a thing
@@ -599,7 +612,7 @@ def question(rng: random.Random, spanish: bool) -> str:
 
 
 def exclamation(rng: random.Random, spanish: bool) -> str:
-    """"¡Qué película tan divertida!" / "What a fun movie!"."""
+    """ "¡Qué película tan divertida!" / "What a fun movie!"."""
     noun = rng.choice([n for n in ENJOYABLE + BUILDINGS + ANIMALS + THINGS if n.adjectives])
     adjective = ADJECTIVES[rng.choice(noun.adjectives)]
     if spanish:
@@ -636,9 +649,14 @@ def with_numbers(rng: random.Random, spanish: bool) -> str:
         return _sentence(f"There are {count} {noun.english_plural} {place.english}")
     if kind == "schedule":
         subject_es, subject_en, verb_es, verb_en = rng.choice(SCHEDULES)
-        part_es, part_en, first, last = rng.choice([
-            ("", "", 2, 11), ("de la mañana", "in the morning", 7, 11),
-            ("de la tarde", "in the afternoon", 2, 7), ("de la noche", "in the evening", 8, 11)])
+        part_es, part_en, first, last = rng.choice(
+            [
+                ("", "", 2, 11),
+                ("de la mañana", "in the morning", 7, 11),
+                ("de la tarde", "in the afternoon", 2, 7),
+                ("de la noche", "in the evening", 8, 11),
+            ]
+        )
         hour = rng.randint(first, last)
         if spanish:
             return _sentence(f"{subject_es} {verb_es} a las {hour} {part_es}")
@@ -653,7 +671,7 @@ def with_numbers(rng: random.Random, spanish: bool) -> str:
 
 
 def going(rng: random.Random, spanish: bool) -> str:
-    """"Los sábados, mi padre va al mercado." / "We are going to the beach tomorrow."."""
+    """ "Los sábados, mi padre va al mercado." / "We are going to the beach tomorrow."."""
     subject = rng.choice(SUBJECTS)
     destination_es, destination_en = rng.choice(DESTINATIONS)
     habitual = _maybe(rng, 0.5)
@@ -752,8 +770,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-lines", type=int, default=20000)
     parser.add_argument("--heldout-lines", type=int, default=1500)
-    parser.add_argument("--out-train", required=True,
-                        help="Train text file, one sentence per line.")
+    parser.add_argument(
+        "--out-train", required=True, help="Train text file, one sentence per line."
+    )
     parser.add_argument("--out-heldout", required=True, help="Held-out text file (disjoint).")
     args = parser.parse_args(argv)
     if args.train_lines < 1 or args.heldout_lines < 1:
@@ -761,8 +780,10 @@ def main(argv=None) -> None:
     train, heldout = generate_corpus(args.seed, args.train_lines, args.heldout_lines)
     write_lines(args.out_train, train)
     write_lines(args.out_heldout, heldout)
-    print(f"wrote {len(train)} train lines to {args.out_train} and "
-          f"{len(heldout)} held-out lines to {args.out_heldout}")
+    print(
+        f"wrote {len(train)} train lines to {args.out_train} and "
+        f"{len(heldout)} held-out lines to {args.out_heldout}"
+    )
 
 
 if __name__ == "__main__":

@@ -56,9 +56,21 @@ def _download_sdist(download_dir: Path) -> Path:
     constraint.write_text("setuptools<81\n")
     env = {**os.environ, "PIP_CONSTRAINT": str(constraint), "PIP_BUILD_CONSTRAINT": str(constraint)}
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        "--disable-pip-version-check", "--timeout", "30", "--retries", "1",
-        "-d", str(download_dir), WHISPER_REQUIREMENT,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        "--timeout",
+        "30",
+        "--retries",
+        "1",
+        "-d",
+        str(download_dir),
+        WHISPER_REQUIREMENT,
     ]
     completed = subprocess.run(command, env=env, capture_output=True, text=True)
     sdist = download_dir / WHISPER_SDIST
@@ -78,7 +90,8 @@ def _existing_files(out_dir: Path) -> set[str]:
     """Tokenizer files already in ``out_dir`` and verified; raise if one is someone else's."""
     if out_dir.exists() and not out_dir.is_dir():
         raise atomic.TargetExistsError(
-            f"--out-dir {str(out_dir)!r} is a file, not a directory; choose another path")
+            f"--out-dir {str(out_dir)!r} is a file, not a directory; choose another path"
+        )
     present = set()
     for name in TOKENIZER_FILES:
         path = out_dir / name
@@ -87,7 +100,8 @@ def _existing_files(out_dir: Path) -> set[str]:
         if not path.is_file() or sha256_file(path) != TOKENIZER_SHA256[name]:
             raise AssetsMismatchError(
                 f"{str(path)!r} exists and is not GPT-2's {name} (SHA-256 differs); it is left "
-                "as it is: remove it or choose another --out-dir")
+                "as it is: remove it or choose another --out-dir"
+            )
         present.add(name)
     return present
 
@@ -101,13 +115,15 @@ def fetch_gpt2_tokenizer(out_dir: str | os.PathLike | None = None) -> Path:
     with tempfile.TemporaryDirectory() as download_dir:
         sdist = _download_sdist(Path(download_dir))
         with tarfile.open(sdist) as archive:
-            contents = {name: archive.extractfile(f"{ASSET_DIR_IN_SDIST}/{name}").read()
-                        for name in missing}
+            contents = {
+                name: archive.extractfile(f"{ASSET_DIR_IN_SDIST}/{name}").read() for name in missing
+            }
     for name, data in contents.items():
         if _sha256(data) != TOKENIZER_SHA256[name]:
             raise AssetsMismatchError(
                 f"{name} in {WHISPER_REQUIREMENT} from PyPI has SHA-256 {_sha256(data)}, not the "
-                f"pinned {TOKENIZER_SHA256[name]}; refusing to use it")
+                f"pinned {TOKENIZER_SHA256[name]}; refusing to use it"
+            )
     for name, data in contents.items():
         atomic.write_bytes(out_dir / name, data)
     return out_dir

@@ -1,4 +1,4 @@
-"""``results/manifest.json``: the SHA-256 of every artifact, with the versions that made them.
+"""``results/reports/<config name>/manifest.json``: SHA-256 of every artifact, and the versions.
 
 Two runs of the same config should give the same manifest; comparing two manifests shows at once
 which artifact differs. Reading package versions from metadata keeps this stage free of a
@@ -15,8 +15,16 @@ from pathlib import Path
 
 from llm2tflite import atomic
 
-VERSIONED_PACKAGES = ("tensorflow", "tensorflow-cpu", "tensorflow-text", "keras", "keras-hub",
-                      "snakemake", "numpy", "tokenizers")
+VERSIONED_PACKAGES = (
+    "tensorflow",
+    "tensorflow-cpu",
+    "tensorflow-text",
+    "keras",
+    "keras-hub",
+    "snakemake",
+    "numpy",
+    "tokenizers",
+)
 
 
 def sha256_file(path: Path) -> str:
@@ -50,8 +58,7 @@ def build_manifest(paths) -> dict:
     files = artifact_files(paths)
     return {
         "versions": package_versions(),
-        "artifacts": {str(p): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                      for p in files},
+        "artifacts": {str(p): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
     }
 
 

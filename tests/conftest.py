@@ -19,8 +19,18 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL_MAX_LENGTH = 40
 SMALL_SEQUENCE_LENGTH = 24
 # What a user's clone holds of the workflow (no tests, venv or results).
-PROJECT_FILES = ("Snakefile", "workflow", "llm2tflite", "config", "envs", "profiles", "packaging",
-                 "pyproject.toml", "README.md", "requirements.txt")
+PROJECT_FILES = (
+    "Snakefile",
+    "workflow",
+    "llm2tflite",
+    "config",
+    "envs",
+    "profiles",
+    "packaging",
+    "pyproject.toml",
+    "README.md",
+    "requirements.txt",
+)
 # tests/import_record/sitecustomize.py: with this variable set, every Python process started
 # under the tests records the modules it imported into that directory when it exits.
 IMPORT_RECORD_DIR_ENV = "LLM2TFLITE_RECORD_IMPORTS"
@@ -61,7 +71,8 @@ def recording_imports(record_dir: Path, env: dict | None = None) -> dict:
     record_dir.mkdir(parents=True, exist_ok=True)
     env[IMPORT_RECORD_DIR_ENV] = str(record_dir)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(IMPORT_RECORDER), *filter(None, [env.get("PYTHONPATH")])])
+        [str(IMPORT_RECORDER), *filter(None, [env.get("PYTHONPATH")])]
+    )
     return env
 
 
@@ -70,13 +81,22 @@ def recorded_imports(record_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(record_dir.glob("*.json"))]
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True,
-                  env: dict | None = None) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the workflow in ``workdir`` with the interpreter running the tests: the project's own
     Snakefile when ``workdir`` is a project (make_project), else the checkout's."""
     snakefile = workdir / "Snakefile" if (workdir / "Snakefile").is_file() else REPO / "Snakefile"
-    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile),
-               "--directory", str(workdir), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, cwd=workdir, env=env)
     if check and completed.returncode != 0:
         raise AssertionError(
@@ -132,8 +152,12 @@ def build_random_preset(vocab_dir: Path, out_dir: Path, seed: int = 0) -> Path:
     )
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=32)
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2,
-        hidden_dim=32, intermediate_dim=64, max_sequence_length=128,
+        vocabulary_size=tokenizer.vocabulary_size(),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=128,
     )
     keras_hub.models.GPT2CausalLM(backbone, preprocessor).save_to_preset(str(out_dir))
     return out_dir
@@ -153,15 +177,35 @@ def default_corpus_and_vocab(tmp_path_factory):
     out = tmp_path_factory.mktemp("default_vocab")
     corpus = settings["corpus"]
     subprocess.run(
-        [sys.executable, "-m", "llm2tflite.corpus", "--seed", str(corpus["seed"]),
-         "--train-lines", str(corpus["train_lines"]),
-         "--heldout-lines", str(corpus["heldout_lines"]),
-         "--out-train", str(out / "train.txt"), "--out-heldout", str(out / "heldout.txt")],
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.corpus",
+            "--seed",
+            str(corpus["seed"]),
+            "--train-lines",
+            str(corpus["train_lines"]),
+            "--heldout-lines",
+            str(corpus["heldout_lines"]),
+            "--out-train",
+            str(out / "train.txt"),
+            "--out-heldout",
+            str(out / "heldout.txt"),
+        ],
         check=True,
     )
     subprocess.run(
-        [sys.executable, "-m", "llm2tflite.vocab", "--corpus", str(out / "train.txt"),
-         "--vocab-size", str(settings["vocabulary"]["size"]), "--out-dir", str(out / "vocab")],
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.vocab",
+            "--corpus",
+            str(out / "train.txt"),
+            "--vocab-size",
+            str(settings["vocabulary"]["size"]),
+            "--out-dir",
+            str(out / "vocab"),
+        ],
         check=True,
     )
     return out
@@ -178,9 +222,19 @@ def small_export(default_corpus_and_vocab, tmp_path_factory):
     out = tmp_path_factory.mktemp("small_export")
     preset = build_random_preset(default_corpus_and_vocab / "vocab", out / "preset")
     causal_lm = load_causal_lm(str(preset))
-    info = export_saved_model(causal_lm, out / "traced", max_length=SMALL_MAX_LENGTH,
-                               sequence_length=SMALL_SEQUENCE_LENGTH)
+    info = export_saved_model(
+        causal_lm,
+        out / "traced",
+        max_length=SMALL_MAX_LENGTH,
+        sequence_length=SMALL_SEQUENCE_LENGTH,
+    )
     flatbuffer, report = convert_saved_model(str(out / "traced"), "fp32", SIGNATURES)
     atomic.write_bytes(out / "fp32.tflite", flatbuffer)
-    return {"dir": out, "preset": preset, "causal_lm": causal_lm, "info": info,
-            "tflite": out / "fp32.tflite", "conversion": report}
+    return {
+        "dir": out,
+        "preset": preset,
+        "causal_lm": causal_lm,
+        "info": info,
+        "tflite": out / "fp32.tflite",
+        "conversion": report,
+    }

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from conftest import SMALL_MAX_LENGTH
-
 from llm2tflite import android, atomic, audit
+
+from conftest import SMALL_MAX_LENGTH
 
 PROMPT = "Estoy disfrutando de"
 
@@ -20,15 +20,29 @@ def handoff(small_export, tmp_path_factory):
     ops_json = out / "ops" / "fp32.json"
     atomic.write_json(ops_json, audit.audit_model(small_export["tflite"], "fp32", "small"))
     assets = out / "android" / "app" / "src" / "main" / "assets"
-    android.main([
-        "--model", str(small_export["tflite"]), "--ops", str(ops_json),
-        "--export-info", str(small_export["dir"] / "traced" / "llm2tflite_export.json"),
-        "--model-name", "small", "--variant", "fp32",
-        "--out-model", str(assets / "autocomplete.tflite"),
-        "--out-json", str(assets / "autocomplete.json"),
-    ])
-    return {"ops_json": ops_json, "model": assets / "autocomplete.tflite",
-            "json": json.loads((assets / "autocomplete.json").read_text())}
+    android.main(
+        [
+            "--model",
+            str(small_export["tflite"]),
+            "--ops",
+            str(ops_json),
+            "--export-info",
+            str(small_export["dir"] / "traced" / "llm2tflite_export.json"),
+            "--model-name",
+            "small",
+            "--variant",
+            "fp32",
+            "--out-model",
+            str(assets / "autocomplete.tflite"),
+            "--out-json",
+            str(assets / "autocomplete.json"),
+        ]
+    )
+    return {
+        "ops_json": ops_json,
+        "model": assets / "autocomplete.tflite",
+        "json": json.loads((assets / "autocomplete.json").read_text()),
+    }
 
 
 def test_model_copied_with_its_sha256(handoff, small_export):
@@ -74,10 +88,22 @@ def test_refuses_an_audit_of_another_file(handoff, small_export, tmp_path):
     ops["sha256"] = "0" * 64
     (tmp_path / "ops.json").write_text(json.dumps(ops))
     with pytest.raises(ValueError, match="another file"):
-        android.main([
-            "--model", str(small_export["tflite"]), "--ops", str(tmp_path / "ops.json"),
-            "--export-info", str(small_export["dir"] / "traced" / "llm2tflite_export.json"),
-            "--model-name", "small", "--variant", "fp32",
-            "--out-model", str(tmp_path / "a.tflite"), "--out-json", str(tmp_path / "a.json"),
-        ])
+        android.main(
+            [
+                "--model",
+                str(small_export["tflite"]),
+                "--ops",
+                str(tmp_path / "ops.json"),
+                "--export-info",
+                str(small_export["dir"] / "traced" / "llm2tflite_export.json"),
+                "--model-name",
+                "small",
+                "--variant",
+                "fp32",
+                "--out-model",
+                str(tmp_path / "a.tflite"),
+                "--out-json",
+                str(tmp_path / "a.json"),
+            ]
+        )
     assert not (tmp_path / "a.tflite").exists() and not (tmp_path / "a.json").exists()

@@ -158,14 +158,23 @@ def test_concurrent_writers_never_share_or_remove_a_temporary(tmp_path):
 
 def test_live_writer_in_another_process_keeps_its_temporary(tmp_path):
     target = tmp_path / "model.tflite"
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from llm2tflite import atomic
         with atomic.atomic_path({str(target)!r}) as tmp:
             tmp.write_bytes(b"slow writer")
             print(tmp, flush=True)
             sys.stdin.readline()
-    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         their_tmp = writer.stdout.readline().strip()
         assert os.path.exists(their_tmp)
@@ -180,25 +189,32 @@ def test_live_writer_in_another_process_keeps_its_temporary(tmp_path):
 
 def test_stale_temporary_of_a_dead_writer_is_removed(tmp_path):
     target = tmp_path / "model.tflite"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     stale = tmp_path / f"{atomic._prefix(target)}{atomic._host()}-{dead.stdout.strip()}-abc123"
     stale.write_bytes(b"half")
     other_host = tmp_path / f"{atomic._prefix(target)}elsewhere-1-abc123"
     other_host.write_bytes(b"a job on another node")
     atomic.write_bytes(target, b"complete")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.tflite",
-                                                                 other_host.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.tflite", other_host.name])
 
 
 def test_content_is_synced_before_the_rename(tmp_path, monkeypatch):
     """fsync of the file (or every file of a directory), then the rename, then the parent."""
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(
-        f"/proc/self/fd/{fd}"))), real_fsync(fd)))
-    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))),
-                                                     real_replace(a, b)))
+    monkeypatch.setattr(
+        os,
+        "fsync",
+        lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd)),
+    )
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b))
+    )
     atomic.write_bytes(tmp_path / "a.bin", b"x")
     assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
     assert ".a.bin.tmp-" in events[0][1] and events[2][1] == str(tmp_path)

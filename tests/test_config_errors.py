@@ -9,8 +9,9 @@ import shutil
 import pytest
 import yaml
 
-from conftest import REPO, copy_default_config, run_snakemake
 from llm2tflite.config_check import check_config, fill_defaults
+
+from conftest import REPO, copy_default_config, run_snakemake
 
 TRAIN_MODEL = "models:\n  tiny:\n"
 
@@ -24,77 +25,100 @@ def _edit(config_file, old, new):
 CASES = {
     "unknown key": (
         [("smoke:\n", "smoke:\n  colour: blue\n")],
-        r"smoke: unknown key 'colour'; allowed keys: prompts"),
+        r"smoke: unknown key 'colour'; allowed keys: prompts",
+    ),
     "unknown top-level key": (
         [("variants:", "varients: [fp32]\nvariants:")],
-        r"\(top level\): unknown key 'varients'"),
+        r"\(top level\): unknown key 'varients'",
+    ),
     "wrong type": (
         [("max_length: 100", "max_length: lots")],
-        r"generation.max_length: must be of type integer, got str 'lots'"),
+        r"generation.max_length: must be of type integer, got str 'lots'",
+    ),
     "unknown variant": (
         [("variants: [fp32, int8, fp16]", "variants: [fp32, int3]")],
-        r"variants\[1\]: 'int3' is not allowed; use one of: fp32, int8, fp16"),
+        r"variants\[1\]: 'int3' is not allowed; use one of: fp32, int8, fp16",
+    ),
     "zero length": (
         [("\n  sequence_length: 256", "\n  sequence_length: 0")],
-        r"generation.sequence_length: must be >= 1, got 0"),
+        r"generation.sequence_length: must be >= 1, got 0",
+    ),
     "negative length": (
         [("max_length: 100", "max_length: -5")],
-        r"generation.max_length: must be >= 2, got -5"),
+        r"generation.max_length: must be >= 2, got -5",
+    ),
     "max_length above the model's": (
         [("max_length: 100", "max_length: 300")],
         r"generation.max_length: 300 exceeds model 'tiny'.s maximum sequence length 256; "
-        r"set generation.max_length <= 256"),
+        r"set generation.max_length <= 256",
+    ),
     "duplicate model names": (
         [("models:\n", "models:\n  tiny:\n    preset: gpt2_base_en\n")],
-        r"duplicate key 'tiny' at line \d+ \(first at line \d+\).*unique name"),
+        r"duplicate key 'tiny' at line \d+ \(first at line \d+\).*unique name",
+    ),
     "missing preset directory": (
         [("models:\n", "models:\n  local:\n    preset: ./presets/missing\n")],
-        r"models.local.preset: directory './presets/missing' does not exist; fix the path"),
+        r"models.local.preset: directory './presets/missing' does not exist; fix the path",
+    ),
     "two sources": (
         [("  tiny:\n    train:\n", "  tiny:\n    preset: gpt2_base_en\n    train:\n")],
-        r"models.tiny: give exactly one model source \(preset, train, shape_of\)"),
+        r"models.tiny: give exactly one model source \(preset, train, shape_of\)",
+    ),
     "empty prompt": (
         [('    - "Estoy disfrutando de"', '    - ""')],
-        r"smoke.prompts\[0\]: must not be empty"),
+        r"smoke.prompts\[0\]: must not be empty",
+    ),
     # Values that passed the check and failed late, in a job (issue 9 item 5).
     "sequence_length without room for a prompt token": (
         [("\n  sequence_length: 256", "\n  sequence_length: 1")],
         r"generation.sequence_length: 1 holds only the start token, no prompt token; "
-        r"set it >= 2"),
+        r"set it >= 2",
+    ),
     "max_length without room for a prompt token": (
         [("max_length: 100", "max_length: 2")],
         r"generation.max_length: 2 leaves room for the start token and one new token but no "
-        r"prompt token; set it >= 3"),
+        r"prompt token; set it >= 3",
+    ),
     "android model not configured": (
         [("  model: null", "  model: gpt2")],
-        r"android.model: 'gpt2' is not a configured model; use one of: tiny"),
+        r"android.model: 'gpt2' is not a configured model; use one of: tiny",
+    ),
     "android variant not converted": (
         [("variants: [fp32, int8, fp16]", "variants: [fp32]")],
         r"android.variant: 'int8' is not converted \(variants: fp32\); add it to variants or "
-        r"set android.variant to one of them"),
+        r"set android.variant to one of them",
+    ),
     "fit sequence_length equal to the model's": (
         [("    sequence_length: 48", "    sequence_length: 256")],
         r"models.tiny.train.fit.sequence_length: 256 must be below "
-        r"models.tiny.train.model.max_sequence_length 256 .*; set it <= 255"),
+        r"models.tiny.train.model.max_sequence_length 256 .*; set it <= 255",
+    ),
     "missing blocklist": (
         [("  blocklist: null", "  blocklist: ./lists/missing.txt")],
-        r"safety.blocklist: file './lists/missing.txt' does not exist; fix the path"),
+        r"safety.blocklist: file './lists/missing.txt' does not exist; fix the path",
+    ),
     "perplexity lines above the held-out text": (
         [("perplexity_lines: 200", "perplexity_lines: 5000")],
         r"fidelity.perplexity_lines: 5000 exceeds the 1500 held-out lines of model 'tiny' "
-        r"\(its corpus.heldout_lines\); set fidelity.perplexity_lines <= 1500"),
+        r"\(its corpus.heldout_lines\); set fidelity.perplexity_lines <= 1500",
+    ),
     "perplexity lines above the evaluation text": (
-        [("models:\n", "models:\n  twin:\n    shape_of: gpt2_base_en\n"),
-         ("perplexity_lines: 200", "perplexity_lines: 1400")],
+        [
+            ("models:\n", "models:\n  twin:\n    shape_of: gpt2_base_en\n"),
+            ("perplexity_lines: 200", "perplexity_lines: 1400"),
+        ],
         r"fidelity.perplexity_lines: 1400 exceeds the 1000 held-out lines of model 'twin' "
-        r"\(the generated evaluation text\)"),
+        r"\(the generated evaluation text\)",
+    ),
     "preset name typo": (
         [("models:\n", "models:\n  gpt2:\n    preset: gpt2_bsae_en\n")],
         r"models.gpt2.preset: unknown KerasHub preset 'gpt2_bsae_en'; known presets of the "
-        r"supported families: .*gpt2_base_en"),
+        r"supported families: .*gpt2_base_en",
+    ),
     "missing preset directory under ~": (
         [("models:\n", "models:\n  local:\n    preset: ~/presets/missing\n")],
-        r"models.local.preset: directory '~/presets/missing' does not exist; fix the path"),
+        r"models.local.preset: directory '~/presets/missing' does not exist; fix the path",
+    ),
 }
 
 
@@ -150,8 +174,15 @@ def test_default_config_spells_out_every_schema_default():
 
 def test_configfile_without_replace_flag_is_refused(tmp_path):
     copy_default_config(tmp_path)
-    completed = run_snakemake(tmp_path, "--dry-run", "--configfile", "config/gpt2_124m_twin.yaml",
-                              "--workflow-profile", "none", check=False)
+    completed = run_snakemake(
+        tmp_path,
+        "--dry-run",
+        "--configfile",
+        "config/gpt2_124m_twin.yaml",
+        "--workflow-profile",
+        "none",
+        check=False,
+    )
     assert completed.returncode != 0
     assert "add --replace-workflow-config" in completed.stdout + completed.stderr
 
@@ -159,32 +190,40 @@ def test_configfile_without_replace_flag_is_refused(tmp_path):
 def test_config_option_alone_amends_the_default_config(tmp_path):
     """--replace-workflow-config applies to --configfile: `--config` still amends the default."""
     copy_default_config(tmp_path)
-    completed = run_snakemake(tmp_path, "--dry-run", "--config", "variants=[fp32]",
-                              "android={variant: fp32}")
+    completed = run_snakemake(
+        tmp_path, "--dry-run", "--config", "variants=[fp32]", "android={variant: fp32}"
+    )
     assert "variant=int8" not in completed.stdout and "model=tiny, variant=fp32" in (
-        completed.stdout)
+        completed.stdout
+    )
 
 
 def test_config_file_name_must_make_a_directory_name(tmp_path):
     copy_default_config(tmp_path)
     shutil.copy(tmp_path / "config/config.yaml", tmp_path / "config/my run.yaml")
-    completed = run_snakemake(tmp_path, "--dry-run", "--configfile", "config/my run.yaml",
-                              check=False)
+    completed = run_snakemake(
+        tmp_path, "--dry-run", "--configfile", "config/my run.yaml", check=False
+    )
     assert completed.returncode != 0
-    assert re.search(r"its name 'my run' cannot name results/reports/<name>/; rename the file "
-                     r"or set `name:` in it", completed.stdout + completed.stderr)
+    assert re.search(
+        r"its name 'my run' cannot name results/reports/<name>/; rename the file "
+        r"or set `name:` in it",
+        completed.stdout + completed.stderr,
+    )
 
 
 def test_preset_name_typo_is_reported_by_the_loader_too():
     from llm2tflite.sources import PresetUnavailableError, load_causal_lm
 
-    with pytest.raises(PresetUnavailableError, match=r"unknown KerasHub preset 'gpt2_bsae_en'; "
-                       r"known presets of the supported families: .*gpt2_base_en"):
+    with pytest.raises(
+        PresetUnavailableError,
+        match=r"unknown KerasHub preset 'gpt2_bsae_en'; "
+        r"known presets of the supported families: .*gpt2_base_en",
+    ):
         load_causal_lm("gpt2_bsae_en")
 
 
-def test_preset_under_home_is_expanded_by_check_dag_and_loader(small_export, tmp_path,
-                                                                monkeypatch):
+def test_preset_under_home_is_expanded_by_check_dag_and_loader(small_export, tmp_path, monkeypatch):
     """`preset: ~/presets/small` is a directory for the check, the DAG and the loader alike."""
     from llm2tflite.sources import load_causal_lm
 

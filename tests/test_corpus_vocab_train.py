@@ -21,10 +21,15 @@ SMALL_TRAIN_LINES = 3000
 SMALL_HELDOUT_LINES = 300
 SMALL_VOCAB_SIZE = 600
 # A model small enough to train in seconds, still a real GPT2Backbone.
-TINY_MODEL = {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64,
-              "max_sequence_length": 48, "dropout": 0.0}
-TINY_FIT = {"seed": 7, "sequence_length": 40, "batch_size": 32, "epochs": 1,
-            "learning_rate": 0.02}
+TINY_MODEL = {
+    "num_layers": 1,
+    "num_heads": 2,
+    "hidden_dim": 32,
+    "intermediate_dim": 64,
+    "max_sequence_length": 48,
+    "dropout": 0.0,
+}
+TINY_FIT = {"seed": 7, "sequence_length": 40, "batch_size": 32, "epochs": 1, "learning_rate": 0.02}
 TINY_STEPS = 80
 # Hard tokenization cases beyond the corpus: accents, ñ, ¿¡, digits runs, symbols, unseen words.
 EXTRA_TEXTS = [
@@ -48,8 +53,9 @@ def small_data(tmp_path_factory):
     train_lines, heldout_lines = corpus.generate_corpus(0, SMALL_TRAIN_LINES, SMALL_HELDOUT_LINES)
     corpus.write_lines(out / "train.txt", train_lines)
     corpus.write_lines(out / "heldout.txt", heldout_lines)
-    vocab.write_vocabulary(out / "vocab", *vocab.train_byte_level_bpe(train_lines,
-                                                                      SMALL_VOCAB_SIZE))
+    vocab.write_vocabulary(
+        out / "vocab", *vocab.train_byte_level_bpe(train_lines, SMALL_VOCAB_SIZE)
+    )
     return out
 
 
@@ -58,12 +64,24 @@ def small_data(tmp_path_factory):
 
 def test_corpus_cli_is_deterministic_and_splits_are_disjoint(tmp_path):
     def generate(name, seed):
-        completed = _run("llm2tflite.corpus", "--seed", str(seed), "--train-lines", "2000",
-                         "--heldout-lines", "300", "--out-train", str(tmp_path / f"{name}.train"),
-                         "--out-heldout", str(tmp_path / f"{name}.heldout"))
+        completed = _run(
+            "llm2tflite.corpus",
+            "--seed",
+            str(seed),
+            "--train-lines",
+            "2000",
+            "--heldout-lines",
+            "300",
+            "--out-train",
+            str(tmp_path / f"{name}.train"),
+            "--out-heldout",
+            str(tmp_path / f"{name}.heldout"),
+        )
         assert completed.returncode == 0, completed.stderr
-        return ((tmp_path / f"{name}.train").read_bytes(),
-                (tmp_path / f"{name}.heldout").read_bytes())
+        return (
+            (tmp_path / f"{name}.train").read_bytes(),
+            (tmp_path / f"{name}.heldout").read_bytes(),
+        )
 
     first, again, other_seed = generate("a", 0), generate("b", 0), generate("c", 1)
     assert first == again
@@ -78,7 +96,8 @@ def test_corpus_cli_is_deterministic_and_splits_are_disjoint(tmp_path):
     assert not set(train_lines) & set(heldout_lines)
     # No temporary file left next to the outputs.
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{n}.{s}" for n in "abc" for s in ("train", "heldout"))
+        f"{n}.{s}" for n in "abc" for s in ("train", "heldout")
+    )
 
 
 # SHA-256 of the default model's corpus (seed 0, 20,000 train and 1,500 held-out lines), as
@@ -96,8 +115,11 @@ def test_default_corpus_is_byte_identical_to_before_the_lexicon_moved(default_co
     from conftest import default_train_config
 
     corpus_settings = default_train_config()["corpus"]
-    assert (corpus_settings["seed"], corpus_settings["train_lines"],
-            corpus_settings["heldout_lines"]) == (0, 20000, 1500)
+    assert (
+        corpus_settings["seed"],
+        corpus_settings["train_lines"],
+        corpus_settings["heldout_lines"],
+    ) == (0, 20000, 1500)
     for name, digest in DEFAULT_CORPUS_SHA256.items():
         data = (default_corpus_and_vocab / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == digest, name
@@ -109,8 +131,10 @@ def test_lexicon_is_package_data_and_the_corpus_code_holds_no_word_lists():
     from conftest import REPO
 
     data_dir = REPO / "llm2tflite" / "data"
-    package_data = re.search(r"\[tool.setuptools.package-data\]\nllm2tflite = \[(.*?)\]",
-                             (REPO / "pyproject.toml").read_text()).group(1)
+    package_data = re.search(
+        r"\[tool.setuptools.package-data\]\nllm2tflite = \[(.*?)\]",
+        (REPO / "pyproject.toml").read_text(),
+    ).group(1)
     patterns = re.findall(r'"([^"]+)"', package_data)
     for path in data_dir.iterdir():
         relative = str(path.relative_to(REPO / "llm2tflite"))
@@ -145,7 +169,8 @@ def test_prompt_is_in_domain(small_data):
 
 def test_sentences_are_well_formed(small_data):
     lines = vocab.read_lines(small_data / "train.txt") + vocab.read_lines(
-        small_data / "heldout.txt")
+        small_data / "heldout.txt"
+    )
     for line in lines:
         assert "  " not in line and line[-1] in ".?!", line
         first_letter = next(char for char in line if char.isalpha())
@@ -184,15 +209,29 @@ def test_end_of_text_has_the_last_id_never_zero(small_data):
 
 def test_vocab_cli_is_deterministic(small_data, tmp_path):
     for name in ("a", "b"):
-        completed = _run("llm2tflite.vocab", "--corpus", str(small_data / "train.txt"),
-                         "--vocab-size", str(SMALL_VOCAB_SIZE), "--out-dir", str(tmp_path / name))
+        completed = _run(
+            "llm2tflite.vocab",
+            "--corpus",
+            str(small_data / "train.txt"),
+            "--vocab-size",
+            str(SMALL_VOCAB_SIZE),
+            "--out-dir",
+            str(tmp_path / name),
+        )
         assert completed.returncode == 0, completed.stderr
     for filename in ("vocab.json", "merges.txt"):
         expected = (small_data / "vocab" / filename).read_bytes()
         assert (tmp_path / "a" / filename).read_bytes() == expected
         assert (tmp_path / "b" / filename).read_bytes() == expected
-    too_small = _run("llm2tflite.vocab", "--corpus", str(small_data / "train.txt"),
-                     "--vocab-size", "100", "--out-dir", str(tmp_path / "c"))
+    too_small = _run(
+        "llm2tflite.vocab",
+        "--corpus",
+        str(small_data / "train.txt"),
+        "--vocab-size",
+        "100",
+        "--out-dir",
+        str(tmp_path / "c"),
+    )
     assert too_small.returncode == 2 and "vocab_size" in too_small.stderr
     assert not (tmp_path / "c").exists()
 
@@ -238,8 +277,13 @@ def deterministic_ops():
 @pytest.fixture(scope="module")
 def trained_tiny(small_data, deterministic_ops):
     return train.train_and_evaluate(
-        vocab.read_lines(small_data / "train.txt"), vocab.read_lines(small_data / "heldout.txt"),
-        small_data / "vocab", "gpt2", TINY_MODEL, TINY_FIT, max_steps=TINY_STEPS,
+        vocab.read_lines(small_data / "train.txt"),
+        vocab.read_lines(small_data / "heldout.txt"),
+        small_data / "vocab",
+        "gpt2",
+        TINY_MODEL,
+        TINY_FIT,
+        max_steps=TINY_STEPS,
     )
 
 
@@ -256,8 +300,9 @@ def test_settings_are_validated(small_data):
     with pytest.raises(ValueError, match="unsupported architecture 'bert'"):
         train.resolve_model("bert", {})
     with pytest.raises(ValueError, match="below model.max_sequence_length"):
-        train.build_causal_lm(small_data / "vocab", "gpt2", {"max_sequence_length": 32},
-                              {"sequence_length": 32})
+        train.build_causal_lm(
+            small_data / "vocab", "gpt2", {"max_sequence_length": 32}, {"sequence_length": 32}
+        )
 
 
 def test_build_is_seeded(small_data):
@@ -265,8 +310,7 @@ def test_build_is_seeded(small_data):
 
     first = train.build_causal_lm(small_data / "vocab", "gpt2", TINY_MODEL, TINY_FIT)
     again = train.build_causal_lm(small_data / "vocab", "gpt2", TINY_MODEL, TINY_FIT)
-    other = train.build_causal_lm(small_data / "vocab", "gpt2", TINY_MODEL,
-                                  {**TINY_FIT, "seed": 8})
+    other = train.build_causal_lm(small_data / "vocab", "gpt2", TINY_MODEL, {**TINY_FIT, "seed": 8})
     assert first.backbone.vocabulary_size == SMALL_VOCAB_SIZE
     pairs = list(zip(first.get_weights(), again.get_weights(), other.get_weights()))
     assert all(np.array_equal(a, b) for a, b, _ in pairs)
@@ -283,8 +327,9 @@ def test_short_training_lowers_heldout_loss(trained_tiny):
     assert metrics["lines_at_sequence_length"] == 0  # no line lost its end token
     train.check_improvement(metrics)
     with pytest.raises(train.TrainingFailedError, match="did not clearly lower"):
-        train.check_improvement({**metrics, "heldout_loss_trained": 0.9 * metrics[
-            "heldout_loss_untrained"]})
+        train.check_improvement(
+            {**metrics, "heldout_loss_trained": 0.9 * metrics["heldout_loss_untrained"]}
+        )
 
 
 def test_train_cli_saves_a_reloadable_reproducible_preset(small_data, trained_tiny, tmp_path):
@@ -293,21 +338,47 @@ def test_train_cli_saves_a_reloadable_reproducible_preset(small_data, trained_ti
 
     preset, metrics_path = tmp_path / "preset", tmp_path / "metrics.json"
     completed = _run(
-        "llm2tflite.train", "--corpus", str(small_data / "train.txt"),
-        "--heldout", str(small_data / "heldout.txt"), "--vocab-dir", str(small_data / "vocab"),
-        "--architecture", "gpt2", "--model-json", json.dumps(TINY_MODEL),
-        "--fit-json", json.dumps(TINY_FIT),
-        "--out-preset", str(preset), "--out-metrics", str(metrics_path),
-        "--max-steps", str(TINY_STEPS),
+        "llm2tflite.train",
+        "--corpus",
+        str(small_data / "train.txt"),
+        "--heldout",
+        str(small_data / "heldout.txt"),
+        "--vocab-dir",
+        str(small_data / "vocab"),
+        "--architecture",
+        "gpt2",
+        "--model-json",
+        json.dumps(TINY_MODEL),
+        "--fit-json",
+        json.dumps(TINY_FIT),
+        "--out-preset",
+        str(preset),
+        "--out-metrics",
+        str(metrics_path),
+        "--max-steps",
+        str(TINY_STEPS),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    for relative in ("config.json", "model.weights.h5", "tokenizer.json",
-                     "assets/tokenizer/vocabulary.json", "assets/tokenizer/merges.txt"):
+    for relative in (
+        "config.json",
+        "model.weights.h5",
+        "tokenizer.json",
+        "assets/tokenizer/vocabulary.json",
+        "assets/tokenizer/merges.txt",
+    ):
         assert (preset / relative).is_file(), relative
 
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    for field in ("heldout_loss_untrained", "heldout_loss_trained", "train_seconds",
-                  "num_parameters", "epochs", "model", "fit", "sample_generation"):
+    for field in (
+        "heldout_loss_untrained",
+        "heldout_loss_trained",
+        "train_seconds",
+        "num_parameters",
+        "epochs",
+        "model",
+        "fit",
+        "sample_generation",
+    ):
         assert field in metrics, field
     assert metrics["architecture"] == "gpt2"
     assert metrics["model"] == train.resolve_model("gpt2", TINY_MODEL)
@@ -324,25 +395,35 @@ def test_train_cli_saves_a_reloadable_reproducible_preset(small_data, trained_ti
     # Same seeds, data and steps in another process: the same weights, bit for bit.
     in_process, in_process_metrics = trained_tiny
     assert metrics["heldout_loss_trained"] == in_process_metrics["heldout_loss_trained"]
-    for saved, trained in zip(reloaded.backbone.get_weights(),
-                              in_process.backbone.get_weights()):
+    for saved, trained in zip(reloaded.backbone.get_weights(), in_process.backbone.get_weights()):
         assert np.array_equal(saved, trained)
     assert not list(tmp_path.glob(".*tmp-*"))
 
 
-def test_train_cli_fails_loudly_when_loss_does_not_drop(small_data, trained_tiny, tmp_path,
-                                                        monkeypatch, capsys):
+def test_train_cli_fails_loudly_when_loss_does_not_drop(
+    small_data, trained_tiny, tmp_path, monkeypatch, capsys
+):
     """No preset, no metrics, exit 1 and a clear message (training itself is tested above)."""
     causal_lm, metrics = trained_tiny
     not_better = {**metrics, "heldout_loss_trained": 0.85 * metrics["heldout_loss_untrained"]}
-    monkeypatch.setattr(train, "train_and_evaluate", lambda *args, **kwargs: (causal_lm,
-                                                                             not_better))
+    monkeypatch.setattr(
+        train, "train_and_evaluate", lambda *args, **kwargs: (causal_lm, not_better)
+    )
     with pytest.raises(SystemExit) as exit_info:
-        train.main([
-            "--corpus", str(small_data / "train.txt"), "--heldout", str(small_data / "heldout.txt"),
-            "--vocab-dir", str(small_data / "vocab"),
-            "--out-preset", str(tmp_path / "preset"), "--out-metrics", str(tmp_path / "m.json"),
-        ])
+        train.main(
+            [
+                "--corpus",
+                str(small_data / "train.txt"),
+                "--heldout",
+                str(small_data / "heldout.txt"),
+                "--vocab-dir",
+                str(small_data / "vocab"),
+                "--out-preset",
+                str(tmp_path / "preset"),
+                "--out-metrics",
+                str(tmp_path / "m.json"),
+            ]
+        )
     assert exit_info.value.code == 1
     assert "did not clearly lower the held-out loss" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # no preset, no metrics, no temporary leftovers
@@ -354,17 +435,23 @@ def test_length_grouped_batches_change_nothing(small_data, trained_tiny):
     import numpy as np
 
     causal_lm, _ = trained_tiny
-    packed = train.pack_lines(causal_lm.preprocessor, vocab.read_lines(
-        small_data / "heldout.txt")[:100])
+    packed = train.pack_lines(
+        causal_lm.preprocessor, vocab.read_lines(small_data / "heldout.txt")[:100]
+    )
     assert packed.token_ids.shape[1] == TINY_FIT["sequence_length"]
     assert packed.lengths.max() < packed.token_ids.shape[1] - 8  # there is padding to cut
 
-    hidden = causal_lm.backbone({"token_ids": packed.token_ids,
-                                 "padding_mask": packed.padding_mask})
+    hidden = causal_lm.backbone(
+        {"token_ids": packed.token_ids, "padding_mask": packed.padding_mask}
+    )
     logits = keras.ops.convert_to_numpy(
-        causal_lm.backbone.token_embedding(hidden, reverse=True)).astype(np.float64)
-    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1,
-                                keepdims=True)) - logits.max(-1, keepdims=True)
+        causal_lm.backbone.token_embedding(hidden, reverse=True)
+    ).astype(np.float64)
+    log_probs = (
+        logits
+        - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+        - logits.max(-1, keepdims=True)
+    )
     token_losses = -np.take_along_axis(log_probs, packed.labels[..., None], -1)[..., 0]
     full_width = (token_losses * packed.sample_weight).sum() / packed.sample_weight.sum()
     assert train.heldout_loss(causal_lm, packed)["loss"] == pytest.approx(full_width, rel=1e-5)

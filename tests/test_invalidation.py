@@ -57,8 +57,9 @@ ANDROID_VARIANT = "int8"  # config `android: variant`
 
 def converted(*variants):
     """The conversion of these variants and every job that reads the converted files."""
-    jobs = {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT)
-            for job in per_variant(rule, *variants)}
+    jobs = {
+        job for rule in ("convert", *DOWNSTREAM_OF_VARIANT) for job in per_variant(rule, *variants)
+    }
     jobs.add(("benchmark_table", ""))
     if ANDROID_VARIANT in variants:
         jobs.add(("android", ""))
@@ -118,16 +119,19 @@ def trained():
     return traced() | of_model("train", "reference", "keras_fidelity_reference")
 
 
-@pytest.mark.parametrize("module, expected", [
-    ("smoke", per_variant("smoke", *ALL_VARIANTS)),
-    ("convert", converted(*ALL_VARIANTS)),
-    ("train", trained()),
-    # Modules a stage imports: once missing from the hand-written code inputs.
-    ("vocab", of_model("vocab") | trained()),
-    # Every stage that loads a preset or imports the trace (which does).
-    ("sources", traced() | of_model("reference", "keras_fidelity_reference")),
-    ("safety", per_variant("smoke", *ALL_VARIANTS)),
-])
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("smoke", per_variant("smoke", *ALL_VARIANTS)),
+        ("convert", converted(*ALL_VARIANTS)),
+        ("train", trained()),
+        # Modules a stage imports: once missing from the hand-written code inputs.
+        ("vocab", of_model("vocab") | trained()),
+        # Every stage that loads a preset or imports the trace (which does).
+        ("sources", traced() | of_model("reference", "keras_fidelity_reference")),
+        ("safety", per_variant("smoke", *ALL_VARIANTS)),
+    ],
+)
 def test_editing_a_stage_module_reruns_that_stage(default_run, module, expected):
     workdir, _ = default_run
     source = workdir / "llm2tflite" / f"{module}.py"
@@ -157,8 +161,9 @@ def _move(source, target):
     subprocess.run(["mv", str(target.parent / "before_move"), str(target)], check=True)
 
 
-@pytest.mark.parametrize("method", [_copy_with_cp, _copy_with_rsync, _move],
-                         ids=["cp -a", "rsync -a", "mv"])
+@pytest.mark.parametrize(
+    "method", [_copy_with_cp, _copy_with_rsync, _move], ids=["cp -a", "rsync -a", "mv"]
+)
 def test_finished_project_elsewhere_has_nothing_to_do(default_run, tmp_path, method):
     """A finished project moved or copied to another path (another machine's mount point)
     keeps every input path: nothing reruns."""
@@ -203,13 +208,17 @@ def test_second_config_in_the_same_project_rebuilds_nothing_of_the_first(default
     run_snakemake(project, "--cores", "2", "--configfile", "config/mini.yaml")
     completed = run_snakemake(project, "--dry-run")
     assert "Nothing to be done" in completed.stdout + completed.stderr, completed.stdout[-3000:]
-    for config_name, model, android_variant in (("default", "tiny", "int8"),
-                                                ("mini", "mini", "fp32")):
+    for config_name, model, android_variant in (
+        ("default", "tiny", "int8"),
+        ("mini", "mini", "fp32"),
+    ):
         reports = project / "results" / "reports" / config_name
         assert model in (reports / "summary.md").read_text()
         assert (reports / "benchmarks.csv").is_file() and (reports / "manifest.json").is_file()
         assert (reports / f"plots/{model}.png").is_file()
         handed_off = reports / "android/app/src/main/assets/autocomplete.tflite"
-        assert handed_off.read_bytes() == (
-            project / f"results/{model}/tflite/{android_variant}.tflite").read_bytes()
+        assert (
+            handed_off.read_bytes()
+            == (project / f"results/{model}/tflite/{android_variant}.tflite").read_bytes()
+        )
     assert "mini" not in (project / "results/reports/default/summary.md").read_text()

@@ -12,9 +12,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import (REPO, copy_default_config, default_run_imports, make_project,
-                      recorded_imports, recording_imports, run_snakemake)
 from llm2tflite import code_inputs
+
+from conftest import (
+    REPO,
+    copy_default_config,
+    default_run_imports,
+    make_project,
+    recorded_imports,
+    recording_imports,
+    run_snakemake,
+)
 
 RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
 HEAVY_MODULES = {"tensorflow", "keras", "keras_hub", "keras_nlp", "tensorflow_text", "tf_keras"}
@@ -38,8 +46,16 @@ def _pins(lines):
 
 
 def _local_paths(lines):
-    return {re.sub(r"^(\./|\$\{LLM2TFLITE_WORKFLOW_DIR\}/)", "", line)
-            for line in _requirement_lines(lines) if "/" in line and not line.startswith("-e")}
+    return {
+        re.sub(r"^(\./|\$\{LLM2TFLITE_WORKFLOW_DIR\}/)", "", line)
+        for line in _requirement_lines(lines)
+        if "/" in line and not line.startswith("-e")
+    }
+
+
+def _canonical(name):
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _conda_pip_section():
@@ -51,8 +67,11 @@ def test_conda_env_matches_requirements():
     requirements = (REPO / "requirements.txt").read_text().splitlines()
     pip_section = _conda_pip_section()
     assert _pins(pip_section) == _pins(requirements)
-    assert _local_paths(pip_section) == _local_paths(requirements) == {
-        "packaging/tensorflow-cpu-as-tensorflow"}
+    assert (
+        _local_paths(pip_section)
+        == _local_paths(requirements)
+        == {"packaging/tensorflow-cpu-as-tensorflow"}
+    )
     # The env also holds the workflow's own package (Snakemake unsets PYTHONPATH in conda envs).
     assert "-e ${LLM2TFLITE_WORKFLOW_DIR}" in pip_section
     assert _pins(requirements)["tensorflow-cpu"] == "2.18.1"
@@ -72,21 +91,40 @@ def test_conda_env_pip_section_resolves_where_conda_runs_it(tmp_path):
     (conda_dir / "condaenv.requirements.txt").write_text("\n".join(_conda_pip_section()) + "\n")
     env = {**os.environ, "LLM2TFLITE_WORKFLOW_DIR": str(project)}
     completed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
-         "--disable-pip-version-check", "--report", str(tmp_path / "report.json"),
-         "-r", "condaenv.requirements.txt"],
-        cwd=conda_dir, env=env, capture_output=True, text=True)
-    if completed.returncode != 0 and re.search(r"NewConnectionError|Temporary failure in name "
-                                               r"resolution|Network is unreachable",
-                                               completed.stdout + completed.stderr):
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--report",
+            str(tmp_path / "report.json"),
+            "-r",
+            "condaenv.requirements.txt",
+        ],
+        cwd=conda_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if completed.returncode != 0 and re.search(
+        r"NewConnectionError|Temporary failure in name "
+        r"resolution|Network is unreachable",
+        completed.stdout + completed.stderr,
+    ):
         from conftest import skip_or_fail
 
         skip_or_fail(f"PyPI unreachable: {completed.stderr[-500:]}")
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     import json
 
-    installed = {item["metadata"]["name"].lower(): item["metadata"]["version"]
-                 for item in json.loads((tmp_path / "report.json").read_text())["install"]}
+    installed = {
+        _canonical(item["metadata"]["name"]): item["metadata"]["version"]
+        for item in json.loads((tmp_path / "report.json").read_text())["install"]
+    }
     assert installed["llm2tflite"] and installed["tensorflow"] == "2.18.1"
     assert installed["tensorflow-cpu"] == installed["tensorflow-text"] == "2.18.1"
 
@@ -98,7 +136,7 @@ def test_one_tensorflow_is_installed():
     for dist in metadata.distributions():
         files = dist.files or []
         if any(f.parts[:1] == ("tensorflow",) and f.suffix in (".py", ".so") for f in files):
-            owners[dist.metadata["Name"].lower()] = dist.version
+            owners[_canonical(dist.metadata["Name"])] = dist.version
     assert owners == {"tensorflow-cpu": "2.18.1"}, owners
     tensorflow = metadata.distribution("tensorflow")
     assert tensorflow.requires == ["tensorflow-cpu==2.18.1"], tensorflow.requires
@@ -107,8 +145,9 @@ def test_one_tensorflow_is_installed():
 def test_workflow_files_do_not_import_tensorflow():
     for path in RULE_FILES:
         text = path.read_text()
-        assert not re.search(r"^\s*(import|from)\s+(tensorflow|keras|keras_hub|keras_nlp)\b",
-                             text, re.M), path
+        assert not re.search(
+            r"^\s*(import|from)\s+(tensorflow|keras|keras_hub|keras_nlp)\b", text, re.M
+        ), path
 
 
 def test_dag_parses_fast_without_tensorflow(tmp_path):
@@ -121,11 +160,13 @@ def test_dag_parses_fast_without_tensorflow(tmp_path):
     elapsed = time.perf_counter() - started
     print(f"dry run of the default DAG: {elapsed:.1f} s")
     assert completed.returncode == 0
-    (snakemake,) = [r for r in recorded_imports(tmp_path / "imports")
-                    if "snakemake" in " ".join(r["argv"][:1])]
+    (snakemake,) = [
+        r for r in recorded_imports(tmp_path / "imports") if "snakemake" in " ".join(r["argv"][:1])
+    ]
     assert "llm2tflite" in snakemake["top_level"]  # the record is of the process that parsed
     assert not HEAVY_MODULES & set(snakemake["top_level"]), HEAVY_MODULES & set(
-        snakemake["top_level"])
+        snakemake["top_level"]
+    )
     # A TensorFlow import alone takes longer than this whole parse on the CI machine; the
     # bound is generous, the import check above is the precise guard.
     assert elapsed < 60
@@ -133,8 +174,9 @@ def test_dag_parses_fast_without_tensorflow(tmp_path):
 
 def test_unknown_variant_is_a_schema_error(tmp_path):
     config = copy_default_config(tmp_path)
-    config.write_text(config.read_text().replace("variants: [fp32, int8, fp16]",
-                                                 "variants: [fp32, int3]"))
+    config.write_text(
+        config.read_text().replace("variants: [fp32, int8, fp16]", "variants: [fp32, int3]")
+    )
     completed = run_snakemake(tmp_path, "--dry-run", check=False)
     assert completed.returncode != 0
     assert "int3" in completed.stdout + completed.stderr
@@ -142,8 +184,9 @@ def test_unknown_variant_is_a_schema_error(tmp_path):
 
 def test_lint_is_clean(tmp_path):
     project = make_project(tmp_path / "project")
-    completed = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=project,
-                               capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=project, capture_output=True, text=True
+    )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
     assert "Lints for" not in output, output
@@ -176,13 +219,20 @@ def test_each_rule_lists_the_code_of_the_module_it_runs():
 
 def test_code_inputs_follow_the_imports():
     def relative(module):
-        return {str(p.relative_to(code_inputs.PACKAGE_DIR)) for p in
-                code_inputs.stage_files(module)}
+        return {
+            str(p.relative_to(code_inputs.PACKAGE_DIR)) for p in code_inputs.stage_files(module)
+        }
 
     train = relative("train")
     # Modules the train stage runs that a hand-written list once missed.
-    assert {"vocab.py", "architectures/__init__.py", "architectures/gpt2.py", "atomic.py",
-            "__init__.py", "tf_logging.py"} <= train
+    assert {
+        "vocab.py",
+        "architectures/__init__.py",
+        "architectures/gpt2.py",
+        "atomic.py",
+        "__init__.py",
+        "tf_logging.py",
+    } <= train
     assert "sources.py" in relative("trace") and "sources.py" in relative("reference")
     assert "data/blocklist.txt" in relative("smoke")
     assert "trace.py" not in relative("corpus")
@@ -197,7 +247,7 @@ def test_code_inputs_of_a_package_with_every_kind_of_import(tmp_path):
     files = {
         "__init__.py": "",
         "stage.py": "from . import helper\nfrom llm2tflite.sub import leaf\n"
-                    "def main():\n    import llm2tflite.lazy\n    return 'words.txt'\n",
+        "def main():\n    import llm2tflite.lazy\n    return 'words.txt'\n",
         "helper.py": "import os\n",
         "lazy.py": "from .sub import dynamic\n",
         "unused.py": "",
@@ -211,8 +261,17 @@ def test_code_inputs_of_a_package_with_every_kind_of_import(tmp_path):
     for name, text in files.items():
         (package / name).write_text(text)
     found = {str(p.relative_to(package)) for p in code_inputs.stage_files("stage", package)}
-    assert found == {"__init__.py", "stage.py", "helper.py", "lazy.py", "sub/__init__.py",
-                     "sub/leaf.py", "sub/dynamic.py", "sub/plugin.py", "data/words.txt"}
+    assert found == {
+        "__init__.py",
+        "stage.py",
+        "helper.py",
+        "lazy.py",
+        "sub/__init__.py",
+        "sub/leaf.py",
+        "sub/dynamic.py",
+        "sub/plugin.py",
+        "data/words.txt",
+    }
 
 
 def test_code_inputs_cover_what_each_stage_imported(default_run):
@@ -234,8 +293,9 @@ def test_code_inputs_cover_what_each_stage_imported(default_run):
 
 
 def test_snakemake_never_imported_tensorflow_in_the_default_run(default_run):
-    records = [r for r in default_run_imports(default_run)
-               if Path(r["argv"][0]).parent.name == "snakemake"]
+    records = [
+        r for r in default_run_imports(default_run) if Path(r["argv"][0]).parent.name == "snakemake"
+    ]
     assert records
     for record in records:
         assert not HEAVY_MODULES & set(record["top_level"])
@@ -243,9 +303,13 @@ def test_snakemake_never_imported_tensorflow_in_the_default_run(default_run):
 
 def test_shared_helpers_are_defined_once():
     sources = {p: p.read_text(encoding="utf-8") for p in (REPO / "llm2tflite").rglob("*.py")}
-    sha256_helpers = [p.name for p, text in sources.items()
-                      if re.search(r"^def sha256_file\b", text, re.M)]
+    sha256_helpers = [
+        p.name for p, text in sources.items() if re.search(r"^def sha256_file\b", text, re.M)
+    ]
     assert sha256_helpers == ["manifest.py"]
-    prompt_definitions = sorted(p.name for p, text in sources.items()
-                                if re.search(r'^\w+ = "Estoy disfrutando de"', text, re.M))
+    prompt_definitions = sorted(
+        p.name
+        for p, text in sources.items()
+        if re.search(r'^\w+ = "Estoy disfrutando de"', text, re.M)
+    )
     assert prompt_definitions == ["__init__.py"], prompt_definitions

@@ -29,7 +29,11 @@ def _wait_for_process(pattern: str, timeout: float) -> int:
 
 def test_sigkill_during_an_atomic_write_leaves_no_artifact(tmp_path):
     target = tmp_path / "model.tflite"
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time
         from llm2tflite import atomic
         with atomic.atomic_path({str(target)!r}) as tmp:
@@ -38,7 +42,9 @@ def test_sigkill_during_an_atomic_write_leaves_no_artifact(tmp_path):
                     f.write(b"x" * 65536)
                     f.flush()
                     time.sleep(0.01)
-    """)])
+    """),
+        ]
+    )
     deadline = time.time() + 30
     while not list(tmp_path.glob(".model.tflite.tmp-*")) and time.time() < deadline:
         time.sleep(0.05)
@@ -58,11 +64,27 @@ def test_sigkill_during_conversion_then_plain_rerun_finishes(default_run, tmp_pa
     workdir = tmp_path / "killed"
     shutil.copytree(source, workdir, symlinks=True)
     int8 = workdir / "results/tiny/tflite/int8.tflite"
-    command = [sys.executable, "-m", "snakemake", "-s", str(workdir / "Snakefile"),
-               "--directory", str(workdir), "--cores", "2", "--forcerun", "convert",
-               str(int8.relative_to(workdir))]
-    run = subprocess.Popen(command, cwd=workdir, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(workdir / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "--forcerun",
+        "convert",
+        str(int8.relative_to(workdir)),
+    ]
+    run = subprocess.Popen(
+        command,
+        cwd=workdir,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for_process(f"llm2tflite.convert .*{int8.relative_to(workdir)}", 120)
         time.sleep(3)  # well into the conversion
@@ -121,11 +143,15 @@ def test_manifest_records_artifacts_and_versions(default_run):
 def test_two_clean_runs_are_identical(default_run, second_run):
     first, _ = default_run
     first_manifest, second_manifest = _manifest(first), _manifest(second_run)
-    differing = [p for p in REPRODUCIBLE
-                 if first_manifest["artifacts"][p]["sha256"]
-                 != second_manifest["artifacts"][p]["sha256"]]
+    differing = [
+        p
+        for p in REPRODUCIBLE
+        if first_manifest["artifacts"][p]["sha256"] != second_manifest["artifacts"][p]["sha256"]
+    ]
     assert not differing, f"not byte-identical across two clean runs: {differing}"
     for variant in ("fp32", "int8"):
-        outputs = [json.loads((d / f"results/tiny/smoke/{variant}.json").read_text())["results"]
-                   for d in (first, second_run)]
+        outputs = [
+            json.loads((d / f"results/tiny/smoke/{variant}.json").read_text())["results"]
+            for d in (first, second_run)
+        ]
         assert [r["output"] for r in outputs[0]] == [r["output"] for r in outputs[1]]

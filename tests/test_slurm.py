@@ -38,9 +38,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import pytest
 
@@ -51,13 +51,23 @@ CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 
 # Client tools the workflow needs, and the daemons the fixture starts.
-REQUIRED_TOOLS = ("sbatch", "squeue", "sinfo", "scontrol", "scancel",
-                  "slurmctld", "slurmd", "munged", "munge")
+REQUIRED_TOOLS = (
+    "sbatch",
+    "squeue",
+    "sinfo",
+    "scontrol",
+    "scancel",
+    "slurmctld",
+    "slurmd",
+    "munged",
+    "munge",
+)
 
 
 # --------------------------------------------------------------------------
 # Cluster lifecycle
 # --------------------------------------------------------------------------
+
 
 def _which(tool: str) -> str | None:
     # slurmctld/slurmd/munged live in /usr/sbin, which a non-login PATH may lack
@@ -67,8 +77,11 @@ def _which(tool: str) -> str | None:
 def _skip_reason() -> str | None:
     missing = [t for t in REQUIRED_TOOLS if _which(t) is None]
     if missing:
-        return ("Slurm/munge not installed (missing: " + ", ".join(missing)
-                + "); run .ci/install-slurm.sh")
+        return (
+            "Slurm/munge not installed (missing: "
+            + ", ".join(missing)
+            + "); run .ci/install-slurm.sh"
+        )
     if os.geteuid() != 0:
         return "the private Slurm cluster must be started as root (slurmd runs jobs)"
     return None
@@ -83,7 +96,7 @@ def _free_port() -> int:
 @dataclass
 class SlurmCluster:
     dir: Path
-    env: dict            # environment for clients: SLURM_CONF + PATH
+    env: dict  # environment for clients: SLURM_CONF + PATH
     node: str
 
     @property
@@ -101,9 +114,14 @@ class SlurmCluster:
 
 
 def _cluster_cmd(action: str, env: dict, timeout: float = 120):
-    return subprocess.run(["bash", str(CLUSTER_SH), action], env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=timeout)
+    return subprocess.run(
+        ["bash", str(CLUSTER_SH), action],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +132,9 @@ def slurm_cluster(tmp_path_factory) -> Iterable[SlurmCluster]:
 
         skip_or_fail(reason)
     cdir = tmp_path_factory.mktemp("slurm")
-    if len(str(cdir / "munge" / "munge.socket.2")) > 100:   # AF_UNIX path limit
+    if len(str(cdir / "munge" / "munge.socket.2")) > 100:  # AF_UNIX path limit
         import tempfile
+
         cdir = Path(tempfile.mkdtemp(prefix="l2t-slurm-", dir="/tmp"))
     env = dict(os.environ)
     env.update(
@@ -123,44 +142,49 @@ def slurm_cluster(tmp_path_factory) -> Iterable[SlurmCluster]:
         # Own ports, so an already running (test or real) Slurm is not hit.
         SLURM_TEST_CTLD_PORT=str(_free_port()),
         SLURM_TEST_SLURMD_PORT=str(_free_port()),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent),
-                              env.get("PATH", ""), "/usr/sbin", "/sbin"]),
+        PATH=os.pathsep.join(
+            [str(Path(sys.executable).parent), env.get("PATH", ""), "/usr/sbin", "/sbin"]
+        ),
     )
     env["SLURM_CONF"] = str(cdir / "slurm.conf")
     t0 = time.monotonic()
     try:
         started = _cluster_cmd("start", env)
-        print(f"\n[slurm] cluster start: {time.monotonic() - t0:.1f}s "
-              f"(dir {cdir})\n{started.stdout}")
+        print(
+            f"\n[slurm] cluster start: {time.monotonic() - t0:.1f}s (dir {cdir})\n{started.stdout}"
+        )
         if started.returncode != 0:
-            pytest.fail(f"cluster.sh start failed ({started.returncode}):\n"
-                        f"{started.stdout}")
+            pytest.fail(f"cluster.sh start failed ({started.returncode}):\n{started.stdout}")
         yield SlurmCluster(dir=cdir, env=env, node=socket.gethostname().split(".")[0])
     finally:
         t1 = time.monotonic()
         stopped = _cluster_cmd("stop", env, timeout=90)
-        print(f"\n[slurm] cluster stop: {time.monotonic() - t1:.1f}s "
-              f"(rc {stopped.returncode})\n{stopped.stdout}")
+        print(
+            f"\n[slurm] cluster stop: {time.monotonic() - t1:.1f}s "
+            f"(rc {stopped.returncode})\n{stopped.stdout}"
+        )
 
 
 # --------------------------------------------------------------------------
 # Scheduler records
 # --------------------------------------------------------------------------
 
+
 @dataclass
 class SlurmJobRecord:
     """One finished job as recorded by slurmctld (jobcomp/filetxt line)."""
+
     job_id: int
-    name: str              # Slurm job name = Snakemake's SLURM run ID
-    state: str             # COMPLETED, FAILED, TIMEOUT, CANCELLED, ...
-    rule: str | None       # from the job comment rule_<rule>[_wildcards_<wc>]
+    name: str  # Slurm job name = Snakemake's SLURM run ID
+    state: str  # COMPLETED, FAILED, TIMEOUT, CANCELLED, ...
+    rule: str | None  # from the job comment rule_<rule>[_wildcards_<wc>]
     wildcards: str | None
     start: _dt.datetime | None
     end: _dt.datetime | None
     exit_code: str
     node_list: str
-    time_limit: str        # minutes, as given by sbatch -t (rule runtime)
-    tres: str              # allocated, e.g. cpu=1,mem=200M,node=1,billing=1
+    time_limit: str  # minutes, as given by sbatch -t (rule runtime)
+    tres: str  # allocated, e.g. cpu=1,mem=200M,node=1,billing=1
     raw: dict = field(repr=False, default_factory=dict)
 
     @property
@@ -185,7 +209,7 @@ def _parse_kv_line(line: str) -> dict:
 def _ts(value: str | None) -> _dt.datetime | None:
     try:
         return _dt.datetime.fromisoformat(value) if value else None
-    except ValueError:   # "Unknown", "None"
+    except ValueError:  # "Unknown", "None"
         return None
 
 
@@ -195,8 +219,9 @@ def _job_comments(job_ids: Sequence[int], env: dict) -> dict[int, str]:
     Finished jobs stay there for MinJobAge (600 s in cluster.sh)."""
     out = {}
     for jid in job_ids:
-        r = subprocess.run(["scontrol", "show", "job", "-o", str(jid)], env=env,
-                           text=True, capture_output=True)
+        r = subprocess.run(
+            ["scontrol", "show", "job", "-o", str(jid)], env=env, text=True, capture_output=True
+        )
         m = re.search(r"\bComment=(\S*)", r.stdout)
         if r.returncode == 0 and m and m.group(1) != "(null)":
             out[jid] = m.group(1)
@@ -215,11 +240,12 @@ def read_jobcomp(path: Path, offset: int = 0) -> list[dict]:
     with open(path, "rb") as fh:
         fh.seek(offset)
         text = fh.read().decode(errors="replace")
-    return [_parse_kv_line(l) for l in text.splitlines() if l.startswith("JobId=")]
+    return [_parse_kv_line(line) for line in text.splitlines() if line.startswith("JobId=")]
 
 
-def collect_job_records(cluster: SlurmCluster, offset: int, run_log: str,
-                        wait_s: float = 15.0) -> list[SlurmJobRecord]:
+def collect_job_records(
+    cluster: SlurmCluster, offset: int, run_log: str, wait_s: float = 15.0
+) -> list[SlurmJobRecord]:
     """Scheduler records of the jobs one Snakemake run submitted.
 
     ``offset``: size of the jobcomp file before the run. Jobs are selected by
@@ -227,13 +253,15 @@ def collect_job_records(cluster: SlurmCluster, offset: int, run_log: str,
     comment, or failing that from the plugin's log line
     "Job N has been submitted with SLURM jobid X (log: .../rule_<r>/X.log)".
     """
-    submitted = {int(j): log for j, log in re.findall(
-        r"submitted with SLURM jobid (\d+) \(log: ([^)]*)\)", run_log)}
+    submitted = {
+        int(j): log
+        for j, log in re.findall(r"submitted with SLURM jobid (\d+) \(log: ([^)]*)\)", run_log)
+    }
     m = re.search(r"SLURM run ID: (\S+)", run_log)
     run_id = m.group(1) if m else None
 
     deadline = time.monotonic() + wait_s
-    while True:   # jobcomp is written when slurmctld processes the completion
+    while True:  # jobcomp is written when slurmctld processes the completion
         rows = read_jobcomp(cluster.jobcomp, offset)
         if run_id:
             rows = [r for r in rows if r.get("Name") == run_id]
@@ -250,30 +278,65 @@ def collect_job_records(cluster: SlurmCluster, offset: int, run_log: str,
         if rule is None and jid in submitted:
             lm = re.search(r"/(?:rule|group)_([^/]+)/", submitted[jid])
             rule = lm.group(1) if lm else None
-        records.append(SlurmJobRecord(
-            job_id=jid, name=r.get("Name", ""), state=r.get("JobState", ""),
-            rule=rule, wildcards=wildcards,
-            start=_ts(r.get("StartTime")), end=_ts(r.get("EndTime")),
-            exit_code=r.get("ExitCode", ""), node_list=r.get("NodeList", ""),
-            time_limit=r.get("TimeLimit", ""), tres=r.get("Tres", ""), raw=r))
+        records.append(
+            SlurmJobRecord(
+                job_id=jid,
+                name=r.get("Name", ""),
+                state=r.get("JobState", ""),
+                rule=rule,
+                wildcards=wildcards,
+                start=_ts(r.get("StartTime")),
+                end=_ts(r.get("EndTime")),
+                exit_code=r.get("ExitCode", ""),
+                node_list=r.get("NodeList", ""),
+                time_limit=r.get("TimeLimit", ""),
+                tres=r.get("Tres", ""),
+                raw=r,
+            )
+        )
     return sorted(records, key=lambda rec: rec.job_id)
 
 
 def format_records(records: Sequence[SlurmJobRecord]) -> str:
-    head = ["job_id", "rule", "wildcards", "state", "exit_code", "elapsed_s",
-            "start", "end", "node", "time_limit_min", "tres"]
+    head = [
+        "job_id",
+        "rule",
+        "wildcards",
+        "state",
+        "exit_code",
+        "elapsed_s",
+        "start",
+        "end",
+        "node",
+        "time_limit_min",
+        "tres",
+    ]
     lines = ["\t".join(head)]
     for r in records:
-        lines.append("\t".join(str(x) for x in (
-            r.job_id, r.rule, r.wildcards or "", r.state, r.exit_code,
-            "" if r.elapsed_s is None else f"{r.elapsed_s:.0f}",
-            r.start.isoformat() if r.start else "", r.end.isoformat() if r.end else "",
-            r.node_list, r.time_limit, r.tres)))
+        lines.append(
+            "\t".join(
+                str(x)
+                for x in (
+                    r.job_id,
+                    r.rule,
+                    r.wildcards or "",
+                    r.state,
+                    r.exit_code,
+                    "" if r.elapsed_s is None else f"{r.elapsed_s:.0f}",
+                    r.start.isoformat() if r.start else "",
+                    r.end.isoformat() if r.end else "",
+                    r.node_list,
+                    r.time_limit,
+                    r.tres,
+                )
+            )
+        )
     return "\n".join(lines)
 
 
-def report_records(title: str, records: Sequence[SlurmJobRecord], workdir: Path,
-                   wall_s: float) -> None:
+def report_records(
+    title: str, records: Sequence[SlurmJobRecord], workdir: Path, wall_s: float
+) -> None:
     table = format_records(records)
     text = f"## {title} (snakemake wall time {wall_s:.1f}s)\n{table}\n"
     print("\n[slurm] scheduler view, " + text)
@@ -288,13 +351,17 @@ def report_records(title: str, records: Sequence[SlurmJobRecord], workdir: Path,
 # Running a workflow on the cluster
 # --------------------------------------------------------------------------
 
-def run_workflow_on_slurm(snakefile: Path, workdir: Path,
-                          extra_args: Sequence[str] = (), *,
-                          cluster: SlurmCluster,
-                          profile: Path = SLURM_PROFILE,
-                          workflow_profile: str | None = "none",
-                          timeout: float = 1800,
-                          ) -> tuple[subprocess.CompletedProcess, list[SlurmJobRecord]]:
+
+def run_workflow_on_slurm(
+    snakefile: Path,
+    workdir: Path,
+    extra_args: Sequence[str] = (),
+    *,
+    cluster: SlurmCluster,
+    profile: Path = SLURM_PROFILE,
+    workflow_profile: str | None = "none",
+    timeout: float = 1800,
+) -> tuple[subprocess.CompletedProcess, list[SlurmJobRecord]]:
     """Run ``snakemake --profile <profile>`` on the test cluster.
 
     Returns the completed process (stdout = Snakemake's combined log) and the
@@ -306,21 +373,37 @@ def run_workflow_on_slurm(snakefile: Path, workdir: Path,
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "snakemake", "--profile", str(profile),
-           "--snakefile", str(snakefile), "--directory", str(workdir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        str(profile),
+        "--snakefile",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+    ]
     if workflow_profile is not None:
         cmd += ["--workflow-profile", workflow_profile]
     cmd += list(extra_args)
     offset = cluster.jobcomp.stat().st_size if cluster.jobcomp.exists() else 0
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=workdir, env=cluster.env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout)
+        proc = subprocess.run(
+            cmd,
+            cwd=workdir,
+            env=cluster.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as e:
         log = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        pytest.fail(f"snakemake on Slurm timed out after {timeout}s\n{log[-5000:]}\n"
-                    f"{cluster.log_tail()}")
+        pytest.fail(
+            f"snakemake on Slurm timed out after {timeout}s\n{log[-5000:]}\n{cluster.log_tail()}"
+        )
     wall = time.monotonic() - t0
     (workdir / "snakemake_slurm.log").write_text(proc.stdout)
     records = collect_job_records(cluster, offset, proc.stdout)
@@ -329,8 +412,9 @@ def run_workflow_on_slurm(snakefile: Path, workdir: Path,
 
 
 def _explain(proc: subprocess.CompletedProcess, cluster: SlurmCluster) -> str:
-    return (f"snakemake exit {proc.returncode}; log tail:\n{proc.stdout[-6000:]}\n"
-            f"{cluster.log_tail()}")
+    return (
+        f"snakemake exit {proc.returncode}; log tail:\n{proc.stdout[-6000:]}\n{cluster.log_tail()}"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -345,7 +429,8 @@ def write_toy_workflow(directory: Path) -> Path:
     """A three-rule DAG; each rule records the Slurm job id it ran under."""
     ra, rb, rc = (TOY_RESOURCES[k] for k in "abc")
     snakefile = directory / "Snakefile"
-    snakefile.write_text(textwrap.dedent(f"""\
+    snakefile.write_text(
+        textwrap.dedent(f"""\
         localrules: all
 
         rule all:
@@ -371,7 +456,8 @@ def write_toy_workflow(directory: Path) -> Path:
             threads: 1
             resources: mem_mb={rc[0]}, runtime={rc[1]}
             shell: "cat {{input}} > {{output}} && echo $SLURM_JOB_ID $(hostname) >> {{output}}"
-        """))
+        """)
+    )
     return snakefile
 
 
@@ -413,7 +499,8 @@ def test_failed_slurm_job_is_reported(slurm_cluster, tmp_path):
     """A failing rule: Slurm records FAILED, Snakemake exits non-zero, and the
     independent rule still completes (--keep-going)."""
     snakefile = tmp_path / "Snakefile"
-    snakefile.write_text(textwrap.dedent("""\
+    snakefile.write_text(
+        textwrap.dedent("""\
         localrules: all
         rule all:
             input: "ok.txt", "bad.txt"
@@ -425,10 +512,12 @@ def test_failed_slurm_job_is_reported(slurm_cluster, tmp_path):
             output: "bad.txt"
             resources: mem_mb=100, runtime=5
             shell: "echo about to fail; exit 3"
-        """))
+        """)
+    )
     workdir = tmp_path / "run"
-    proc, records = run_workflow_on_slurm(snakefile, workdir, ["--keep-going"],
-                                          cluster=slurm_cluster, timeout=600)
+    proc, records = run_workflow_on_slurm(
+        snakefile, workdir, ["--keep-going"], cluster=slurm_cluster, timeout=600
+    )
     assert proc.returncode != 0, _explain(proc, slurm_cluster)
     assert (workdir / "ok.txt").is_file()
     assert not (workdir / "bad.txt").exists()
@@ -439,6 +528,7 @@ def test_failed_slurm_job_is_reported(slurm_cluster, tmp_path):
 # --------------------------------------------------------------------------
 # Real DAG (to be finished by the lead)
 # --------------------------------------------------------------------------
+
 
 def _digests(root: Path, patterns: Sequence[str]) -> dict[str, str]:
     out = {}
@@ -471,8 +561,10 @@ REAL_DAG_ARTIFACTS: tuple[str, ...] = (
 
 
 def _smoke_outputs(root: Path) -> dict[str, list]:
-    return {p.name: [r.get("output") for r in json.loads(p.read_text())["results"]]
-            for p in sorted((root / "results/tiny/smoke").glob("*.json"))}
+    return {
+        p.name: [r.get("output") for r in json.loads(p.read_text())["results"]]
+        for p in sorted((root / "results/tiny/smoke").glob("*.json"))
+    }
 
 
 def test_real_dag_on_slurm_matches_local(slurm_cluster, default_run, tmp_path):
@@ -480,12 +572,12 @@ def test_real_dag_on_slurm_matches_local(slurm_cluster, default_run, tmp_path):
     local_dir, _ = default_run
     slurm_dir = tmp_path / "slurm"
     prepare_real_workdir(slurm_dir)
-    proc, records = run_workflow_on_slurm(REPO / "Snakefile", slurm_dir, (),
-                                          cluster=slurm_cluster, timeout=3600)
+    proc, records = run_workflow_on_slurm(
+        REPO / "Snakefile", slurm_dir, (), cluster=slurm_cluster, timeout=3600
+    )
     assert proc.returncode == 0, _explain(proc, slurm_cluster)
     assert records and all(r.state == "COMPLETED" for r in records), format_records(records)
     # Every rule of the DAG went through sbatch (the aggregate `all` is a local rule).
-    assert {"corpus", "vocab", "train", "trace", "convert", "smoke"} <= {
-        r.rule for r in records}
+    assert {"corpus", "vocab", "train", "trace", "convert", "smoke"} <= {r.rule for r in records}
     assert _digests(slurm_dir, REAL_DAG_ARTIFACTS) == _digests(local_dir, REAL_DAG_ARTIFACTS)
     assert _smoke_outputs(slurm_dir) == _smoke_outputs(local_dir)

@@ -20,14 +20,17 @@ def _tool(name):
     return str(path) if path.exists() else shutil.which(name)
 
 
-@pytest.mark.parametrize("command", [
-    ["ruff", "check", "."],
-    ["ruff", "format", "--check", "."],
-    ["snakefmt", "--check", *RULE_FILES],
-], ids=["ruff check", "ruff format", "snakefmt"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        ["snakefmt", "--check", *RULE_FILES],
+    ],
+    ids=["ruff check", "ruff format", "snakefmt"],
+)
 def test_code_is_formatted_and_lint_free(command):
     executable = _tool(command[0])
     assert executable, f"{command[0]} is not installed (requirements-test.txt)"
-    completed = subprocess.run([executable, *command[1:]], cwd=REPO, capture_output=True,
-                               text=True)
+    completed = subprocess.run([executable, *command[1:]], cwd=REPO, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]

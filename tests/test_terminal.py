@@ -7,19 +7,23 @@ import re
 import subprocess
 import sys
 
-
 # What TensorFlow and TFLite print on their own at every start on a CPU machine: CUDA plugin
 # registration and probing (the CUDA build), oneDNN and CPU-feature notes, absl's pre-init
 # warning, the Flex delegate's INFO lines.
 RUNTIME_NOISE = re.compile(
     r"cuda|cuDNN|cuBLAS|cuFFT|oneDNN|cpu_feature_guard|absl::InitializeLog|"
-    r"Created TensorFlow Lite delegate|TfLiteFlexDelegate delegate", re.IGNORECASE)
+    r"Created TensorFlow Lite delegate|TfLiteFlexDelegate delegate",
+    re.IGNORECASE,
+)
 PROMPT = "Estoy disfrutando de"
 
 
 def _generate(model, *extra):
-    return subprocess.run([sys.executable, "-m", "llm2tflite", "generate", *extra, str(model),
-                           PROMPT], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "llm2tflite", "generate", *extra, str(model), PROMPT],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_generate_prints_the_answer_and_nothing_else(small_export):
@@ -41,6 +45,8 @@ def test_workflow_logs_hold_no_runtime_noise(default_run):
     workdir, _ = default_run
     logs = sorted((workdir / "logs").rglob("*.log"))
     assert len(logs) >= 20
-    noisy = {str(log.relative_to(workdir)): RUNTIME_NOISE.findall(log.read_text(errors="replace"))
-             for log in logs}
+    noisy = {
+        str(log.relative_to(workdir)): RUNTIME_NOISE.findall(log.read_text(errors="replace"))
+        for log in logs
+    }
     assert not {log: found for log, found in noisy.items() if found}

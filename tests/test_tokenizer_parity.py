@@ -74,8 +74,13 @@ def test_default_vocabulary_parity(small_export, default_corpus_and_vocab):
     tflite_ids = _ids_tflite(TFLiteModel(small_export["tflite"]), texts)
     keras_ids = _ids_keras(tokenizer, texts)
     _assert_same("TFLite", tflite_ids, "KerasHub", keras_ids, texts)
-    _assert_same("KerasHub", keras_ids, "tokenizers", _ids_hf(
-        default_corpus_and_vocab / "vocab", texts), texts)
+    _assert_same(
+        "KerasHub",
+        keras_ids,
+        "tokenizers",
+        _ids_hf(default_corpus_and_vocab / "vocab", texts),
+        texts,
+    )
     # The ids are not trivially short: the corpus lines really went through BPE.
     assert sum(len(ids) for ids in tflite_ids) > 5 * len(texts)
 
@@ -114,8 +119,9 @@ def _gpt2_assets(*args):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "llm2tflite.gpt2_assets", *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "llm2tflite.gpt2_assets", *args], capture_output=True, text=True
+    )
 
 
 @pytest.mark.network

@@ -54,4 +54,4 @@ def test_twin_dag_runs_to_completion(tmp_path):
               f"tokens, load {record['load_s']} s, peak RSS {record['peak_rss_mb']} MiB, "
               f"breakdown {record['breakdown']}")
         assert record["new_tokens"] >= 1 and record["deterministic"]
-    print((tmp_path / "results" / "summary.md").read_text())
+    print((tmp_path / "results" / "reports" / "gpt2_124m_twin" / "summary.md").read_text())

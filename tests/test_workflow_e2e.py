@@ -24,7 +24,7 @@ def test_default_run_builds_every_artifact(default_run):
     for relative in ["benchmarks.csv", "summary.md", "plots/tiny.png", "manifest.json",
                      "android/app/src/main/assets/autocomplete.tflite",
                      "android/app/src/main/assets/autocomplete.json"]:
-        assert (workdir / "results" / relative).is_file(), relative
+        assert (workdir / "results/reports/default" / relative).is_file(), relative
     # Quantization must shrink the model (int8 weights vs float32).
     assert (results / "tflite/int8.tflite").stat().st_size < 0.6 * (
         results / "tflite/fp32.tflite").stat().st_size
@@ -86,7 +86,7 @@ def test_benchmark_table_has_every_variant_and_the_baseline(default_run):
     import pandas as pd
 
     workdir, _ = default_run
-    table = pd.read_csv(workdir / "results/benchmarks.csv")
+    table = pd.read_csv(workdir / "results/reports/default/benchmarks.csv")
     assert sorted(table["variant"]) == sorted(["tf", *VARIANTS])
     assert (table["median_s"] > 0).all() and table["speedup_vs_tf"].notna().all()
 
@@ -96,7 +96,7 @@ def test_snakemake_html_report_names_every_variant(default_run):
     run_snakemake(workdir, "--report", "results/report.html")
     report = workdir / "results/report.html"
     assert report.stat().st_size > 10_000
-    summary = (workdir / "results/summary.md").read_text()
+    summary = (workdir / "results/reports/default/summary.md").read_text()
     for variant in VARIANTS:
         assert variant in summary
     html = report.read_text(errors="replace")
@@ -106,7 +106,7 @@ def test_snakemake_html_report_names_every_variant(default_run):
 
 def test_android_hand_off(default_run):
     workdir, _ = default_run
-    assets = workdir / "results/android/app/src/main/assets"
+    assets = workdir / "results/reports/default/android/app/src/main/assets"
     assert (assets / "autocomplete.tflite").read_bytes() == (
         workdir / "results/tiny/tflite/int8.tflite").read_bytes()
     description = json.loads((assets / "autocomplete.json").read_text())

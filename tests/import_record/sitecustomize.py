@@ -15,7 +15,8 @@ _RECORD_DIR = os.environ.get("LLM2TFLITE_RECORD_IMPORTS")
 
 def _record():
     package_files = sorted(
-        module.__file__ for name, module in list(sys.modules.items())
+        module.__file__
+        for name, module in list(sys.modules.items())
         if (name == "llm2tflite" or name.startswith("llm2tflite."))
         and getattr(module, "__file__", None)
     )

@@ -38,10 +38,10 @@ def project_path(path):
 
 # The safety filter's word list: the configured file, or the package's default.
 BLOCKLIST = os.path.expanduser(
-    (config.get("safety") or {}).get("blocklist") or project_path(PACKAGE_DIR / "data" / "blocklist.txt")
+    (config.get("safety") or {}).get("blocklist")
+    or project_path(PACKAGE_DIR / "data" / "blocklist.txt")
 )
 ENV_FILE = "../../envs/llm2tflite.yaml"
-
 
 
 def report_path(name):
@@ -137,8 +137,9 @@ def as_json(value):
 
 def per_variant_files(stage):
     """results/<model>/<stage>/<variant>.json of every model and variant."""
-    return expand("results/{model}/{stage}/{variant}.json", model=MODELS, stage=stage,
-                  variant=VARIANTS)
+    return expand(
+        "results/{model}/{stage}/{variant}.json", model=MODELS, stage=stage, variant=VARIANTS
+    )
 
 
 def benchmark_jsons():
@@ -161,11 +162,13 @@ def all_targets():
             targets.append(f"results/{model}/train_metrics.json")
         targets += expand("results/{model}/tflite/{variant}.tflite", model=model, variant=VARIANTS)
         targets += expand("results/{model}/smoke/{variant}.json", model=model, variant=VARIANTS)
-        targets += expand("results/{model}/fidelity/{variant}.json", model=model,
-                          variant=VARIANTS)
+        targets += expand("results/{model}/fidelity/{variant}.json", model=model, variant=VARIANTS)
         targets += expand("results/{model}/ops/{variant}.md", model=model, variant=VARIANTS)
-    targets += [report_path("benchmarks.csv"), report_path("summary.md"),
-                report_path("android/app/src/main/assets/autocomplete.tflite")]
+    targets += [
+        report_path("benchmarks.csv"),
+        report_path("summary.md"),
+        report_path("android/app/src/main/assets/autocomplete.tflite"),
+    ]
     return targets
 
 
@@ -174,13 +177,21 @@ def manifest_inputs():
     artifacts = list(all_targets())
     for model in MODELS:
         if trained_model(model):
-            artifacts += [f"results/{model}/corpus/train.txt", f"results/{model}/corpus/heldout.txt",
-                          f"results/{model}/vocab/vocab.json", f"results/{model}/vocab/merges.txt",
-                          f"results/{model}/preset"]
-        artifacts += [f"results/{model}/traced", f"results/{model}/reference/smoke.json",
-                      f"results/{model}/reference/fidelity.json"]
-        artifacts += expand("results/{model}/tflite/{variant}.conversion.json", model=model,
-                            variant=VARIANTS)
+            artifacts += [
+                f"results/{model}/corpus/train.txt",
+                f"results/{model}/corpus/heldout.txt",
+                f"results/{model}/vocab/vocab.json",
+                f"results/{model}/vocab/merges.txt",
+                f"results/{model}/preset",
+            ]
+        artifacts += [
+            f"results/{model}/traced",
+            f"results/{model}/reference/smoke.json",
+            f"results/{model}/reference/fidelity.json",
+        ]
+        artifacts += expand(
+            "results/{model}/tflite/{variant}.conversion.json", model=model, variant=VARIANTS
+        )
     return artifacts
 
 
@@ -191,8 +202,13 @@ def manifest_inputs():
 # under 1.5 GB everywhere. MB per million parameters above a fixed TensorFlow baseline, with
 # ~25% margin over those figures:
 MEMORY_BASE_MB = 2000
-MEMORY_MB_PER_MILLION_PARAMETERS = {"train": 20, "trace": 10, "convert": 25, "keras": 12,
-                                    "tflite": 8}
+MEMORY_MB_PER_MILLION_PARAMETERS = {
+    "train": 20,
+    "trace": 10,
+    "convert": 25,
+    "keras": 12,
+    "tflite": 8,
+}
 
 
 def model_parameters(model):
@@ -200,10 +216,12 @@ def model_parameters(model):
     source = model_source(model)
     family = architectures.for_model_source(source)
     if "train" in source:
-        return family.parameter_count({
-            **family.train_model_config(source["train"]["model"]),
-            "vocabulary_size": source["train"]["vocabulary"]["size"],
-        })
+        return family.parameter_count(
+            {
+                **family.train_model_config(source["train"]["model"]),
+                "vocabulary_size": source["train"]["vocabulary"]["size"],
+            }
+        )
     return family.parameter_count(
         architectures.for_preset(source.get("shape_of") or source["preset"])[1]
     )
@@ -224,8 +242,10 @@ def runtime_minutes(stage):
 
     def for_job(wildcards):
         millions = model_parameters(wildcards.model) / 1e6
-        return int(30 + {"train": 1.0, "trace": 0.5, "convert": 0.5, "bench": 0.3}.get(
-            stage, 0.2) * millions)
+        return int(
+            30
+            + {"train": 1.0, "trace": 0.5, "convert": 0.5, "bench": 0.3}.get(stage, 0.2) * millions
+        )
 
     return for_job
 

@@ -2,11 +2,11 @@
 
 
 rule manifest:
-    output:
-        report_path("manifest.json"),
     input:
         artifacts=manifest_inputs(),
         code=stage_code("manifest"),
+    output:
+        report_path("manifest.json"),
     log:
         report_log("manifest"),
     conda:

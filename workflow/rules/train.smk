@@ -4,21 +4,21 @@
 
 
 rule corpus:
-    wildcard_constraints:
-        model=models_matching("train"),
+    input:
+        code=stage_code("corpus"),
     output:
         train="results/{model}/corpus/train.txt",
         heldout="results/{model}/corpus/heldout.txt",
-    input:
-        code=stage_code("corpus"),
-    params:
-        corpus=train_setting("corpus"),
     log:
         "logs/{model}/corpus.log",
     benchmark:
         "results/benchmarks/{model}/corpus.tsv"
+    wildcard_constraints:
+        model=models_matching("train"),
     conda:
         ENV_FILE
+    params:
+        corpus=train_setting("corpus"),
     shell:
         "python -m llm2tflite.corpus --seed {params.corpus[seed]}"
         " --train-lines {params.corpus[train_lines]} --heldout-lines {params.corpus[heldout_lines]}"
@@ -26,40 +26,51 @@ rule corpus:
 
 
 rule vocab:
-    wildcard_constraints:
-        model=models_matching("train"),
-    output:
-        vocab="results/{model}/vocab/vocab.json",
-        merges="results/{model}/vocab/merges.txt",
     input:
         corpus="results/{model}/corpus/train.txt",
         code=stage_code("vocab"),
-    params:
-        vocabulary=train_setting("vocabulary"),
-        out_dir=subpath(output.vocab, parent=True),
+    output:
+        vocab="results/{model}/vocab/vocab.json",
+        merges="results/{model}/vocab/merges.txt",
     log:
         "logs/{model}/vocab.log",
     benchmark:
         "results/benchmarks/{model}/vocab.tsv"
+    wildcard_constraints:
+        model=models_matching("train"),
     conda:
         ENV_FILE
+    params:
+        vocabulary=train_setting("vocabulary"),
+        out_dir=subpath(output.vocab, parent=True),
     shell:
         "python -m llm2tflite.vocab --corpus {input.corpus}"
         " --vocab-size {params.vocabulary[size]} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule train:
-    wildcard_constraints:
-        model=models_matching("train"),
-    output:
-        preset=directory("results/{model}/preset"),
-        metrics="results/{model}/train_metrics.json",
     input:
         train="results/{model}/corpus/train.txt",
         heldout="results/{model}/corpus/heldout.txt",
         vocab="results/{model}/vocab/vocab.json",
         merges="results/{model}/vocab/merges.txt",
         code=stage_code("train"),
+    output:
+        preset=directory("results/{model}/preset"),
+        metrics="results/{model}/train_metrics.json",
+    log:
+        "logs/{model}/train.log",
+    benchmark:
+        "results/benchmarks/{model}/train.tsv"
+    wildcard_constraints:
+        model=models_matching("train"),
+    conda:
+        ENV_FILE
+    threads: 2
+    resources:
+        mem_mb=mem_mb("train"),
+        runtime=runtime_minutes("train"),
+        cpus_per_task=2,
     params:
         architecture=lambda wildcards: architectures.for_model_source(
             model_source(wildcards.model)
@@ -67,17 +78,6 @@ rule train:
         model=lambda wildcards: as_json(train_setting("model")(wildcards)),
         fit=lambda wildcards: as_json(train_setting("fit")(wildcards)),
         vocab_dir=subpath(input.vocab, parent=True),
-    threads: 2
-    resources:
-        mem_mb=mem_mb("train"),
-        runtime=runtime_minutes("train"),
-        cpus_per_task=2,
-    log:
-        "logs/{model}/train.log",
-    benchmark:
-        "results/benchmarks/{model}/train.tsv"
-    conda:
-        ENV_FILE
     shell:
         "python -m llm2tflite.train --corpus {input.train} --heldout {input.heldout}"
         " --vocab-dir {params.vocab_dir} --architecture {params.architecture}"
@@ -86,46 +86,46 @@ rule train:
 
 
 rule gpt2_assets:
-    wildcard_constraints:
-        model=models_matching("shape_of"),
+    input:
+        code=stage_code("gpt2_assets"),
     output:
         vocab="results/{model}/gpt2_tokenizer/vocab.json",
         merges="results/{model}/gpt2_tokenizer/merges.txt",
-    input:
-        code=stage_code("gpt2_assets"),
-    params:
-        out_dir=subpath(output.vocab, parent=True),
     log:
         "logs/{model}/gpt2_assets.log",
+    wildcard_constraints:
+        model=models_matching("shape_of"),
     conda:
         ENV_FILE
+    params:
+        out_dir=subpath(output.vocab, parent=True),
     shell:
         "python -m llm2tflite.gpt2_assets --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule twin:
-    wildcard_constraints:
-        model=models_matching("shape_of"),
-    output:
-        preset=directory("results/{model}/preset"),
     input:
         vocab="results/{model}/gpt2_tokenizer/vocab.json",
         merges="results/{model}/gpt2_tokenizer/merges.txt",
         code=stage_code("twin"),
-    params:
-        shape_of=shape_of,
-        tokenizer_dir=subpath(input.vocab, parent=True),
-        seed=0,
-    threads: 2
-    resources:
-        mem_mb=mem_mb("keras"),
-        runtime=runtime_minutes("twin"),
+    output:
+        preset=directory("results/{model}/preset"),
     log:
         "logs/{model}/twin.log",
     benchmark:
         "results/benchmarks/{model}/twin.tsv"
+    wildcard_constraints:
+        model=models_matching("shape_of"),
     conda:
         ENV_FILE
+    threads: 2
+    resources:
+        mem_mb=mem_mb("keras"),
+        runtime=runtime_minutes("twin"),
+    params:
+        shape_of=shape_of,
+        tokenizer_dir=subpath(input.vocab, parent=True),
+        seed=0,
     shell:
         "python -m llm2tflite.twin --shape-of {params.shape_of} --tokenizer-dir {params.tokenizer_dir}"
         " --seed {params.seed} --out-preset {output.preset} > {log} 2>&1"
