@@ -18,7 +18,7 @@ import resource
 import time
 
 import llm2tflite  # noqa: F401
-from llm2tflite import atomic
+from llm2tflite import atomic, tf_logging
 
 # Each variant's converter settings; the names are the config schema's enum.
 #   int8w (int8 weight-only, or int16 activations x int8 weights) is not offered: the 2.18
@@ -150,14 +150,17 @@ def convert_saved_model(saved_model_dir: str, variant: str, signature_keys,
     started = time.perf_counter()
     user_tf_ops: list[str] = []
     try:
-        flatbuffer = _new_converter(
-            saved_model_dir, variant, options or {}, signature_keys, []).convert()
+        # The converter's own absl log notes ("Ignored output_format.") reach no log setting.
+        with tf_logging.native_notes_hidden():
+            flatbuffer = _new_converter(
+                saved_model_dir, variant, options or {}, signature_keys, []).convert()
     except ConverterError as error:
         user_tf_ops = _ops_needing_user_selection(error)
         if not user_tf_ops:
             raise
-        flatbuffer = _new_converter(
-            saved_model_dir, variant, options or {}, signature_keys, user_tf_ops).convert()
+        with tf_logging.native_notes_hidden():
+            flatbuffer = _new_converter(
+                saved_model_dir, variant, options or {}, signature_keys, user_tf_ops).convert()
     _check_weights_frozen(flatbuffer)
     flatbuffer = canonical_flex_ops(flatbuffer)  # two conversions give the same bytes
     report = {

@@ -13,6 +13,11 @@ Two loggers write to stderr from C++, each with its own threshold:
   process of ours imports TensorFlow (wrapt's post-import hook; wrapt is a TensorFlow dependency),
   so every stage's log and the command line get it without calling anything.
 
+Parts of TensorFlow log through their own copy of absl (the TFLite converter, in
+``libtensorflow_cc``: "W0000 ... Ignored output_format."), which no setting reaches; before absl is
+initialised, which TensorFlow never does, those lines all go to stderr.
+:func:`native_notes_hidden` drops their INFO and WARNING lines (errors pass) around such calls.
+
 The CUDA/cuDNN/cuBLAS "Unable to register ... factory" errors are not logging to configure: they
 come from the CUDA build of TensorFlow (the ``tensorflow`` wheel) on a machine without a GPU, and
 are printed before any threshold applies. requirements.txt installs the CPU build only
@@ -23,9 +28,12 @@ Light: nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
@@ -83,3 +91,55 @@ def quiet_tflite(verbose: bool = False) -> None:
         return
     set_severity.argtypes = [ctypes.c_int]
     set_severity(TFLITE_LOG_INFO if verbose else TFLITE_LOG_WARNING)
+
+
+# absl's INFO and WARNING lines before initialisation ("W0000 00:00:1795779135.793578   8945
+# tf_tfl_flatbuffer_helpers.cc:365] Ignored output_format.": the date is never set, the seconds
+# count from the epoch) and the banner it prints before the first one.
+_ABSL_NOTE = re.compile(r"^[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^ \]]+:\d+\] ")
+_ABSL_BANNER = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+)
+
+
+# Notes TensorFlow logs at ERROR level although nothing failed (it falls back and goes on).
+_MISLEVELED_NOTES = ("oneDNN supports DT_INT64 only on platforms with AVX-512",)
+
+
+def is_native_note(line: str) -> bool:
+    """An INFO/WARNING line of TensorFlow's C++ logging that no log level setting reaches."""
+    return (
+        bool(_ABSL_NOTE.match(line))
+        or line.rstrip("\n") == _ABSL_BANNER
+        or any(note in line for note in _MISLEVELED_NOTES)
+    )
+
+
+@contextlib.contextmanager
+def native_notes_hidden():
+    """Drop TensorFlow's C++ INFO/WARNING notes that native code writes to stderr in the block.
+
+    stderr (file descriptor 2, so native code's writes too) goes to a temporary file while the
+    block runs; afterwards every other line is written to stderr, in order, errors included. If
+    the process dies in the block, the file stays (``$TMPDIR/llm2tflite-stderr-*.log``). With
+    ``configure(verbose=True)`` nothing is hidden.
+    """
+    if _verbose:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    capture = tempfile.NamedTemporaryFile(prefix="llm2tflite-stderr-", suffix=".log", delete=False)
+    try:
+        os.dup2(capture.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        capture.seek(0)
+        lines = capture.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+        capture.close()
+        os.unlink(capture.name)
+        sys.stderr.write("".join(line for line in lines if not is_native_note(line)))
+        sys.stderr.flush()

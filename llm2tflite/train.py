@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
-from llm2tflite import architectures, atomic
+from llm2tflite import architectures, atomic, tf_logging
 from llm2tflite.vocab import read_lines
 
 PROMPT = llm2tflite.CODELAB_PROMPT
@@ -430,17 +430,19 @@ def main(argv=None) -> None:
           f"fit {json.dumps(fit, sort_keys=True)}", flush=True)
     enable_determinism()
 
-    causal_lm, metrics = train_and_evaluate(
-        read_lines(args.corpus), read_lines(args.heldout), args.vocab_dir, args.architecture,
-        model, fit, max_steps=args.max_steps,
-    )
-    try:
-        check_improvement(metrics, args.max_loss_ratio)
-        generated = save_preset(causal_lm, args.out_preset)
-    except TrainingFailedError as error:
-        print(json.dumps(metrics, indent=2), file=sys.stderr)
-        print(f"llm2tflite.train: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    # XLA's and oneDNN's notes during training reach no log setting (see tf_logging).
+    with tf_logging.native_notes_hidden():
+        causal_lm, metrics = train_and_evaluate(
+            read_lines(args.corpus), read_lines(args.heldout), args.vocab_dir, args.architecture,
+            model, fit, max_steps=args.max_steps,
+        )
+        try:
+            check_improvement(metrics, args.max_loss_ratio)
+            generated = save_preset(causal_lm, args.out_preset)
+        except TrainingFailedError as error:
+            print(json.dumps(metrics, indent=2), file=sys.stderr)
+            print(f"llm2tflite.train: error: {error}", file=sys.stderr)
+            sys.exit(1)
     metrics["sample_generation"] = {
         "prompt": PROMPT, "max_length": SAMPLE_MAX_LENGTH, "sampler": "greedy",
         "output": generated,

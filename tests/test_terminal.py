@@ -8,12 +8,13 @@ import subprocess
 import sys
 
 # What TensorFlow and TFLite print on their own at every start on a CPU machine: CUDA plugin
-# registration and probing (the CUDA build), oneDNN and CPU-feature notes, absl's pre-init
-# warning, the Flex delegate's INFO lines.
+# registration and probing (the CUDA build), oneDNN and CPU-feature notes, absl's pre-init banner
+# and INFO/WARNING lines (converter, XLA), the Flex delegate's INFO lines.
 RUNTIME_NOISE = re.compile(
     r"cuda|cuDNN|cuBLAS|cuFFT|oneDNN|cpu_feature_guard|absl::InitializeLog|"
+    r"^[IW]\d{4} \d\d:\d\d:\d+\.\d+ |"
     r"Created TensorFlow Lite delegate|TfLiteFlexDelegate delegate",
-    re.IGNORECASE,
+    re.IGNORECASE | re.MULTILINE,
 )
 PROMPT = "Estoy disfrutando de"
 
@@ -50,3 +51,28 @@ def test_workflow_logs_hold_no_runtime_noise(default_run):
         for log in logs
     }
     assert not {log: found for log, found in noisy.items() if found}
+
+
+def test_native_notes_are_hidden_and_everything_else_kept_in_order(tmp_path):
+    script = tmp_path / "noisy.py"
+    script.write_text(
+        "import os, sys\n"
+        "from llm2tflite import tf_logging\n"
+        "print('before', file=sys.stderr)\n"
+        "with tf_logging.native_notes_hidden():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are"
+        " written to STDERR\\n')\n"
+        "    os.write(2, b'W0000 00:00:1795779135.793578    8945 x.cc:365] Ignored.\\n')\n"
+        "    print('python warning', file=sys.stderr)\n"
+        "    os.write(2, b'E0000 00:00:1795779135.793600    8945 x.cc:9] a real error\\n')\n"
+        "    os.write(2, b'I0000 00:00:1795779136.186568    8945 y.cc:401] MLIR note\\n')\n"
+        "print('after', file=sys.stderr)\n"
+    )
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr.splitlines() == [
+        "before",
+        "python warning",
+        "E0000 00:00:1795779135.793600    8945 x.cc:9] a real error",
+        "after",
+    ]
