@@ -184,11 +184,11 @@ SECOND_CONFIG = """\
 models:
   mini:
     train:
-      corpus: {seed: 1, train_lines: 300, heldout_lines: 20}
+      corpus: {seed: 1, train_lines: 1000, heldout_lines: 20}
       vocabulary: {size: 300}
-      model: {num_layers: 1, num_heads: 1, hidden_dim: 16, intermediate_dim: 32,
+      model: {num_layers: 1, num_heads: 2, hidden_dim: 32, intermediate_dim: 64,
               max_sequence_length: 64}
-      fit: {seed: 1, sequence_length: 40, batch_size: 32, epochs: 1, learning_rate: 0.01}
+      fit: {seed: 1, sequence_length: 40, batch_size: 32, epochs: 2, learning_rate: 0.01}
 generation: {max_length: 12, sequence_length: 8}
 variants: [fp32]
 smoke: {prompts: ["Hola"]}
