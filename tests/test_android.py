@@ -60,7 +60,7 @@ def test_generation_and_ops_fields(handoff, small_export):
     assert info["max_length"] == small_export["info"]["max_length"] == SMALL_MAX_LENGTH
     assert info["prompt_token_limit"] == small_export["info"]["prompt_token_limit"]
     assert info["try_prompt"] == PROMPT
-    assert info["expected_output"] == TFLiteModel(small_export["tflite"]).generate(PROMPT)
+    assert info["expected_output"] == TFLiteModel(small_export["tflite"]).generate(PROMPT).text
     assert info["flex_delegate"]["needed"] is True
     assert info["flex_delegate"]["tf_ops"] == ops["flex_ops"] != []
     assert "RegexSplitWithOffsets" in info["flex_delegate"]["tf_ops_outside_core_tf"]

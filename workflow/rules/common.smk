@@ -10,6 +10,13 @@ from llm2tflite import architectures
 
 MODELS = list(config["models"])
 VARIANTS = list(config["variants"])
+# The LiteRT route's variants (issue 10; its config section arrives with its export).
+LITERT_VARIANTS = list((config.get("litert") or {}).get("variants") or [])
+# (route, variant) of every model file a model gets: the codelab route's .tflite files are
+# results/<model>/tflite/<variant>.tflite, the LiteRT route's results/<model>/litert/<variant>.tflite.
+ROUTE_VARIANTS = [("tflite", v) for v in VARIANTS] + [("litert", v) for v in LITERT_VARIANTS]
+# Per-variant thresholds of the fidelity figures (schema defaults fill what the config omits).
+QUALITY_GATES = config["quality_gates"]
 GENERATION = config["generation"]
 SMOKE_PROMPTS = config["smoke"]["prompts"]
 FIDELITY = config["fidelity"]
@@ -42,7 +49,8 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
 
 wildcard_constraints:
     model="|".join(MODELS),
-    variant="|".join(VARIANTS),
+    variant="|".join(dict.fromkeys(VARIANTS + LITERT_VARIANTS)),
+    route="tflite|litert",
 
 
 def stage_code(*modules):
@@ -97,15 +105,15 @@ def as_json(value):
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def per_variant_files(stage):
-    """results/<model>/<stage>/<variant>.json of every model and variant."""
-    return expand("results/{model}/{stage}/{variant}.json", model=MODELS, stage=stage,
-                  variant=VARIANTS)
+def per_variant_files(stage, ext="json", models=None):
+    """results/<model>/<route>/<stage>/<variant>.<ext> of every model, route and variant."""
+    return [f"results/{model}/{route}/{stage}/{variant}.{ext}"
+            for model in (models or MODELS) for route, variant in ROUTE_VARIANTS]
 
 
 def benchmark_jsons():
-    """Every variant's benchmark and each model's TensorFlow baseline."""
-    return per_variant_files("bench") + expand("results/{model}/bench/tf.json", model=MODELS)
+    """Each model's benchmark: its TF baseline and every variant of every route, interleaved."""
+    return expand("results/{model}/bench.json", model=MODELS)
 
 
 def heldout_text(wildcards):
@@ -122,10 +130,10 @@ def all_targets():
         if trained_model(model):
             targets.append(f"results/{model}/train_metrics.json")
         targets += expand("results/{model}/tflite/{variant}.tflite", model=model, variant=VARIANTS)
-        targets += expand("results/{model}/smoke/{variant}.json", model=model, variant=VARIANTS)
-        targets += expand("results/{model}/fidelity/{variant}.json", model=model,
-                          variant=VARIANTS)
-        targets += expand("results/{model}/ops/{variant}.md", model=model, variant=VARIANTS)
+        targets += per_variant_files("smoke", models=[model])
+        targets += per_variant_files("fidelity", models=[model])
+        targets += per_variant_files("gate", models=[model])
+        targets += per_variant_files("ops", "md", models=[model])
     targets += ["results/benchmarks.csv", "results/summary.md",
                 "results/android/app/src/main/assets/autocomplete.tflite"]
     return targets
@@ -169,6 +177,14 @@ def model_parameters(model):
     return family.parameter_count(
         architectures.for_preset(source.get("shape_of") or source["preset"])[1]
     )
+
+
+def bench_mem_mb(wildcards):
+    """The benchmark keeps every model of one model name loaded at once (one process each)."""
+    millions = model_parameters(wildcards.model) / 1e6
+    per_worker = {"trace": 1, "tflite": len(ROUTE_VARIANTS)}
+    return int(sum(count * (MEMORY_BASE_MB + MEMORY_MB_PER_MILLION_PARAMETERS[stage] * millions)
+                   for stage, count in per_worker.items()))
 
 
 def mem_mb(stage):
