@@ -33,12 +33,13 @@ Commands::
     python -m llm2tflite.bench table --inputs results/*/bench.json --out benchmarks.csv
 
 ``bench.json``: model_name, prompt, runs, threads, order ("rotating interleaved rounds"), machine
-(cpu_model, logical_cpus, cpus_available, threads, python, platform), entries: one per model
-(the baseline first) with route, variant, model_path, size_bytes, load_s, first_call_s, run_s
-(per round), median_s, min_s, max_s, stdev_s, prompt_tokens, new_tokens, output, deterministic,
-tokens_per_s, rss_after_load_mb, peak_rss_mb, versions, steps (null, or first_token_s,
-prefill_s, decode_step_ms: {median, p10, p90, min, max, count}, decode_tokens_per_s),
-speedup_vs_tf ({per_round, median, min, max}; 1 for the baseline), equal_work.
+(cpu_model, physical_cores, logical_cpus, cpus_available, threads, python, platform), entries:
+one per model (the baseline first) with route, variant, model_path, size_bytes, pid (of its
+worker), import_s, load_s, first_call_s, run_s (per round), median_s, min_s, max_s, stdev_s,
+prompt_tokens, new_tokens, output, token_ids, deterministic, tokens_per_s, rss_before_load_mb,
+rss_after_load_mb, peak_rss_mb, versions, steps (null, or first_token_s, prefill_s,
+decode_step_ms: {median, p10, p90, min, max, count}, decode_tokens_per_s), speedup_vs_tf
+({per_round, median, min, max}; 1 for the baseline), equal_work.
 
 ``benchmarks.csv``: one row per model, route and variant, columns ``COLUMNS`` (sizes in 10^6
 bytes, memory in MiB); rows in ``row_order`` (the one place the display order is defined).
@@ -72,7 +73,7 @@ COLUMNS = [
     "max_s", "stdev_s", "runs", "prompt_tokens", "new_tokens", "equal_work", "tokens_per_s",
     "speedup_vs_tf", "speedup_min", "speedup_max", "first_token_s", "prefill_s",
     "decode_ms_per_token", "decode_ms_p10", "decode_ms_p90", "peak_rss_mb", "rss_after_load_mb",
-    "threads", "cpu_model", "logical_cpus", "size_vs_tf",
+    "threads", "cpu_model", "physical_cores", "logical_cpus", "size_vs_tf",
 ]
 
 
@@ -106,8 +107,11 @@ def cpu_model() -> str:
 
 
 def machine_info(threads: int | None) -> dict:
+    import psutil
+
     return {
         "cpu_model": cpu_model(),
+        "physical_cores": psutil.cpu_count(logical=False),
         "logical_cpus": os.cpu_count(),
         "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
@@ -359,8 +363,9 @@ def benchmark_model(model_name: str, baseline, entries, prompt: str = DEFAULT_PR
     # models, and their writeback would otherwise overlap the measurement.
     os.sync()
     machine = machine_info(threads)
-    log(f"{model_name}: CPU {machine['cpu_model']}, {machine['logical_cpus']} logical CPUs "
-        f"({machine['cpus_available']} available), threads {threads or 'runtime default'}")
+    log(f"{model_name}: CPU {machine['cpu_model']}, {machine['physical_cores']} cores, "
+        f"{machine['logical_cpus']} logical CPUs ({machine['cpus_available']} available), "
+        f"threads {threads or 'runtime default'}")
     from llm2tflite.runtime import route_of
 
     models = [(BASELINE_ROUTE, TF_VARIANT, str(baseline)), *entries]
@@ -442,6 +447,7 @@ def table_rows(record: dict) -> list[dict]:
             "rss_after_load_mb": entry["rss_after_load_mb"],
             "threads": record.get("threads"),
             "cpu_model": machine.get("cpu_model"),
+            "physical_cores": machine.get("physical_cores"),
             "logical_cpus": machine.get("logical_cpus"),
             "size_vs_tf": round(entry["size_bytes"] / baseline["size_bytes"], 3)
             if baseline else None,
@@ -464,7 +470,8 @@ def build_table(records: list[dict]):
             rows.append(row)
     rows.sort(key=lambda r: (str(r["model"]), *row_order(r["route"], r["variant"])))
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for column in ("threads", "logical_cpus", "runs", "prompt_tokens", "new_tokens"):
+    for column in ("threads", "physical_cores", "logical_cpus", "runs", "prompt_tokens",
+                   "new_tokens"):
         table[column] = table[column].astype("Int64")
     return table
 
@@ -497,8 +504,9 @@ def format_record(record: dict) -> str:
     """The record as people read it: machine line, then one line per model."""
     machine = record["machine"]
     lines = [f"{record['model_name']}: {record['runs']} interleaved rounds, prompt "
-             f"{record['prompt']!r}; CPU {machine['cpu_model']}, {machine['logical_cpus']} "
-             f"logical CPUs, threads {record['threads'] or 'runtime default'}"]
+             f"{record['prompt']!r}; CPU {machine['cpu_model']}, {machine.get('physical_cores')} "
+             f"cores, {machine['logical_cpus']} logical CPUs, threads "
+             f"{record['threads'] or 'runtime default'}"]
     for e in record["entries"]:
         speedup = e["speedup_vs_tf"]
         flag = "" if e["equal_work"] else "  (UNEQUAL WORK: output length differs from tf)"

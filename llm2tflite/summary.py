@@ -168,8 +168,9 @@ def _benchmark_section(inputs, model) -> list[str]:
         return lines + ["(no benchmark results)", ""]
     first = rows[0]
     lines += [
-        f"Machine: {first.get('cpu_model') or 'unknown CPU'}, {_int(first.get('logical_cpus'))} "
-        f"logical CPUs; threads per runtime: {_int(first.get('threads'))} ('-': the runtime's "
+        f"Machine: {first.get('cpu_model') or 'unknown CPU'}; cores: "
+        f"{_int(first.get('physical_cores'))} physical, {_int(first.get('logical_cpus'))} "
+        f"logical; threads per runtime: {_int(first.get('threads'))} ('-': the runtime's "
         f"default). {_int(first.get('runs'))} timed rounds, every model once per round in a "
         "rotating order (A B C, B C A, ...), each model in its own process, after one untimed "
         "first call.", ""]

@@ -165,6 +165,7 @@ def test_interleaved_record_on_a_real_model(small_record, small_export):
     assert (record["model_name"], record["runs"], record["threads"]) == ("small", 3, 2)
     assert record["machine"]["cpu_model"] == bench.cpu_model()
     assert record["machine"]["logical_cpus"] == os.cpu_count()
+    assert 1 <= record["machine"]["physical_cores"] <= os.cpu_count()
     baseline, fp32 = record["entries"]
     assert (baseline["route"], baseline["variant"]) == ("tensorflow", "tf")
     assert (fp32["route"], fp32["variant"]) == ("tflite", "fp32")

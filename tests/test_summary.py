@@ -34,7 +34,8 @@ def _bench_csv(tmp_path, records):
 def _bench_record(model, entries):
     bench._add_comparisons(entries)
     return {"model_name": model, "runs": 3, "threads": 2, "prompt": "p",
-            "machine": {"cpu_model": "Test CPU 9000", "logical_cpus": 2}, "entries": entries}
+            "machine": {"cpu_model": "Test CPU 9000", "physical_cores": 1, "logical_cpus": 2},
+            "entries": entries}
 
 
 def _json(path, obj):
@@ -122,7 +123,8 @@ def written(tmp_path):
 
 def test_benchmark_table_says_what_was_measured(written):
     alpha = written["alpha"].split("### Fidelity")[0]
-    assert "Machine: Test CPU 9000, 2 logical CPUs; threads per runtime: 2" in alpha
+    assert ("Machine: Test CPU 9000; cores: 1 physical, 2 logical; threads per runtime: 2"
+            in alpha)
     # Speed-up: median of per-round ratios (2.0/1.0, 2.4/1.2, 2.2/1.0 -> 2.0, 2.0, 2.2).
     assert _row(alpha, "tflite/fp32")[6] == "2.00 (2.00-2.20)"
     assert _row(alpha, "tensorflow/tf")[6] == "1.00 (1.00-1.00)"

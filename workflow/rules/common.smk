@@ -1,6 +1,7 @@
 # Shared helpers of the rules: model sources, file names, the Python that runs the stages.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,8 +13,8 @@ MODELS = list(config["models"])
 VARIANTS = list(config["variants"])
 # The LiteRT route's variants (issue 10; its config section arrives with its export).
 LITERT_VARIANTS = list((config.get("litert") or {}).get("variants") or [])
-# (route, variant) of every model file a model gets: the codelab route's .tflite files are
-# results/<model>/tflite/<variant>.tflite, the LiteRT route's results/<model>/litert/<variant>.tflite.
+# (route, variant) of every model file a model gets: results/<model>/<route>/<variant>.tflite,
+# route "tflite" (the codelab route) or "litert".
 ROUTE_VARIANTS = [("tflite", v) for v in VARIANTS] + [("litert", v) for v in LITERT_VARIANTS]
 # Per-variant thresholds of the fidelity figures (schema defaults fill what the config omits).
 QUALITY_GATES = config["quality_gates"]
@@ -154,6 +155,29 @@ def manifest_inputs():
     return artifacts
 
 
+# ---- Per-variant checks (route wildcard), quality gates, the benchmark ------------------------
+def requires_keras_match(wildcards):
+    """A variant whose quality gate demands an exact match must reproduce Keras in the smoke
+    test too (fp32 by default)."""
+    gates = QUALITY_GATES.get(wildcards.variant) or {}
+    return (gates.get("min_exact_match_rate") or 0) >= 1
+
+
+def bench_models(wildcards):
+    """Every variant of every route of the model (the TF baseline apart), by route_variant."""
+    return {f"{route}_{variant}": f"results/{wildcards.model}/{route}/{variant}.tflite"
+            for route, variant in ROUTE_VARIANTS}
+
+
+def bench_entries(wildcards):
+    """The --entry ROUTE/VARIANT=PATH options of the benchmark command."""
+    paths = bench_models(wildcards)
+    return " ".join(
+        "--entry " + shlex.quote(f"{route}/{variant}={paths[f'{route}_{variant}']}")
+        for route, variant in ROUTE_VARIANTS
+    )
+
+
 # ---- Resources (threads, memory, runtime) for local scheduling and Slurm ----------------------
 # Peak memory grows with the number of weights. Measured peak RSS (/usr/bin/time -v, 2 cores):
 # GPT-2 124M twin: trace 1.5 GB; convert fp32 4.1 GB, int8 3.0 GB; Keras reference 1.4 GB;
@@ -179,12 +203,19 @@ def model_parameters(model):
     )
 
 
+# The benchmark keeps every model of a model name loaded at once, one process each. Measured
+# peak RSS per process (bench.json): tiny TF 892 MiB, TFLite 565 MiB; 124M twin TF 1645 MiB,
+# TFLite fp32 1102 MiB, int8 1002 MiB (in all 3.7 GiB; this gives 6.2 GB).
+BENCH_WORKER_BASE_MB = 1000
+
+
 def bench_mem_mb(wildcards):
-    """The benchmark keeps every model of one model name loaded at once (one process each)."""
+    """Memory of a model's benchmark job: the TF baseline's process and one per variant."""
     millions = model_parameters(wildcards.model) / 1e6
     per_worker = {"trace": 1, "tflite": len(ROUTE_VARIANTS)}
-    return int(sum(count * (MEMORY_BASE_MB + MEMORY_MB_PER_MILLION_PARAMETERS[stage] * millions)
-                   for stage, count in per_worker.items()))
+    return int(sum(
+        count * (BENCH_WORKER_BASE_MB + MEMORY_MB_PER_MILLION_PARAMETERS[stage] * millions)
+        for stage, count in per_worker.items()))
 
 
 def mem_mb(stage):

@@ -1,5 +1,4 @@
 # The decision table: op audit, benchmark, summary, plots, and the Android hand-off.
-import shlex
 
 
 rule audit:
@@ -27,20 +26,6 @@ rule audit:
         " --model-name {wildcards.model} --conversion-report {input.conversion:q}"
         " --out-json {output.json:q} --out-md {output.md:q} > {log} 2>&1"
         " || (cat {log} >&2; exit 1)"
-
-
-def bench_models(wildcards):
-    """Every variant of every route of the model (the TF baseline apart), by route_variant."""
-    return {f"{route}_{variant}": f"results/{wildcards.model}/{route}/{variant}.tflite"
-            for route, variant in ROUTE_VARIANTS}
-
-
-def bench_entries(wildcards):
-    """The --entry ROUTE/VARIANT=PATH options of the benchmark command."""
-    return " ".join(
-        f"--entry {shlex.quote(f'{route}/{variant}=results/{wildcards.model}/{route}/{variant}.tflite')}"
-        for route, variant in ROUTE_VARIANTS
-    )
 
 
 # One job per model: the TF baseline and every variant, each loaded once in its own process,

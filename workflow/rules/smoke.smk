@@ -28,13 +28,6 @@ rule smoke_reference:
         " --prompts-json {params.prompts:q} --out {output} > {log} 2>&1"
 
 
-def requires_keras_match(wildcards):
-    """A variant whose quality gate demands an exact match must reproduce Keras in the smoke
-    test too (fp32 by default)."""
-    gates = QUALITY_GATES.get(wildcards.variant) or {}
-    return (gates.get("min_exact_match_rate") or 0) >= 1
-
-
 rule smoke:
     output:
         "results/{model}/{route}/smoke/{variant}.json",
