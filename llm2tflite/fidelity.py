@@ -84,19 +84,23 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def gate_failures(result: dict, gates: dict | None) -> list[str]:
-    """One line per gate the fidelity ``result`` misses (empty: every gate passed)."""
+def gate_failures(result: dict, gates: dict | None, named: bool = True) -> list[str]:
+    """One line per gate the fidelity ``result`` misses (empty: every gate passed).
+
+    Each line starts with ``route/variant:`` unless ``named`` is false (a table row says it).
+    """
     gates = gates or {}
     unknown = sorted(set(gates) - set(GATE_KEYS))
     if unknown:
         raise ValueError(f"unknown quality gate(s) {unknown}; known: {', '.join(GATE_KEYS)}")
     name = "/".join(str(result[k]) for k in ("route", "variant") if result.get(k))
+    name = f"{name}: " if named and name else ""
     failures = []
     threshold = gates.get("min_exact_match_rate")
     if threshold is not None:
         rate = result.get("exact_match_rate")
         if not (_finite(rate) and rate >= threshold):
-            failures.append(f"{name}: greedy output equals Keras's on {_pct(rate)} of "
+            failures.append(f"{name}greedy output equals Keras's on {_pct(rate)} of "
                             f"{len(result.get('prompts') or [])} prompts (gate: at least "
                             f"{_pct(threshold)})")
     threshold = gates.get("min_mean_leading_tokens_agree")
@@ -105,14 +109,14 @@ def gate_failures(result: dict, gates: dict | None) -> list[str]:
         keras_mean = result.get("mean_keras_new_tokens")
         needed = min(threshold, keras_mean) if _finite(keras_mean) else threshold
         if not (_finite(agree) and agree >= needed):
-            failures.append(f"{name}: {_num(agree, 1)} leading generated tokens agree with "
+            failures.append(f"{name}{_num(agree, 1)} leading generated tokens agree with "
                             f"Keras on average (gate: at least {_num(needed, 1)})")
     threshold = gates.get("max_perplexity_relative_difference")
     if threshold is not None:
         difference = result.get("perplexity_relative_difference")
         if not (_finite(difference) and difference <= threshold):
             failures.append(
-                f"{name}: perplexity {_num(result.get('perplexity'), 4)} differs from Keras's "
+                f"{name}perplexity {_num(result.get('perplexity'), 4)} differs from Keras's "
                 f"{_num(result.get('keras_perplexity'), 4)} by {_pct(difference, 2)} (gate: at "
                 f"most {_pct(threshold, 2)})")
     return failures

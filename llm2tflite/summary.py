@@ -209,7 +209,7 @@ def _gate_verdict(record: dict, gates: dict | None) -> str:
     variant_gates = gates.get(record["_variant"])
     if not variant_gates:
         return "no gates"
-    failures = gate_failures(record, variant_gates)
+    failures = gate_failures(record, variant_gates, named=False)
     return "pass" if not failures else "FAIL: " + "; ".join(failures)
 
 
@@ -231,11 +231,13 @@ def _fidelity_section(inputs, model) -> list[str]:
     } for r in records]
     lines += _markdown(table)
     lines.append("")
-    gates = inputs.get("gates")
-    if gates:
+    gates = inputs.get("gates") or {}
+    shown = [variant for variant in dict.fromkeys(r["_variant"] for r in records)
+             if gates.get(variant)]
+    if shown:
         lines += ["Quality gates (config `quality_gates`): " + "; ".join(
-            f"{variant}: " + ", ".join(f"{k} {v}" for k, v in sorted(g.items()))
-            for variant, g in gates.items() if g), ""]
+            f"{variant}: " + ", ".join(f"{k} {v}" for k, v in sorted(gates[variant].items())
+                                       if v is not None) for variant in shown), ""]
     return lines
 
 

@@ -150,8 +150,12 @@ def test_fidelity_table_shows_gate_verdicts(written):
     # 1.25% from Keras and 12.3 leading tokens: within the int8 gates.
     assert _row(fidelity, "tflite/int8")[-1] == "pass"
     verdict = _row(fidelity, "litert/int8")[-1]
-    assert verdict.startswith("FAIL: litert/int8: 0.2 leading generated tokens agree")
-    assert "perplexity 812.5000 differs from Keras's 5.6000" in verdict
+    assert verdict == ("FAIL: 0.2 leading generated tokens agree with Keras on average (gate: "
+                       "at least 3.0); perplexity 812.5000 differs from Keras's 5.6000 by "
+                       "14408.93% (gate: at most 5.00%)")
+    assert ("Quality gates (config `quality_gates`): fp32: max_perplexity_relative_difference "
+            "0.001, min_exact_match_rate 1.0; int8: max_perplexity_relative_difference 0.05, "
+            "min_mean_leading_tokens_agree 3") in fidelity
     assert _row(fidelity, "tflite/int8")[2:4] == ["80.0%", "12.3 of 20.0"]
     assert "(no fidelity results yet)" in written["beta"]
 
