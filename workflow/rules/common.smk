@@ -172,7 +172,8 @@ def bench_models(wildcards):
 def bench_entries(wildcards):
     """The --entry ROUTE/VARIANT=PATH options of the benchmark command."""
     paths = bench_models(wildcards)
-    entries = [f"{route}/{variant}={paths[f'{route}_{variant}']}" for route, variant in ROUTE_VARIANTS]
+    entries = [f"{route}/{variant}={paths[f'{route}_{variant}']}"
+               for route, variant in ROUTE_VARIANTS]
     return " ".join(f"--entry {shlex.quote(entry)}" for entry in entries)
 
 
