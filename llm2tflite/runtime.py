@@ -7,7 +7,8 @@
   one signature call, run in ``InterpreterWithCustomOps`` with the TF Text kernels (as in the
   codelab); Select TF ops run in the Flex delegate that the TF 2.18.1 wheel still exports;
 - a ``.tflite`` file with ``decode`` + ``prefill_*`` signatures: the LiteRT route (route
-  ``"litert"``), run by ``llm2tflite.litert_runtime.LiteRTModel`` (imported only then);
+  ``"litert"``), run by ``llm2tflite.litert_runtime.LiteRTModel(path, threads=None)`` (imported
+  only then; without that module, a one-line ``ModelOpenError``);
 - a traced SavedModel directory (``llm2tflite.trace``): the same generation graph in TensorFlow
   (:class:`SavedModelRuntime`, route ``"tensorflow"``), the benchmark's baseline.
 
