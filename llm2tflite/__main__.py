@@ -48,17 +48,16 @@ def _generate(args) -> int:
     from llm2tflite import tf_logging
 
     tf_logging.configure(verbose=args.verbose)
-    from llm2tflite.runtime import TFLiteModel
+    from llm2tflite.runtime import ModelOpenError, open_model
 
-    model = TFLiteModel(args.model)
-    output = model.generate(prompt)
-    if args.max_length is not None:
-        # max_length counts the start token, as in KerasHub's generate(). The output is cut at a
-        # token boundary of the model's own tokenizer; a value above the traced max_length has
-        # no effect (the model cannot generate more than it was traced for).
-        output_ids = model.token_ids(output)
-        if len(output_ids) > args.max_length - 1:
-            output = model.text(output_ids[: args.max_length - 1])
+    try:
+        model = open_model(args.model)
+    except ModelOpenError as error:
+        return _fail(f"error: {error}", EXIT_BAD_INPUT)
+    # max_length counts the start token, as in KerasHub's generate(). The output is cut after
+    # that many of the ids the model generated; a value above the traced max_length has no effect
+    # (the codelab model cannot generate more than it was traced for).
+    output = model.generate(prompt, max_length=args.max_length).text
     if not output.startswith(readable_prompt):
         print("llm2tflite: note: the prompt was longer than the model's prompt limit and was "
               "cut to its first tokens", file=sys.stderr)

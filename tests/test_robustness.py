@@ -99,7 +99,7 @@ def test_sigkill_during_conversion_then_plain_rerun_finishes(default_run, tmp_pa
     assert "rule convert:" in planned and "variant=int8" in planned
     # The profile sets rerun-incomplete, so the plain command finishes the DAG.
     run_snakemake(workdir, "--cores", "2")
-    smoke = json.loads((workdir / "results/tiny/smoke/int8.json").read_text())
+    smoke = json.loads((workdir / "results/tiny/tflite/smoke/int8.json").read_text())
     assert smoke["passed"] and int8.stat().st_size > 0
     assert not list(workdir.glob("results/**/.*.tmp-*"))
 
@@ -150,8 +150,6 @@ def test_two_clean_runs_are_identical(default_run, second_run):
     ]
     assert not differing, f"not byte-identical across two clean runs: {differing}"
     for variant in ("fp32", "int8"):
-        outputs = [
-            json.loads((d / f"results/tiny/smoke/{variant}.json").read_text())["results"]
-            for d in (first, second_run)
-        ]
+        outputs = [json.loads((d / f"results/tiny/tflite/smoke/{variant}.json").read_text())[
+            "results"] for d in (first, second_run)]
         assert [r["output"] for r in outputs[0]] == [r["output"] for r in outputs[1]]

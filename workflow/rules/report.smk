@@ -3,86 +3,62 @@
 
 rule audit:
     output:
-        json="results/{model}/ops/{variant}.json",
+        json="results/{model}/{route}/ops/{variant}.json",
         md=report(
-            "results/{model}/ops/{variant}.md",
+            "results/{model}/{route}/ops/{variant}.md",
             caption="../report/ops.rst",
             category="Op audit",
             subcategory="{model}",
-            labels={"model": "{model}", "variant": "{variant}"},
+            labels={"model": "{model}", "route": "{route}", "variant": "{variant}"},
         ),
     input:
-        tflite="results/{model}/tflite/{variant}.tflite",
-        conversion="results/{model}/tflite/{variant}.conversion.json",
+        model="results/{model}/{route}/{variant}.tflite",
+        conversion="results/{model}/{route}/{variant}.conversion.json",
         code=stage_code("audit"),
     log:
-        "logs/{model}/audit_{variant}.log",
+        "logs/{model}/{route}/audit_{variant}.log",
     benchmark:
-        "results/benchmarks/{model}/audit_{variant}.tsv"
+        "results/benchmarks/{model}/{route}/audit_{variant}.tsv"
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.audit --model {input.tflite} --variant {wildcards.variant}"
-        " --model-name {wildcards.model} --conversion-report {input.conversion}"
-        " --out-json {output.json} --out-md {output.md} > {log} 2>&1"
+        "python -m llm2tflite.audit --model {input.model:q} --variant {wildcards.variant}"
+        " --model-name {wildcards.model} --conversion-report {input.conversion:q}"
+        " --out-json {output.json:q} --out-md {output.md:q} > {log} 2>&1"
 
 
-rule bench_tflite:
+# One job per model: the TF baseline and every variant, each loaded once in its own process,
+# timed in interleaved rounds (llm2tflite.bench).
+rule bench:
     output:
-        "results/{model}/bench/{variant}.json",
+        "results/{model}/bench.json",
     input:
-        tflite="results/{model}/tflite/{variant}.tflite",
+        unpack(bench_models),
         saved_model="results/{model}/traced",
         code=stage_code("bench"),
     params:
         prompt=BENCHMARK["prompt"],
         runs=BENCHMARK["runs"],
         interpreter_threads=BENCHMARK["threads"],
+        entries=bench_entries,
     # All local cores (threads are capped at --cores): nothing else runs during a measurement.
     # On Slurm the job asks for cpus_per_task, the benchmark's own thread count.
     threads: BENCHMARK_EXCLUSIVE_THREADS
     resources:
-        mem_mb=mem_mb("tflite"),
-        runtime=runtime_minutes("bench"),
+        mem_mb=bench_mem_mb,
+        runtime=lambda wildcards: runtime_minutes("bench")(wildcards) * (1 + len(ROUTE_VARIANTS)),
         cpus_per_task=BENCHMARK["threads"],
     log:
-        "logs/{model}/bench_{variant}.log",
+        "logs/{model}/bench.log",
     benchmark:
-        "results/benchmarks/{model}/bench_{variant}.tsv"
+        "results/benchmarks/{model}/bench.tsv"
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.bench --model {input.tflite} --variant {wildcards.variant}"
-        " --model-name {wildcards.model} --prompt {params.prompt:q} --runs {params.runs}"
-        " --threads {params.interpreter_threads}"
-        " --export-info {input.saved_model}/llm2tflite_export.json --out {output} > {log} 2>&1"
-
-
-rule bench_tf:
-    output:
-        "results/{model}/bench/tf.json",
-    input:
-        saved_model="results/{model}/traced",
-        code=stage_code("bench"),
-    params:
-        prompt=BENCHMARK["prompt"],
-        runs=BENCHMARK["runs"],
-        interpreter_threads=BENCHMARK["threads"],
-    threads: BENCHMARK_EXCLUSIVE_THREADS
-    resources:
-        mem_mb=mem_mb("trace"),
-        runtime=runtime_minutes("bench"),
-        cpus_per_task=BENCHMARK["threads"],
-    log:
-        "logs/{model}/bench_tf.log",
-    benchmark:
-        "results/benchmarks/{model}/bench_tf.tsv"
-    conda:
-        ENV_FILE
-    shell:
-        "python -m llm2tflite.bench --saved-model {input.saved_model} --variant tf"
-        " --model-name {wildcards.model} --prompt {params.prompt:q} --runs {params.runs}"
-        " --threads {params.interpreter_threads} --out {output} > {log} 2>&1"
+        "python -m llm2tflite.bench run --model-name {wildcards.model}"
+        " --baseline {input.saved_model:q} {params.entries}"
+        " --prompt {params.prompt:q} --runs {params.runs} --threads {params.interpreter_threads}"
+        " --out {output:q} > {log} 2>&1"
 
 
 rule benchmark_table:
@@ -100,7 +76,7 @@ rule benchmark_table:
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.bench table --inputs {input.runs} --out {output} > {log} 2>&1"
+        "python -m llm2tflite.bench table --inputs {input.runs:q} --out {output:q} > {log} 2>&1"
 
 
 rule summary:
@@ -119,14 +95,16 @@ rule summary:
         code=stage_code("summary"),
     params:
         plot_dir=lambda wildcards, output: Path(output.plots[0]).parent,
+        gates=as_json(QUALITY_GATES),
     log:
         report_log("summary"),
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.summary --benchmarks {input.benchmarks}"
-        " --fidelity {input.fidelity} --ops {input.ops} --smoke {input.smoke}"
-        " --out-md {output.md} --plot-dir {params.plot_dir} > {log} 2>&1"
+        "python -m llm2tflite.summary --benchmarks {input.benchmarks:q}"
+        " --fidelity {input.fidelity:q} --ops {input.ops:q} --smoke {input.smoke:q}"
+        " --gates-json {params.gates:q}"
+        " --out-md {output.md:q} --plot-dir {params.plot_dir:q} > {log} 2>&1"
 
 
 rule android:
@@ -135,7 +113,9 @@ rule android:
         json=report_path("android/app/src/main/assets/autocomplete.json"),
     input:
         tflite=f"results/{ANDROID_MODEL}/tflite/{ANDROID_VARIANT}.tflite",
-        ops=f"results/{ANDROID_MODEL}/ops/{ANDROID_VARIANT}.json",
+        ops=f"results/{ANDROID_MODEL}/tflite/ops/{ANDROID_VARIANT}.json",
+        # Only a variant that passed its quality gates is handed off.
+        gate=f"results/{ANDROID_MODEL}/tflite/gate/{ANDROID_VARIANT}.json",
         saved_model=f"results/{ANDROID_MODEL}/traced",
         code=stage_code("android"),
     params:

@@ -30,26 +30,29 @@ rule reference:
 
 rule smoke:
     output:
-        "results/{model}/smoke/{variant}.json",
+        "results/{model}/{route}/smoke/{variant}.json",
     input:
-        tflite="results/{model}/tflite/{variant}.tflite",
+        model="results/{model}/{route}/{variant}.tflite",
         keras_reference="results/{model}/reference/smoke.json",
         blocklist=BLOCKLIST,
         code=stage_code("smoke"),
     params:
         prompts=as_json(SMOKE_PROMPTS),
+        keras_match=lambda wildcards: (
+            "--require-keras-match" if requires_keras_match(wildcards) else ""
+        ),
     threads: 1
     resources:
         mem_mb=mem_mb("tflite"),
         runtime=runtime_minutes("tflite"),
     log:
-        "logs/{model}/smoke_{variant}.log",
+        "logs/{model}/{route}/smoke_{variant}.log",
     benchmark:
-        "results/benchmarks/{model}/smoke_{variant}.tsv"
+        "results/benchmarks/{model}/{route}/smoke_{variant}.tsv"
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.smoke --model {input.tflite} --variant {wildcards.variant}"
-        " --keras-reference {input.keras_reference} --prompts-json {params.prompts:q}"
-        " --blocklist {input.blocklist:q}"
-        " --out {output} > {log} 2>&1"
+        "python -m llm2tflite.smoke --model {input.model:q} --variant {wildcards.variant}"
+        " --keras-reference {input.keras_reference:q} --prompts-json {params.prompts:q}"
+        " --blocklist {input.blocklist:q} {params.keras_match}"
+        " --out {output:q} > {log} 2>&1"
