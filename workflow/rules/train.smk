@@ -1,5 +1,6 @@
 # Model sources that the workflow builds itself, each ending as a KerasHub preset directory:
-#   train:    corpus -> BPE vocabulary -> small GPT-2 trained with Keras (the offline default);
+#   train:    corpus -> vocabulary of the family's tokenizer kind (byte-level BPE, SentencePiece)
+#             -> small model of the family trained with Keras (the offline default models);
 #   shape_of: a preset's architecture with seeded random weights and GPT-2's real tokenizer.
 
 
@@ -27,7 +28,7 @@ rule corpus:
 
 rule vocabulary:
     wildcard_constraints:
-        model=models_matching("train"),
+        model=models_with_tokenizer("byte_level_bpe"),
     output:
         vocab="results/{model}/vocab/vocab.json",
         merges="results/{model}/vocab/merges.txt",
@@ -48,6 +49,28 @@ rule vocabulary:
         " --vocab-size {params.vocabulary[size]} --out-dir {params.out_dir} > {log} 2>&1"
 
 
+rule vocabulary_sentencepiece:
+    wildcard_constraints:
+        model=models_with_tokenizer("sentencepiece"),
+    output:
+        model="results/{model}/vocab/tokenizer.model",
+    input:
+        corpus="results/{model}/corpus/train.txt",
+        code=stage_code("vocab"),
+    params:
+        vocabulary=train_setting("vocabulary"),
+        out_dir=subpath(output.model, parent=True),
+    log:
+        "logs/{model}/vocabulary.log",
+    benchmark:
+        "results/benchmarks/{model}/vocabulary.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.vocab --kind sentencepiece --corpus {input.corpus}"
+        " --vocab-size {params.vocabulary[size]} --out-dir {params.out_dir} > {log} 2>&1"
+
+
 rule train:
     wildcard_constraints:
         model=models_matching("train"),
@@ -57,8 +80,7 @@ rule train:
     input:
         train="results/{model}/corpus/train.txt",
         heldout="results/{model}/corpus/heldout.txt",
-        vocab="results/{model}/vocab/vocab.json",
-        merges="results/{model}/vocab/merges.txt",
+        tokenizer=lambda wildcards: tokenizer_files(wildcards.model),
         code=stage_code("train"),
     params:
         architecture=lambda wildcards: architectures.for_model_source(
@@ -66,7 +88,7 @@ rule train:
         ).name,
         model=lambda wildcards: as_json(train_setting("model")(wildcards)),
         fit=lambda wildcards: as_json(train_setting("fit")(wildcards)),
-        vocab_dir=subpath(input.vocab, parent=True),
+        vocab_dir=lambda wildcards: f"results/{wildcards.model}/vocab",
     threads: 2
     resources:
         mem_mb=mem_mb("train"),
