@@ -10,6 +10,7 @@ import os
 import re
 
 import pytest
+import yaml
 
 from conftest import REPO, run_snakemake
 
@@ -38,32 +39,37 @@ def planned_jobs(workdir) -> set[tuple[str, str]]:
     return jobs
 
 
-def per_variant(rule, *variants):
-    return {(rule, f"model=tiny, variant={v}") for v in variants}
+# Every model of the default config: an edit of a shared setting reruns each one's jobs.
+MODELS = tuple(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"])
 
 
-def of_model(*rules):
-    return {(rule, "model=tiny") for rule in rules}
+def per_variant(rule, *variants, models=MODELS):
+    return {(rule, f"model={m}, variant={v}") for m in models for v in variants}
+
+
+def of_model(*rules, models=MODELS):
+    return {(rule, f"model={m}") for m in models for rule in rules}
 
 
 ALL_VARIANTS = ("fp32", "int8", "fp16")  # every configured variant
 DOWNSTREAM_OF_VARIANT = ("smoke", "fidelity", "audit", "bench_tflite")
 ANDROID_VARIANT = "int8"  # config `android: variant`
+ANDROID_MODEL = MODELS[0]  # config `android: model: null`: the first model
 
 
-def converted(*variants):
+def converted(*variants, models=MODELS):
     """The conversion of these variants and every job that reads the converted files."""
     jobs = {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT)
-            for job in per_variant(rule, *variants)}
+            for job in per_variant(rule, *variants, models=models)}
     jobs.add(("benchmark_table", ""))
-    if ANDROID_VARIANT in variants:
+    if ANDROID_VARIANT in variants and ANDROID_MODEL in models:
         jobs.add(("android_assets", ""))
     return jobs
 
 
-def traced():
+def traced(models=MODELS):
     """The trace, every conversion, and the TF baseline benchmark of the traced model."""
-    return of_model("trace", "bench_tf") | converted(*ALL_VARIANTS)
+    return of_model("trace", "bench_tf", models=models) | converted(*ALL_VARIANTS, models=models)
 
 
 CASES = {
@@ -83,9 +89,10 @@ CASES = {
         ("\n  sequence_length: 256", "\n  sequence_length: 128"),
         traced(),
     ),
-    "training hyperparameter": (
+    "training hyperparameter": (  # tiny's alone
         ("epochs: 3", "epochs: 4"),
-        traced() | of_model("train", "smoke_reference", "keras_fidelity_reference"),
+        traced(models=("tiny",)) | of_model("train", "smoke_reference",
+                                             "keras_fidelity_reference", models=("tiny",)),
     ),
     "fidelity prompts": (
         ('    - "Every morning I"\n', '    - "Every morning I"\n    - "Hola"\n'),

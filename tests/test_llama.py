@@ -279,3 +279,41 @@ def test_decoding_loop_reads_the_cache_with_builtins(llama_export):
     assert loop_bodies
     for name in loop_bodies:
         assert "StridedSlice" not in flex[name], (name, flex[name])
+
+
+def test_weights_frozen_check_reads_operators_not_tensor_names(tmp_path):
+    """A frozen weight's tensor can keep the name ``.../ReadVariableOp`` (tiny_llama's trained
+    RMSNorm scales do): only variable operators fail a conversion."""
+    import tensorflow as tf
+
+    from llm2tflite.convert import WeightsNotFrozenError, _check_weights_frozen, variable_ops
+
+    class Module(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = tf.Variable([1.0, 2.0, 3.0])
+
+        @tf.function(input_signature=[tf.TensorSpec([3])])
+        def read(self, x):
+            return {"y": x * self.weight + 1}
+
+        @tf.function(input_signature=[tf.TensorSpec([3])])
+        def update(self, x):
+            self.weight.assign_add(x)
+            return {"y": self.weight.read_value() * 2}
+
+    module = Module()
+    tf.saved_model.save(module, str(tmp_path), signatures={"read": module.read,
+                                                           "update": module.update})
+    converted = {}
+    for key in ("read", "update"):
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path), signature_keys=[key])
+        converter.experimental_enable_resource_variables = True
+        converted[key] = converter.convert()
+    assert b"ReadVariableOp" in converted["read"]  # a tensor name: the weight is a constant
+    assert variable_ops(converted["read"]) == []
+    _check_weights_frozen(converted["read"])
+    assert variable_ops(converted["update"]) == ["ASSIGN_VARIABLE", "READ_VARIABLE",
+                                                 "VAR_HANDLE"]
+    with pytest.raises(WeightsNotFrozenError, match="VAR_HANDLE"):
+        _check_weights_frozen(converted["update"])
