@@ -6,8 +6,9 @@ Two kinds (``Architecture.tokenizer_kind``; the workflow passes the family's):
 * ``sentencepiece``: one SentencePiece model proto, `tokenizer.model` (see
   ``train_sentencepiece``).
 
-Byte-level BPE. The files are what `keras_hub.models.GPT2Tokenizer(vocabulary=..., merges=...)` loads, and they
-tokenize exactly like `tokenizers.ByteLevelBPETokenizer(vocab, merges)` (GPT-2's own format).
+Byte-level BPE. The files are what `keras_hub.models.GPT2Tokenizer(vocabulary=..., merges=...)`
+loads, and they tokenize exactly like `tokenizers.ByteLevelBPETokenizer(vocab, merges)` (GPT-2's
+own format).
 
 Two choices keep the vocabulary safe for KerasHub:
 
@@ -119,7 +120,7 @@ def train_sentencepiece(lines: list[str], vocab_size: int, seed: int = 0) -> byt
     """A serialized SentencePiece model proto learned from `lines` (same lines, same bytes)."""
     import sentencepiece as spm
 
-    # Every id below 3 + 256 is a special or byte piece; at least a few learned pieces.
+    # The special pieces, the 256 byte pieces (byte fallback), and at least one more.
     smallest = len([i for i in SENTENCEPIECE_SPECIAL_IDS.values() if i >= 0]) + 256 + 1
     if vocab_size < smallest:
         raise ValueError(f"vocab_size must be at least {smallest} (3 special pieces, 256 byte "
