@@ -127,16 +127,42 @@ class WeightsNotFrozenError(RuntimeError):
     """The converted model still reads resource variables."""
 
 
+# Operators that read or write a resource variable: TFLite's builtins, and the TF ops a Flex
+# delegate would run ("Flex" + name).
+_VARIABLE_BUILTINS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
+_VARIABLE_TF_OPS = ("VarHandleOp", "ReadVariableOp", "AssignVariableOp", "ResourceGather")
+
+
+def variable_ops(flatbuffer: bytes) -> list[str]:
+    """The operators of the model that use resource variables (its operator codes, not its
+    bytes: a frozen weight's tensor may keep a name like ``Identity_10/ReadVariableOp``)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(flatbuffer, 0)
+    variable_builtins = {getattr(schema.BuiltinOperator, name): name
+                         for name in _VARIABLE_BUILTINS}
+    found = set()
+    for index in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(index)
+        builtin = max(int(code.DeprecatedBuiltinCode()), int(code.BuiltinCode()))
+        custom = (code.CustomCode() or b"").decode("utf-8", errors="replace")
+        if builtin in variable_builtins:
+            found.add(variable_builtins[builtin])
+        elif custom.removeprefix("Flex") in _VARIABLE_TF_OPS:
+            found.add(custom)
+    return sorted(found)
+
+
 def _check_weights_frozen(flatbuffer: bytes) -> None:
-    # A variable the converter did not freeze stays a Flex op ("FlexVarHandleOp"), whose name is
-    # stored in the flatbuffer's operator codes; the interpreter would later fail with
-    # "Could not find variable". Fail the conversion instead.
-    for op in (b"VarHandleOp", b"ReadVariableOp"):
-        if op in flatbuffer:
-            raise WeightsNotFrozenError(
-                f"the converted model still contains {op.decode()}: a weight was captured as a "
-                "resource variable inside a loop body instead of being read once at the top "
-                "level of the signature (see llm2tflite/trace.py)")
+    # A variable the converter did not freeze stays a variable op (a Flex "FlexVarHandleOp", or
+    # the VAR_HANDLE builtin); the interpreter would later fail with "Could not find variable"
+    # or read uninitialised memory. Fail the conversion instead.
+    found = variable_ops(flatbuffer)
+    if found:
+        raise WeightsNotFrozenError(
+            f"the converted model still contains {', '.join(found)}: a weight was captured as a "
+            "resource variable inside a loop body instead of being read once at the top "
+            "level of the signature (see llm2tflite/trace.py)")
 
 
 def convert_saved_model(saved_model_dir: str, variant: str, signature_keys,

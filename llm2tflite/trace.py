@@ -110,8 +110,10 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
     preprocessor = causal_lm.preprocessor
     if preprocessor is None:
         raise ValueError("the causal LM has no preprocessor: the graph needs its tokenizer")
-    # The packer and tokenizer are created by build(); generate() normally does this lazily.
-    preprocessor.build(None)
+    # The packer and tokenizer are created by build(); generate() normally does this lazily
+    # (and a built preprocessor refuses a second build).
+    if not preprocessor.built:
+        preprocessor.build(None)
     tokenizer = preprocessor.tokenizer
     packer = preprocessor.packer
     keep_tokens = prompt_token_limit(max_length, sequence_length)

@@ -101,11 +101,14 @@ def build_causal_lm(vocab_dir, architecture: str = architectures.DEFAULT_TRAIN_A
 
     family = architectures.by_name(architecture)
     model, fit = resolve_model(architecture, model), resolve_fit(fit)
-    if fit["sequence_length"] + 1 > model["max_sequence_length"]:
+    longest = family.max_sequence_length(model)
+    if longest is not None and fit["sequence_length"] + 1 > longest:
         raise ValueError("fit.sequence_length must be below model.max_sequence_length")
-    tokenizer = family.load_tokenizer(vocab_dir)
     # Python, NumPy, TF and Keras seeds: the same initial weights and dropout masks every time.
+    # Seeded before the tokenizer exists: TF's set_seed clears the eager kernel cache, which
+    # deletes the kernel-owned resource of a TF Text SentencePiece tokenizer made before it.
     keras.utils.set_random_seed(fit["seed"])
+    tokenizer = family.load_tokenizer(vocab_dir)
     backbone_config = {**model, "vocabulary_size": int(tokenizer.vocabulary_size())}
     return family.build_causal_lm(backbone_config, tokenizer, fit["sequence_length"])
 

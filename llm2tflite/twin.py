@@ -44,14 +44,16 @@ def build_twin(shape_of: str, tokenizer_dir, seed: int = 0):
                if not (tokenizer_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{family.name} tokenizer files missing: {', '.join(missing)}")
+    # Every initializer draws from the global seed: same seed, same weights, bit for bit.
+    # Seeded before the tokenizer exists: TF's set_seed clears the eager kernel cache, which
+    # deletes the kernel-owned resource of a TF Text SentencePiece tokenizer made before it.
+    keras.utils.set_random_seed(seed)
     tokenizer = family.load_tokenizer(tokenizer_dir)
     if tokenizer.vocabulary_size() > backbone_config["vocabulary_size"]:
         raise ValueError(
             f"the tokenizer in {tokenizer_dir} has {tokenizer.vocabulary_size()} tokens; "
             f"{shape_of}'s embedding has {backbone_config['vocabulary_size']} rows"
         )
-    # Every initializer draws from the global seed: same seed, same weights, bit for bit.
-    keras.utils.set_random_seed(seed)
     causal_lm = family.build_causal_lm(backbone_config, tokenizer, PREPROCESSOR_SEQUENCE_LENGTH)
     count = causal_lm.backbone.count_params()
     published = family.preset_parameters.get(shape_of)

@@ -1,7 +1,14 @@
-"""Learn a GPT-2-format byte-level BPE vocabulary (`vocab.json` + `merges.txt`) from a corpus.
+"""Learn a tokenizer vocabulary from a corpus, of the kind the model family reads.
 
-The files are what `keras_hub.models.GPT2Tokenizer(vocabulary=..., merges=...)` loads, and they
-tokenize exactly like `tokenizers.ByteLevelBPETokenizer(vocab, merges)` (GPT-2's own format).
+Two kinds (``Architecture.tokenizer_kind``; the workflow passes the family's):
+
+* ``byte_level_bpe``: GPT-2-format `vocab.json` + `merges.txt` (below);
+* ``sentencepiece``: one SentencePiece model proto, `tokenizer.model` (see
+  ``train_sentencepiece``).
+
+Byte-level BPE. The files are what `keras_hub.models.GPT2Tokenizer(vocabulary=..., merges=...)`
+loads, and they tokenize exactly like `tokenizers.ByteLevelBPETokenizer(vocab, merges)` (GPT-2's
+own format).
 
 Two choices keep the vocabulary safe for KerasHub:
 
@@ -21,7 +28,9 @@ Two choices keep the vocabulary safe for KerasHub:
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import re
 from pathlib import Path
 
 from llm2tflite import atomic
@@ -31,6 +40,13 @@ VOCAB_FILENAME = "vocab.json"
 MERGES_FILENAME = "merges.txt"
 BYTE_ALPHABET_SIZE = 256
 MERGES_HEADER = "#version: 0.2"  # as in OpenAI's GPT-2 merges.txt; KerasHub skips it
+SENTENCEPIECE_FILENAME = "tokenizer.model"
+TOKENIZER_KINDS = ("byte_level_bpe", "sentencepiece")
+# The SentencePiece special pieces and ids. KerasHub's SentencePiece tokenizers of Llama-style
+# models (LlamaTokenizer) look up "<s>" and "</s>" by name and pad with id 0; Llama's own
+# vocabulary has <unk> = 0, <s> = 1, </s> = 2 and no padding piece. Padding then reads as
+# <unk>, never as end-of-text, and with byte fallback no text ever encodes to <unk>.
+SENTENCEPIECE_SPECIAL_IDS = {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1}
 
 
 def train_byte_level_bpe(lines: list[str], vocab_size: int, min_frequency: int = 2):
@@ -71,6 +87,68 @@ def train_byte_level_bpe(lines: list[str], vocab_size: int, min_frequency: int =
     return vocab, merges
 
 
+def sentencepiece_trainer_options(vocab_size: int) -> dict:
+    """SentencePiece trainer options: Llama 2's tokenizer recipe, made deterministic.
+
+    As Llama's tokenizer: BPE, byte fallback (a character outside the vocabulary becomes its
+    UTF-8 bytes, <0xF0>..., never <unk>: emoji and any script round-trip), digits split one per
+    piece, no Unicode normalization ("identity": the ids of a text are those of its exact
+    characters), whitespace kept as written (no collapsing of runs), a dummy prefix space, and
+    every character of the corpus kept (character_coverage 1).
+    Deterministic: one thread, every sentence read in file order (no sampling, no shuffle);
+    the proto stores these options but no path or date.
+    """
+    return dict(
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,
+        split_digits=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=True,
+        allow_whitespace_only_pieces=True,
+        character_coverage=1.0,
+        **SENTENCEPIECE_SPECIAL_IDS,
+        num_threads=1,
+        input_sentence_size=0,
+        shuffle_input_sentence=False,
+        minloglevel=2,
+    )
+
+
+def train_sentencepiece(lines: list[str], vocab_size: int, seed: int = 0) -> bytes:
+    """A serialized SentencePiece model proto learned from `lines` (same lines, same bytes)."""
+    import sentencepiece as spm
+
+    # The special pieces, the 256 byte pieces (byte fallback), and at least one more.
+    smallest = len([i for i in SENTENCEPIECE_SPECIAL_IDS.values() if i >= 0]) + 256 + 1
+    if vocab_size < smallest:
+        raise ValueError(f"vocab_size must be at least {smallest} (3 special pieces, 256 byte "
+                         f"pieces and the corpus's characters), got {vocab_size}")
+    model = io.BytesIO()
+    # The trainer draws no random numbers with these options; seeded all the same, so a future
+    # option that samples stays reproducible.
+    spm.set_random_generator_seed(seed)
+    try:
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model,
+                                       **sentencepiece_trainer_options(vocab_size))
+    except RuntimeError as error:
+        # e.g. "Vocabulary size too high (20000). Please set it to a value <= 4186."
+        most = re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)",
+                         str(error))
+        if most:
+            raise ValueError(f"the corpus supports at most {most.group(1)} SentencePiece pieces, "
+                             f"asked for {vocab_size}: lower the vocabulary size") from None
+        raise ValueError(f"SentencePiece training failed: {str(error).splitlines()[0]}") from None
+    return model.getvalue()
+
+
+def write_sentencepiece(out_dir, model_proto: bytes) -> None:
+    """Write out_dir/tokenizer.model, the directory appearing all at once."""
+    with atomic.atomic_path(out_dir, is_dir=True) as tmp_dir:
+        (tmp_dir / SENTENCEPIECE_FILENAME).write_bytes(model_proto)
+
+
 def write_vocabulary(out_dir, vocab: dict[str, int], merges: list[str]) -> None:
     """Write out_dir/vocab.json and out_dir/merges.txt, the directory appearing all at once."""
     with atomic.atomic_path(out_dir, is_dir=True) as tmp_dir:
@@ -104,18 +182,30 @@ def read_lines(path) -> list[str]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m llm2tflite.vocab",
-        description="Learn a GPT-2 byte-level BPE vocabulary (vocab.json + merges.txt).",
+        description="Learn a tokenizer vocabulary: GPT-2 byte-level BPE (vocab.json + "
+                    "merges.txt) or SentencePiece (tokenizer.model).",
     )
     parser.add_argument("--corpus", required=True, help="UTF-8 text, one sentence per line.")
+    parser.add_argument("--kind", choices=TOKENIZER_KINDS, default="byte_level_bpe",
+                        help="the model family's tokenizer kind (default: byte_level_bpe)")
     parser.add_argument("--vocab-size", type=int, default=2048,
-                        help="Total size including <|endoftext|> (default: 2048).")
-    parser.add_argument("--min-frequency", type=int, default=2)
+                        help="Total size including special tokens (default: 2048).")
+    parser.add_argument("--min-frequency", type=int, default=2,
+                        help="byte_level_bpe: least count of a pair to merge (default: 2)")
     parser.add_argument("--out-dir", required=True, help="Directory to create (replaced).")
     args = parser.parse_args(argv)
+    lines = read_lines(args.corpus)
+    if args.kind == "sentencepiece":
+        try:
+            model_proto = train_sentencepiece(lines, args.vocab_size)
+        except ValueError as error:
+            parser.error(str(error))
+        write_sentencepiece(args.out_dir, model_proto)
+        print(f"wrote a {args.vocab_size}-piece SentencePiece model ({len(model_proto)} bytes) "
+              f"to {Path(args.out_dir) / SENTENCEPIECE_FILENAME}")
+        return
     try:
-        vocab, merges = train_byte_level_bpe(
-            read_lines(args.corpus), args.vocab_size, args.min_frequency
-        )
+        vocab, merges = train_byte_level_bpe(lines, args.vocab_size, args.min_frequency)
     except ValueError as error:
         parser.error(str(error))
     write_vocabulary(args.out_dir, vocab, merges)

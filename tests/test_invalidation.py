@@ -14,8 +14,9 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
-from conftest import run_snakemake
+from conftest import REPO, run_snakemake
 
 # Jobs that consume every model's results (the summary reads all smoke, fidelity, ops and benchmark
 # results), and so rerun after any change.
@@ -42,44 +43,50 @@ def planned_jobs(workdir) -> set[tuple[str, str]]:
     return jobs
 
 
-def per_variant(rule, *variants):
+# Every model of the default config: an edit of a shared setting reruns each one's jobs.
+MODELS = tuple(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"])
+
+
+def per_variant(rule, *variants, models=MODELS):
     if rule == "convert":
-        return {(rule, f"model=tiny, variant={v}") for v in variants}
-    # The per-variant checks have the route in their paths: results/tiny/tflite/<stage>/<v>.json
-    return {(rule, f"model=tiny, route=tflite, variant={v}") for v in variants}
+        return {(rule, f"model={m}, variant={v}") for m in models for v in variants}
+    # The per-variant checks have the route in their paths: results/<m>/tflite/<stage>/<v>.json
+    return {(rule, f"model={m}, route=tflite, variant={v}") for m in models for v in variants}
 
 
-def of_model(*rules):
-    return {(rule, "model=tiny") for rule in rules}
+def of_model(*rules, models=MODELS):
+    return {(rule, f"model={m}") for m in models for rule in rules}
 
 
 ALL_VARIANTS = ("fp32", "int8", "fp16")  # every configured variant
 DOWNSTREAM_OF_VARIANT = ("smoke", "fidelity", "quality_gate", "audit")
 ANDROID_VARIANT = "int8"  # config `android: variant`
+ANDROID_MODEL = MODELS[0]  # config `android: model: null`: the first model
 
 
-def gated(*variants):
+def gated(*variants, models=MODELS):
     """The fidelity of these variants, their quality gates, and the hand-off that needs one."""
-    jobs = per_variant("fidelity", *variants) | per_variant("quality_gate", *variants)
-    if ANDROID_VARIANT in variants:
+    jobs = per_variant("fidelity", *variants, models=models) | per_variant(
+        "quality_gate", *variants, models=models)
+    if ANDROID_VARIANT in variants and ANDROID_MODEL in models:
         jobs.add(("android", ""))
     return jobs
 
 
-def converted(*variants):
+def converted(*variants, models=MODELS):
     """The conversion of these variants and every job that reads the converted files."""
     jobs = {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT)
-            for job in per_variant(rule, *variants)}
+            for job in per_variant(rule, *variants, models=models)}
     # One benchmark job per model times every variant against the baseline.
-    jobs |= {("bench", "model=tiny"), ("benchmark_table", "")}
-    if ANDROID_VARIANT in variants:
+    jobs |= of_model("bench", models=models) | {("benchmark_table", "")}
+    if ANDROID_VARIANT in variants and ANDROID_MODEL in models:
         jobs.add(("android", ""))
     return jobs
 
 
-def traced():
+def traced(models=MODELS):
     """The trace, every conversion, and the benchmark of the traced model."""
-    return of_model("trace") | converted(*ALL_VARIANTS)
+    return of_model("trace", models=models) | converted(*ALL_VARIANTS, models=models)
 
 
 CASES = {
@@ -99,9 +106,10 @@ CASES = {
         ("\n  sequence_length: 256", "\n  sequence_length: 128"),
         traced(),
     ),
-    "training hyperparameter": (
+    "training hyperparameter": (  # tiny's alone
         ("epochs: 3", "epochs: 4"),
-        traced() | of_model("train", "reference", "keras_fidelity_reference"),
+        traced(models=("tiny",)) | of_model("train", "reference",
+                                             "keras_fidelity_reference", models=("tiny",)),
     ),
     "fidelity prompts": (
         ('    - "Every morning I"\n', '    - "Every morning I"\n    - "Hola"\n'),
@@ -137,7 +145,8 @@ def trained():
         ("convert", converted(*ALL_VARIANTS)),
         ("train", trained()),
         # Modules a stage imports: once missing from the hand-written code inputs.
-        ("vocab", of_model("vocab") | trained()),
+        ("vocab", {("vocab", "model=tiny"), ("vocab_sentencepiece", "model=tiny_llama")}
+         | trained()),
         # Every stage that loads a preset or imports the trace (which does).
         ("sources", traced() | of_model("reference", "keras_fidelity_reference")),
         ("safety", per_variant("smoke", *ALL_VARIANTS)),

@@ -116,6 +116,14 @@ REPRODUCIBLE = [
     "results/tiny/tflite/fp32.tflite",
     "results/tiny/tflite/int8.tflite",
     "results/tiny/tflite/fp16.tflite",
+    "results/tiny_llama/corpus/train.txt",
+    "results/tiny_llama/vocab/tokenizer.model",
+    "results/tiny_llama/preset/model.weights.h5",
+    "results/tiny_llama/traced/saved_model.pb",
+    "results/tiny_llama/traced/variables/variables.data-00000-of-00001",
+    "results/tiny_llama/tflite/fp32.tflite",
+    "results/tiny_llama/tflite/int8.tflite",
+    "results/tiny_llama/tflite/fp16.tflite",
     "results/reports/default/android/app/src/main/assets/autocomplete.tflite",
 ]
 

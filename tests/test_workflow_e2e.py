@@ -9,14 +9,20 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import run_snakemake
+from conftest import REPO, run_snakemake
+from llm2tflite import architectures
+
+# The default config's models: a GPT-2 and a Llama, each trained by the workflow.
+MODELS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]
 
 
-def test_default_run_builds_every_artifact(default_run):
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_default_run_builds_every_artifact(default_run, model):
     workdir, _ = default_run
-    results = workdir / "results" / "tiny"
+    results = workdir / "results" / model
+    tokenizer_files = architectures.for_model_source(MODELS[model]).tokenizer_files
     for relative in [
-        "corpus/train.txt", "corpus/heldout.txt", "vocab/vocab.json", "vocab/merges.txt",
+        "corpus/train.txt", "corpus/heldout.txt", *(f"vocab/{f}" for f in tokenizer_files),
         "preset/config.json", "train_metrics.json", "traced/saved_model.pb",
         "tflite/fp32.tflite", "tflite/int8.tflite", "tflite/fp16.tflite", "reference/smoke.json",
         "reference/fidelity.json", "bench.json",
@@ -24,7 +30,7 @@ def test_default_run_builds_every_artifact(default_run):
           for variant in VARIANTS],
     ]:
         assert (results / relative).is_file(), relative
-    for relative in ["benchmarks.csv", "summary.md", "plots/tiny.png", "manifest.json",
+    for relative in ["benchmarks.csv", "summary.md", f"plots/{model}.png", "manifest.json",
                      "android/app/src/main/assets/autocomplete.tflite",
                      "android/app/src/main/assets/autocomplete.json"]:
         assert (workdir / "results/reports/default" / relative).is_file(), relative
@@ -35,19 +41,22 @@ def test_default_run_builds_every_artifact(default_run):
     assert not list(workdir.glob("results/**/.*.tmp-*"))
 
 
-def test_training_beats_untrained_model(default_run):
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_training_beats_untrained_model(default_run, model):
     workdir, _ = default_run
-    metrics = json.loads((workdir / "results/tiny/train_metrics.json").read_text())
+    metrics = json.loads((workdir / f"results/{model}/train_metrics.json").read_text())
     assert metrics["heldout_loss_trained"] < 0.8 * metrics["heldout_loss_untrained"]
+    assert metrics["architecture"] == architectures.for_model_source(MODELS[model]).name
 
 
 VARIANTS = ("fp32", "int8", "fp16")
 
 
+@pytest.mark.parametrize("model", sorted(MODELS))
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_smoke_results(default_run, variant):
+def test_smoke_results(default_run, model, variant):
     workdir, _ = default_run
-    smoke = json.loads((workdir / f"results/tiny/tflite/smoke/{variant}.json").read_text())
+    smoke = json.loads((workdir / f"results/{model}/tflite/smoke/{variant}.json").read_text())
     assert smoke["passed"] is True and smoke["route"] == "tflite"
     (record,) = smoke["results"]
     assert record["prompt"] == "Estoy disfrutando de"
@@ -84,12 +93,14 @@ def test_new_tokens_are_the_generated_ids(default_run):
         fp32["new_tokens"]]
 
 
-def test_converted_model_has_no_variables(default_run):
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_converted_model_has_no_variables(default_run, model):
     workdir, _ = default_run
+    from llm2tflite.convert import variable_ops
+
     for variant in VARIANTS:
-        flatbuffer = (workdir / f"results/tiny/tflite/{variant}.tflite").read_bytes()
-        assert b"VarHandleOp" not in flatbuffer
-        assert b"ReadVariableOp" not in flatbuffer
+        flatbuffer = (workdir / f"results/{model}/tflite/{variant}.tflite").read_bytes()
+        assert variable_ops(flatbuffer) == []
 
 
 def test_second_run_has_nothing_to_do(default_run):
@@ -98,28 +109,31 @@ def test_second_run_has_nothing_to_do(default_run):
     assert "Nothing to be done" in completed.stdout + completed.stderr
 
 
-def test_fidelity_of_every_variant_meets_its_gates(default_run):
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_fidelity_of_every_variant_meets_its_gates(default_run, model):
     from llm2tflite.fidelity import gate_failures
 
     workdir, _ = default_run
     config = yaml.safe_load((workdir / "config/config.yaml").read_text())
     for variant in VARIANTS:
-        fidelity = json.loads((workdir / f"results/tiny/tflite/fidelity/{variant}.json")
+        fidelity = json.loads((workdir / f"results/{model}/tflite/fidelity/{variant}.json")
                               .read_text())
         gates = config["quality_gates"][variant]
         assert gate_failures(fidelity, gates) == []
         assert fidelity["perplexity_relative_difference"] <= gates[
             "max_perplexity_relative_difference"]
-        verdict = json.loads((workdir / f"results/tiny/tflite/gate/{variant}.json").read_text())
+        verdict = json.loads((workdir / f"results/{model}/tflite/gate/{variant}.json")
+                             .read_text())
         assert verdict["passed"] is True and verdict["gates"] == gates
-    fp32 = json.loads((workdir / "results/tiny/tflite/fidelity/fp32.json").read_text())
+    fp32 = json.loads((workdir / f"results/{model}/tflite/fidelity/fp32.json").read_text())
     assert fp32["exact_match_rate"] == 1.0
     assert fp32["perplexity_relative_difference"] < 1e-3
     # The trained model is far better than chance on its held-out text: a model that guesses
-    # uniformly over its 3000-token vocabulary has perplexity 3000.
+    # uniformly over its vocabulary (thousands of tokens) has perplexity in the thousands.
     assert fp32["keras_perplexity"] < 50
     summary = (workdir / "results/reports/default/summary.md").read_text()
-    fidelity_table = summary.split("### Fidelity")[1].split("###")[0]
+    section = summary.split(f"## {model}\n")[1].split("\n## ")[0]
+    fidelity_table = section.split("### Fidelity")[1].split("###")[0]
     assert [line.rstrip(" |").rsplit("|", 1)[1].strip()
             for line in fidelity_table.splitlines() if line.startswith("| tflite")] == [
         "pass"] * len(VARIANTS)
@@ -132,14 +146,16 @@ def test_benchmark_table_has_every_variant_and_the_baseline(default_run):
 
     workdir, _ = default_run
     table = pd.read_csv(workdir / "results/reports/default/benchmarks.csv")
-    assert list(zip(table["route"], table["variant"])) == [
-        ("tensorflow", "tf"), ("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8")]
+    assert sorted(table["model"].unique()) == sorted(MODELS)
+    for model in MODELS:
+        assert list(zip(*[table[table["model"] == model][c] for c in ("route", "variant")])) == [
+            ("tensorflow", "tf"), ("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8")]
     assert (table["median_s"] > 0).all() and table["speedup_vs_tf"].notna().all()
     assert set(table["cpu_model"]) == {cpu_model()} and set(table["threads"]) == {2}
     # The codelab route cannot measure per-step figures: empty, not estimated.
     assert table["decode_ms_per_token"].isna().all() and table["prefill_s"].isna().all()
     record = json.loads((workdir / "results/tiny/bench.json").read_text())
-    rows = table.set_index(["route", "variant"])
+    rows = table[table["model"] == "tiny"].set_index(["route", "variant"])
     for entry in record["entries"]:
         row = rows.loc[(entry["route"], entry["variant"])]
         assert row["speedup_vs_tf"] == entry["speedup_vs_tf"]["median"]

@@ -113,6 +113,19 @@ def trained_model(model):
     return "train" in model_source(model)
 
 
+def models_with_tokenizer(kind):
+    """A wildcard regex for the `train:` models whose family reads tokenizers of `kind`."""
+    names = [m for m in MODELS if trained_model(m)
+             and architectures.for_model_source(model_source(m)).tokenizer_kind == kind]
+    return "|".join(names) if names else "(?!)"
+
+
+def tokenizer_files(model):
+    """The vocabulary stage's files of a `train:` model, as its family names them."""
+    family = architectures.for_model_source(model_source(model))
+    return [f"results/{model}/vocab/{name}" for name in family.tokenizer_files]
+
+
 def preset_of(wildcards):
     """The preset the trace/reference stages load: a built directory (`train:`, `shape_of:`) or
     the configured one (`preset:`)."""
@@ -192,8 +205,7 @@ def manifest_inputs():
             artifacts += [
                 f"results/{model}/corpus/train.txt",
                 f"results/{model}/corpus/heldout.txt",
-                f"results/{model}/vocab/vocab.json",
-                f"results/{model}/vocab/merges.txt",
+                *tokenizer_files(model),
                 f"results/{model}/preset",
             ]
         artifacts += [

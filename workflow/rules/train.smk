@@ -1,5 +1,6 @@
 # Model sources that the workflow builds itself, each ending as a KerasHub preset directory:
-#   train:    corpus -> BPE vocabulary -> small GPT-2 trained with Keras (the offline default);
+#   train:    corpus -> vocabulary of the family's tokenizer kind (byte-level BPE, SentencePiece)
+#             -> small model of the family trained with Keras (the offline default models);
 #   shape_of: a preset's architecture with seeded random weights and GPT-2's real tokenizer.
 
 
@@ -37,7 +38,7 @@ rule vocab:
     benchmark:
         "results/benchmarks/{model}/vocab.tsv"
     wildcard_constraints:
-        model=models_matching("train"),
+        model=models_with_tokenizer("byte_level_bpe"),
     conda:
         ENV_FILE
     params:
@@ -48,12 +49,33 @@ rule vocab:
         " --vocab-size {params.vocabulary[size]} --out-dir {params.out_dir} > {log} 2>&1"
 
 
+rule vocab_sentencepiece:
+    input:
+        corpus="results/{model}/corpus/train.txt",
+        code=stage_code("vocab"),
+    output:
+        model="results/{model}/vocab/tokenizer.model",
+    log:
+        "logs/{model}/vocab.log",
+    benchmark:
+        "results/benchmarks/{model}/vocab.tsv"
+    wildcard_constraints:
+        model=models_with_tokenizer("sentencepiece"),
+    conda:
+        ENV_FILE
+    params:
+        vocabulary=train_setting("vocabulary"),
+        out_dir=subpath(output.model, parent=True),
+    shell:
+        "python -m llm2tflite.vocab --kind sentencepiece --corpus {input.corpus}"
+        " --vocab-size {params.vocabulary[size]} --out-dir {params.out_dir} > {log} 2>&1"
+
+
 rule train:
     input:
         train="results/{model}/corpus/train.txt",
         heldout="results/{model}/corpus/heldout.txt",
-        vocab="results/{model}/vocab/vocab.json",
-        merges="results/{model}/vocab/merges.txt",
+        tokenizer=lambda wildcards: tokenizer_files(wildcards.model),
         code=stage_code("train"),
     output:
         preset=directory("results/{model}/preset"),
@@ -77,7 +99,7 @@ rule train:
         ).name,
         model=lambda wildcards: as_json(train_setting("model")(wildcards)),
         fit=lambda wildcards: as_json(train_setting("fit")(wildcards)),
-        vocab_dir=subpath(input.vocab, parent=True),
+        vocab_dir=lambda wildcards: f"results/{wildcards.model}/vocab",
     shell:
         "python -m llm2tflite.train --corpus {input.train} --heldout {input.heldout}"
         " --vocab-dir {params.vocab_dir} --architecture {params.architecture}"
