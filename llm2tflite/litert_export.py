@@ -46,6 +46,26 @@ see ``export_info``.
 Weights: read once per signature through ``keras.StatelessScope`` (as ``llm2tflite.trace``
 does): the SavedModel keeps them as variables, which the converter freezes into constants.
 Tracking the Keras model in the module instead leaves uninitialised VAR_HANDLE ops: NaN logits.
+The family's graph comes from its module (``Architecture.litert_decoder`` / ``litert_logits``);
+this module names no family.
+
+Defaults, chosen by measurement (GPT-2 124M twin, int8, ai-edge-litert 2.3.0, XNNPACK, 2
+threads, variants interleaved in one process; a shared 2-core Xeon where a decode invoke took
+35-40 ms in the same runs, so read the ratios):
+
+- ``prefill_logits`` off: logits [1, T, V] make every prefill invoke 30-47 % slower (T = 4, 8,
+  16, 32, 64: 36/48, 44/65, 67/87, 74/110, 110/146 ms without/with) and LiteRT-LM never reads
+  them (its first new token comes from ``decode``). Switch them on for perplexity in chunks;
+  otherwise score with ``decode`` steps, whose logits are exactly the generation's.
+- prefill lengths 8 and 32: a prefill invoke costs about a decode step plus the per-row work
+  (prefill_8 ~1.2 decode steps, prefill_32 ~2, prefill_64 ~3), so short prompts (the usual
+  5-10 tokens) take prefill_8 and long ones 32-token chunks (2.3 ms per token against 5.5 for
+  chunks of 8); a 64-token signature saves little under a 100-position cache, where it fits only
+  at the start. Each signature adds ~1.2 MB to the int8 file and conversion time.
+- cache length = ``generation.max_length`` (100): every decode step attends the whole cache;
+  S = 128 cost +2 % per invoke (+11 % with the Python loop's cache copies), S = 256 +20 % (+59 %).
+- attention over the cache as explicit transposes + matmuls: a transposed-B matmul and Keras'
+  own einsum convert to the same ops (24 TRANSPOSE, 24 BATCH_MATMUL) and ran within 2 %.
 """
 
 from __future__ import annotations
