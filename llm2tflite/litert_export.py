@@ -59,9 +59,9 @@ threads, variants interleaved in one process; a shared 2-core Xeon where a decod
   otherwise score with ``decode`` steps, whose logits are exactly the generation's.
 - prefill lengths 8 and 32: a prefill invoke costs about a decode step plus the per-row work
   (prefill_8 ~1.2 decode steps, prefill_32 ~2, prefill_64 ~3), so short prompts (the usual
-  5-10 tokens) take prefill_8 and long ones 32-token chunks (2.3 ms per token against 5.5 for
-  chunks of 8); a 64-token signature saves little under a 100-position cache, where it fits only
-  at the start. Each signature adds ~1.2 MB to the int8 file and conversion time.
+  5-10 tokens) take prefill_8 and long ones 32-token chunks (per prompt token, 0.4 of the cost
+  of 8-token chunks); a 64-token signature saves little under a 100-position cache, where it
+  fits only at the start. Each signature adds ~1.2 MB to the int8 file and conversion time.
 - cache length = ``generation.max_length`` (100): every decode step attends the whole cache;
   S = 128 cost +2 % per invoke (+11 % with the Python loop's cache copies), S = 256 +20 % (+59 %).
 - attention over the cache as explicit transposes + matmuls: a transposed-B matmul and Keras'
