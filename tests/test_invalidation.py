@@ -66,6 +66,12 @@ def traced():
     return of_model("trace", "bench_tf") | converted(*ALL_VARIANTS)
 
 
+def litert_exported():
+    """The LiteRT route's export and every LiteRT variant (workflow/rules/litert.smk)."""
+    return of_model("litert_export", "litert_convert") | per_variant("litert_quantize",
+                                                                      "int8", "int4")
+
+
 CASES = {
     "smoke prompts": (
         ('    - "Estoy disfrutando de"\n\n', '    - "Estoy disfrutando de"\n    - "Hola"\n\n'),
@@ -77,7 +83,8 @@ CASES = {
     ),
     "max_length": (
         ("max_length: 100", "max_length: 80"),
-        traced() | of_model("smoke_reference", "keras_fidelity_reference"),
+        # The LiteRT cache length defaults to max_length.
+        traced() | of_model("smoke_reference", "keras_fidelity_reference") | litert_exported(),
     ),
     "sequence_length": (
         ("\n  sequence_length: 256", "\n  sequence_length: 128"),
@@ -85,7 +92,8 @@ CASES = {
     ),
     "training hyperparameter": (
         ("epochs: 3", "epochs: 4"),
-        traced() | of_model("train", "smoke_reference", "keras_fidelity_reference"),
+        traced() | of_model("train", "smoke_reference", "keras_fidelity_reference")
+        | litert_exported(),
     ),
     "fidelity prompts": (
         ('    - "Every morning I"\n', '    - "Every morning I"\n    - "Hola"\n'),
@@ -112,7 +120,8 @@ def test_config_edit_reruns_exactly_what_it_affects(default_run, case):
 @pytest.mark.parametrize("module, expected", [
     ("smoke", per_variant("smoke", *ALL_VARIANTS)),
     ("convert", converted(*ALL_VARIANTS)),
-    ("train", traced() | of_model("train", "smoke_reference", "keras_fidelity_reference")),
+    ("train", traced() | of_model("train", "smoke_reference", "keras_fidelity_reference")
+     | litert_exported()),
 ])
 def test_editing_a_stage_module_reruns_that_stage(default_run, module, expected):
     workdir, _ = default_run

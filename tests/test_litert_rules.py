@@ -61,3 +61,33 @@ def test_bad_litert_settings_fail_at_parse_time(tmp_path, block, expected):
     assert completed.returncode != 0
     assert re.search(expected, output), output[-3000:]
     assert not (tmp_path / "results").exists()
+
+
+def test_litert_edits_rerun_only_the_litert_route(default_run):
+    """After a complete default run: a `litert:` setting or a LiteRT module edit reruns the
+    route's jobs it affects, nothing of the codelab route."""
+    import os
+
+    from conftest import REPO
+    from test_invalidation import AGGREGATES, planned_jobs
+
+    workdir, _ = default_run
+    export = {("litert_export", "model=tiny"), ("litert_convert", "model=tiny")}
+    quantized = {("litert_quantize", f"model=tiny, variant={v}") for v in ("int8", "int4")}
+    config_file = workdir / "config" / "config.yaml"
+    original = config_file.read_text()
+    try:
+        config_file.write_text(original.replace("  prefill_lengths: null",
+                                                "  prefill_lengths: [8, 16]", 1))
+        assert planned_jobs(workdir) - AGGREGATES == export | quantized
+    finally:
+        config_file.write_text(original)
+    source = REPO / "llm2tflite" / "litert_quantize.py"
+    data, stat = source.read_bytes(), source.stat()
+    try:
+        source.write_bytes(data + b"\n# edited by test_litert_rules\n")
+        assert planned_jobs(workdir) - AGGREGATES == quantized
+    finally:
+        source.write_bytes(data)
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(workdir) == set()
