@@ -50,20 +50,20 @@ The family's graph comes from its module (``Architecture.litert_decoder`` / ``li
 this module names no family.
 
 Defaults, chosen by measurement (GPT-2 124M twin, int8, ai-edge-litert 2.3.0, XNNPACK, 2
-threads, variants interleaved in one process; a shared 2-core Xeon where a decode invoke took
-35-40 ms in the same runs, so read the ratios):
+threads, the files interleaved in one process on a shared 2-core Xeon; a decode invoke took
+4.6 ms in the quietest run, ratios held in runs 3-8x slower):
 
-- ``prefill_logits`` off: logits [1, T, V] make every prefill invoke 30-47 % slower (T = 4, 8,
-  16, 32, 64: 36/48, 44/65, 67/87, 74/110, 110/146 ms without/with) and LiteRT-LM never reads
-  them (its first new token comes from ``decode``). Switch them on for perplexity in chunks;
-  otherwise score with ``decode`` steps, whose logits are exactly the generation's.
-- prefill lengths 8 and 32: a prefill invoke costs about a decode step plus the per-row work
-  (prefill_8 ~1.2 decode steps, prefill_32 ~2, prefill_64 ~3), so short prompts (the usual
-  5-10 tokens) take prefill_8 and long ones 32-token chunks (per prompt token, 0.4 of the cost
-  of 8-token chunks); a 64-token signature saves little under a 100-position cache, where it
+- ``prefill_logits`` off: logits [1, T, V] make every prefill invoke 36-55 % slower (T = 4, 8,
+  16, 32, 64: 6.6/8.9, 8.1/11.6, 11.2/15.2, 13.0/20.1, 18.7/27.6 ms without/with) and LiteRT-LM
+  never reads them (its first new token comes from ``decode``). Switch them on for perplexity in
+  chunks; otherwise score with ``decode`` steps, whose logits are exactly the generation's.
+- prefill lengths 8 and 32: a prefill invoke costs a decode step plus the work of its T rows
+  (prefill_8 1.7 decode steps, prefill_32 2.8, prefill_64 4.0), so short prompts (the usual
+  5-10 tokens) take prefill_8, and long ones 32-token chunks at 0.4 of the cost per token of
+  8-token chunks; a 64-token signature saves little more under a 100-position cache, where it
   fits only at the start. Each signature adds ~1.2 MB to the int8 file and conversion time.
 - cache length = ``generation.max_length`` (100): every decode step attends the whole cache;
-  S = 128 cost +2 % per invoke (+11 % with the Python loop's cache copies), S = 256 +20 % (+59 %).
+  S = 128 cost +4 % per invoke, S = 256 +33 % (+60 % with the Python loop's cache copies).
 - attention over the cache as explicit transposes + matmuls: a transposed-B matmul and Keras'
   own einsum convert to the same ops (24 TRANSPOSE, 24 BATCH_MATMUL) and ran within 2 %.
 """
