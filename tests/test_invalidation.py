@@ -89,6 +89,12 @@ def traced(models=MODELS):
     return of_model("trace", models=models) | converted(*ALL_VARIANTS, models=models)
 
 
+def litert_exported(models=MODELS):
+    """The LiteRT route's export and every LiteRT variant (workflow/rules/litert.smk)."""
+    return of_model("litert_export", "litert_convert", models=models) | {
+        ("litert_quantize", f"model={m}, variant={v}") for m in models for v in ("int8", "int4")}
+
+
 CASES = {
     "smoke prompts": (
         ('    - "Estoy disfrutando de"\n\n', '    - "Estoy disfrutando de"\n    - "Hola"\n\n'),
@@ -100,7 +106,8 @@ CASES = {
     ),
     "max_length": (
         ("max_length: 100", "max_length: 80"),
-        traced() | of_model("reference", "keras_fidelity_reference"),
+        # The LiteRT cache length defaults to max_length.
+        traced() | of_model("reference", "keras_fidelity_reference") | litert_exported(),
     ),
     "sequence_length": (
         ("\n  sequence_length: 256", "\n  sequence_length: 128"),
@@ -109,7 +116,8 @@ CASES = {
     "training hyperparameter": (  # tiny's alone
         ("epochs: 3", "epochs: 4"),
         traced(models=("tiny",)) | of_model("train", "reference",
-                                             "keras_fidelity_reference", models=("tiny",)),
+                                             "keras_fidelity_reference", models=("tiny",))
+        | litert_exported(models=("tiny",)),
     ),
     "fidelity prompts": (
         ('    - "Every morning I"\n', '    - "Every morning I"\n    - "Hola"\n'),
@@ -135,7 +143,7 @@ def test_config_edit_reruns_exactly_what_it_affects(default_run, case):
 
 def trained():
     """Training and everything that reads the trained model."""
-    return traced() | of_model("train", "reference", "keras_fidelity_reference")
+    return traced() | of_model("train", "reference", "keras_fidelity_reference") | litert_exported()
 
 
 @pytest.mark.parametrize(
