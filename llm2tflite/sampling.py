@@ -60,7 +60,7 @@ class Sampler:
         parts.append(f"seed={self.seed}" if self.seed is not None else "unseeded")
         return ", ".join(parts)
 
-    def start(self) -> "TokenSampler":
+    def start(self) -> TokenSampler:
         """A sampler for one generation (a fresh random generator from ``seed``)."""
         return TokenSampler(self)
 

@@ -56,7 +56,7 @@ def runtime_file(tokenizer_kind: str) -> str:
 
 def byte_level_bpe_json(vocabulary: Mapping[str, int], merges: Iterable[str],
                         special_tokens: Iterable[str] = ()) -> str:
-    """A ``tokenizer.json`` for a GPT-2-style byte-level BPE vocabulary (token -> id, "a b" merges)."""
+    """A ``tokenizer.json`` for a GPT-2-style byte-level BPE: token -> id, "a b" merges."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
     pairs = []
@@ -78,7 +78,7 @@ def byte_level_bpe_json(vocabulary: Mapping[str, int], merges: Iterable[str],
 
 
 def write_runtime_tokenizer(keras_tokenizer, tokenizer_kind: str, out_dir) -> Path:
-    """Write the runtime's tokenizer file of ``keras_tokenizer`` into ``out_dir``; return its path."""
+    """Write the runtime tokenizer file of ``keras_tokenizer`` into ``out_dir``; its path."""
     out_path = Path(out_dir) / runtime_file(tokenizer_kind)
     if tokenizer_kind == "byte_level_bpe":
         specials = list(getattr(keras_tokenizer, "unsplittable_tokens", None) or [])
@@ -86,10 +86,8 @@ def write_runtime_tokenizer(keras_tokenizer, tokenizer_kind: str, out_dir) -> Pa
                                    specials)
         atomic.write_bytes(out_path, text.encode("utf-8"))
     elif tokenizer_kind == "sentencepiece":
-        proto = keras_tokenizer.proto
-        if isinstance(proto, str):  # a path, when the tokenizer was made from a file
-            proto = Path(proto).read_bytes()
-        atomic.write_bytes(out_path, bytes(proto))
+        # KerasHub keeps the serialized model proto, however the tokenizer was made.
+        atomic.write_bytes(out_path, bytes(keras_tokenizer.proto))
     return out_path
 
 
@@ -152,7 +150,8 @@ class SentencePieceTokenizer:
         return int(self._processor.get_piece_size())
 
 
-_READER_BY_FILE = {TOKENIZER_JSON: HuggingFaceTokenizer, SENTENCEPIECE_MODEL: SentencePieceTokenizer}
+_READER_BY_FILE = {TOKENIZER_JSON: HuggingFaceTokenizer,
+                   SENTENCEPIECE_MODEL: SentencePieceTokenizer}
 
 
 def find_runtime_tokenizer(directory) -> Path:

@@ -89,11 +89,11 @@ def test_top_p_on_a_flat_vocabulary_sorts_everything():
 def test_temperature_draws_follow_the_softmax():
     logits = np.array([2.0, 1.0, 0.0, -1.0], np.float32)
     for temperature in (0.5, 2.0):
-        draws = _draws(Sampler(temperature=temperature, seed=11), logits, 40000)
+        draws = _draws(Sampler(temperature=temperature, seed=11), logits, 20000)
         frequencies = np.bincount(draws, minlength=4) / draws.size
         expected = np.exp(logits / temperature) / np.exp(logits / temperature).sum()
-        # 40000 draws: the standard error of each frequency is below 0.0025.
-        np.testing.assert_allclose(frequencies, expected, atol=0.012)
+        # 20000 draws: the standard error of each frequency is below 0.0036.
+        np.testing.assert_allclose(frequencies, expected, atol=0.015)
 
 
 def test_top_k_then_top_p_renormalise_within_the_k():
