@@ -128,20 +128,23 @@ def _generate(args) -> int:
     if blocked:
         return _fail(str(RefusedError("prompt", blocked)), EXIT_REFUSED)
 
-    from llm2tflite.runtime import LITERT_ROUTE, ModelOpenError, open_model
+    from llm2tflite.runtime import LITERT_ROUTE, ModelOpenError, open_model, route_of
 
     try:
+        # The route from the file's signature table alone, before anything heavy is loaded.
+        route = route_of(args.model)
+        if route != LITERT_ROUTE:
+            given = [f"--{name.replace('_', '-')}" for name in SAMPLING_FLAGS
+                     if getattr(args, name) is not None]
+            if given:
+                return _fail(
+                    f"error: {', '.join(given)}: {args.model} is a codelab-route model, whose "
+                    "sampler is fixed when it is traced (greedy); sample with a LiteRT-route "
+                    "model (results/<model>/litert/<variant>.tflite)", EXIT_BAD_INPUT)
         model = open_model(args.model, threads=args.threads)
     except (ModelOpenError, FileNotFoundError) as error:
         return _fail(f"error: {error}", EXIT_BAD_INPUT)
-    if model.route != LITERT_ROUTE:
-        given = [f"--{name.replace('_', '-')}" for name in SAMPLING_FLAGS
-                 if getattr(args, name) is not None]
-        if given:
-            return _fail(
-                f"error: {', '.join(given)}: {args.model} is a codelab-route model, whose "
-                "sampler is fixed when it is traced (greedy); sample with a LiteRT-route model "
-                "(results/<model>/litert/<variant>.tflite)", EXIT_BAD_INPUT)
+    if route != LITERT_ROUTE:
         return _generate_whole(model, prompt, readable_prompt, args.max_length, safety)
     return _generate_streaming(model, prompt, args.max_length, sampler, safety)
 

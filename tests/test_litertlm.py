@@ -1,0 +1,151 @@
+"""LiteRT-LM bundles: built in their own environment, run by the real LiteRT-LM, same text as ours.
+
+The environment is created the way the workflow creates it (``python -m llm2tflite.litertlm
+venv`` from requirements-litert-lm.txt; PyPI needed). LiteRT-LM runs each bundle greedily through
+its CLI (``litert-lm run``, HOME pointed at a scratch directory) and its Python ``Engine``; the
+text must equal our runtime's on the same ``.tflite`` (fp32 and int8), for prompts of every
+length up to the cache (one to several prefill chunks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO
+from test_layout import _pins
+
+PROMPT = "Estoy disfrutando de"
+VARIANTS = ("fp32", "int8")
+
+
+def test_environment_files_agree_and_stay_apart_from_tensorflow():
+    requirements = _pins((REPO / "requirements-litert-lm.txt").read_text().splitlines())
+    env = yaml.safe_load((REPO / "envs" / "litert-lm.yaml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _pins(pip_section) == requirements
+    assert requirements["litert-lm"] == "0.18.1"
+    major, minor = (int(x) for x in requirements["protobuf"].split(".")[:2])
+    assert (major, minor) >= (6, 31)
+    main = _pins((REPO / "requirements.txt").read_text().splitlines())
+    assert "litert-lm" not in main and "litert-lm-builder" not in main
+
+
+def test_metadata_fields():
+    from llm2tflite.litertlm import llm_metadata, sampler_params
+
+    assert sampler_params(None, 100) == {"type": "TOP_P", "k": 1, "p": 1.0, "temperature": 1.0}
+    assert sampler_params({"temperature": 0.7, "top_k": 1}, 100)["k"] == 1
+    assert sampler_params({"temperature": 0.7, "top_p": 0.9, "seed": 5}, 100) == {
+        "type": "TOP_P", "k": 100, "p": 0.9, "temperature": 0.7, "seed": 5}
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sampler_params({"beam": 4}, 100)
+    info = {"start_token_id": 7, "stop_token_ids": [7, 9], "cache_length": 64,
+            "vocabulary_size": 100}
+    fields = llm_metadata(info, {"temperature": 0})
+    assert fields["start_token"] == {"token_ids": {"ids": [7]}}
+    assert fields["stop_tokens"] == [{"token_ids": {"ids": [7]}}, {"token_ids": {"ids": [9]}}]
+    assert fields["max_num_tokens"] == 64 and fields["llm_model_type"] == {"generic_model": {}}
+
+
+@pytest.fixture(scope="session")
+def litert_lm_env(tmp_path_factory):
+    """The LiteRT-LM venv, created as the workflow's litert_lm_env rule creates it."""
+    venv = tmp_path_factory.mktemp("litert_lm") / "venv"
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "llm2tflite.litertlm", "venv", "--requirements",
+         str(REPO / "requirements-litert-lm.txt"), "--dir", str(venv)],
+        capture_output=True, text=True)
+    if completed.returncode != 0:
+        if "Could not find a version" in completed.stderr or "connection" in \
+                completed.stderr.lower():
+            pytest.skip(f"PyPI unreachable: {completed.stderr[-300:]}")
+        raise AssertionError(completed.stderr[-3000:])
+    print(f"litert-lm venv created in {time.perf_counter() - started:.1f} s")
+    return venv
+
+
+def _in_env(env, *args, home=None, check=True):
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    if home is not None:
+        environment["HOME"] = str(home)
+    completed = subprocess.run([*map(str, args)], capture_output=True, text=True,
+                               env=environment)
+    if check and completed.returncode != 0:
+        raise AssertionError(f"{args[:3]} failed:\n{completed.stdout[-2000:]}\n"
+                             f"{completed.stderr[-3000:]}")
+    return completed
+
+
+@pytest.fixture(scope="session")
+def bundles(litert_lm_env, small_litert, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles")
+    built = {}
+    for variant in VARIANTS:
+        bundle = out / f"{variant}.litertlm"
+        _in_env(litert_lm_env, litert_lm_env / "bin" / "python", "-m", "llm2tflite.litertlm",
+                "build", "--model", small_litert["tflite"][variant],
+                "--info", small_litert["dir"] / "litert_export.json",
+                "--tokenizer", small_litert["tokenizer"], "--out", bundle,
+                "--check-prompt", PROMPT)
+        built[variant] = bundle
+    return built
+
+
+def test_marker_records_the_environment(litert_lm_env):
+    from llm2tflite.litertlm import VENV_MARKER
+
+    record = json.loads((litert_lm_env / VENV_MARKER).read_text())
+    assert int(record["protobuf"].split(".")[0]) >= 6
+    assert (litert_lm_env / "bin" / "litert-lm-builder").exists()
+    assert any(p.startswith("litert-lm==0.18.1") for p in record["packages"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_litert_lm_cli_greedy_text_equals_ours(bundles, small_litert, litert_lm_env, variant,
+                                                tmp_path):
+    from llm2tflite.litert_runtime import LiteRTModel
+
+    record = json.loads((bundles[variant].parent / f"{variant}.litertlm.json").read_text())
+    ours = LiteRTModel(small_litert["tflite"][variant], threads=2).generate(PROMPT)
+    continuation = ours.text[len(PROMPT):]
+    assert ours.new_tokens >= 5
+    assert record["check"]["continuation"] == continuation
+    assert record["llm_metadata"]["max_num_tokens"] == small_litert["info"]["cache_length"]
+    assert record["activation_type"] == "fp32"
+    completed = _in_env(litert_lm_env, litert_lm_env / "bin" / "litert-lm", "run",
+                        bundles[variant], "--no-template", "--prompt", PROMPT, "--cache", "no",
+                        "--cpu-thread-count", "2", "--top-k", "1", home=tmp_path)
+    assert completed.stdout.strip() == continuation.strip()
+    assert not list(bundles[variant].parent.glob("*.xnnpack_cache"))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_litert_lm_engine_equals_ours_for_every_prompt_length(bundles, small_litert,
+                                                               litert_lm_env, variant):
+    from llm2tflite.litert_runtime import LiteRTModel
+
+    model = LiteRTModel(small_litert["tflite"][variant], threads=2)
+    words = ("uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce "
+             "quince dieciséis diecisiete dieciocho diecinueve veinte ") * 2
+    ids = model.token_ids(words)
+    # 1 .. prompt limit - 1 prompt tokens: one to several prefill chunks (lengths 8 and 16).
+    prompts = [model.text(ids[:n]) for n in range(1, model.prompt_token_limit())]
+    # Within the prompt limit: LiteRT-LM takes a prompt whole, we keep a long one's first tokens.
+    prompts += ["emoji 🤖🎉 y ñandú", "日本語", "¿Qué tal?"]
+    assert all(len(model.token_ids(p)) < model.prompt_token_limit() for p in prompts)
+    ours = [model.generate(p).text for p in prompts]
+    completed = _in_env(litert_lm_env, litert_lm_env / "bin" / "python", "-m",
+                        "llm2tflite.litertlm", "generate", bundles[variant], *prompts,
+                        "--max-num-tokens", model.cache_length, "--threads", "2",
+                        "--sampler-json", '{"temperature": 0}')
+    theirs = json.loads(completed.stdout.strip().splitlines()[-1])["continuations"]
+    mismatches = [(p, o, t) for p, o, t in zip(prompts, ours, theirs) if p + t != o]
+    assert not mismatches, mismatches[:3]
