@@ -13,7 +13,7 @@ SentencePiece ``tokenizer.model`` as ``sp_tokenizer``) and an ``LlmMetadata`` pr
   "Sampler type: N not implemented yet"), so every setting is written as ``TOP_P``: greedy is
   k = 1 (LiteRT-LM then takes the first largest logit, as our greedy does).
 
-The ``.tflite`` is added with ``--prefer_activation_type`` (config ``litertlm:
+The ``.tflite`` is added with ``prefer_activation_type`` (config ``litertlm:
 activation_type:``, default fp32): LiteRT-LM's loader otherwise defaults a text decoder's
 activations to fp16 ("System's default activation type for Text decoder is fp16"), which
 changes the numerics wherever the CPU computes in fp16.
@@ -22,6 +22,10 @@ changes the numerics wherever the CPU computes in fp16.
 import: this module runs in the LiteRT-LM environment (``requirements-litert-lm.txt``: a venv the
 workflow creates with ``venv``, or ``envs/litert-lm.yaml`` under ``--sdm conda``) with the
 repository on ``PYTHONPATH``; it imports only the standard library at module level.
+
+Packing goes through litert-lm-builder's Python API (``LitertLmFileBuilder``), with the two
+system metadata entries it would make random (``uuid``, ``creation_timestamp``) derived from the
+inputs and ``SOURCE_DATE_EPOCH``: the same inputs give a byte-identical bundle.
 
 After packing, ``build`` loads the bundle with LiteRT-LM's Python ``Engine`` and records its greedy
 continuation of a check prompt in ``<bundle>.json`` (with the metadata, size and sha256): what an
@@ -40,6 +44,7 @@ CLI (see ``--help`` of each)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -51,7 +56,6 @@ from pathlib import Path
 
 from llm2tflite import atomic
 
-BUILDER = "litert-lm-builder"
 REQUIREMENTS_FILE = "requirements-litert-lm.txt"
 ENV_FILE = "envs/litert-lm.yaml"
 #: Where the workflow creates the venv (relative to its working directory).
@@ -111,12 +115,6 @@ def _metadata_proto(fields: dict):
 
 # ---- build -------------------------------------------------------------------------------------
 
-def _builder() -> str:
-    """``litert-lm-builder`` of the running environment (the venv's or the conda env's bin)."""
-    beside = Path(sys.executable).parent / BUILDER
-    return str(beside) if beside.exists() else BUILDER
-
-
 def sha256_file(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -125,10 +123,49 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
+def _creation_timestamp() -> str:
+    """``SOURCE_DATE_EPOCH`` (the reproducible-builds convention) or the Unix epoch, UTC."""
+    import datetime
+
+    seconds = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+
+
+@contextlib.contextmanager
+def _reproducible_system_metadata(content_id: str):
+    """The builder stamps every file with a random ``uuid`` and the current time; here the uuid
+    is derived from the bundle's inputs and the time from ``SOURCE_DATE_EPOCH``, so that the same
+    inputs give the same bytes (litert-lm-builder 0.18.1, ``populate_system_metadata``)."""
+    import uuid
+
+    from litert_lm_builder import litertlm_builder
+
+    original = litertlm_builder.populate_system_metadata
+
+    def populate(system_metadata):
+        entries = [m for m in system_metadata if m.key not in ("uuid", "creation_timestamp")]
+        string = litertlm_builder.DType.STRING
+        return [*entries,
+                litertlm_builder.Metadata(key="uuid", dtype=string, value=str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"llm2tflite:{content_id}"))),
+                litertlm_builder.Metadata(key="creation_timestamp", dtype=string,
+                                          value=_creation_timestamp())]
+
+    litertlm_builder.populate_system_metadata = populate
+    try:
+        yield
+    finally:
+        litertlm_builder.populate_system_metadata = original
+
+
 def build_bundle(model, tokenizer, info: dict, out, sampler: dict | None = None,
                  activation_type: str = DEFAULT_ACTIVATION_TYPE, authors: str = "llm2tflite"):
-    """Pack ``model`` + ``tokenizer`` + metadata into ``out`` with ``litert-lm-builder``."""
+    """Pack ``model`` + ``tokenizer`` + metadata into ``out`` (litert-lm-builder's Python API).
+
+    Returns the ``LlmMetadata`` fields written. Same inputs, same bytes.
+    """
     from google.protobuf import text_format
+    from litert_lm_builder import litertlm_builder
 
     tokenizer = Path(tokenizer)
     if tokenizer.name not in TOKENIZER_SECTIONS:
@@ -137,23 +174,29 @@ def build_bundle(model, tokenizer, info: dict, out, sampler: dict | None = None,
     if activation_type not in ACTIVATION_TYPES:
         raise ValueError(f"activation type {activation_type!r}; known: {ACTIVATION_TYPES}")
     fields = llm_metadata(info, sampler)
-    metadata = _metadata_proto(fields)
-    with tempfile.TemporaryDirectory() as scratch, atomic.atomic_path(out) as tmp:
+    metadata_text = text_format.MessageToString(_metadata_proto(fields))
+    content_id = hashlib.sha256("\n".join([
+        sha256_file(model), sha256_file(tokenizer), metadata_text, activation_type, authors,
+    ]).encode()).hexdigest()
+    builder = litertlm_builder.LitertLmFileBuilder()
+    builder.add_system_metadata(litertlm_builder.Metadata(
+        key="Authors", value=authors, dtype=litertlm_builder.DType.STRING))
+    with tempfile.TemporaryDirectory() as scratch, atomic.atomic_path(out) as tmp, \
+            _reproducible_system_metadata(content_id), contextlib.redirect_stdout(sys.stderr):
         metadata_path = Path(scratch) / "llm_metadata.pbtxt"
-        metadata_path.write_text(text_format.MessageToString(metadata))
-        command = [
-            _builder(),
-            "system_metadata", "--str", "Authors", authors,
-            "llm_metadata", "--path", str(metadata_path),
-            TOKENIZER_SECTIONS[tokenizer.name], "--path", str(tokenizer),
-            "tflite_model", "--path", str(model), "--model_type", "prefill_decode",
-            "--backend_constraint", "cpu", "--prefer_activation_type", activation_type,
-            "output", "--path", str(tmp),
-        ]
-        completed = subprocess.run(command, capture_output=True, text=True)
-        if completed.returncode != 0 or not Path(tmp).is_file():
-            raise RuntimeError(f"{BUILDER} failed ({completed.returncode}):\n"
-                               f"{(completed.stdout + completed.stderr)[-3000:]}")
+        metadata_path.write_text(metadata_text)
+        # A plain text-continuation model: no thinking channel, no tool calls (the builder's
+        # validation asks for both to be stated).
+        builder.add_llm_metadata(str(metadata_path), supports_thinking=False,
+                                 supports_function_calling=False)
+        if TOKENIZER_SECTIONS[tokenizer.name] == "hf_tokenizer":
+            builder.add_hf_tokenizer(str(tokenizer))
+        else:
+            builder.add_sentencepiece_tokenizer(str(tokenizer))
+        builder.add_tflite_model(str(model), litertlm_builder.TfLiteModelType.PREFILL_DECODE,
+                                 backend_constraint="cpu", prefer_activation_type=activation_type)
+        with open(tmp, "wb") as stream:
+            builder.build(stream, validate_metadata=True)
     return fields
 
 
@@ -195,20 +238,16 @@ def engine_generate(engine, prompt: str, sampler: dict | None = None) -> str:
 
 
 def check_record(bundle, prompt: str, max_num_tokens: int, activation_type: str) -> dict:
-    """LiteRT-LM's greedy continuation of ``prompt`` on the bundle, timed."""
-    started = time.perf_counter()
+    """LiteRT-LM's greedy continuation of ``prompt`` on the bundle."""
     with tempfile.TemporaryDirectory() as cache_dir:
         engine = open_engine(bundle, max_num_tokens, activation_type=activation_type,
                              cache_dir=cache_dir)
-        loaded = time.perf_counter()
         try:
             text = engine_generate(engine, prompt, {"temperature": 0})
         finally:
             engine.close()
     return {"prompt": prompt, "continuation": text, "sampler": "greedy",
-            "max_num_tokens": max_num_tokens, "activation_type": activation_type,
-            "load_s": round(loaded - started, 3),
-            "generate_s": round(time.perf_counter() - loaded, 3)}
+            "max_num_tokens": max_num_tokens, "activation_type": activation_type}
 
 
 def _versions() -> dict:
@@ -244,7 +283,7 @@ def create_venv(requirements, venv_dir, python: str | None = None) -> dict:
         capture_output=True, text=True, check=True)
     freeze = subprocess.run([str(venv_python), "-m", "pip", "freeze"], capture_output=True,
                             text=True, check=True).stdout.split()
-    record = {"python": str(venv_python), "builder": str(venv_dir / "bin" / BUILDER),
+    record = {"python": str(venv_python), "builder": str(venv_dir / "bin" / "litert-lm-builder"),
               "protobuf": check.stdout.strip(), "requirements": str(requirements),
               "requirements_sha256": sha256_file(requirements), "packages": freeze,
               "seconds": round(time.perf_counter() - started, 1)}

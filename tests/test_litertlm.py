@@ -149,3 +149,47 @@ def test_litert_lm_engine_equals_ours_for_every_prompt_length(bundles, small_lit
     theirs = json.loads(completed.stdout.strip().splitlines()[-1])["continuations"]
     mismatches = [(p, o, t) for p, o, t in zip(prompts, ours, theirs) if p + t != o]
     assert not mismatches, mismatches[:3]
+
+
+def test_android_handoff_of_a_bundle(bundles, small_litert, tmp_path):
+    import hashlib
+
+    from llm2tflite import android
+
+    record_path = bundles["fp32"].parent / "fp32.litertlm.json"
+    assets = tmp_path / "app" / "src" / "main" / "assets"
+    arguments = [
+        "--route", "litert", "--model", str(bundles["fp32"]), "--bundle-record", str(record_path),
+        "--tflite", str(small_litert["tflite"]["fp32"]),
+        "--export-info", str(small_litert["dir"] / "litert_export.json"),
+        "--model-name", "small", "--variant", "fp32", "--prompt", PROMPT,
+        "--out-model", str(assets / "autocomplete.litertlm"),
+        "--out-json", str(assets / "autocomplete.json"),
+    ]
+    android.main(arguments)
+    handoff = json.loads((assets / "autocomplete.json").read_text())
+    data = (assets / "autocomplete.litertlm").read_bytes()
+    assert data == bundles["fp32"].read_bytes()
+    assert handoff["model"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert handoff["model"]["path_in_project"] == "app/src/main/assets/autocomplete.litertlm"
+    record = json.loads(record_path.read_text())
+    assert handoff["expected_output"] == PROMPT + record["check"]["continuation"]
+    assert handoff["runtimes_agree"] is True
+    assert handoff["flex_delegate"]["needed"] is False and handoff["custom_ops"] == []
+    assert handoff["max_num_tokens"] == small_litert["info"]["cache_length"]
+    decode = {t["name"]: t for t in handoff["signatures"]["decode"]["inputs"]}
+    assert decode["mask"]["shape"] == [1, 1, 1, small_litert["info"]["cache_length"]]
+    assert set(handoff["signatures"]) == {"decode", "prefill_8", "prefill_16"}
+    notes = " ".join(handoff["android"]["notes"])
+    assert "EngineConfig" in notes and "no Flex" in notes
+    assert handoff["android"]["dependencies"][0].startswith(
+        "com.google.ai.edge.litertlm:litertlm-android")
+    # A record of another bundle is refused, and nothing is written.
+    stale = dict(record, sha256="0" * 64)
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    arguments[arguments.index("--bundle-record") + 1] = str(tmp_path / "stale.json")
+    arguments[arguments.index("--out-model") + 1] = str(tmp_path / "b.litertlm")
+    arguments[arguments.index("--out-json") + 1] = str(tmp_path / "b.json")
+    with pytest.raises(ValueError, match="another file"):
+        android.main(arguments)
+    assert not (tmp_path / "b.litertlm").exists() and not (tmp_path / "b.json").exists()

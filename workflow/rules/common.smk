@@ -18,6 +18,9 @@ BENCHMARK = config["benchmark"]
 BENCHMARK_EXCLUSIVE_THREADS = 1024
 ANDROID_MODEL = config["android"]["model"] or MODELS[0]
 ANDROID_VARIANT = config["android"]["variant"]
+ANDROID_ROUTE = config["android"].get("route") or "tflite"
+# The codelab route hands the app a .tflite, the LiteRT route a LiteRT-LM bundle.
+ANDROID_ASSET = "autocomplete.litertlm" if ANDROID_ROUTE == "litert" else "autocomplete.tflite"
 # Perplexity text of models without a held-out corpus of their own: generated, fixed seed.
 EVAL_CORPUS_SEED = 1_000_003
 PACKAGE_DIR = Path(workflow.basedir) / "llm2tflite"
@@ -126,8 +129,9 @@ def all_targets():
         targets += expand("results/{model}/fidelity/{variant}.json", model=model,
                           variant=VARIANTS)
         targets += expand("results/{model}/ops/{variant}.md", model=model, variant=VARIANTS)
+        targets += litertlm_targets(model)  # workflow/rules/litertlm.smk
     targets += ["results/benchmarks.csv", "results/summary.md",
-                "results/android/app/src/main/assets/autocomplete.tflite"]
+                f"results/android/app/src/main/assets/{ANDROID_ASSET}"]
     return targets
 
 

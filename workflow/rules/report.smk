@@ -131,23 +131,22 @@ rule summary:
 
 rule android_assets:
     output:
-        model="results/android/app/src/main/assets/autocomplete.tflite",
+        model=f"results/android/app/src/main/assets/{ANDROID_ASSET}",
         json="results/android/app/src/main/assets/autocomplete.json",
     input:
-        tflite=f"results/{ANDROID_MODEL}/tflite/{ANDROID_VARIANT}.tflite",
-        ops=f"results/{ANDROID_MODEL}/ops/{ANDROID_VARIANT}.json",
-        saved_model=f"results/{ANDROID_MODEL}/traced",
-        code=stage_code("android", "runtime", "trace"),
+        unpack(android_inputs),  # workflow/rules/litertlm.smk: the chosen route's files
+        code=stage_code("android", "runtime", "trace", "litert_runtime", "litert_export",
+                        "sampling", "tokenizer_files", "generation"),
     params:
         model=ANDROID_MODEL,
         variant=ANDROID_VARIANT,
         prompt=BENCHMARK["prompt"],
+        route_arguments=android_route_arguments,
     log:
         "logs/android_assets.log",
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.android --model {input.tflite} --ops {input.ops}"
-        " --export-info {input.saved_model}/llm2tflite_export.json --model-name {params.model}"
+        "python -m llm2tflite.android {params.route_arguments} --model-name {params.model}"
         " --variant {params.variant} --prompt {params.prompt:q}"
         " --out-model {output.model} --out-json {output.json} > {log} 2>&1"
