@@ -193,3 +193,52 @@ def test_android_handoff_of_a_bundle(bundles, small_litert, tmp_path):
     with pytest.raises(ValueError, match="another file"):
         android.main(arguments)
     assert not (tmp_path / "b.litertlm").exists() and not (tmp_path / "b.json").exists()
+
+
+def _dry_run(tmp_path, edit):
+    from conftest import copy_default_config, run_snakemake
+
+    config_file = copy_default_config(tmp_path)
+    config = yaml.safe_load(config_file.read_text())
+    edit(config)
+    config_file.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return run_snakemake(tmp_path, "--dry-run", "--quiet", "rules", check=False)
+
+
+def _jobs(completed, rule):
+    for line in completed.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == rule:
+            return int(parts[1])
+    return 0
+
+
+def test_config_chooses_the_bundles_and_the_android_route(tmp_path):
+    default = _dry_run(tmp_path / "default", lambda c: None)
+    assert default.returncode == 0, default.stderr[-2000:]
+    assert _jobs(default, "litertlm_bundle") == 3 and _jobs(default, "litert_lm_env") == 1
+    assert _jobs(default, "litert_tokenizer") == 1
+
+    def one_bundle_for_android(config):
+        config["litertlm"]["variants"] = ["int8"]
+        config["android"].update(route="litert", variant="int8")
+
+    litert = _dry_run(tmp_path / "litert", one_bundle_for_android)
+    assert litert.returncode == 0, litert.stderr[-2000:]
+    assert _jobs(litert, "litertlm_bundle") == 1 and _jobs(litert, "android_assets") == 1
+
+    def bundle_of_a_variant_not_built(config):
+        config["litert"]["variants"] = ["fp32", "int8"]
+        config["litertlm"]["variants"] = ["int4"]
+
+    wrong = _dry_run(tmp_path / "wrong", bundle_of_a_variant_not_built)
+    assert wrong.returncode != 0
+    assert "litertlm.variants: ['int4'] are not LiteRT variants" in wrong.stdout + wrong.stderr
+
+    def codelab_variant_for_the_litert_route(config):
+        config["android"].update(route="litert", variant="fp16")
+
+    wrong = _dry_run(tmp_path / "route", codelab_variant_for_the_litert_route)
+    assert wrong.returncode != 0
+    assert "android.variant: fp16 is not a variant of the litert route" in \
+        wrong.stdout + wrong.stderr
