@@ -147,6 +147,8 @@ class _Signature:
         # still turn into NaN (NaN * 0): every cache starts as zeros.
         for cache in self.cache_in:
             cache[...] = 0
+        self.tokens[...] = 0
+        self.input_pos[...] = 0
         self.mask[...] = MASK_HIDDEN
         self.synced = 0  # rows [0, synced) of cache_in hold this generation's values
         self.visible = 0  # mask columns [0, visible) are 0 (decode's incremental mask)
@@ -423,9 +425,9 @@ class _TextStream:
 
 # ---- measuring the Python loop -------------------------------------------------------------------
 
-def _naive_decode_steps(path, threads, steps: int) -> float:
-    """Seconds per decode step of the contract followed literally: signature runner calls that
-    pass every cache in and out (what a first Python loop does)."""
+def _naive_decode_steps(path, threads, steps: int) -> list[float]:
+    """Seconds of each decode step of the contract followed literally: signature runner calls
+    that pass every cache in and out (what a first Python loop does)."""
     from ai_edge_litert.interpreter import Interpreter
 
     decode = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(
@@ -435,57 +437,52 @@ def _naive_decode_steps(path, threads, steps: int) -> float:
               if _CACHE_NAME.match(name)}
     length = details[MASK]["shape"][-1]
     mask = np.full((1, 1, 1, length), MASK_HIDDEN, np.float32)
-    started = time.perf_counter()
+    seconds = []
     for position in range(steps):
+        started = time.perf_counter()
         mask[..., position] = 0
         out = decode(tokens=np.array([[1]], np.int32),
                      input_pos=np.array([position], np.int32), mask=mask, **caches)
         caches = {name: out[name] for name in caches}
         int(np.argmax(out[LOGITS][0, 0]))
-    return (time.perf_counter() - started) / steps
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def measure_loop(path, threads: int | None = None, rounds: int = 5,
                  prompt: str = "Estoy disfrutando de") -> dict:
     """Per-decode-step milliseconds, timed interleaved (A B C D A B C D ...) in this process.
 
-    - ``invoke``: the ``decode`` signature alone, invoked back to back (no Python work);
-    - ``loop``: the median step of ``LiteRTModel.generate`` (inputs, row sync, invoke, greedy
-      pick), from ``Generation.timings["decode_step_s"]``;
-    - ``loop_wall``: a generation's decode wall time (everything after prefill) per step;
-    - ``loop_streaming``: the same with an ``on_text`` callback (the CLI streams this way);
-    - ``naive``: a loop over the signature runner passing whole caches in and out.
-    Every round generates to the end of the cache (no stop token: greedy on any model may stop
-    early, so the step count is the one of each generation).
+    - ``invoke``: the ``decode`` signature alone (no Python work but the call), each call timed;
+    - ``loop``: a step of ``LiteRTModel.generate`` (inputs, row sync, invoke, greedy pick), from
+      ``Generation.timings["decode_step_s"]``;
+    - ``loop_streaming``: the same with an ``on_text`` callback (as the CLI streams), timed from
+      one step's start to the next one's (the callback included);
+    - ``naive``: a step of a loop over the signature runner that passes whole caches in and out.
+    Medians of every step of every round (a shared machine's preemptions inflate means). Stop
+    tokens are ignored here, so that every generation runs to the end of the cache.
     """
     model = LiteRTModel(path, threads=threads)
+    model.stop_token_ids = frozenset()
     decode = model._decode
-    figures = {name: [] for name in ("invoke", "loop", "loop_wall", "loop_streaming", "naive")}
+    figures = {name: [] for name in ("invoke", "loop", "loop_streaming", "naive")}
     steps = model.cache_length - len(model.token_ids(prompt, with_start=True))
-
-    def decode_wall(**options):
-        started = time.perf_counter()
-        generation = model.generate(prompt, max_length=model.cache_length, timings=True,
-                                    **options)
-        wall = time.perf_counter() - started
-        timings = generation.timings
-        per_step = (wall - timings["tokenize_s"] - timings["prefill_s"]) / len(
-            timings["decode_step_s"])
-        return per_step, statistics.median(timings["decode_step_s"])
-
+    clock = time.perf_counter
     for _ in range(rounds):
-        started = time.perf_counter()
         for _ in range(steps):
+            started = clock()
             decode.invoke()
-        figures["invoke"].append((time.perf_counter() - started) / steps)
-        wall, step = decode_wall()
-        figures["loop"].append(step)
-        figures["loop_wall"].append(wall)
-        figures["loop_streaming"].append(decode_wall(on_text=lambda piece: None)[0])
-        figures["naive"].append(_naive_decode_steps(path, threads, steps))
+            figures["invoke"].append(clock() - started)
+        generation = model.generate(prompt, max_length=model.cache_length, timings=True)
+        figures["loop"] += generation.timings["decode_step_s"]
+        stamps = []
+        model.generate(prompt, max_length=model.cache_length,
+                       on_text=lambda piece: stamps.append(clock()))
+        figures["loop_streaming"] += [b - a for a, b in zip(stamps[1:], stamps[2:])]
+        figures["naive"] += _naive_decode_steps(path, threads, steps)
     return {"model": str(path), "threads": threads, "rounds": rounds, "steps": steps,
             "ms_per_step": {k: statistics.median(v) * 1e3 for k, v in figures.items()},
-            "spread_ms": {k: [min(v) * 1e3, max(v) * 1e3] for k, v in figures.items()}}
+            "p90_ms": {k: float(np.percentile(v, 90)) * 1e3 for k, v in figures.items()}}
 
 
 def main(argv=None):
@@ -495,21 +492,18 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    results = []
-    for _ in range(args.rounds):  # files interleaved: one round of each per pass
+    results = {str(path): [] for path in args.models}
+    for _ in range(args.rounds):  # one round of each file per pass: A B C A B C ...
         for path in args.models:
-            results.append(measure_loop(path, args.threads, rounds=1))
-    for path in args.models:
-        mine = [r for r in results if r["model"] == str(path)]
-        summary = {key: round(statistics.median(r["ms_per_step"][key] for r in mine), 4)
-                   for key in mine[0]["ms_per_step"]}
-        spread = {key: [round(min(r["ms_per_step"][key] for r in mine), 4),
-                        round(max(r["ms_per_step"][key] for r in mine), 4)]
+            results[str(path)].append(measure_loop(path, args.threads, rounds=1))
+    for path, mine in results.items():
+        median = {key: round(statistics.median(r["ms_per_step"][key] for r in mine), 4)
                   for key in mine[0]["ms_per_step"]}
-        print(json.dumps({"model": str(path), "threads": args.threads, "rounds": args.rounds,
-                          "steps": mine[0]["steps"], "median_ms_per_step": summary,
-                          "min_max_ms": spread,
-                          "python_overhead_ms": round(summary["loop"] - summary["invoke"], 4)}))
+        print(json.dumps({"model": path, "threads": args.threads, "rounds": args.rounds,
+                          "steps_per_round": mine[0]["steps"], "median_ms_per_step": median,
+                          "python_loop_overhead_ms": round(median["loop"] - median["invoke"], 4),
+                          "loop_over_invoke": round(median["loop"] / median["invoke"], 3),
+                          "naive_over_loop": round(median["naive"] / median["loop"], 3)}))
 
 
 if __name__ == "__main__":
