@@ -109,7 +109,10 @@ def _as_sampler(sampler) -> Sampler:
         return GREEDY
     if isinstance(sampler, Sampler):
         return sampler
-    raise ValueError(f"sampler {sampler!r}: give 'greedy' or llm2tflite.sampling.Sampler(...)")
+    if isinstance(sampler, dict):
+        return Sampler(**sampler)
+    raise ValueError(f"sampler {sampler!r}: give 'greedy', llm2tflite.sampling.Sampler(...) or "
+                     "its settings as a dict")
 
 
 class _Signature:
@@ -238,9 +241,10 @@ class LiteRTModel:
 
         ``max_length``: tokens in the result, start token included (default: the export's
         ``max_length``, else the cache length; capped at the cache length). ``sampler``: None or
-        "greedy", or a :class:`llm2tflite.sampling.Sampler`. ``on_text(piece)`` receives the
-        text as it grows (first the kept prompt); the pieces add up to ``Generation.text``. An
-        exception raised by ``on_text`` stops generation and propagates. ``timings``: fill
+        "greedy", a :class:`llm2tflite.sampling.Sampler` or a dict of its settings.
+        ``on_text(piece)`` receives the text as it grows (first the kept prompt); the pieces add
+        up to ``Generation.text``. An exception raised by ``on_text`` stops generation and
+        propagates. ``timings``: fill
         ``Generation.timings`` (seconds): ``tokenize_s``, ``prefill_s``, ``first_token_s`` (call
         to first generated id), ``decode_step_s`` (each step: inputs, invoke, sampling),
         ``decode_invoke_s`` (the interpreter's part of each step), ``prefill_steps`` (the chunk
