@@ -182,6 +182,12 @@ class LiteRTModel:
                                    "(written by the workflow's litert export) must lie beside it")
         self.info = json.loads(info_path.read_text(encoding="utf-8"))
         self.tokenizer = load_runtime_tokenizer(self.path.parent)
+        expected = self.info.get("tokenizer_vocabulary_size")
+        if expected is not None and self.tokenizer.vocabulary_size() != int(expected):
+            raise LiteRTModelError(
+                f"{self.tokenizer.path} has {self.tokenizer.vocabulary_size()} tokens, the model's "
+                f"tokenizer {expected}: not this model's tokenizer (rerun the litert_tokenizer "
+                "rule)")
         self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
         names = list(self.interpreter.get_signature_list())
         prefill_names = [n for n in names if n.startswith(PREFILL_PREFIX)]

@@ -194,6 +194,11 @@ def main(argv=None) -> None:
         sys.exit(2)
     path = write_runtime_tokenizer(keras_tokenizer, family.tokenizer_kind, args.out_dir)
     runtime = load_runtime_tokenizer(path)
+    if runtime.vocabulary_size() != keras_tokenizer.vocabulary_size():
+        path.unlink()
+        print(f"llm2tflite: error: {path.name} has {runtime.vocabulary_size()} tokens, the "
+              f"KerasHub tokenizer {keras_tokenizer.vocabulary_size()}", file=sys.stderr)
+        sys.exit(1)
     summary = {"file": str(path), "kind": family.tokenizer_kind,
                "vocabulary_size": runtime.vocabulary_size()}
     print(json.dumps(summary))

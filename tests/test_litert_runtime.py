@@ -265,3 +265,23 @@ def test_missing_files_beside_the_model_are_reported(small_litert, tmp_path):
     shutil.copyfile(small_litert["dir"] / "litert_export.json", tmp_path / "litert_export.json")
     with pytest.raises(FileNotFoundError, match="tokenizer"):
         LiteRTModel(copy)
+
+
+def test_a_tokenizer_of_another_model_is_refused(small_litert, tmp_path):
+    import shutil
+
+    from tokenizers import pre_tokenizers
+
+    from llm2tflite.litert_runtime import LiteRTModel, LiteRTModelError
+    from llm2tflite.tokenizer_files import byte_level_bpe_json
+
+    for name in ("fp32.tflite", "litert_export.json"):
+        shutil.copyfile(small_litert["dir"] / name, tmp_path / name)
+    # A byte-level BPE without merges: the 256 byte symbols and the end token.
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocabulary = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
+    vocabulary["<|endoftext|>"] = len(vocabulary)
+    (tmp_path / "tokenizer.json").write_text(
+        byte_level_bpe_json(vocabulary, [], ["<|endoftext|>"]))
+    with pytest.raises(LiteRTModelError, match="not this model's tokenizer"):
+        LiteRTModel(tmp_path / "fp32.tflite")
