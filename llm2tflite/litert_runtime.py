@@ -466,8 +466,9 @@ def measure_loop(path, threads: int | None = None, rounds: int = 5,
     - ``invoke``: the ``decode`` signature alone (no Python work but the call), each call timed;
     - ``loop``: a step of ``LiteRTModel.generate`` (inputs, row sync, invoke, greedy pick), from
       ``Generation.timings["decode_step_s"]``;
-    - ``loop_streaming``: the same with an ``on_text`` callback (as the CLI streams), timed from
-      one step's start to the next one's (the callback included);
+    - ``loop_streaming``: the same with an ``on_text`` callback (as the CLI streams): the time
+      between consecutive pieces of text (a step whose token ends inside a character passes no
+      piece on, so a few intervals span two steps);
     - ``naive``: a step of a loop over the signature runner that passes whole caches in and out.
     Medians of every step of every round (a shared machine's preemptions inflate means). Stop
     tokens are ignored here, so that every generation runs to the end of the cache.
@@ -487,7 +488,7 @@ def measure_loop(path, threads: int | None = None, rounds: int = 5,
         figures["loop"] += generation.timings["decode_step_s"]
         stamps = []
         model.generate(prompt, max_length=model.cache_length,
-                       on_text=lambda piece: stamps.append(clock()))
+                       on_text=lambda piece, stamp=stamps.append: stamp(clock()))
         figures["loop_streaming"] += [b - a for a, b in zip(stamps[1:], stamps[2:])]
         figures["naive"] += _naive_decode_steps(path, threads, steps)
     return {"model": str(path), "threads": threads, "rounds": rounds, "steps": steps,
