@@ -33,7 +33,10 @@ The runtime's duties (the graph cannot check them):
   DYNAMIC_UPDATE_SLICE at input_pos[0], which *clamps* its start so that the T rows fit: a
   chunk started past S - T silently overwrites earlier rows. A short tail is padded (any token
   ids; its rows are rewritten before anything attends them) or finished with smaller
-  signatures or ``decode`` steps. ``export`` refuses any T > S.
+  signatures or ``decode`` steps. ``export`` refuses any T > S. LiteRT-LM does not check this
+  (it pads its tail chunk whatever the position): give it ``max_num_tokens`` =
+  ``info["litert_lm_max_num_tokens"]`` (97 for S = 100 and T in {8, 32}), with which no chunk
+  of any prompt it accepts can overrun the cache.
 - prefill all prompt tokens but the last and let ``decode`` consume it (LiteRT-LM does), so the
   first new token comes from ``decode``'s logits.
 
@@ -43,6 +46,26 @@ see ``export_info``.
 Weights: read once per signature through ``keras.StatelessScope`` (as ``llm2tflite.trace``
 does): the SavedModel keeps them as variables, which the converter freezes into constants.
 Tracking the Keras model in the module instead leaves uninitialised VAR_HANDLE ops: NaN logits.
+The family's graph comes from its module (``Architecture.litert_decoder`` / ``litert_logits``);
+this module names no family.
+
+Defaults, chosen by measurement (GPT-2 124M twin, int8, ai-edge-litert 2.3.0, XNNPACK, 2
+threads, variants interleaved in one process; a shared 2-core Xeon where a decode invoke took
+35-40 ms in the same runs, so read the ratios):
+
+- ``prefill_logits`` off: logits [1, T, V] make every prefill invoke 30-47 % slower (T = 4, 8,
+  16, 32, 64: 36/48, 44/65, 67/87, 74/110, 110/146 ms without/with) and LiteRT-LM never reads
+  them (its first new token comes from ``decode``). Switch them on for perplexity in chunks;
+  otherwise score with ``decode`` steps, whose logits are exactly the generation's.
+- prefill lengths 8 and 32: a prefill invoke costs about a decode step plus the per-row work
+  (prefill_8 ~1.2 decode steps, prefill_32 ~2, prefill_64 ~3), so short prompts (the usual
+  5-10 tokens) take prefill_8 and long ones 32-token chunks (2.3 ms per token against 5.5 for
+  chunks of 8); a 64-token signature saves little under a 100-position cache, where it fits only
+  at the start. Each signature adds ~1.2 MB to the int8 file and conversion time.
+- cache length = ``generation.max_length`` (100): every decode step attends the whole cache;
+  S = 128 cost +2 % per invoke (+11 % with the Python loop's cache copies), S = 256 +20 % (+59 %).
+- attention over the cache as explicit transposes + matmuls: a transposed-B matmul and Keras'
+  own einsum convert to the same ops (24 TRANSPOSE, 24 BATCH_MATMUL) and ran within 2 %.
 """
 
 from __future__ import annotations
@@ -108,6 +131,25 @@ def resolve_settings(config: dict) -> dict:
     return settings
 
 
+def model_errors(config: dict, settings: dict) -> list[str]:
+    """The cache against each configured model's positions, before anything is built (light)."""
+    errors = []
+    for name, source in config["models"].items():
+        try:
+            family = architectures.for_model_source(source)
+            if "train" in source:
+                backbone = family.train_model_config(source["train"].get("model"))
+            else:
+                backbone = architectures.for_preset(source.get("shape_of") or source["preset"])[1]
+        except (architectures.UnsupportedArchitectureError, ValueError):
+            continue  # the config check reports these
+        limit = family.max_sequence_length(backbone or {})
+        if limit is not None and settings["cache_length"] > limit:
+            errors.append(f"litert.cache_length: {settings['cache_length']} exceeds model "
+                          f"{name!r}'s {limit} positions; set litert.cache_length <= {limit}")
+    return errors
+
+
 def check_lengths(cache_length: int, prefill_lengths, max_positions: int | None = None) -> None:
     """Every prefill chunk must fit the cache; the cache must fit the model's positions."""
     if cache_length < 2:
@@ -125,6 +167,48 @@ def check_lengths(cache_length: int, prefill_lengths, max_positions: int | None 
         raise LiteRTSettingsError(
             f"litert.cache_length: {cache_length} exceeds the model's {max_positions} positions; "
             f"set litert.cache_length (or generation.max_length) <= {max_positions}")
+
+
+def litert_lm_prefill_chunks(count: int, prefill_lengths) -> list[tuple[int, int]]:
+    """How LiteRT-LM splits ``count`` prompt ids over the prefill signatures.
+
+    ``[(signature length T, ids in the chunk)]``, as LiteRT-LM's executor does
+    (``GetOptimizedPrefillWorkGroups``, runtime/executor/): the longest T while at least T ids
+    remain, then the shortest T that holds the rest, padded.
+    """
+    lengths = sorted(prefill_lengths, reverse=True)
+    chunks = []
+    while count >= lengths[0]:
+        chunks.append((lengths[0], lengths[0]))
+        count -= lengths[0]
+    if count > 0:
+        chunks.append((min(t for t in lengths if t >= count), count))
+    return chunks
+
+
+def litert_lm_max_num_tokens(cache_length: int, prefill_lengths) -> int:
+    """The largest ``max_num_tokens`` for LiteRT-LM with which no prefill chunk is clamped.
+
+    LiteRT-LM checks only that the prompt is shorter than ``max_num_tokens``, then prefills in
+    padded chunks (``litert_lm_prefill_chunks``): the first chunk writes its ids but the last
+    one (kept for the next call) from position 0, each later chunk the kept id and all but its
+    own last. A chunk of length T started at p needs p + T <= S; near a full cache the padded
+    tail can overrun S and DYNAMIC_UPDATE_SLICE then moves it back over earlier rows. Every
+    prompt of fewer ids than the returned value fits (decode positions stay below it too).
+    """
+    def fits(count):
+        start, written = 0, 0
+        for index, (length, ids) in enumerate(litert_lm_prefill_chunks(count, prefill_lengths)):
+            if start + length > cache_length:
+                return False
+            written += ids - 1 if index == 0 else ids
+            start = written
+        return True
+
+    limit = 1
+    while limit < cache_length and fits(limit):
+        limit += 1
+    return limit
 
 
 def _signature_specs(length: int, cache_length: int, cache_shapes):
@@ -225,6 +309,8 @@ def export_info(causal_lm, cache_length: int, prefill_lengths, prefill_logits: b
         "prefill_signatures": prefill,
         "decode_signature": DECODE_SIGNATURE,
         "prefill_logits": bool(prefill_logits),
+        # LiteRT-LM's max_num_tokens for this file (see litert_lm_max_num_tokens).
+        "litert_lm_max_num_tokens": litert_lm_max_num_tokens(cache_length, prefill_lengths),
         "num_layers": len(cache_shapes),
         "layers": [{"kv_heads": s.kv_heads, "head_dim": s.head_dim} for s in cache_shapes],
         "hidden_dim": int(backbone.hidden_dim),
@@ -273,9 +359,9 @@ def export(causal_lm, out_dir, info_path, cache_length: int, prefill_lengths,
     with atomic.atomic_path(out_dir, is_dir=True) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         (Path(tmp) / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    info["export_seconds"] = round(time.perf_counter() - started, 2)
+    # No timing inside: the info is an input of the runtime and byte-identical across runs.
     atomic.write_json(info_path, info)
-    return info
+    return {**info, "export_seconds": round(time.perf_counter() - started, 2)}
 
 
 def read_info(path) -> dict:

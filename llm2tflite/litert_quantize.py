@@ -7,9 +7,11 @@ Variants (the config's ``litert: variants``):
   quantized FULLY_CONNECTED), so the weights stay int8 in memory and are read as int8.
 - ``int4``: ``dynamic_wi4b32_afp32``: int4 weights, one scale per block of 32 input values.
 
-Weight-only recipes (``weight_only_wi8_afp32``...) are not offered: on CPU the runtime
-dequantizes their weights to float32 when the model loads, so they decode at fp32 speed with
-fp32 memory; they only save disk (measured on the 124M twin, see the README).
+Weight-only recipes are not offered: they earn no place. On the 124M twin (2 threads, XNNPACK,
+interleaved in one process) ``weight_only_wi8_afp32`` (129 MB, like int8) decoded 3.1x slower
+than ``int8`` (fp32 is 3.4x) with 2.5 GB RSS (int8: 0.47 GB) since the CPU runtime dequantizes
+its weights to float32 at load; ``weight_only_wi4_afp32`` (67 MB, like int4) decoded 3.6x slower
+than int8 (5x int4's time).
 
 The embedding tables reach the quantizer as EMBEDDING_LOOKUPs (``llm2tflite.litert_convert``),
 so a table tied to the output projection is stored once, quantized; the report lists the

@@ -174,3 +174,45 @@ def test_settings_defaults_and_refusals():
         resolve_settings({**config, "litert": {"prefill_lengths": [8, 128]}})
     with pytest.raises(LiteRTSettingsError, match="litert.prefill_lengths"):
         resolve_settings({**config, "litert": {"cache_length": 16, "prefill_lengths": [32]}})
+
+
+def test_converter_without_python_restores_gives_the_same_bytes(lookup_model):
+    """``_saved_model_converter`` skips from_saved_model's Python restores of the weights; the
+    flatbuffer must be the stock converter's, byte for byte."""
+    import tensorflow as tf
+
+    from llm2tflite import litert_convert
+
+    saved_model = str(lookup_model["dir"] / "sm")
+    keys = ["two_d", "one_d"]
+    stock = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=keys)
+    stock.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    stock.canonicalizing_inf_as_min_max_float = False
+    assert stock.convert() == lookup_model["flatbuffer"]
+    with pytest.raises(ValueError, match=r"has no signature\(s\) \['decode'\]"):
+        litert_convert.convert_builtins_only(saved_model, ["decode"])
+
+
+@pytest.mark.parametrize("cache_length,lengths,expected", [
+    (100, [8, 32], 97), (128, [8, 32], 128), (40, [4, 16], 37), (100, [100], 100)])
+def test_litert_lm_max_num_tokens_keeps_every_chunk_inside_the_cache(cache_length, lengths,
+                                                                     expected):
+    """Below the limit no LiteRT-LM prefill chunk overruns the cache; at it one does."""
+    from llm2tflite.litert_export import litert_lm_max_num_tokens, litert_lm_prefill_chunks
+
+    def chunk_ends(count):
+        ends, written = [], 0
+        for index, (length, ids) in enumerate(litert_lm_prefill_chunks(count, lengths)):
+            ends.append(written + length)
+            written += ids - 1 if index == 0 else ids
+        return ends
+
+    limit = litert_lm_max_num_tokens(cache_length, lengths)
+    assert limit == expected
+    for count in range(1, limit):
+        chunks = litert_lm_prefill_chunks(count, lengths)
+        assert sum(ids for _, ids in chunks) == count
+        assert all(ids <= length for length, ids in chunks)
+        assert max(chunk_ends(count)) <= cache_length, count
+    if limit < cache_length:
+        assert max(chunk_ends(limit)) > cache_length

@@ -321,4 +321,6 @@ def test_export_info_for_the_runtime(litert_files):
     assert info["stop_token_ids"] == [tokenizer.end_token_id]
     assert info["vocabulary_size"] == tokenizer.vocabulary_size()
     assert info["num_layers"] == 2 and info["prefill_logits"] is False
+    # A 37-id prompt would make LiteRT-LM pad its last chunk (prefill_4 at 36) past the cache.
+    assert info["litert_lm_max_num_tokens"] == 37
     assert info["mask"]["hidden"] < -1e38 and np.isfinite(np.float32(info["mask"]["hidden"]))

@@ -3,13 +3,16 @@
 # ai-edge-quantizer int8 / int4. Files in results/{model}/litert/.
 import inspect
 
-from llm2tflite.litert_export import LiteRTSettingsError, resolve_settings
+from llm2tflite.litert_export import LiteRTSettingsError, model_errors, resolve_settings
 from llm2tflite.litert_quantize import RECIPES as LITERT_RECIPES
 
 try:
     LITERT = resolve_settings(config)
 except LiteRTSettingsError as error:
-    raise WorkflowError(str(error)) from None
+    raise WorkflowError(f"invalid config:\n  {error}") from None
+if LITERT["variants"] and model_errors(config, LITERT):
+    raise WorkflowError("invalid config:\n" + "\n".join(
+        f"  {line}" for line in model_errors(config, LITERT)))
 LITERT_VARIANTS = LITERT["variants"]
 
 

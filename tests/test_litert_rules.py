@@ -1,0 +1,63 @@
+"""The LiteRT route in the DAG: default targets, the `litert:` settings, refusals at parse time."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import copy_default_config, run_snakemake
+
+LITERT_RULES = ("litert_export", "litert_convert", "litert_quantize")
+
+
+def _dry_run(workdir, *args, check=True):
+    completed = run_snakemake(workdir, "--dry-run", "--quiet", "rules", *args, check=check)
+    return completed, completed.stdout + completed.stderr
+
+
+def _set_litert(config_file, block: str) -> None:
+    text = config_file.read_text()
+    start = text.index("\nlitert:\n")
+    config_file.write_text(text[:start] + "\nlitert:\n" + block)
+
+
+def test_default_run_builds_every_litert_variant(tmp_path):
+    copy_default_config(tmp_path)
+    _, output = _dry_run(tmp_path)
+    jobs = dict(re.findall(r"^(litert_\w+)\s+(\d+)$", output, re.MULTILINE))
+    # One export and one fp32 conversion per model; int8 and int4 quantized from it.
+    assert jobs == {"litert_export": "1", "litert_convert": "1", "litert_quantize": "2"}, output
+
+
+def test_variants_empty_turns_the_route_off(tmp_path):
+    config_file = copy_default_config(tmp_path)
+    _set_litert(config_file, "  variants: []\n")
+    _, output = _dry_run(tmp_path)
+    assert not any(rule in output for rule in LITERT_RULES), output
+
+
+def test_only_int4_still_converts_fp32_first(tmp_path):
+    config_file = copy_default_config(tmp_path)
+    _set_litert(config_file, "  variants: [int4]\n")
+    _, output = _dry_run(tmp_path)
+    jobs = dict(re.findall(r"^(litert_\w+)\s+(\d+)$", output, re.MULTILINE))
+    assert jobs == {"litert_export": "1", "litert_convert": "1", "litert_quantize": "1"}, output
+
+
+@pytest.mark.parametrize("block,expected", [
+    ("  prefill_lengths: [8, 128]\n",
+     r"litert.prefill_lengths: \[128\] do not fit a cache of 100 positions"),
+    ("  cache_length: 16\n  prefill_lengths: [32]\n",
+     r"litert.prefill_lengths: \[32\] do not fit a cache of 16 positions"),
+    ("  cache_length: 300\n",
+     r"litert.cache_length: 300 exceeds model 'tiny'.s 256 positions"),
+    ("  variants: [int3]\n", r"litert.variants\[0\]: 'int3' is not allowed"),
+])
+def test_bad_litert_settings_fail_at_parse_time(tmp_path, block, expected):
+    config_file = copy_default_config(tmp_path)
+    _set_litert(config_file, block)
+    completed, output = _dry_run(tmp_path, check=False)
+    assert completed.returncode != 0
+    assert re.search(expected, output), output[-3000:]
+    assert not (tmp_path / "results").exists()
