@@ -21,7 +21,8 @@ list ``llm2tflite.convert`` derived (its ``select_user_tf_ops``).
 
 JSON written by ``--out-json`` (keys in this order)::
 
-    model_name, variant, model_path, size_bytes, sha256, tflite_schema_version,
+    model_name, route ("tflite" | "litert" | null, from the signatures: llm2tflite.runtime),
+    variant, model_path, size_bytes, sha256, tflite_schema_version,
     num_subgraphs, subgraphs: [{index, name, num_operators}], signatures: [names],
     num_operators, class_counts: {builtin, select_tf, custom}  (operator instances),
     class_unique: {builtin, select_tf, custom}                 (distinct op types),
@@ -35,6 +36,9 @@ JSON written by ``--out-json`` (keys in this order)::
 
 ``--out-md`` is the same content as tables for people (and Snakemake's HTML report).
 
+A LiteRT-route model (``prefill_*`` + ``decode`` signatures) must contain builtin ops only: the
+audit fails (exit 1, one line, no output) if it has any Flex or custom op.
+
 CLI::
 
     python -m llm2tflite.audit --model M.tflite --variant V [--model-name NAME]
@@ -47,6 +51,7 @@ import argparse
 import collections
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import llm2tflite  # noqa: F401
@@ -196,8 +201,11 @@ def audit_model(model_path, variant: str, model_name: str | None = None,
             conversion_report.get("select_user_tf_ops") or [], audit["flex_ops"],
             f"select_user_tf_ops of {conversion_report_path or 'the conversion report'}",
         )
+    from llm2tflite.runtime import route_from_signatures
+
     return {
         "model_name": model_name,
+        "route": route_from_signatures(audit["signatures"]),
         "variant": variant,
         "model_path": str(model_path),
         "size_bytes": len(data),
@@ -207,20 +215,31 @@ def audit_model(model_path, variant: str, model_name: str | None = None,
     }
 
 
-def _cell(value) -> str:
-    return str(value).replace("|", "\\|")
-
-
 def markdown_table(header, rows) -> list[str]:
-    """A Markdown pipe table, padded so it also reads well as plain text."""
-    cells = [[_cell(h) for h in header]] + [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    """A Markdown pipe table (pandas + tabulate), padded so it also reads well as plain text."""
+    import pandas as pd
 
-    def line(row):
-        return "| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |"
+    cells = [[str(v).replace("|", "\\|") for v in row] for row in rows]
+    table = pd.DataFrame(cells, columns=list(header))
+    return table.to_markdown(index=False, disable_numparse=True).splitlines()
 
-    return [line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-            *(line(r) for r in cells[1:])]
+
+def builtins_only_failures(report: dict) -> list[str]:
+    """Why a LiteRT-route model is not builtins-only (empty if it is, or for other routes).
+
+    The LiteRT route exists to run on any LiteRT runtime: a Flex or custom op left in its file
+    would need the Flex delegate or a kernel registration it does not have.
+    """
+    if report.get("route") != "litert":
+        return []
+    failures = []
+    if report["flex_ops"]:
+        failures.append(f"{len(report['flex_ops'])} Select TF (Flex) op types "
+                        f"({', '.join(report['flex_ops'])})")
+    if report["custom_ops"]:
+        failures.append(f"{len(report['custom_ops'])} custom op types "
+                        f"({', '.join(report['custom_ops'])})")
+    return failures
 
 
 def _names(ops) -> str:
@@ -228,7 +247,8 @@ def _names(ops) -> str:
 
 
 def render_markdown(report: dict) -> str:
-    title = " / ".join(x for x in (report.get("model_name"), report["variant"]) if x)
+    title = " / ".join(x for x in (report.get("model_name"), report.get("route"),
+                                   report["variant"]) if x)
     counts, unique = report["class_counts"], report["class_unique"]
     lines = [
         f"# Op audit: {title}",
@@ -290,6 +310,12 @@ def main(argv=None):
             conversion_report = json.load(f)
     report = audit_model(args.model, args.variant, args.model_name, conversion_report,
                          args.conversion_report)
+    failures = builtins_only_failures(report)
+    if failures:
+        print(f"op audit FAILED: {args.model} is a LiteRT-route model but has "
+              + " and ".join(failures) + "; it must contain TFLite builtin ops only",
+              file=sys.stderr)
+        sys.exit(1)
     atomic.write_json(args.out_json, report)
     atomic.write_text(args.out_md, render_markdown(report))
     counts = report["class_counts"]

@@ -1,15 +1,42 @@
-"""Run a converted model in the TFLite interpreter, with the TF Text custom-op kernels.
+"""Open a model the workflow built and run it: one interface for every route.
 
-As in the codelab: ``InterpreterWithCustomOps`` + ``tensorflow_text``'s ``SELECT_TFTEXT_OPS``
-registrar; Select TF ops run in the Flex delegate that the TF 2.18.1 wheel still exports.
+``open_model(path, threads=None)`` tells the routes apart by what the file is:
+
+- a ``.tflite`` file with ``serving_default`` + ``tokenize`` signatures: the codelab route
+  (:class:`TFLiteModel`, route ``"tflite"``): the whole generation loop and the tokenizer inside
+  one signature call, run in ``InterpreterWithCustomOps`` with the TF Text kernels (as in the
+  codelab); Select TF ops run in the Flex delegate that the TF 2.18.1 wheel still exports;
+- a ``.tflite`` file with ``decode`` + ``prefill_*`` signatures: the LiteRT route (route
+  ``"litert"``), run by ``llm2tflite.litert_runtime.LiteRTModel`` (imported only then);
+- a traced SavedModel directory (``llm2tflite.trace``): the same generation graph in TensorFlow
+  (:class:`SavedModelRuntime`, route ``"tensorflow"``), the benchmark's baseline.
+
+Each returns an object with the members of ``llm2tflite.generation.CausalLMRuntime``; its
+``generate`` returns a ``Generation`` (text and the ids the model generated).
 """
 
 from __future__ import annotations
 
+import mmap
 import time
 import warnings
+from pathlib import Path
 
 import llm2tflite  # noqa: F401
+from llm2tflite.generation import Generation
+
+TFLITE_ROUTE = "tflite"
+LITERT_ROUTE = "litert"
+TENSORFLOW_ROUTE = "tensorflow"
+CODELAB_SIGNATURES = ("serving_default", "tokenize")
+LITERT_DECODE_SIGNATURE = "decode"
+LITERT_PREFILL_PREFIX = "prefill_"
+# The codelab route's sampler is traced into the graph; the schema allows only greedy.
+TRACED_SAMPLERS = (None, "greedy")
+
+
+class ModelOpenError(ValueError):
+    """The file is not a model this project can run (one line: what it is and what to do)."""
 
 
 def load_interpreter(model_path: str, num_threads: int | None = None):
@@ -27,6 +54,91 @@ def load_interpreter(model_path: str, num_threads: int | None = None):
         )
 
 
+def _schema():
+    # ai-edge-litert's copy of the flatbuffer bindings imports no TensorFlow (a LiteRT model's
+    # process should not pay for it); TensorFlow's is the same schema.
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover - both are pinned in requirements.txt
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
+def tflite_signatures(path) -> list[str]:
+    """The signature keys of a .tflite file, read from the flatbuffer without loading weights.
+
+    The file is memory-mapped: only the pages holding the signature table are read.
+    """
+    schema = _schema()
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if len(data) < 8 or bytes(data[4:8]) != b"TFL3":
+            raise ModelOpenError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+        get_root = getattr(schema.Model, "GetRootAs", None) or schema.Model.GetRootAsModel
+        model = get_root(data, 0)
+        keys = []
+        for i in range(model.SignatureDefsLength()):
+            key = model.SignatureDefs(i).SignatureKey()
+            keys.append(key.decode("utf-8") if isinstance(key, bytes) else str(key))
+        del model  # release the views into the map before it closes
+    return keys
+
+
+def route_from_signatures(signatures) -> str | None:
+    """``litert`` (decode + prefill_*), ``tflite`` (the codelab's signatures) or None."""
+    if LITERT_DECODE_SIGNATURE in signatures and any(
+            s.startswith(LITERT_PREFILL_PREFIX) for s in signatures):
+        return LITERT_ROUTE
+    if all(s in signatures for s in CODELAB_SIGNATURES):
+        return TFLITE_ROUTE
+    return None
+
+
+def route_of(path) -> str:
+    """``tflite``, ``litert`` or ``tensorflow``, from what the file or directory is."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return TENSORFLOW_ROUTE
+        raise ModelOpenError(f"{path} is a directory without saved_model.pb: give a .tflite file "
+                             "or a traced SavedModel directory")
+    if not path.is_file():
+        raise ModelOpenError(f"model file {str(path)!r} does not exist")
+    signatures = tflite_signatures(path)
+    route = route_from_signatures(signatures)
+    if route is not None:
+        return route
+    raise ModelOpenError(
+        f"{path} has signatures {signatures or 'none'}: not a model of this workflow (expected "
+        f"{' + '.join(CODELAB_SIGNATURES)} for the codelab route, or "
+        f"{LITERT_DECODE_SIGNATURE} + {LITERT_PREFILL_PREFIX}<T> for the LiteRT route)")
+
+
+def _litert_model_class(path):
+    try:
+        from llm2tflite.litert_runtime import LiteRTModel
+    except ModuleNotFoundError as error:
+        if error.name != "llm2tflite.litert_runtime":
+            raise
+        raise ModelOpenError(
+            f"{path} is a LiteRT prefill/decode model, but this installation has no LiteRT "
+            "runtime (llm2tflite/litert_runtime.py is missing); update llm2tflite") from None
+    return LiteRTModel
+
+
+def open_model(path, threads: int | None = None):
+    """Open a model of any route (see the module docstring); ``threads``: None = its default."""
+    route = route_of(path)
+    if route == TFLITE_ROUTE:
+        return TFLiteModel(path, num_threads=threads)
+    if route == TENSORFLOW_ROUTE:
+        return SavedModelRuntime(path, threads=threads)
+    model = _litert_model_class(path)(str(path), threads=threads)
+    if getattr(model, "route", None) != LITERT_ROUTE:
+        raise ModelOpenError(f"llm2tflite.litert_runtime.LiteRTModel opened {path} with route "
+                             f"{getattr(model, 'route', None)!r}, expected {LITERT_ROUTE!r}")
+    return model
+
+
 def _as_prompt_batch(prompt: str | bytes):
     import numpy as np
 
@@ -34,52 +146,114 @@ def _as_prompt_batch(prompt: str | bytes):
     return np.array([prompt.encode("utf-8") if isinstance(prompt, str) else prompt], dtype=object)
 
 
-class TFLiteModel:
-    """The two signatures of a converted model, with str in and str out."""
+def _decode(text: bytes) -> str:
+    # Byte-level BPE can stop in the middle of a multi-byte character.
+    return text.decode("utf-8", errors="replace")
 
-    def __init__(self, model_path: str, num_threads: int | None = None):
-        from llm2tflite.trace import (
-            DETOKENIZE_SIGNATURE,
-            GENERATE_SIGNATURE,
-            SCORE_SIGNATURE,
-            TOKENIZE_SIGNATURE,
+
+def check_traced_sampler(sampler) -> None:
+    if sampler not in TRACED_SAMPLERS:
+        raise ValueError(f"sampler {sampler!r}: this model's sampler is fixed when it is traced "
+                         "(greedy); sample with a LiteRT-route model instead")
+
+
+class _TracedGraphModel:
+    """What the codelab .tflite and the traced SavedModel share: the same four signatures."""
+
+    route: str
+    load_seconds: float
+
+    def _run(self, name: str, **inputs) -> dict:
+        raise NotImplementedError
+
+    def generate(self, prompt: str | bytes, max_length: int | None = None, sampler=None,
+                 on_text=None, timings: bool = False) -> Generation:
+        """One generation; the loop runs inside one signature call, so ``timings`` stays None."""
+        check_traced_sampler(sampler)
+        if max_length is not None and max_length < 1:
+            raise ValueError("max_length must be at least 1 (the start token)")
+        outputs = self._run("serving_default", prompt=_as_prompt_batch(prompt))
+        generation = Generation(
+            text=_decode(outputs["generated_text"][0]),
+            token_ids=[int(i) for i in outputs["token_ids"][0]],
+            prompt_tokens=int(outputs["prompt_tokens"][0]),
         )
-
-        started = time.perf_counter()
-        self.interpreter = load_interpreter(model_path, num_threads)
-        self._generate = self.interpreter.get_signature_runner(GENERATE_SIGNATURE)
-        self._tokenize = self.interpreter.get_signature_runner(TOKENIZE_SIGNATURE)
-        self._detokenize = self.interpreter.get_signature_runner(DETOKENIZE_SIGNATURE)
-        self._score = self.interpreter.get_signature_runner(SCORE_SIGNATURE)
-        self.load_seconds = time.perf_counter() - started
-
-    def generate(self, prompt: str | bytes) -> str:
-        generated = self._generate(prompt=_as_prompt_batch(prompt))["generated_text"][0]
-        # Byte-level BPE can stop in the middle of a multi-byte character.
-        return generated.decode("utf-8", errors="replace")
+        if max_length is not None and len(generation.token_ids) > max_length:
+            # Greedy generation is causal: the first max_length ids are what a model traced with
+            # max_length would have produced. The start token (first) is not text.
+            kept = generation.token_ids[:max_length]
+            generation = Generation(self.text(kept[1:]), kept,
+                                    min(generation.prompt_tokens, max_length))
+        if on_text is not None:
+            on_text(generation.text)
+        return generation
 
     def token_ids(self, text: str | bytes, with_start: bool = False) -> list[int]:
         """The text's token ids; the start token the signature puts first only if asked."""
-        ids = self._tokenize(prompt=_as_prompt_batch(text))["token_ids"][0]
+        ids = self._run("tokenize", prompt=_as_prompt_batch(text))["token_ids"][0]
         return [int(i) for i in (ids if with_start else ids[1:])]
 
     def text(self, token_ids) -> str:
         import numpy as np
 
         ids = np.asarray([list(token_ids)], dtype=np.int32)
-        return self._detokenize(token_ids=ids)["text"][0].decode("utf-8", errors="replace")
+        return _decode(self._run("detokenize", token_ids=ids)["text"][0])
 
     def log_likelihoods(self, token_ids_with_start) -> list[float]:
         """log p of each token after the first (give the start token first, as tokenize does)."""
         import numpy as np
 
         ids = np.asarray([list(token_ids_with_start)], dtype=np.int32)
-        return [float(x) for x in self._score(token_ids=ids)["log_likelihoods"][0]]
+        return [float(x) for x in self._run("score", token_ids=ids)["log_likelihoods"][0]]
 
-    def count_new_tokens(self, prompt: str | bytes, generated_text: str) -> int:
-        """Tokens added to the prompt, counted by the model's own tokenizer.
 
-        Re-tokenizing the output can merge differently at the prompt's end than generation did;
-        the count is exact for the usual case of a prompt that ends on a token boundary.
-        """
-        return len(self.token_ids(generated_text)) - len(self.token_ids(prompt))
+class TFLiteModel(_TracedGraphModel):
+    """The codelab route's .tflite: string in, string and ids out."""
+
+    route = TFLITE_ROUTE
+
+    def __init__(self, model_path, num_threads: int | None = None):
+        from llm2tflite.trace import GENERATE_SIGNATURE, SIGNATURES
+
+        started = time.perf_counter()
+        self.path = str(model_path)
+        self.interpreter = load_interpreter(self.path, num_threads)
+        signatures = self.interpreter.get_signature_list()
+        outputs = set(signatures.get(GENERATE_SIGNATURE, {}).get("outputs", []))
+        if not {"token_ids", "prompt_tokens"} <= outputs:
+            raise ModelOpenError(
+                f"{model_path}: its {GENERATE_SIGNATURE} returns {sorted(outputs)}, not its token "
+                "ids: it was converted by an older llm2tflite; rebuild it (snakemake reruns trace "
+                "and convert)")
+        self._runners = {name: self.interpreter.get_signature_runner(name) for name in SIGNATURES}
+        self.load_seconds = time.perf_counter() - started
+
+    def _run(self, name: str, **inputs) -> dict:
+        return self._runners[name](**inputs)
+
+
+class SavedModelRuntime(_TracedGraphModel):
+    """The traced SavedModel run in TensorFlow: the same graph the .tflite files come from."""
+
+    route = TENSORFLOW_ROUTE
+
+    def __init__(self, saved_model_dir, threads: int | None = None):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the TF Text ops of the graph)
+
+        from llm2tflite.trace import SIGNATURES
+
+        started = time.perf_counter()
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        self._tf = tf
+        self.path = str(saved_model_dir)
+        self.loaded = tf.saved_model.load(self.path)
+        self._signatures = {name: self.loaded.signatures[name] for name in SIGNATURES}
+        self.load_seconds = time.perf_counter() - started
+
+    def _run(self, name: str, **inputs) -> dict:
+        tf = self._tf
+        tensors = {key: tf.constant(value) for key, value in inputs.items()}
+        return {key: value.numpy() for key, value in self._signatures[name](**tensors).items()}

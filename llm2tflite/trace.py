@@ -7,9 +7,12 @@ public parts instead: tokenizer -> ``preprocessor.packer`` -> ``generate_step`` 
 
 Signatures of the SavedModel (and so of the ``.tflite`` files converted from it):
 
-- ``serving_default(prompt: string[1]) -> generated_text: string[1]``: the prompt followed by its
-  continuation, ``max_length`` tokens at most (the start token included), as KerasHub's
-  ``generate(prompt, max_length)``.
+- ``serving_default(prompt: string[1]) -> generated_text: string[1], token_ids: int32[1, n],
+  prompt_tokens: int32[1]``: the prompt followed by its continuation, ``max_length`` tokens at
+  most (the start token included), as KerasHub's ``generate(prompt, max_length)``; and the ids
+  behind it: the start token, the prompt's kept ids and the generated ids (the stop token that
+  ended generation excluded), of which the first ``prompt_tokens`` are start token and prompt.
+  Tokens are counted from these ids (``llm2tflite.generation``), never by re-tokenizing text.
 - ``tokenize(prompt: string[1]) -> token_ids: int32[1, 1 + n]``: the start token followed by the
   prompt's n ids (not truncated), as the generation path packs them, so tests can prove the
   in-graph tokenizer is exact inside TFLite. (The start token also keeps the output non-empty:
@@ -74,6 +77,27 @@ def next_token_log_likelihoods(logits, token_ids):
 
     log_probs = tf.nn.log_softmax(tf.cast(logits[:, :-1, :], tf.float32), axis=-1)
     return tf.gather(log_probs, token_ids[:, 1:], batch_dims=2)
+
+
+def generated_token_ids(generated, prompt_length, stop_token_ids, max_length: int) -> dict:
+    """The ids a generation kept, as ``llm2tflite.generation.kept_token_ids`` computes them.
+
+    ``generate_step``'s mask is true over the prompt, the generated ids and the stop token that
+    ended generation; the stop token (a stop id at a position after the prompt) is dropped.
+    """
+    import tensorflow as tf
+
+    token_ids = tf.cast(generated["token_ids"], tf.int32)
+    positions = tf.range(max_length, dtype=tf.int32)[tf.newaxis, :]
+    is_stop = tf.reduce_any(
+        tf.equal(token_ids[:, :, tf.newaxis], tf.constant(stop_token_ids, tf.int32)), axis=-1)
+    generated_stop = tf.logical_and(positions >= prompt_length, is_stop)
+    keep = tf.logical_and(tf.cast(generated["padding_mask"], tf.bool),
+                          tf.logical_not(generated_stop))
+    return {
+        "token_ids": tf.boolean_mask(token_ids, keep)[tf.newaxis, :],
+        "prompt_tokens": tf.reshape(tf.cast(prompt_length, tf.int32), [1]),
+    }
 
 
 def build_export_module(causal_lm, max_length: int, sequence_length: int):
@@ -148,7 +172,10 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
             kept_ids = strip_to_ragged(
                 generated["token_ids"], generated["padding_mask"], tokenizer.special_token_ids
             )
-            return {"generated_text": tokenizer.detokenize(kept_ids)}
+            return {
+                "generated_text": tokenizer.detokenize(kept_ids),
+                **generated_token_ids(generated, prompt_length, stop_token_ids, max_length),
+            }
 
         @tf.function(input_signature=[prompt_spec])
         def tokenize(self, prompt):
@@ -203,7 +230,9 @@ def export_saved_model(
         "num_parameters": int(causal_lm.count_params()),
         "signatures": {
             GENERATE_SIGNATURE: {"inputs": {"prompt": "string[1]"},
-                                 "outputs": {"generated_text": "string[1]"}},
+                                 "outputs": {"generated_text": "string[1]",
+                                             "token_ids": "int32[1,n]",
+                                             "prompt_tokens": "int32[1]"}},
             TOKENIZE_SIGNATURE: {"inputs": {"prompt": "string[1]"},
                                  "outputs": {"token_ids": "int32[1,1+n]"}},
             DETOKENIZE_SIGNATURE: {"inputs": {"token_ids": "int32[1,n]"},

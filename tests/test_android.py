@@ -45,9 +45,13 @@ def test_signatures_read_from_the_tflite(handoff, small_export):
     assert set(signatures) == set(small_export["info"]["signatures"])
     (prompt,) = signatures["serving_default"]["inputs"]
     assert (prompt["name"], prompt["dtype"], prompt["shape"]) == ("prompt", "string", [1])
-    (generated,) = signatures["serving_default"]["outputs"]
-    assert (generated["name"], generated["dtype"]) == ("generated_text", "string")
-    assert generated["declared"] == "string[1]"
+    outputs = {o["name"]: o for o in signatures["serving_default"]["outputs"]}
+    assert sorted(outputs) == ["generated_text", "prompt_tokens", "token_ids"]
+    generated = outputs["generated_text"]
+    assert generated["dtype"] == "string" and generated["declared"] == "string[1]"
+    # The generated ids, so an app counts tokens without a tokenizer of its own.
+    assert (outputs["token_ids"]["dtype"], outputs["prompt_tokens"]["dtype"]) == ("int32",
+                                                                                   "int32")
     (token_ids,) = signatures["tokenize"]["outputs"]
     assert (token_ids["name"], token_ids["dtype"]) == ("token_ids", "int32")
 
@@ -60,7 +64,7 @@ def test_generation_and_ops_fields(handoff, small_export):
     assert info["max_length"] == small_export["info"]["max_length"] == SMALL_MAX_LENGTH
     assert info["prompt_token_limit"] == small_export["info"]["prompt_token_limit"]
     assert info["try_prompt"] == PROMPT
-    assert info["expected_output"] == TFLiteModel(small_export["tflite"]).generate(PROMPT)
+    assert info["expected_output"] == TFLiteModel(small_export["tflite"]).generate(PROMPT).text
     assert info["flex_delegate"]["needed"] is True
     assert info["flex_delegate"]["tf_ops"] == ops["flex_ops"] != []
     assert "RegexSplitWithOffsets" in info["flex_delegate"]["tf_ops_outside_core_tf"]

@@ -139,6 +139,7 @@ def test_real_model_matches_tflite_analyzer(small_export):
     import tensorflow as tf
 
     report = audit.audit_model(small_export["tflite"], "fp32")
+    assert report["route"] == "tflite"
     listing = io.StringIO()
     with contextlib.redirect_stdout(listing):
         tf.lite.experimental.Analyzer.analyze(model_path=str(small_export["tflite"]))
@@ -155,3 +156,57 @@ def test_real_model_matches_tflite_analyzer(small_export):
     assert report["flex_op_libraries"]["RegexSplitWithOffsets"] == "tensorflow_text"
     assert "RegexSplitWithOffsets" in report["flex_ops_outside_core_tf"]
     assert "WHILE" in {o["op"] for o in report["ops"] if o["class"] == "builtin"}
+
+
+def _prefill_decode_tflite(path, with_flex: bool):
+    """A file with the LiteRT route's signatures (prefill_2, decode); a Flex op if asked."""
+    import tensorflow as tf
+
+    class PrefillDecode(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 2], tf.float32, name="tokens")])
+        def prefill(self, tokens):
+            return {"logits": tokens * 2.0}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 1], tf.float32, name="tokens"),
+                                      tf.TensorSpec([1], tf.string, name="text")])
+        def decode(self, tokens, text):
+            extra = tf.cast(tf.strings.length(text), tf.float32) if with_flex else 0.0
+            return {"logits": tokens + extra}
+
+    module = PrefillDecode()
+    saved = path.with_suffix(".saved")
+    tf.saved_model.save(module, str(saved), signatures={
+        "prefill_2": module.prefill.get_concrete_function(),
+        "decode": module.decode.get_concrete_function()})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved),
+                                                         signature_keys=["prefill_2", "decode"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_litert_route_must_be_builtins_only(tmp_path):
+    import subprocess
+    import sys
+
+    def run(model):
+        return subprocess.run(
+            [sys.executable, "-m", "llm2tflite.audit", "--model", str(model), "--variant", "int8",
+             "--out-json", str(tmp_path / f"{model.stem}.json"),
+             "--out-md", str(tmp_path / f"{model.stem}.md")], capture_output=True, text=True)
+
+    clean = _prefill_decode_tflite(tmp_path / "clean.tflite", with_flex=False)
+    completed = run(clean)
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads((tmp_path / "clean.json").read_text())
+    assert report["route"] == "litert" and report["flex_ops"] == [] == report["custom_ops"]
+    flex = _prefill_decode_tflite(tmp_path / "flex.tflite", with_flex=True)
+    completed = run(flex)
+    assert completed.returncode == 1 and not (tmp_path / "flex.json").exists()
+    (line,) = [x for x in completed.stderr.splitlines() if "op audit FAILED" in x]
+    assert line == (f"op audit FAILED: {flex} is a LiteRT-route model but has 1 Select TF (Flex) "
+                    "op types (StringLength); it must contain TFLite builtin ops only")
+    # The codelab route needs its Flex ops: no such check.
+    assert audit.builtins_only_failures({"route": "tflite", "flex_ops": ["StringLength"],
+                                         "custom_ops": []}) == []

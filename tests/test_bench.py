@@ -1,158 +1,202 @@
-"""llm2tflite.bench: the per-model record on the small model, the benchmarks.csv table."""
+"""llm2tflite.bench: interleaved rounds in worker processes, per-round ratios, the CSV table."""
 
 from __future__ import annotations
 
 import json
-import math
+import os
+import statistics
 
 import pytest
 
 from llm2tflite import bench
 
 PROMPT = "Estoy disfrutando de"
-EXPECTED_COLUMNS = [
-    "model", "variant", "runtime", "size_mb", "load_s", "first_call_s", "median_s", "min_s",
-    "max_s", "stdev_s", "runs", "new_tokens", "tokens_per_s", "peak_rss_mb",
-    "rss_after_load_mb", "threads", "max_length", "tokenize_s", "prefill_upper_bound_s",
-    "decode_per_token_s", "speedup_vs_tf", "size_vs_tf",
-]
 
 
-def _record(model, variant, median, size_bytes, **extra):
-    record = {
-        "model_name": model, "variant": variant,
-        "runtime": "tensorflow" if variant == "tf" else "tflite",
-        "size_bytes": size_bytes, "load_s": 1.0, "first_call_s": 2.0, "median_s": median,
-        "min_s": median * 0.9, "max_s": median * 1.2, "stdev_s": 0.01, "runs": 5,
-        "new_tokens": 10, "tokens_per_s": 10 / median, "peak_rss_mb": 900.0,
-        "rss_after_load_mb": 700.0, "threads": None if variant == "tf" else 2,
-        "max_length": 24,
+def _entry(route, variant, run_s, new_tokens=10, size_bytes=1_000_000, steps=None):
+    return {
+        "route": route, "variant": variant, "model_path": f"{route}/{variant}",
+        "size_bytes": size_bytes, "import_s": 1.0, "load_s": 0.5, "first_call_s": 2.0,
+        "run_s": run_s, "median_s": statistics.median(run_s), "min_s": min(run_s),
+        "max_s": max(run_s), "stdev_s": statistics.stdev(run_s), "prompt_tokens": 5,
+        "new_tokens": new_tokens, "output": "x", "token_ids": [], "deterministic": True,
+        "tokens_per_s": new_tokens / statistics.median(run_s), "rss_before_load_mb": 400.0,
+        "rss_after_load_mb": 500.0, "peak_rss_mb": 700.0, "versions": {}, "steps": steps,
     }
-    record.update(extra)
-    return record
 
 
-def _write(tmp_path, model, variant, record):
-    path = tmp_path / model / "bench" / f"{variant}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    return path
+def _record(model, entries, threads=2):
+    bench._add_comparisons(entries)
+    return {"model_name": model, "prompt": PROMPT, "runs": len(entries[0]["run_s"]),
+            "threads": threads, "machine": {"cpu_model": "Test CPU", "logical_cpus": 2},
+            "entries": entries}
 
 
-def _breakdown(decode_per_token_s):
-    return {"tokenize_s": 0.001, "prefill_upper_bound_s": 0.1, "detokenize_s": 0.001,
-            "decode_s": 10 * decode_per_token_s, "decode_per_token_s": decode_per_token_s}
+def test_speedup_is_computed_per_round():
+    # Round 2 is slow for everyone (a noisy neighbour): per-round ratios are unaffected.
+    baseline = _entry("tensorflow", "tf", [2.0, 4.0, 2.2])
+    variant = _entry("tflite", "int8", [1.0, 2.0, 1.0])
+    bench._add_comparisons([baseline, variant])
+    assert variant["speedup_vs_tf"] == {"per_round": [2.0, 2.0, 2.2], "median": 2.0,
+                                        "min": 2.0, "max": 2.2}
+    assert baseline["speedup_vs_tf"]["per_round"] == [1.0, 1.0, 1.0]
+    # The ratio of medians would say 2.2 / 1.0 = 2.2: not what was measured round by round.
+    assert variant["speedup_vs_tf"]["median"] != baseline["median_s"] / variant["median_s"]
 
 
-def test_table_schema_and_speedup(tmp_path):
-    paths = [
-        _write(tmp_path, "b", "int8", _record("b", "int8", 0.25, 1_000_000, breakdown=None)),
-        _write(tmp_path, "a", "int8", _record("a", "int8", 0.5, 2_500_000,
-                                              breakdown=_breakdown(0.005))),
-        _write(tmp_path, "a", "tf", _record("a", "tf", 2.0, 10_000_000,
-                                            breakdown=_breakdown(0.02))),
-        _write(tmp_path, "a", "fp32", _record("a", "fp32", 1.0, 5_000_000,
-                                              breakdown=_breakdown(0.01))),
-    ]
+def test_unequal_work_is_flagged():
+    entries = [_entry("tensorflow", "tf", [2.0, 2.0], new_tokens=94),
+               _entry("tflite", "fp32", [1.0, 1.0], new_tokens=94),
+               _entry("tflite", "int8", [0.5, 0.5], new_tokens=40)]
+    bench._add_comparisons(entries)
+    assert [e["equal_work"] for e in entries] == [True, True, False]
+
+
+def test_step_figures_from_route_timings():
+    generations = [{"timings": {"prefill_s": 0.010, "first_token_s": 0.013,
+                                "decode_step_s": [0.003, 0.004, 0.005]}},
+                   {"timings": {"prefill_s": 0.012, "first_token_s": 0.015,
+                                "decode_step_s": [0.003, 0.006]}}]
+    steps = bench._steps_summary(generations)
+    assert steps["prefill_s"] == pytest.approx(0.011)
+    assert steps["first_token_s"] == pytest.approx(0.014)
+    decode = steps["decode_step_ms"]
+    # Every step of every run: 3, 3, 4, 5, 6 ms.
+    assert decode["count"] == 5 and decode["median"] == pytest.approx(4.0)
+    assert (decode["min"], decode["max"]) == pytest.approx((3.0, 6.0))
+    assert decode["p10"] == pytest.approx(3.0) and decode["p90"] == pytest.approx(5.6)
+    assert steps["decode_tokens_per_s"] == pytest.approx(250.0)
+    # A route that cannot measure steps (the codelab route) gives none: no estimate.
+    assert bench._steps_summary([{"timings": None}, {"timings": None}]) is None
+
+
+def test_table_rows_order_and_columns(tmp_path):
+    steps = {"first_token_s": 0.02, "prefill_s": 0.015, "decode_tokens_per_s": 300.0,
+             "decode_step_ms": {"median": 3.3, "p10": 3.1, "p90": 3.9, "min": 3.0,
+                                "max": 4.2, "count": 300}}
+    alpha = _record("alpha", [
+        _entry("tensorflow", "tf", [2.0, 2.2, 2.4], size_bytes=10_000_000),
+        _entry("litert", "int8", [0.4, 0.44, 0.6], steps=steps, size_bytes=2_500_000),
+        _entry("tflite", "int8", [1.0, 1.1, 1.2], size_bytes=2_500_000),
+        _entry("tflite", "fp32", [1.0, 1.0, 1.0], new_tokens=9, size_bytes=5_000_000)])
+    beta = _record("beta", [_entry("tensorflow", "tf", [1.0, 1.0]),
+                            _entry("tflite", "fp16", [0.5, 0.5])], threads=None)
+    paths = []
+    for record in (beta, alpha):
+        path = tmp_path / record["model_name"] / "bench.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(record))
+        paths.append(path)
     out = tmp_path / "benchmarks.csv"
     bench.main(["table", "--inputs", *map(str, paths), "--out", str(out)])
 
     import pandas as pd
 
     table = pd.read_csv(out)
-    assert list(table.columns) == EXPECTED_COLUMNS
-    assert list(zip(table["model"], table["variant"])) == [
-        ("a", "tf"), ("a", "fp32"), ("a", "int8"), ("b", "int8")]
-    assert list(table["speedup_vs_tf"][:3]) == [1.0, 2.0, 4.0]
-    assert math.isnan(table["speedup_vs_tf"][3])  # model b has no TF baseline
-    assert list(table["size_mb"]) == [10.0, 5.0, 2.5, 1.0]
-    assert list(table["size_vs_tf"][:3]) == [1.0, 0.5, 0.25]
-    assert list(table["threads"].fillna(-1)) == [-1, 2, 2, 2]
-    assert list(table["decode_per_token_s"][:3]) == [0.02, 0.01, 0.005]
-    assert math.isnan(table["decode_per_token_s"][3])  # a record without a breakdown
-
-
-def test_table_model_name_from_path_and_duplicates(tmp_path):
-    record = _record(None, "fp32", 1.0, 1)
-    del record["model_name"]
-    path = _write(tmp_path, "fromdir", "fp32", record)
-    table = bench.build_table(bench.read_records([path]))
-    assert list(table["model"]) == ["fromdir"]
-    assert list(table.columns) == EXPECTED_COLUMNS
+    assert list(table.columns) == bench.COLUMNS
+    assert list(zip(table["model"], table["route"], table["variant"])) == [
+        ("alpha", "tensorflow", "tf"), ("alpha", "tflite", "fp32"), ("alpha", "tflite", "int8"),
+        ("alpha", "litert", "int8"), ("beta", "tensorflow", "tf"), ("beta", "tflite", "fp16")]
+    alpha_rows = table[table["model"] == "alpha"].set_index(["route", "variant"])
+    assert alpha_rows.loc[("tflite", "int8"), "speedup_vs_tf"] == 2.0
+    assert alpha_rows.loc[("litert", "int8"), "speedup_vs_tf"] == 5.0
+    assert alpha_rows.loc[("litert", "int8"), "speedup_min"] == 4.0
+    assert not alpha_rows.loc[("tflite", "fp32"), "equal_work"]
+    assert alpha_rows.loc[("tflite", "int8"), "equal_work"]
+    assert alpha_rows.loc[("litert", "int8"), "decode_ms_per_token"] == 3.3
+    assert alpha_rows.loc[("litert", "int8"), "prefill_s"] == 0.015
+    # The codelab route cannot measure steps: empty, not estimated.
+    assert pd.isna(alpha_rows.loc[("tflite", "int8"), "decode_ms_per_token"])
+    assert pd.isna(alpha_rows.loc[("tflite", "int8"), "prefill_s"])
+    assert list(alpha_rows["size_vs_tf"]) == [1.0, 0.5, 0.25, 0.25]
+    assert set(table["cpu_model"]) == {"Test CPU"}
+    assert list(table["threads"].fillna(-1)) == [2, 2, 2, 2, -1, -1]
     with pytest.raises(ValueError, match="two benchmark results"):
-        bench.build_table(bench.read_records([path, path]))
+        bench.build_table(bench.read_records([paths[0], paths[0]]))
 
 
-def test_path_size_of_a_directory(tmp_path):
-    (tmp_path / "d" / "sub").mkdir(parents=True)
-    (tmp_path / "d" / "a").write_bytes(b"x" * 10)
-    (tmp_path / "d" / "sub" / "b").write_bytes(b"y" * 5)
-    assert bench.path_size(tmp_path / "d") == 15
-    assert bench.path_size(tmp_path / "d" / "a") == 10
+def test_row_order_is_the_one_display_order():
+    rows = [("litert", "int4"), ("tflite", "int8"), ("litert", "fp32"), ("tensorflow", "tf"),
+            ("tflite", "fp16"), ("tflite", "fp32"), ("tflite", "zz")]
+    assert sorted(rows, key=lambda r: bench.row_order(*r)) == [
+        ("tensorflow", "tf"), ("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"),
+        ("tflite", "zz"), ("litert", "fp32"), ("litert", "int4")]
+
+
+def test_cpu_model_is_read_from_proc_cpuinfo():
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    if names:
+        assert bench.cpu_model() == names[0]
+    assert bench.cpu_model()
+
+
+def test_entry_syntax():
+    assert bench.parse_entry("tflite/int8=results/a/tflite/int8.tflite") == (
+        "tflite", "int8", "results/a/tflite/int8.tflite")
+    with pytest.raises(ValueError, match="ROUTE/VARIANT=PATH"):
+        bench.parse_entry("int8=results/a/tflite/int8.tflite")
+
+
+def test_a_wrong_entry_fails_before_any_timing(small_export, tmp_path):
+    not_a_model = tmp_path / "notes.tflite"
+    not_a_model.write_bytes(b"not a flatbuffer at all")
+    with pytest.raises(Exception, match="not a TFLite flatbuffer"):
+        bench.benchmark_model("small", small_export["dir"] / "traced",
+                              [("tflite", "fp32", str(not_a_model))], runs=1)
+    with pytest.raises(ValueError, match="is a 'tflite' model, not 'litert'"):
+        bench.benchmark_model("small", small_export["dir"] / "traced",
+                              [("litert", "fp32", str(small_export["tflite"]))], runs=1)
 
 
 @pytest.fixture(scope="module")
-def tflite_record(small_export, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "fp32.json"
-    bench.main(["--model", str(small_export["tflite"]), "--variant", "fp32",
-                "--model-name", "small", "--prompt", PROMPT, "--runs", "3", "--threads", "2",
-                "--export-info", str(small_export["dir"] / "traced" / "llm2tflite_export.json"),
-                "--out", str(out)])
+def small_record(small_export, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    bench.main(["run", "--model-name", "small", "--baseline", str(small_export["dir"] / "traced"),
+                "--entry", f"tflite/fp32={small_export['tflite']}", "--prompt", PROMPT,
+                "--runs", "3", "--threads", "2", "--out", str(out)])
     return json.loads(out.read_text())
 
 
-def test_tflite_record(tflite_record, small_export):
-    from llm2tflite.runtime import TFLiteModel
+def test_interleaved_record_on_a_real_model(small_record, small_export):
+    from llm2tflite.runtime import open_model
 
-    r = tflite_record
-    assert (r["model_name"], r["variant"], r["runtime"]) == ("small", "fp32", "tflite")
-    assert r["size_bytes"] == small_export["tflite"].stat().st_size
-    assert r["runs"] == 3 and len(r["run_s"]) == 3
-    assert r["min_s"] <= r["median_s"] <= r["max_s"]
-    assert r["median_s"] == sorted(r["run_s"])[1]
-    assert r["stdev_s"] >= 0 and r["load_s"] > 0 and r["first_call_s"] > 0
-    assert r["output"].startswith(PROMPT) and r["deterministic"] is True
-    model = TFLiteModel(small_export["tflite"])
-    assert r["new_tokens"] == model.count_new_tokens(PROMPT, r["output"]) >= 1
-    assert r["tokens_per_s"] == pytest.approx(r["new_tokens"] / r["median_s"], rel=1e-3)
-    assert r["max_length"] == small_export["info"]["max_length"]
-    assert r["prompt_token_limit"] == small_export["info"]["prompt_token_limit"]
-    assert r["peak_rss_mb"] >= r["rss_after_load_mb"] > 0
-    assert r["threads"] == 2 and r["cpu_count"] >= 1
-    assert r["tensorflow_version"] and r["tflite_schema_version"] == 3
-    stages = r["breakdown"]
-    assert 0 < stages["tokenize_s"] < r["median_s"]
-    assert 0 < stages["prefill_upper_bound_s"] < r["median_s"]
-    assert stages["decode_per_token_s"] == pytest.approx(
-        stages["decode_s"] / r["new_tokens"], abs=1e-6)
-    assert stages["decode_s"] == pytest.approx(
-        r["median_s"] - stages["tokenize_s"] - stages["prefill_upper_bound_s"]
-        - stages["detokenize_s"], abs=1e-5) or stages["decode_s"] == 0
-
-
-def test_tf_baseline_record(small_export, tflite_record, tmp_path):
-    out = tmp_path / "tf.json"
-    bench.main(["--saved-model", str(small_export["dir"] / "traced"), "--variant", "tf",
-                "--model-name", "small", "--prompt", PROMPT, "--runs", "1", "--out", str(out)])
-    r = json.loads(out.read_text())
-    assert r["runtime"] == "tensorflow" and r["tflite_schema_version"] is None
-    # The same graph in TF and in the fp32 .tflite: the same greedy text and token count.
-    assert r["output"] == tflite_record["output"]
-    assert r["new_tokens"] == tflite_record["new_tokens"]
-    assert r["max_length"] == small_export["info"]["max_length"]  # read inside the SavedModel
-    assert r["size_bytes"] > (small_export["dir"] / "traced" / "saved_model.pb").stat().st_size
-    assert r["stdev_s"] == 0.0 and r["min_s"] == r["median_s"] == r["max_s"]
-    assert r["breakdown"]["prefill_upper_bound_s"] > 0
-
-    table = bench.build_table(bench.read_records([out, _write(tmp_path, "small", "fp32",
-                                                               tflite_record)]))
-    assert list(table["variant"]) == ["tf", "fp32"]
-    assert table["speedup_vs_tf"][1] == pytest.approx(
-        r["median_s"] / tflite_record["median_s"], abs=1e-3)
+    record = small_record
+    assert (record["model_name"], record["runs"], record["threads"]) == ("small", 3, 2)
+    assert record["machine"]["cpu_model"] == bench.cpu_model()
+    assert record["machine"]["logical_cpus"] == os.cpu_count()
+    assert 1 <= record["machine"]["physical_cores"] <= os.cpu_count()
+    baseline, fp32 = record["entries"]
+    assert (baseline["route"], baseline["variant"]) == ("tensorflow", "tf")
+    assert (fp32["route"], fp32["variant"]) == ("tflite", "fp32")
+    for entry in record["entries"]:
+        assert len(entry["run_s"]) == 3 and entry["median_s"] == sorted(entry["run_s"])[1]
+        assert entry["deterministic"] is True
+        # The peak is the worker's own, over load and calls, so at least its RSS after loading.
+        assert entry["peak_rss_mb"] >= entry["rss_after_load_mb"] > entry["rss_before_load_mb"]
+        assert entry["steps"] is None  # one signature call: nothing measured per step
+    # The speed-up is the per-round ratio of the times measured in the same round.
+    assert fp32["speedup_vs_tf"]["per_round"] == pytest.approx(
+        [b / v for b, v in zip(baseline["run_s"], fp32["run_s"])], rel=1e-3)
+    # The same graph in TF and in the fp32 .tflite: the same ids, so equal work.
+    assert fp32["token_ids"] == baseline["token_ids"] and fp32["equal_work"] is True
+    # New tokens are the ids the model generated, as its runtime reports them...
+    generation = open_model(small_export["tflite"]).generate(PROMPT)
+    assert fp32["new_tokens"] == generation.new_tokens
+    assert fp32["prompt_tokens"] == generation.prompt_tokens
+    # ... never more than max_length leaves after the start token and the prompt.
+    assert fp32["new_tokens"] <= small_export["info"]["max_length"] - fp32["prompt_tokens"]
+    assert fp32["tokens_per_s"] == pytest.approx(fp32["new_tokens"] / fp32["median_s"], rel=1e-3)
+    assert fp32["size_bytes"] == small_export["tflite"].stat().st_size
 
 
 def test_runs_must_be_positive(tmp_path):
     with pytest.raises(SystemExit):
-        bench.main(["--model", "m.tflite", "--variant", "fp32", "--runs", "0",
+        bench.main(["run", "--model-name", "m", "--baseline", "traced", "--runs", "0",
                     "--out", str(tmp_path / "unused.json")])
     assert not (tmp_path / "unused.json").exists()
+
+
+def test_each_model_ran_in_its_own_process(small_record):
+    pids = [entry["pid"] for entry in small_record["entries"]]
+    assert len(set(pids)) == len(pids) and os.getpid() not in pids

@@ -74,18 +74,26 @@ def test_missing_model_is_an_error(tmp_path):
     assert "does not exist" in stderr and "Traceback" not in stderr
 
 
-def test_max_length_cuts_the_output(model_path, small_export):
-    from llm2tflite.runtime import TFLiteModel
+def test_a_file_that_is_not_a_model_is_an_error(tmp_path):
+    (tmp_path / "notes.tflite").write_text("not a model")
+    _, _, stderr = run_cli(str(tmp_path / "notes.tflite"), "hola", check_code=2)
+    assert stderr.strip() == (f"llm2tflite: error: {tmp_path / 'notes.tflite'} is not a TFLite "
+                              "flatbuffer (no TFL3 identifier)")
 
-    model = TFLiteModel(model_path)
+
+def test_max_length_cuts_the_output(model_path, small_export):
+    from llm2tflite.runtime import open_model
+
+    model = open_model(model_path)
     prompt = "Estoy disfrutando de"
-    prompt_tokens = len(model.token_ids(prompt))
-    max_length = prompt_tokens + 1 + 3  # start token + prompt + 3 new tokens
+    full = model.generate(prompt)
+    max_length = full.prompt_tokens + 3  # start token + prompt + 3 new tokens
     _, stdout, _ = run_cli(model_path, prompt, "--max-length", str(max_length), check_code=0)
     output = stdout.rstrip("\n")
     assert output.startswith(prompt)
-    assert len(model.token_ids(output)) == prompt_tokens + 3
-    assert model.generate(prompt).startswith(output)
+    # Exactly the text of the first 3 ids the model generated.
+    assert output == model.text(full.token_ids[1:max_length])
+    assert full.text.startswith(output) and output != full.text
     _, _, stderr = run_cli(model_path, prompt, "--max-length", "1", check_code=2)
     assert "--max-length must be at least 2" in stderr
 
@@ -117,6 +125,6 @@ def test_model_level_input_rules(small_export):
 
     model = TFLiteModel(small_export["tflite"])
     empty = model.generate("")
-    assert len(model.token_ids(empty)) >= 1
-    assert model.generate(b"caf\xe9 con leche").startswith("caf\ufffd con leche")
-    assert model.generate("🤖" * 50)  # multi-token characters, truncated, no crash
+    assert empty.prompt_tokens == 1 and empty.new_tokens >= 1  # the start token alone
+    assert model.generate(b"caf\xe9 con leche").text.startswith("caf\ufffd con leche")
+    assert model.generate("🤖" * 50).new_tokens >= 1  # multi-token characters, truncated

@@ -39,7 +39,10 @@ def planned_jobs(workdir) -> set[tuple[str, str]]:
 
 
 def per_variant(rule, *variants):
-    return {(rule, f"model=tiny, variant={v}") for v in variants}
+    if rule == "convert":
+        return {(rule, f"model=tiny, variant={v}") for v in variants}
+    # The per-variant checks have the route in their paths: results/tiny/tflite/<stage>/<v>.json
+    return {(rule, f"model=tiny, route=tflite, variant={v}") for v in variants}
 
 
 def of_model(*rules):
@@ -47,23 +50,32 @@ def of_model(*rules):
 
 
 ALL_VARIANTS = ("fp32", "int8", "fp16")  # every configured variant
-DOWNSTREAM_OF_VARIANT = ("smoke", "fidelity", "audit", "bench_tflite")
+DOWNSTREAM_OF_VARIANT = ("smoke", "fidelity", "quality_gate", "audit")
 ANDROID_VARIANT = "int8"  # config `android: variant`
+
+
+def gated(*variants):
+    """The fidelity of these variants, their quality gates, and the hand-off that needs one."""
+    jobs = per_variant("fidelity", *variants) | per_variant("quality_gate", *variants)
+    if ANDROID_VARIANT in variants:
+        jobs.add(("android_assets", ""))
+    return jobs
 
 
 def converted(*variants):
     """The conversion of these variants and every job that reads the converted files."""
     jobs = {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT)
             for job in per_variant(rule, *variants)}
-    jobs.add(("benchmark_table", ""))
+    # One benchmark job per model times every variant against the baseline.
+    jobs |= {("bench", "model=tiny"), ("benchmark_table", "")}
     if ANDROID_VARIANT in variants:
         jobs.add(("android_assets", ""))
     return jobs
 
 
 def traced():
-    """The trace, every conversion, and the TF baseline benchmark of the traced model."""
-    return of_model("trace", "bench_tf") | converted(*ALL_VARIANTS)
+    """The trace, every conversion, and the benchmark of the traced model."""
+    return of_model("trace") | converted(*ALL_VARIANTS)
 
 
 CASES = {
@@ -89,7 +101,7 @@ CASES = {
     ),
     "fidelity prompts": (
         ('    - "Every morning I"\n', '    - "Every morning I"\n    - "Hola"\n'),
-        of_model("keras_fidelity_reference") | per_variant("fidelity", *ALL_VARIANTS),
+        of_model("keras_fidelity_reference") | gated(*ALL_VARIANTS),
     ),
 }
 

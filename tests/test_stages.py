@@ -21,9 +21,16 @@ def tflite_model(small_export):
 
 
 @pytest.fixture(scope="module")
-def keras_outputs(small_export):
+def keras_generations(small_export):
+    from llm2tflite.reference import keras_generate
+
     causal_lm = small_export["causal_lm"]
-    return {p: causal_lm.generate(p, max_length=small_export["info"]["max_length"]) for p in PROMPTS}
+    return {p: keras_generate(causal_lm, p, small_export["info"]["max_length"]) for p in PROMPTS}
+
+
+@pytest.fixture(scope="module")
+def keras_outputs(keras_generations):
+    return {prompt: generation.text for prompt, generation in keras_generations.items()}
 
 
 def test_saved_model_signatures(small_export):
@@ -33,8 +40,10 @@ def test_saved_model_signatures(small_export):
     generate = loaded.signatures["serving_default"]
     (prompt_spec,) = generate.structured_input_signature[1].values()
     assert prompt_spec.shape.as_list() == [1] and prompt_spec.dtype == tf.string
-    output = generate(prompt=tf.constant(["Estoy disfrutando de"]))["generated_text"]
-    assert output.shape == (1,)
+    outputs = generate(prompt=tf.constant(["Estoy disfrutando de"]))
+    assert outputs["generated_text"].shape == (1,)
+    assert outputs["token_ids"].dtype == tf.int32 and outputs["token_ids"].shape[0] == 1
+    assert outputs["prompt_tokens"].dtype == tf.int32 and outputs["prompt_tokens"].shape == (1,)
 
 
 def test_traced_generation_equals_keras(small_export, keras_outputs):
@@ -49,28 +58,52 @@ def test_traced_generation_equals_keras(small_export, keras_outputs):
         assert got == expected
 
 
-def test_tflite_fp32_equals_keras(tflite_model, keras_outputs):
-    for prompt, expected in keras_outputs.items():
-        assert tflite_model.generate(prompt) == expected
-        assert expected.startswith(prompt) and len(expected) > len(prompt)
+def test_tflite_fp32_equals_keras(tflite_model, keras_generations):
+    for prompt, expected in keras_generations.items():
+        generation = tflite_model.generate(prompt)
+        # Text, ids, prompt length and the count of new tokens: all equal to Keras's own.
+        assert generation == expected
+        assert generation.new_tokens == expected.new_tokens >= 1
+        assert expected.text.startswith(prompt) and len(expected.text) > len(prompt)
+
+
+def test_generated_ids_are_the_text(tflite_model, keras_generations):
+    """The ids serving_default returns detokenize to its text (start token excluded)."""
+    for prompt in keras_generations:
+        generation = tflite_model.generate(prompt)
+        assert tflite_model.text(generation.token_ids[1:]) == generation.text
+        assert generation.token_ids[:generation.prompt_tokens] == tflite_model.token_ids(
+            prompt, with_start=True)
+
+
+def test_max_length_argument_cuts_the_generated_ids(tflite_model):
+    full = tflite_model.generate("Estoy disfrutando de")
+    cut = tflite_model.generate("Estoy disfrutando de", max_length=full.prompt_tokens + 3)
+    assert cut.token_ids == full.token_ids[:full.prompt_tokens + 3] and cut.new_tokens == 3
+    assert full.text.startswith(cut.text) and cut.text == tflite_model.text(cut.token_ids[1:])
+    pieces = []
+    tflite_model.generate("Estoy disfrutando de", on_text=pieces.append)
+    assert "".join(pieces) == full.text
+    with pytest.raises(ValueError, match="fixed when it is traced"):
+        tflite_model.generate("Estoy disfrutando de", sampler="top_k")
 
 
 def test_max_length_bounds_the_output(tflite_model, small_export):
     max_length = small_export["info"]["max_length"]
-    output = tflite_model.generate("Estoy disfrutando de")
+    generation = tflite_model.generate("Estoy disfrutando de")
     # max_length counts the start token, which the decoded text does not contain.
-    assert len(tflite_model.token_ids(output)) <= max_length - 1
-    assert "<|endoftext|>" not in output
+    assert len(generation.token_ids) <= max_length
+    assert "<|endoftext|>" not in generation.text
 
 
 def test_long_prompt_is_truncated_not_crashed(tflite_model, small_export):
     limit = small_export["info"]["prompt_token_limit"]
     prompt = "Estoy disfrutando de la música en la playa con mis amigos " * 10
-    output = tflite_model.generate(prompt)
-    kept = tflite_model.token_ids(prompt)[: limit - 1]
-    output_ids = tflite_model.token_ids(output)
-    assert output_ids[: len(kept)] == kept
-    assert len(output_ids) > len(kept)
+    generation = tflite_model.generate(prompt)
+    kept = tflite_model.token_ids(prompt, with_start=True)[:limit]
+    assert generation.prompt_tokens == limit
+    assert generation.token_ids[:limit] == kept
+    assert generation.new_tokens >= 1
 
 
 def test_conversion_report(small_export):
@@ -91,8 +124,8 @@ def test_int8_variant_is_smaller_and_runs(small_export, tmp_path):
         check=True,
     )
     assert (tmp_path / "int8.tflite").stat().st_size < small_export["tflite"].stat().st_size
-    output = TFLiteModel(tmp_path / "int8.tflite").generate("Estoy disfrutando de")
-    assert output.startswith("Estoy disfrutando de")
+    generation = TFLiteModel(tmp_path / "int8.tflite").generate("Estoy disfrutando de")
+    assert generation.text.startswith("Estoy disfrutando de") and generation.new_tokens >= 1
     assert json.loads((tmp_path / "int8.json").read_text())["variant"] == "int8"
 
 
@@ -126,15 +159,25 @@ def test_user_tf_ops_are_derived_from_converter_errors():
     assert _ops_needing_user_selection(fake) == ["UnsortedSegmentJoin", "UpperBound"]
 
 
-def test_smoke_passes_and_records(small_export, keras_outputs, tmp_path):
+def test_smoke_passes_and_records(small_export, keras_generations, tmp_path):
     from llm2tflite.smoke import smoke_test
 
-    reference = {"generations": [{"prompt": p, "output": o} for p, o in keras_outputs.items()]}
-    report = smoke_test(str(small_export["tflite"]), "fp32", list(keras_outputs), reference)
+    reference = {"generations": [
+        {"prompt": p, "output": g.text, "token_ids": g.token_ids, "new_tokens": g.new_tokens}
+        for p, g in keras_generations.items()]}
+    report = smoke_test(str(small_export["tflite"]), "fp32", list(keras_generations), reference,
+                        require_keras_match=True)
     assert report["passed"], report["failures"]
+    assert report["route"] == "tflite"
     for record in report["results"]:
         assert record["equals_keras"] is True
-        assert record["new_tokens"] >= 1 and record["latency_s"] > 0
+        assert record["new_tokens"] == keras_generations[record["prompt"]].new_tokens >= 1
+        assert record["latency_s"] > 0
+    # Same text, different ids (e.g. another tokenization of it): not equal to Keras.
+    reference["generations"][0]["token_ids"] = reference["generations"][0]["token_ids"][:-1]
+    report = smoke_test(str(small_export["tflite"]), "fp32", list(keras_generations)[:1],
+                        reference, require_keras_match=True)
+    assert not report["passed"] and "differs from Keras" in report["failures"][0]
 
 
 def test_smoke_fails_on_keras_mismatch(small_export, tmp_path):
@@ -145,11 +188,12 @@ def test_smoke_fails_on_keras_mismatch(small_export, tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "llm2tflite.smoke", "--model", str(small_export["tflite"]),
          "--variant", "fp32", "--keras-reference", str(reference),
-         "--prompts-json", '["Estoy disfrutando de"]', "--out", str(out)],
+         "--prompts-json", '["Estoy disfrutando de"]', "--require-keras-match", "--out", str(out)],
         capture_output=True, text=True,
     )
     assert completed.returncode == 1
-    assert "differs from Keras" in completed.stderr
+    (line,) = [line for line in completed.stderr.splitlines() if "FAILED" in line]
+    assert line.startswith("smoke test FAILED for ") and "differs from Keras" in line
     assert not out.exists()
 
 
@@ -159,6 +203,90 @@ def test_smoke_quantized_variant_need_not_equal_keras(small_export):
     reference = {"generations": [{"prompt": "Estoy disfrutando de", "output": "something else"}]}
     report = smoke_test(str(small_export["tflite"]), "int8", ["Estoy disfrutando de"], reference)
     assert report["passed"] and report["results"][0]["equals_keras"] is False
+
+
+@pytest.fixture(scope="module")
+def prefill_decode_file(tmp_path_factory):
+    """A builtins-only file with a LiteRT route's signature names (prefill_4, decode)."""
+    import tensorflow as tf
+
+    class PrefillDecode(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.int32, name="tokens")])
+        def prefill(self, tokens):
+            return {"logits": tf.cast(tokens, tf.float32) * 2.0}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 1], tf.int32, name="tokens")])
+        def decode(self, tokens):
+            return {"logits": tf.cast(tokens, tf.float32) + 1.0}
+
+    module = PrefillDecode()
+    directory = tmp_path_factory.mktemp("prefill_decode")
+    tf.saved_model.save(module, str(directory / "saved"), signatures={
+        "prefill_4": module.prefill.get_concrete_function(),
+        "decode": module.decode.get_concrete_function()})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(directory / "saved"),
+                                                         signature_keys=["prefill_4", "decode"])
+    path = directory / "model.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_open_model_tells_the_routes_apart(small_export, tflite_model, prefill_decode_file,
+                                           monkeypatch):
+    from llm2tflite import runtime
+
+    assert runtime.route_of(small_export["tflite"]) == "tflite"
+    assert runtime.route_of(small_export["dir"] / "traced") == "tensorflow"
+    assert runtime.route_of(prefill_decode_file) == "litert"
+    assert sorted(runtime.tflite_signatures(prefill_decode_file)) == ["decode", "prefill_4"]
+    codelab = runtime.open_model(small_export["tflite"], threads=1)
+    assert codelab.route == "tflite" and codelab.load_seconds > 0
+    baseline = runtime.open_model(small_export["dir"] / "traced")
+    assert baseline.route == "tensorflow"
+    assert baseline.generate("Estoy disfrutando de") == codelab.generate("Estoy disfrutando de")
+
+    # The LiteRT route's runtime is imported only for a LiteRT file; without it: one clear line.
+    monkeypatch.setitem(sys.modules, "llm2tflite.litert_runtime", None)
+    with pytest.raises(runtime.ModelOpenError, match="LiteRT prefill/decode model.*no LiteRT "
+                                                     "runtime"):
+        runtime.open_model(prefill_decode_file)
+
+    class FakeLiteRTModel:
+        route = "litert"
+
+        def __init__(self, path, threads=None):
+            self.path, self.threads = path, threads
+
+    fake_module = type(sys)("llm2tflite.litert_runtime")
+    fake_module.LiteRTModel = FakeLiteRTModel
+    monkeypatch.setitem(sys.modules, "llm2tflite.litert_runtime", fake_module)
+    opened = runtime.open_model(prefill_decode_file, threads=2)
+    assert isinstance(opened, FakeLiteRTModel)
+    assert (opened.path, opened.threads) == (str(prefill_decode_file), 2)
+
+
+def test_open_model_refuses_what_it_cannot_run(tmp_path, prefill_decode_file):
+    import tensorflow as tf
+
+    from llm2tflite import runtime
+
+    with pytest.raises(runtime.ModelOpenError, match="does not exist"):
+        runtime.open_model(tmp_path / "missing.tflite")
+    (tmp_path / "text.tflite").write_text("hello")
+    with pytest.raises(runtime.ModelOpenError, match="not a TFLite flatbuffer"):
+        runtime.open_model(tmp_path / "text.tflite")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(runtime.ModelOpenError, match="without saved_model.pb"):
+        runtime.open_model(tmp_path / "empty_dir")
+
+    @tf.function(input_signature=[tf.TensorSpec([1], tf.float32)])
+    def double(x):
+        return x * 2.0
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()])
+    (tmp_path / "other.tflite").write_bytes(converter.convert())
+    with pytest.raises(runtime.ModelOpenError, match="not a model of this workflow"):
+        runtime.open_model(tmp_path / "other.tflite")
 
 
 def test_remote_preset_offline_fails_with_clear_message(monkeypatch):

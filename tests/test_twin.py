@@ -37,21 +37,25 @@ def test_twin_dag_runs_to_completion(tmp_path):
         conversion = json.loads((results / "tflite" / f"{variant}.conversion.json").read_text())
         print(f"convert {variant}: {conversion['convert_seconds']} s, peak RSS "
               f"{conversion['peak_rss_mb']} MiB, {conversion['size_bytes'] / 1e6:.1f} MB")
-        smoke = json.loads((results / "smoke" / f"{variant}.json").read_text())
+        smoke = json.loads((results / "tflite" / "smoke" / f"{variant}.json").read_text())
         assert smoke["passed"], smoke["failures"]
         for result in smoke["results"]:
             # Random weights: mechanics only. GPT-2's start token must not leak into the text.
             assert result["output"].startswith(result["prompt"]) and result["new_tokens"] >= 1
             assert "<|endoftext|>" not in result["output"]
     assert all(r["equals_keras"] for r in json.loads(
-        (results / "smoke" / "fp32.json").read_text())["results"])
+        (results / "tflite" / "smoke" / "fp32.json").read_text())["results"])
 
-    fidelity = json.loads((results / "fidelity" / "fp32.json").read_text())
-    print(f"fidelity fp32: {json.dumps(fidelity)[:400]}")
-    for variant in ("tf", "fp32", "int8"):
-        record = json.loads((results / "bench" / f"{variant}.json").read_text())
-        print(f"bench {variant}: median {record['median_s']} s for {record['new_tokens']} new "
-              f"tokens, load {record['load_s']} s, peak RSS {record['peak_rss_mb']} MiB, "
-              f"breakdown {record['breakdown']}")
-        assert record["new_tokens"] >= 1 and record["deterministic"]
+    for variant in ("fp32", "int8"):
+        fidelity = json.loads((results / "tflite" / "fidelity" / f"{variant}.json").read_text())
+        print(f"fidelity {variant}: exact match {fidelity['exact_match_rate']}, leading tokens "
+              f"{fidelity['mean_leading_tokens_agree']} of {fidelity['mean_keras_new_tokens']}, "
+              f"perplexity {fidelity['perplexity']} (Keras {fidelity['keras_perplexity']})")
+        assert (results / "tflite" / "gate" / f"{variant}.json").is_file()
+    record = json.loads((results / "bench.json").read_text())
+    from llm2tflite.bench import format_record
+
+    print(format_record(record))
+    for entry in record["entries"]:
+        assert entry["new_tokens"] >= 1 and entry["deterministic"]
     print((tmp_path / "results" / "summary.md").read_text())

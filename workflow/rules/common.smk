@@ -1,6 +1,7 @@
 # Shared helpers of the rules: model sources, file names, the Python that runs the stages.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -10,6 +11,13 @@ from llm2tflite import architectures
 
 MODELS = list(config["models"])
 VARIANTS = list(config["variants"])
+# The LiteRT route's variants (issue 10; its config section arrives with its export).
+LITERT_VARIANTS = list((config.get("litert") or {}).get("variants") or [])
+# (route, variant) of every model file a model gets: results/<model>/<route>/<variant>.tflite,
+# route "tflite" (the codelab route) or "litert".
+ROUTE_VARIANTS = [("tflite", v) for v in VARIANTS] + [("litert", v) for v in LITERT_VARIANTS]
+# Per-variant thresholds of the fidelity figures (schema defaults fill what the config omits).
+QUALITY_GATES = config["quality_gates"]
 GENERATION = config["generation"]
 SMOKE_PROMPTS = config["smoke"]["prompts"]
 FIDELITY = config["fidelity"]
@@ -45,7 +53,8 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
 
 wildcard_constraints:
     model="|".join(MODELS),
-    variant="|".join(VARIANTS),
+    variant="|".join(dict.fromkeys(VARIANTS + LITERT_VARIANTS)),
+    route="tflite|litert",
 
 
 def stage_code(*modules):
@@ -100,15 +109,15 @@ def as_json(value):
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def per_variant_files(stage):
-    """results/<model>/<stage>/<variant>.json of every model and variant."""
-    return expand("results/{model}/{stage}/{variant}.json", model=MODELS, stage=stage,
-                  variant=VARIANTS)
+def per_variant_files(stage, ext="json", models=None):
+    """results/<model>/<route>/<stage>/<variant>.<ext> of every model, route and variant."""
+    return [f"results/{model}/{route}/{stage}/{variant}.{ext}"
+            for model in (models or MODELS) for route, variant in ROUTE_VARIANTS]
 
 
 def benchmark_jsons():
-    """Every variant's benchmark and each model's TensorFlow baseline."""
-    return per_variant_files("bench") + expand("results/{model}/bench/tf.json", model=MODELS)
+    """Each model's benchmark: its TF baseline and every variant of every route, interleaved."""
+    return expand("results/{model}/bench.json", model=MODELS)
 
 
 def heldout_text(wildcards):
@@ -125,10 +134,10 @@ def all_targets():
         if trained_model(model):
             targets.append(f"results/{model}/train_metrics.json")
         targets += expand("results/{model}/tflite/{variant}.tflite", model=model, variant=VARIANTS)
-        targets += expand("results/{model}/smoke/{variant}.json", model=model, variant=VARIANTS)
-        targets += expand("results/{model}/fidelity/{variant}.json", model=model,
-                          variant=VARIANTS)
-        targets += expand("results/{model}/ops/{variant}.md", model=model, variant=VARIANTS)
+        targets += per_variant_files("smoke", models=[model])
+        targets += per_variant_files("fidelity", models=[model])
+        targets += per_variant_files("gate", models=[model])
+        targets += per_variant_files("ops", "md", models=[model])
         targets += litert_targets(model)  # workflow/rules/litert.smk
         targets += litertlm_targets(model)  # workflow/rules/litertlm.smk
     targets += ["results/benchmarks.csv", "results/summary.md",
@@ -149,6 +158,28 @@ def manifest_inputs():
         artifacts += expand("results/{model}/tflite/{variant}.conversion.json", model=model,
                             variant=VARIANTS)
     return artifacts
+
+
+# ---- Per-variant checks (route wildcard), quality gates, the benchmark ------------------------
+def requires_keras_match(wildcards):
+    """A variant whose quality gate demands an exact match must reproduce Keras in the smoke
+    test too (fp32 by default)."""
+    gates = QUALITY_GATES.get(wildcards.variant) or {}
+    return (gates.get("min_exact_match_rate") or 0) >= 1
+
+
+def bench_models(wildcards):
+    """Every variant of every route of the model (the TF baseline apart), by route_variant."""
+    return {f"{route}_{variant}": f"results/{wildcards.model}/{route}/{variant}.tflite"
+            for route, variant in ROUTE_VARIANTS}
+
+
+def bench_entries(wildcards):
+    """The --entry ROUTE/VARIANT=PATH options of the benchmark command."""
+    paths = bench_models(wildcards)
+    entries = [f"{route}/{variant}={paths[f'{route}_{variant}']}"
+               for route, variant in ROUTE_VARIANTS]
+    return " ".join(f"--entry {shlex.quote(entry)}" for entry in entries)
 
 
 # ---- Resources (threads, memory, runtime) for local scheduling and Slurm ----------------------
@@ -176,6 +207,21 @@ def model_parameters(model):
     return family.parameter_count(
         architectures.for_preset(source.get("shape_of") or source["preset"])[1]
     )
+
+
+# The benchmark keeps every model of a model name loaded at once, one process each. Measured
+# peak RSS per process (bench.json): tiny TF 892 MiB, TFLite 565 MiB; 124M twin TF 1645 MiB,
+# TFLite fp32 1102 MiB, int8 1002 MiB (in all 3.7 GiB; this gives 6.2 GB).
+BENCH_WORKER_BASE_MB = 1000
+
+
+def bench_mem_mb(wildcards):
+    """Memory of a model's benchmark job: the TF baseline's process and one per variant."""
+    millions = model_parameters(wildcards.model) / 1e6
+    per_worker = {"trace": 1, "tflite": len(ROUTE_VARIANTS)}
+    return int(sum(
+        count * (BENCH_WORKER_BASE_MB + MEMORY_MB_PER_MILLION_PARAMETERS[stage] * millions)
+        for stage, count in per_worker.items()))
 
 
 def mem_mb(stage):

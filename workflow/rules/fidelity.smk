@@ -28,7 +28,7 @@ rule keras_fidelity_reference:
     input:
         preset=preset_inputs,
         text=heldout_text,
-        code=stage_code("sources", "fidelity", "trace"),
+        code=stage_code("sources", "fidelity", "trace", "reference", "generation"),
     params:
         preset=preset_of,
         max_length=GENERATION["max_length"],
@@ -55,23 +55,52 @@ rule keras_fidelity_reference:
 
 rule fidelity:
     output:
-        "results/{model}/fidelity/{variant}.json",
+        "results/{model}/{route}/fidelity/{variant}.json",
     input:
-        tflite="results/{model}/tflite/{variant}.tflite",
+        model="results/{model}/{route}/{variant}.tflite",
+        litert_runtime=litert_runtime_files,  # workflow/rules/litertlm_common.smk
         keras_reference="results/{model}/reference/fidelity.json",
         text=heldout_text,
-        code=stage_code("runtime", "fidelity", "trace"),
+        code=stage_code("runtime", "generation", "fidelity", "trace"),
     threads: 1
     resources:
         mem_mb=mem_mb("tflite"),
         runtime=runtime_minutes("tflite"),
     log:
-        "logs/{model}/fidelity_{variant}.log",
+        "logs/{model}/{route}/fidelity_{variant}.log",
     benchmark:
-        "results/benchmarks/{model}/fidelity_{variant}.tsv"
+        "results/benchmarks/{model}/{route}/fidelity_{variant}.tsv"
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.fidelity tflite --model {input.tflite} --model-name {wildcards.model}"
-        " --variant {wildcards.variant} --keras-reference {input.keras_reference}"
-        " --text {input.text} --out {output} > {log} 2>&1 || (cat {log} >&2; exit 1)"
+        "python -m llm2tflite.fidelity variant --model {input.model:q}"
+        " --model-name {wildcards.model} --variant {wildcards.variant}"
+        " --keras-reference {input.keras_reference:q} --text {input.text:q}"
+        " --out {output:q} > {log} 2>&1 || (cat {log} >&2; exit 1)"
+
+
+# A few lines of Python: on a cluster it runs in the submitting Snakemake, not as a job.
+localrules:
+    quality_gate,
+
+
+# The variant's quality gates (config `quality_gates`) applied to its fidelity figures: this job
+# fails with a one-line reason when a gate is missed. Measuring and judging are separate jobs so
+# that the figures of a failed variant still reach the summary (which shows FAIL and why), and
+# a new threshold is applied without measuring again.
+rule quality_gate:
+    output:
+        "results/{model}/{route}/gate/{variant}.json",
+    input:
+        fidelity="results/{model}/{route}/fidelity/{variant}.json",
+        code=stage_code("fidelity", "generation"),
+    params:
+        gates=lambda wildcards: as_json(QUALITY_GATES.get(wildcards.variant) or {}),
+    log:
+        "logs/{model}/{route}/quality_gate_{variant}.log",
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.fidelity gate --fidelity {input.fidelity:q}"
+        " --gates-json {params.gates:q} --out {output:q} > {log} 2>&1"
+        " || (cat {log} >&2; exit 1)"

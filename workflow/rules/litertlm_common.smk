@@ -44,6 +44,16 @@ def litertlm_targets(model):
     )
 
 
+def litert_runtime_files(wildcards):
+    """What LiteRTModel reads beside a LiteRT-route .tflite (export info, tokenizer file), as
+    inputs of the jobs that run one: smoke and fidelity ({route} wildcard), bench (all routes)."""
+    route = getattr(wildcards, "route", "litert")
+    if route != "litert" or not LITERT_VARIANTS:
+        return []
+    return [f"results/{wildcards.model}/litert/litert_export.json",
+            litert_tokenizer_file(wildcards.model)]
+
+
 def litert_lm_env_inputs(wildcards):
     """The venv's marker, unless --sdm conda provides envs/litert-lm.yaml."""
     return [] if LITERT_LM_CONDA else [f"{LITERT_LM_VENV}/{LITERT_LM_VENV_MARKER}"]
@@ -69,9 +79,14 @@ if ANDROID_ROUTE == "litert" and ANDROID_VARIANT not in LITERTLM_VARIANTS:
 
 
 def android_inputs(wildcards):
-    """The files llm2tflite.android reads for the configured route."""
-    model, variant = ANDROID_MODEL, ANDROID_VARIANT
-    if ANDROID_ROUTE == "litert":
+    """The files llm2tflite.android reads for the configured route; only a variant that passed
+    its quality gates is handed off."""
+    model, variant, route = ANDROID_MODEL, ANDROID_VARIANT, ANDROID_ROUTE
+    checks = {
+        "ops": f"results/{model}/{route}/ops/{variant}.json",
+        "gate": f"results/{model}/{route}/gate/{variant}.json",
+    }
+    if route == "litert":
         litert = f"results/{model}/litert"
         return {
             "model": f"{litert}/{variant}.litertlm",
@@ -79,17 +94,18 @@ def android_inputs(wildcards):
             "tflite": f"{litert}/{variant}.tflite",
             "info": f"{litert}/litert_export.json",
             "tokenizer": litert_tokenizer_file(model),
+            **checks,
         }
     return {
         "model": f"results/{model}/tflite/{variant}.tflite",
-        "ops": f"results/{model}/ops/{variant}.json",
         "saved_model": f"results/{model}/traced",
+        **checks,
     }
 
 
 def android_route_arguments(wildcards, input):
     if ANDROID_ROUTE == "litert":
         return (f"--route litert --model {input.model} --bundle-record {input.record}"
-                f" --tflite {input.tflite} --export-info {input.info}")
+                f" --tflite {input.tflite} --export-info {input.info} --ops {input.ops}")
     return (f"--model {input.model} --ops {input.ops}"
             f" --export-info {input.saved_model}/llm2tflite_export.json")

@@ -3,86 +3,64 @@
 
 rule audit:
     output:
-        json="results/{model}/ops/{variant}.json",
+        json="results/{model}/{route}/ops/{variant}.json",
         md=report(
-            "results/{model}/ops/{variant}.md",
+            "results/{model}/{route}/ops/{variant}.md",
             caption="../report/ops.rst",
             category="Op audit",
             subcategory="{model}",
-            labels={"model": "{model}", "variant": "{variant}"},
+            labels={"model": "{model}", "route": "{route}", "variant": "{variant}"},
         ),
     input:
-        tflite="results/{model}/tflite/{variant}.tflite",
-        conversion="results/{model}/tflite/{variant}.conversion.json",
-        code=stage_code("audit"),
+        model="results/{model}/{route}/{variant}.tflite",
+        conversion="results/{model}/{route}/{variant}.conversion.json",
+        code=stage_code("audit", "runtime", "generation"),
     log:
-        "logs/{model}/audit_{variant}.log",
+        "logs/{model}/{route}/audit_{variant}.log",
     benchmark:
-        "results/benchmarks/{model}/audit_{variant}.tsv"
+        "results/benchmarks/{model}/{route}/audit_{variant}.tsv"
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.audit --model {input.tflite} --variant {wildcards.variant}"
-        " --model-name {wildcards.model} --conversion-report {input.conversion}"
-        " --out-json {output.json} --out-md {output.md} > {log} 2>&1"
+        "python -m llm2tflite.audit --model {input.model:q} --variant {wildcards.variant}"
+        " --model-name {wildcards.model} --conversion-report {input.conversion:q}"
+        " --out-json {output.json:q} --out-md {output.md:q} > {log} 2>&1"
+        " || (cat {log} >&2; exit 1)"
 
 
-rule bench_tflite:
+# One job per model: the TF baseline and every variant, each loaded once in its own process,
+# timed in interleaved rounds (llm2tflite.bench).
+rule bench:
     output:
-        "results/{model}/bench/{variant}.json",
+        "results/{model}/bench.json",
     input:
-        tflite="results/{model}/tflite/{variant}.tflite",
+        unpack(bench_models),
+        litert_runtime=litert_runtime_files,  # workflow/rules/litertlm_common.smk
         saved_model="results/{model}/traced",
-        code=stage_code("bench", "runtime", "trace", "audit"),
+        code=stage_code("bench", "runtime", "generation", "trace"),
     params:
         prompt=BENCHMARK["prompt"],
         runs=BENCHMARK["runs"],
         interpreter_threads=BENCHMARK["threads"],
+        entries=bench_entries,
     # All local cores (threads are capped at --cores): nothing else runs during a measurement.
     # On Slurm the job asks for cpus_per_task, the benchmark's own thread count.
     threads: BENCHMARK_EXCLUSIVE_THREADS
     resources:
-        mem_mb=mem_mb("tflite"),
-        runtime=runtime_minutes("bench"),
+        mem_mb=bench_mem_mb,
+        runtime=lambda wildcards: runtime_minutes("bench")(wildcards) * (1 + len(ROUTE_VARIANTS)),
         cpus_per_task=BENCHMARK["threads"],
     log:
-        "logs/{model}/bench_{variant}.log",
+        "logs/{model}/bench.log",
     benchmark:
-        "results/benchmarks/{model}/bench_{variant}.tsv"
+        "results/benchmarks/{model}/bench.tsv"
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.bench --model {input.tflite} --variant {wildcards.variant}"
-        " --model-name {wildcards.model} --prompt {params.prompt:q} --runs {params.runs}"
-        " --threads {params.interpreter_threads}"
-        " --export-info {input.saved_model}/llm2tflite_export.json --out {output} > {log} 2>&1"
-
-
-rule bench_tf:
-    output:
-        "results/{model}/bench/tf.json",
-    input:
-        saved_model="results/{model}/traced",
-        code=stage_code("bench", "runtime", "trace", "audit"),
-    params:
-        prompt=BENCHMARK["prompt"],
-        runs=BENCHMARK["runs"],
-        interpreter_threads=BENCHMARK["threads"],
-    threads: BENCHMARK_EXCLUSIVE_THREADS
-    resources:
-        mem_mb=mem_mb("trace"),
-        runtime=runtime_minutes("bench"),
-        cpus_per_task=BENCHMARK["threads"],
-    log:
-        "logs/{model}/bench_tf.log",
-    benchmark:
-        "results/benchmarks/{model}/bench_tf.tsv"
-    conda:
-        ENV_FILE
-    shell:
-        "python -m llm2tflite.bench --saved-model {input.saved_model} --variant tf"
-        " --model-name {wildcards.model} --prompt {params.prompt:q} --runs {params.runs}"
-        " --threads {params.interpreter_threads} --out {output} > {log} 2>&1"
+        "python -m llm2tflite.bench run --model-name {wildcards.model}"
+        " --baseline {input.saved_model:q} {params.entries}"
+        " --prompt {params.prompt:q} --runs {params.runs} --threads {params.interpreter_threads}"
+        " --out {output:q} > {log} 2>&1 || (cat {log} >&2; exit 1)"
 
 
 rule benchmark_table:
@@ -94,13 +72,13 @@ rule benchmark_table:
         ),
     input:
         runs=benchmark_jsons(),
-        code=stage_code("bench", "runtime", "trace", "audit"),
+        code=stage_code("bench"),
     log:
         "logs/benchmark_table.log",
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.bench table --inputs {input.runs} --out {output} > {log} 2>&1"
+        "python -m llm2tflite.bench table --inputs {input.runs:q} --out {output:q} > {log} 2>&1"
 
 
 rule summary:
@@ -116,17 +94,19 @@ rule summary:
         fidelity=per_variant_files("fidelity"),
         ops=per_variant_files("ops"),
         smoke=per_variant_files("smoke"),
-        code=stage_code("summary", "audit"),
+        code=stage_code("summary", "bench", "fidelity", "generation", "audit"),
     params:
         plot_dir=lambda wildcards, output: Path(output.plots[0]).parent,
+        gates=as_json(QUALITY_GATES),
     log:
         "logs/summary.log",
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.summary --benchmarks {input.benchmarks}"
-        " --fidelity {input.fidelity} --ops {input.ops} --smoke {input.smoke}"
-        " --out-md {output.md} --plot-dir {params.plot_dir} > {log} 2>&1"
+        "python -m llm2tflite.summary --benchmarks {input.benchmarks:q}"
+        " --fidelity {input.fidelity:q} --ops {input.ops:q} --smoke {input.smoke:q}"
+        " --gates-json {params.gates:q}"
+        " --out-md {output.md:q} --plot-dir {params.plot_dir:q} > {log} 2>&1"
 
 
 rule android_assets:
@@ -134,9 +114,9 @@ rule android_assets:
         model=f"results/android/app/src/main/assets/{ANDROID_ASSET}",
         json="results/android/app/src/main/assets/autocomplete.json",
     input:
-        unpack(android_inputs),  # workflow/rules/litertlm.smk: the chosen route's files
-        code=stage_code("android", "runtime", "trace", "litert_runtime", "litert_export",
-                        "sampling", "tokenizer_files", "generation"),
+        unpack(android_inputs),  # workflow/rules/litertlm_common.smk: the route's files
+        code=stage_code("android", "runtime", "generation", "trace", "litert_runtime",
+                        "litert_export", "sampling", "tokenizer_files"),
     params:
         model=ANDROID_MODEL,
         variant=ANDROID_VARIANT,

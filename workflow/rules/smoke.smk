@@ -6,7 +6,7 @@ rule smoke_reference:
         "results/{model}/reference/smoke.json",
     input:
         preset=preset_inputs,
-        code=stage_code("sources", "reference"),
+        code=stage_code("sources", "reference", "generation"),
     params:
         preset=preset_of,
         max_length=GENERATION["max_length"],
@@ -30,26 +30,30 @@ rule smoke_reference:
 
 rule smoke:
     output:
-        "results/{model}/smoke/{variant}.json",
+        "results/{model}/{route}/smoke/{variant}.json",
     input:
-        tflite="results/{model}/tflite/{variant}.tflite",
+        model="results/{model}/{route}/{variant}.tflite",
+        litert_runtime=litert_runtime_files,  # workflow/rules/litertlm_common.smk
         keras_reference="results/{model}/reference/smoke.json",
         blocklist=BLOCKLIST,
-        code=stage_code("runtime", "smoke", "trace", "safety"),
+        code=stage_code("runtime", "generation", "smoke", "trace", "safety"),
     params:
         prompts=as_json(SMOKE_PROMPTS),
+        keras_match=lambda wildcards: (
+            "--require-keras-match" if requires_keras_match(wildcards) else ""
+        ),
     threads: 1
     resources:
         mem_mb=mem_mb("tflite"),
         runtime=runtime_minutes("tflite"),
     log:
-        "logs/{model}/smoke_{variant}.log",
+        "logs/{model}/{route}/smoke_{variant}.log",
     benchmark:
-        "results/benchmarks/{model}/smoke_{variant}.tsv"
+        "results/benchmarks/{model}/{route}/smoke_{variant}.tsv"
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.smoke --model {input.tflite} --variant {wildcards.variant}"
-        " --keras-reference {input.keras_reference} --prompts-json {params.prompts:q}"
-        " --blocklist {input.blocklist}"
-        " --out {output} > {log} 2>&1 || (cat {log} >&2; exit 1)"
+        "python -m llm2tflite.smoke --model {input.model:q} --variant {wildcards.variant}"
+        " --keras-reference {input.keras_reference:q} --prompts-json {params.prompts:q}"
+        " --blocklist {input.blocklist:q} {params.keras_match}"
+        " --out {output:q} > {log} 2>&1 || (cat {log} >&2; exit 1)"
