@@ -277,12 +277,12 @@ def custom_op_names(tflite) -> list[str]:
     return sorted(names)
 
 
-def _litert_runtime_output(tflite, prompt: str) -> str | None:
-    """Our Python runtime's greedy text for the prompt on the same .tflite (None if unusable)."""
+def _litert_runtime_output(tflite, prompt: str, max_length: int) -> str:
+    """Our Python runtime's greedy text for the prompt on the same .tflite, as long as
+    LiteRT-LM's (``max_num_tokens`` tokens at most)."""
     from llm2tflite.litert_runtime import LiteRTModel
 
-    model = LiteRTModel(tflite)
-    return model.generate(prompt, max_length=model.cache_length).text
+    return LiteRTModel(tflite).generate(prompt, max_length=max_length).text
 
 
 def build_litert_handoff(bundle, record: dict, tflite, export_info: dict, model_name: str,
@@ -312,10 +312,10 @@ def build_litert_handoff(bundle, record: dict, tflite, export_info: dict, model_
         raise ValueError(f"the bundle was checked with prompt {check.get('prompt')!r}, not "
                          f"{prompt!r}: build it with --check-prompt {prompt!r}")
     expected_output = prompt + check["continuation"]
-    ours = _litert_runtime_output(tflite, prompt)
+    metadata = record["llm_metadata"]
+    ours = _litert_runtime_output(tflite, prompt, int(metadata["max_num_tokens"]))
     signatures = inspect_signatures(Interpreter(model_path=str(tflite)),
                                     _declared_litert_signatures(export_info))
-    metadata = record["llm_metadata"]
     generation = {k: v for k, v in export_info.items() if k not in ("signatures",)}
     return {
         "model_name": model_name,

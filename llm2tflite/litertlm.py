@@ -6,8 +6,9 @@ SentencePiece ``tokenizer.model`` as ``sp_tokenizer``) and an ``LlmMetadata`` pr
 
 - ``llm_model_type { generic_model {} }``: no chat template, prompts go in as written;
 - ``start_token`` / ``stop_tokens``: from the export info (LiteRT-LM prepends the start token);
-- ``max_num_tokens``: the model's cache length (context: start token, prompt and generated
-  tokens together);
+- ``max_num_tokens``: the context (start token, prompt and generated tokens together): the
+  export info's ``litert_lm_max_num_tokens``, the largest with which LiteRT-LM's padded prefill
+  chunks never run past the cache (it is a little under the cache length);
 - ``sampler_params``: the default sampler (config ``litertlm: sampler:``, greedy by default).
   LiteRT-LM's CPU sampler implements only ``TOP_P`` (``TOP_K`` and ``GREEDY`` fail with
   "Sampler type: N not implemented yet"), so every setting is written as ``TOP_P``: greedy is
@@ -100,7 +101,10 @@ def llm_metadata(info: dict, sampler: dict | None = None) -> dict:
     return {
         "start_token": {"token_ids": {"ids": [int(info["start_token_id"])]}},
         "stop_tokens": [{"token_ids": {"ids": [int(i)]}} for i in info["stop_token_ids"]],
-        "max_num_tokens": int(info["cache_length"]),
+        # The largest context with which LiteRT-LM's padded prefill chunks never run past the
+        # cache end (llm2tflite.litert_export.litert_lm_max_num_tokens); the cache length
+        # for an export info without it.
+        "max_num_tokens": int(info.get("litert_lm_max_num_tokens") or info["cache_length"]),
         "llm_model_type": {"generic_model": {}},
         "sampler_params": sampler_params(sampler, int(info["vocabulary_size"])),
     }
@@ -310,7 +314,7 @@ def _build_main(args):
         "versions": _versions(),
     }
     if args.check_prompt:
-        record["check"] = check_record(args.out, args.check_prompt, int(info["cache_length"]),
+        record["check"] = check_record(args.out, args.check_prompt, fields["max_num_tokens"],
                                        args.activation_type)
     atomic.write_json(args.record, record)
     check = record.get("check", {})

@@ -52,6 +52,7 @@ def test_metadata_fields():
     assert fields["start_token"] == {"token_ids": {"ids": [7]}}
     assert fields["stop_tokens"] == [{"token_ids": {"ids": [7]}}, {"token_ids": {"ids": [9]}}]
     assert fields["max_num_tokens"] == 64 and fields["llm_model_type"] == {"generic_model": {}}
+    assert llm_metadata({**info, "litert_lm_max_num_tokens": 61})["max_num_tokens"] == 61
 
 
 @pytest.fixture(scope="session")
@@ -114,15 +115,20 @@ def test_litert_lm_cli_greedy_text_equals_ours(bundles, small_litert, litert_lm_
     from llm2tflite.litert_runtime import LiteRTModel
 
     record = json.loads((bundles[variant].parent / f"{variant}.litertlm.json").read_text())
-    ours = LiteRTModel(small_litert["tflite"][variant], threads=2).generate(PROMPT)
+    max_num_tokens = record["llm_metadata"]["max_num_tokens"]
+    # The context LiteRT-LM may use without a prefill chunk running past the cache.
+    assert max_num_tokens == small_litert["info"]["litert_lm_max_num_tokens"] <= \
+        small_litert["info"]["cache_length"]
+    ours = LiteRTModel(small_litert["tflite"][variant], threads=2).generate(
+        PROMPT, max_length=max_num_tokens)
     continuation = ours.text[len(PROMPT):]
     assert ours.new_tokens >= 5
     assert record["check"]["continuation"] == continuation
-    assert record["llm_metadata"]["max_num_tokens"] == small_litert["info"]["cache_length"]
     assert record["activation_type"] == "fp32"
     completed = _in_env(litert_lm_env, litert_lm_env / "bin" / "litert-lm", "run",
                         bundles[variant], "--no-template", "--prompt", PROMPT, "--cache", "no",
-                        "--cpu-thread-count", "2", "--top-k", "1", home=tmp_path)
+                        "--cpu-thread-count", "2", "--top-k", "1",
+                        "--max-num-tokens", max_num_tokens, home=tmp_path)
     assert completed.stdout.strip() == continuation.strip()
     assert not list(bundles[variant].parent.glob("*.xnnpack_cache"))
 
@@ -133,6 +139,7 @@ def test_litert_lm_engine_equals_ours_for_every_prompt_length(bundles, small_lit
     from llm2tflite.litert_runtime import LiteRTModel
 
     model = LiteRTModel(small_litert["tflite"][variant], threads=2)
+    max_num_tokens = small_litert["info"]["litert_lm_max_num_tokens"]
     words = ("uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce "
              "quince dieciséis diecisiete dieciocho diecinueve veinte ") * 2
     ids = model.token_ids(words)
@@ -141,10 +148,10 @@ def test_litert_lm_engine_equals_ours_for_every_prompt_length(bundles, small_lit
     # Within the prompt limit: LiteRT-LM takes a prompt whole, we keep a long one's first tokens.
     prompts += ["emoji 🤖🎉 y ñandú", "日本語", "¿Qué tal?"]
     assert all(len(model.token_ids(p)) < model.prompt_token_limit() for p in prompts)
-    ours = [model.generate(p).text for p in prompts]
+    ours = [model.generate(p, max_length=max_num_tokens).text for p in prompts]
     completed = _in_env(litert_lm_env, litert_lm_env / "bin" / "python", "-m",
                         "llm2tflite.litertlm", "generate", bundles[variant], *prompts,
-                        "--max-num-tokens", model.cache_length, "--threads", "2",
+                        "--max-num-tokens", max_num_tokens, "--threads", "2",
                         "--sampler-json", '{"temperature": 0}')
     theirs = json.loads(completed.stdout.strip().splitlines()[-1])["continuations"]
     mismatches = [(p, o, t) for p, o, t in zip(prompts, ours, theirs) if p + t != o]
@@ -176,7 +183,7 @@ def test_android_handoff_of_a_bundle(bundles, small_litert, tmp_path):
     assert handoff["expected_output"] == PROMPT + record["check"]["continuation"]
     assert handoff["runtimes_agree"] is True
     assert handoff["flex_delegate"]["needed"] is False and handoff["custom_ops"] == []
-    assert handoff["max_num_tokens"] == small_litert["info"]["cache_length"]
+    assert handoff["max_num_tokens"] == small_litert["info"]["litert_lm_max_num_tokens"]
     decode = {t["name"]: t for t in handoff["signatures"]["decode"]["inputs"]}
     assert decode["mask"]["shape"] == [1, 1, 1, small_litert["info"]["cache_length"]]
     assert set(handoff["signatures"]) == {"decode", "prefill_8", "prefill_16"}
