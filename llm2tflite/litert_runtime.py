@@ -186,7 +186,7 @@ class LiteRTModel:
         if expected is not None and self.tokenizer.vocabulary_size() != int(expected):
             raise LiteRTModelError(
                 f"{self.tokenizer.path} has {self.tokenizer.vocabulary_size()} tokens, the model's "
-                f"tokenizer {expected}: not this model's tokenizer (rerun the litert_tokenizer "
+                f"tokenizer {expected}: not this model's tokenizer (rerun the runtime_tokenizer "
                 "rule)")
         self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
         names = list(self.interpreter.get_signature_list())

@@ -18,7 +18,7 @@ Both give exactly KerasHub's ids (tested on >= 1,000 corpus lines and hard cases
 real vocabulary). Neither adds the start token: the runtime puts it first, as KerasHub's
 preprocessor does.
 
-CLI (the workflow's ``litert_tokenizer`` rule)::
+CLI (the workflow's ``runtime_tokenizer`` rule)::
 
     python -m llm2tflite.tokenizer_files --preset results/<model>/preset \
         --out-dir results/<model>/litert
@@ -161,7 +161,7 @@ def find_runtime_tokenizer(directory) -> Path:
     if len(found) != 1:
         raise FileNotFoundError(
             f"{directory} must hold exactly one tokenizer file ({' or '.join(_READER_BY_FILE)}), "
-            f"found {len(found)}; the workflow's litert_tokenizer rule writes it")
+            f"found {len(found)}; the workflow's runtime_tokenizer rule writes it")
     return found[0]
 
 

@@ -56,8 +56,8 @@ def test_metadata_fields():
 
 
 @pytest.fixture(scope="session")
-def litert_lm_env(tmp_path_factory):
-    """The LiteRT-LM venv, created as the workflow's litert_lm_env rule creates it."""
+def litertlm_env(tmp_path_factory):
+    """The LiteRT-LM venv, created as the workflow's litertlm_env rule creates it."""
     venv = tmp_path_factory.mktemp("litert_lm") / "venv"
     started = time.perf_counter()
     completed = subprocess.run(
@@ -86,12 +86,12 @@ def _in_env(env, *args, home=None, check=True):
 
 
 @pytest.fixture(scope="session")
-def bundles(litert_lm_env, small_litert, tmp_path_factory):
+def bundles(litertlm_env, small_litert, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles")
     built = {}
     for variant in VARIANTS:
         bundle = out / f"{variant}.litertlm"
-        _in_env(litert_lm_env, litert_lm_env / "bin" / "python", "-m", "llm2tflite.litertlm",
+        _in_env(litertlm_env, litertlm_env / "bin" / "python", "-m", "llm2tflite.litertlm",
                 "build", "--model", small_litert["tflite"][variant],
                 "--info", small_litert["dir"] / "litert_export.json",
                 "--tokenizer", small_litert["tokenizer"], "--out", bundle,
@@ -100,17 +100,17 @@ def bundles(litert_lm_env, small_litert, tmp_path_factory):
     return built
 
 
-def test_marker_records_the_environment(litert_lm_env):
+def test_marker_records_the_environment(litertlm_env):
     from llm2tflite.litertlm import VENV_MARKER
 
-    record = json.loads((litert_lm_env / VENV_MARKER).read_text())
+    record = json.loads((litertlm_env / VENV_MARKER).read_text())
     assert int(record["protobuf"].split(".")[0]) >= 6
-    assert (litert_lm_env / "bin" / "litert-lm-builder").exists()
+    assert (litertlm_env / "bin" / "litert-lm-builder").exists()
     assert any(p.startswith("litert-lm==0.18.1") for p in record["packages"])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_litert_lm_cli_greedy_text_equals_ours(bundles, small_litert, litert_lm_env, variant,
+def test_litert_lm_cli_greedy_text_equals_ours(bundles, small_litert, litertlm_env, variant,
                                                 tmp_path):
     from llm2tflite.litert_runtime import LiteRTModel
 
@@ -125,7 +125,7 @@ def test_litert_lm_cli_greedy_text_equals_ours(bundles, small_litert, litert_lm_
     assert ours.new_tokens >= 5
     assert record["check"]["continuation"] == continuation
     assert record["activation_type"] == "fp32"
-    completed = _in_env(litert_lm_env, litert_lm_env / "bin" / "litert-lm", "run",
+    completed = _in_env(litertlm_env, litertlm_env / "bin" / "litert-lm", "run",
                         bundles[variant], "--no-template", "--prompt", PROMPT, "--cache", "no",
                         "--cpu-thread-count", "2", "--top-k", "1",
                         "--max-num-tokens", max_num_tokens, home=tmp_path)
@@ -135,7 +135,7 @@ def test_litert_lm_cli_greedy_text_equals_ours(bundles, small_litert, litert_lm_
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_litert_lm_engine_equals_ours_for_every_prompt_length(bundles, small_litert,
-                                                               litert_lm_env, variant):
+                                                               litertlm_env, variant):
     from llm2tflite.litert_runtime import LiteRTModel
 
     model = LiteRTModel(small_litert["tflite"][variant], threads=2)
@@ -149,7 +149,7 @@ def test_litert_lm_engine_equals_ours_for_every_prompt_length(bundles, small_lit
     prompts += ["emoji 🤖🎉 y ñandú", "日本語", "¿Qué tal?"]
     assert all(len(model.token_ids(p)) < model.prompt_token_limit() for p in prompts)
     ours = [model.generate(p, max_length=max_num_tokens).text for p in prompts]
-    completed = _in_env(litert_lm_env, litert_lm_env / "bin" / "python", "-m",
+    completed = _in_env(litertlm_env, litertlm_env / "bin" / "python", "-m",
                         "llm2tflite.litertlm", "generate", bundles[variant], *prompts,
                         "--max-num-tokens", max_num_tokens, "--threads", "2",
                         "--sampler-json", '{"temperature": 0}')
@@ -223,8 +223,8 @@ def _jobs(completed, rule):
 def test_config_chooses_the_bundles_and_the_android_route(tmp_path):
     default = _dry_run(tmp_path / "default", lambda c: None)
     assert default.returncode == 0, default.stderr[-2000:]
-    assert _jobs(default, "litertlm_bundle") == 3 and _jobs(default, "litert_lm_env") == 1
-    assert _jobs(default, "litert_tokenizer") == 1
+    assert _jobs(default, "litertlm_bundle") == 3 and _jobs(default, "litertlm_env") == 1
+    assert _jobs(default, "runtime_tokenizer") == 1
 
     def one_bundle_for_android(config):
         config["litertlm"]["variants"] = ["int8"]

@@ -5,15 +5,15 @@
 # - results/{model}/litert/{variant}.litertlm (+ .litertlm.json: metadata, sha256, LiteRT-LM's
 #   greedy continuation of the check prompt), packed in an environment of their own
 #   (requirements-litert-lm.txt: litert-lm needs protobuf >= 6.31, TensorFlow 2.18.1 < 6):
-#   a venv the litert_lm_env rule creates (a local rule: it needs PyPI), or envs/litert-lm.yaml
+#   a venv the litertlm_env rule creates (a local rule: it needs PyPI), or envs/litert-lm.yaml
 #   under --sdm conda.
 
 
 localrules:
-    litert_lm_env,
+    litertlm_env,
 
 
-rule litert_tokenizer:
+rule runtime_tokenizer:
     wildcard_constraints:
         tokenizer_file="tokenizer\\.json|tokenizer\\.model",
     output:
@@ -32,7 +32,7 @@ rule litert_tokenizer:
         " --out-dir results/{wildcards.model}/litert > {log} 2>&1"
 
 
-rule litert_lm_env:
+rule litertlm_env:
     output:
         f"{LITERT_LM_VENV}/{LITERT_LM_VENV_MARKER}",
     input:
@@ -40,7 +40,7 @@ rule litert_lm_env:
     params:
         venv=lambda wildcards, output: str(Path(output[0]).parent),
     log:
-        "logs/litert_lm_env.log",
+        "logs/litertlm_env.log",
     conda:
         "../../envs/litert-lm.yaml"
     shell:
