@@ -188,6 +188,7 @@ def build_handoff(model_path, ops: dict, export_info: dict, model_name: str, var
     return {
         "model_name": model_name,
         "variant": variant,
+        "route": "tflite",
         "model": {
             "asset": out_model.name,
             "path_in_project": _asset_name(out_model),

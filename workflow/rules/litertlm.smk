@@ -24,7 +24,7 @@ rule runtime_tokenizer:
     params:
         preset=preset_of,
     log:
-        "logs/{model}/litert_tokenizer_{tokenizer_file}.log",
+        "logs/{model}/runtime_tokenizer_{tokenizer_file}.log",
     conda:
         ENV_FILE
     shell:
