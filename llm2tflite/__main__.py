@@ -1,10 +1,24 @@
-"""Command line: ``python -m llm2tflite generate MODEL.tflite "prompt" [--max-length N]``.
+"""Command line: ``python -m llm2tflite generate MODEL "prompt" [--max-length N] [sampling]``.
 
 The workflow's stages have their own CLIs (``python -m llm2tflite.<stage> --help``); this one is
 for people: run a converted model from the terminal, behind the codelab app's safety filter.
+MODEL is either route's ``.tflite``, told apart by its signatures (``llm2tflite.runtime``):
 
-Exit codes: 0 generated; 2 bad input (empty prompt, --max-length out of range, missing model);
-3 refused by the safety filter (prompt or output on the blocklist).
+- the codelab route (``results/<model>/tflite/<variant>.tflite``): generation and tokenizer run
+  inside one call; the output is printed when it is complete; greedy only (its sampler is fixed
+  when it is traced);
+- the LiteRT route (``results/<model>/litert/<variant>.tflite``, with ``litert_export.json`` and
+  its tokenizer file beside it): tokens are printed as they are generated, and --temperature,
+  --top-k, --top-p and --seed choose how they are sampled.
+
+Safety filter: a prompt with a blocklisted word is refused before the model runs. The output is
+checked before it is printed: the codelab route's as a whole; the LiteRT route's word by word as it
+streams (a word is printed once the text after it shows it is complete), so a blocklisted word
+stops the stream with the refusal message, and the text printed before it stays on the screen.
+
+Exit codes: 0 generated; 2 bad input (empty prompt, --max-length out of range, missing model or
+not a model of this workflow, sampling options for the codelab route); 3 refused by the safety
+filter (prompt or output on the blocklist).
 """
 
 from __future__ import annotations
@@ -28,6 +42,69 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "seed")
+# Temperature when --top-k or --top-p is given without --temperature: sample the distribution as is.
+DEFAULT_SAMPLING_TEMPERATURE = 1.0
+
+
+class _StreamRefused(Exception):
+    def __init__(self, words):
+        super().__init__(words)
+        self.words = words
+
+
+class _SafeStream:
+    """Print streamed text behind the safety filter, one complete word at a time.
+
+    Text is held back up to the end of its last complete word (a word is complete when a
+    character that is not a word character follows it); each time more becomes complete, the
+    whole text so far is checked, and a blocklisted word raises before anything after the last
+    printed word is shown. The held-back end is checked and printed by ``close``.
+    """
+
+    def __init__(self, safety, out):
+        import re
+
+        self._safety, self._out = safety, out
+        self._boundary = re.compile(r"\W(?=\w*$)")
+        self.text, self.printed = "", 0
+
+    def write(self, piece: str):
+        self.text += piece
+        boundary = self._boundary.search(self.text, self.printed)
+        if boundary is None:
+            return
+        complete = boundary.end()
+        self._check(self.text[:complete])
+        self._print(self.text[self.printed:complete])
+        self.printed = complete
+
+    def close(self, text: str):
+        self._check(text)
+        self._print(text[self.printed:] + "\n")
+        self.printed = len(text)
+
+    def _check(self, text: str):
+        blocked = self._safety.blocked_words(text)
+        if blocked:
+            raise _StreamRefused(blocked)
+
+    def _print(self, text: str):
+        self._out.write(text)
+        self._out.flush()
+
+
+def _sampler(args):
+    """The LiteRT route's sampler from the flags (ValueError on a bad value)."""
+    from llm2tflite.sampling import Sampler
+
+    temperature = args.temperature
+    if temperature is None:
+        sampling = args.top_k is not None or args.top_p is not None
+        temperature = DEFAULT_SAMPLING_TEMPERATURE if sampling else 0.0
+    return Sampler(temperature=temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+
+
 def _generate(args) -> int:
     from llm2tflite.safety import RefusedError, SafetyFilter
 
@@ -38,6 +115,12 @@ def _generate(args) -> int:
     if args.max_length is not None and args.max_length < 2:
         return _fail("error: --max-length must be at least 2 (start token + one new token)",
                      EXIT_BAD_INPUT)
+    if args.threads is not None and args.threads < 1:
+        return _fail("error: --threads must be at least 1", EXIT_BAD_INPUT)
+    try:
+        sampler = _sampler(args)
+    except ValueError as error:
+        return _fail(f"error: {error}", EXIT_BAD_INPUT)
     safety = SafetyFilter.from_file(args.blocklist)
     prompt = _prompt_bytes(args.prompt)
     readable_prompt = prompt.decode("utf-8", errors="replace")
@@ -48,19 +131,44 @@ def _generate(args) -> int:
     from llm2tflite import tf_logging
 
     tf_logging.configure(verbose=args.verbose)
-    from llm2tflite.runtime import ModelOpenError, open_model
+    from llm2tflite.runtime import LITERT_ROUTE, ModelOpenError, open_model, route_of
 
     try:
-        model = open_model(args.model)
-    except ModelOpenError as error:
+        # The route from the file's signature table alone, before anything heavy is loaded.
+        route = route_of(args.model)
+        if route != LITERT_ROUTE:
+            given = [f"--{name.replace('_', '-')}" for name in SAMPLING_FLAGS
+                     if getattr(args, name) is not None]
+            if given:
+                return _fail(
+                    f"error: {', '.join(given)}: {args.model} is a codelab-route model, whose "
+                    "sampler is fixed when it is traced (greedy); sample with a LiteRT-route "
+                    "model (results/<model>/litert/<variant>.tflite)", EXIT_BAD_INPUT)
+        model = open_model(args.model, threads=args.threads)
+    except (ModelOpenError, FileNotFoundError) as error:
         return _fail(f"error: {error}", EXIT_BAD_INPUT)
-    # max_length counts the start token, as in KerasHub's generate(). The output is cut after
-    # that many of the ids the model generated; a value above the traced max_length has no effect
-    # (the codelab model cannot generate more than it was traced for).
-    output = model.generate(prompt, max_length=args.max_length).text
-    if not output.startswith(readable_prompt):
+    if route != LITERT_ROUTE:
+        return _generate_whole(model, prompt, readable_prompt, args.max_length, safety)
+    return _generate_streaming(model, prompt, args.max_length, sampler, safety)
+
+
+def _note_truncated_prompt(model, prompt, generation):
+    if generation.prompt_tokens < len(model.token_ids(prompt, with_start=True)):
         print("llm2tflite: note: the prompt was longer than the model's prompt limit and was "
               "cut to its first tokens", file=sys.stderr)
+
+
+def _generate_whole(model, prompt, readable_prompt, max_length, safety) -> int:
+    """The codelab route: one call returns the whole text, checked before it is printed."""
+    from llm2tflite.safety import RefusedError
+
+    # max_length counts the start token, as in KerasHub's generate(). The output is cut after
+    # that many of the ids the model generated; a value above the traced max_length has no
+    # effect (the codelab model cannot generate more than it was traced for).
+    generation = model.generate(prompt, max_length=max_length)
+    output = generation.text
+    if not output.startswith(readable_prompt):
+        _note_truncated_prompt(model, prompt, generation)
     blocked = safety.blocked_words(output)
     if blocked:
         return _fail(str(RefusedError("output", blocked)), EXIT_REFUSED)
@@ -68,24 +176,65 @@ def _generate(args) -> int:
     return 0
 
 
+def _generate_streaming(model, prompt, max_length, sampler, safety) -> int:
+    """The LiteRT route: tokens are printed as they come, behind the safety filter."""
+    if max_length is not None and max_length > model.cache_length:
+        print(f"llm2tflite: note: --max-length {max_length} exceeds the model's context of "
+              f"{model.cache_length} tokens; generating at most {model.cache_length}",
+              file=sys.stderr)
+    stream = _SafeStream(safety, sys.stdout)
+    try:
+        generation = model.generate(prompt, max_length=max_length, sampler=sampler,
+                                    on_text=stream.write)
+        stream.close(generation.text)
+    except _StreamRefused as refused:
+        count = len(refused.words)
+        if stream.printed:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        return _fail(
+            f"refused: the generated text contains language on the blocklist ({count} match"
+            f"{'es' if count != 1 else ''}); generation stopped before it (the text printed "
+            "above came before the match)", EXIT_REFUSED)
+    _note_truncated_prompt(model, prompt, generation)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="llm2tflite", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser(
-        "generate", help="continue a prompt with a .tflite model converted by the workflow")
-    generate.add_argument("model", help="a .tflite file converted by the workflow")
+        "generate", help="continue a prompt with a .tflite model converted by the workflow "
+                         "(either route)")
+    generate.add_argument("model", help="a .tflite file converted by the workflow: codelab "
+                                        "route (tflite/) or LiteRT route (litert/)")
     generate.add_argument("prompt")
     generate.add_argument(
         "--max-length", type=int,
-        help="keep at most N tokens, start token and prompt included; values above the max_length "
-             "the model was traced with have no effect (greedy generation is causal, so the "
-             "result equals that of a model traced with N)")
+        help="keep at most N tokens, start token and prompt included. Codelab route: values "
+             "above the max_length the model was traced with have no effect (greedy generation "
+             "is causal, so the result equals that of a model traced with N). LiteRT route: "
+             "default generation.max_length, at most the model's cache length")
     generate.add_argument("--blocklist", help="word list of the safety filter "
                                                "(default: the package's llm2tflite/data/blocklist.txt)")
     generate.add_argument(
         "-v", "--verbose", action="store_true",
         help="show TensorFlow's and TFLite's own log lines (hidden by default: they are notes "
              "about the runtime, not about your prompt)")
+    generate.add_argument("--threads", type=int,
+                          help="CPU threads of the interpreter (default: the interpreter's)")
+    sampling = generate.add_argument_group(
+        "sampling (LiteRT route only; default greedy)",
+        "The codelab route's sampler is traced into the model (greedy) and refuses these.")
+    sampling.add_argument("--temperature", type=float,
+                          help="divide the logits by T before sampling; 0: greedy (default 0, or "
+                               f"{DEFAULT_SAMPLING_TEMPERATURE:g} when --top-k/--top-p is given)")
+    sampling.add_argument("--top-k", type=int, help="sample among the K most likely tokens")
+    sampling.add_argument("--top-p", type=float,
+                          help="sample among the fewest most likely tokens whose probability "
+                               "adds up to at least P (nucleus sampling)")
+    sampling.add_argument("--seed", type=int,
+                          help="random seed: the same seed, prompt and model give the same text")
     generate.set_defaults(run=_generate)
     args = parser.parse_args(argv)
     return args.run(args)

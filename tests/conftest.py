@@ -238,3 +238,44 @@ def small_export(default_corpus_and_vocab, tmp_path_factory):
         "tflite": out / "fp32.tflite",
         "conversion": report,
     }
+
+
+# The tests' small LiteRT-route model: the codelab fixture's causal LM (same weights) exported as
+# prefill/decode signatures. A cache of 40 positions (= SMALL_MAX_LENGTH) and prefill lengths 8
+# and 16: prompts of any length take several chunks, and the last positions fit no chunk.
+SMALL_LITERT_CACHE_LENGTH = SMALL_MAX_LENGTH
+SMALL_LITERT_PREFILL_LENGTHS = (8, 16)
+
+
+def export_litert(causal_lm, out: Path, variants=("fp32",), prefill_logits: bool = False,
+                  cache_length: int = SMALL_LITERT_CACHE_LENGTH,
+                  prefill_lengths=SMALL_LITERT_PREFILL_LENGTHS) -> dict:
+    """What the workflow writes to results/<model>/litert/: export info, tokenizer, .tflite."""
+    from llm2tflite import architectures, atomic, litert_convert, litert_export, litert_quantize
+    from llm2tflite.tokenizer_files import write_runtime_tokenizer
+
+    info = litert_export.export(
+        causal_lm, out / "saved_model", out / litert_export.INFO_FILE, cache_length,
+        prefill_lengths, prefill_logits,
+        extra_info={"max_length": SMALL_MAX_LENGTH, "sequence_length": SMALL_SEQUENCE_LENGTH})
+    family = architectures.for_causal_lm(causal_lm)
+    tokenizer = write_runtime_tokenizer(causal_lm.preprocessor.tokenizer, family.tokenizer_kind,
+                                        out)
+    flatbuffer, _ = litert_convert.convert(out / "saved_model",
+                                           litert_export.signature_keys(info))
+    atomic.write_bytes(out / "fp32.tflite", flatbuffer)
+    files = {"fp32": out / "fp32.tflite"}
+    for variant in variants:
+        if variant != "fp32":
+            quantized, _ = litert_quantize.quantize(out / "fp32.tflite", variant)
+            files[variant] = out / f"{variant}.tflite"
+            atomic.write_bytes(files[variant], quantized)
+    return {"dir": out, "info": info, "tokenizer": tokenizer, "tflite": files}
+
+
+@pytest.fixture(scope="session")
+def small_litert(small_export, tmp_path_factory):
+    """The small model through the LiteRT route: fp32 and int8 files, info and tokenizer.json."""
+    exported = export_litert(small_export["causal_lm"], tmp_path_factory.mktemp("small_litert"),
+                             variants=("fp32", "int8"))
+    return {**exported, "causal_lm": small_export["causal_lm"], "preset": small_export["preset"]}

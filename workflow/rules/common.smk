@@ -27,6 +27,9 @@ BENCHMARK = config["benchmark"]
 BENCHMARK_EXCLUSIVE_THREADS = 1024
 ANDROID_MODEL = config["android"]["model"] or MODELS[0]
 ANDROID_VARIANT = config["android"]["variant"]
+ANDROID_ROUTE = config["android"].get("route") or "tflite"
+# The codelab route hands the app a .tflite, the LiteRT route a LiteRT-LM bundle.
+ANDROID_ASSET = "autocomplete.litertlm" if ANDROID_ROUTE == "litert" else "autocomplete.tflite"
 # Perplexity text of models without a held-out corpus of their own: generated, fixed seed, a
 # fixed number of lines whatever the config (so that two configs share one file); each model
 # reads its first `fidelity.perplexity_lines` (the config check keeps that within this).
@@ -190,10 +193,11 @@ def all_targets():
         targets += per_variant_files("gate", models=[model])
         targets += per_variant_files("ops", "md", models=[model])
         targets += litert_targets(model)  # workflow/rules/litert.smk
+        targets += litertlm_targets(model)  # workflow/rules/litertlm.smk
     targets += [
         report_path("benchmarks.csv"),
         report_path("summary.md"),
-        report_path("android/app/src/main/assets/autocomplete.tflite"),
+        report_path(f"android/app/src/main/assets/{ANDROID_ASSET}"),
     ]
     return targets
 

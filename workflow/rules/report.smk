@@ -34,6 +34,7 @@ rule bench:
         "results/{model}/bench.json",
     input:
         unpack(bench_models),
+        litert_runtime=litert_runtime_files,  # workflow/rules/litertlm_common.smk
         saved_model="results/{model}/traced",
         code=stage_code("bench"),
     params:
@@ -109,25 +110,21 @@ rule summary:
 
 rule android:
     output:
-        model=report_path("android/app/src/main/assets/autocomplete.tflite"),
+        model=report_path(f"android/app/src/main/assets/{ANDROID_ASSET}"),
         json=report_path("android/app/src/main/assets/autocomplete.json"),
     input:
-        tflite=f"results/{ANDROID_MODEL}/tflite/{ANDROID_VARIANT}.tflite",
-        ops=f"results/{ANDROID_MODEL}/tflite/ops/{ANDROID_VARIANT}.json",
-        # Only a variant that passed its quality gates is handed off.
-        gate=f"results/{ANDROID_MODEL}/tflite/gate/{ANDROID_VARIANT}.json",
-        saved_model=f"results/{ANDROID_MODEL}/traced",
+        unpack(android_inputs),  # workflow/rules/litertlm_common.smk: the route's files
         code=stage_code("android"),
     params:
         model=ANDROID_MODEL,
         variant=ANDROID_VARIANT,
         prompt=BENCHMARK["prompt"],
+        route_arguments=android_route_arguments,
     log:
         report_log("android"),
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.android --model {input.tflite} --ops {input.ops}"
-        " --export-info {input.saved_model}/llm2tflite_export.json --model-name {params.model}"
+        "python -m llm2tflite.android {params.route_arguments} --model-name {params.model}"
         " --variant {params.variant} --prompt {params.prompt:q}"
         " --out-model {output.model} --out-json {output.json} > {log} 2>&1"

@@ -1,0 +1,83 @@
+# The LiteRT route's runtime files and LiteRT-LM bundles (after workflow/rules/litert.smk;
+# settings and helpers in workflow/rules/litertlm_common.smk):
+# - the tokenizer outside the graph, next to the LiteRT model (results/{model}/litert/
+#   tokenizer.json or tokenizer.model, by the family's tokenizer kind): llm2tflite/tokenizer_files.py
+# - results/{model}/litert/{variant}.litertlm (+ .litertlm.json: metadata, sha256, LiteRT-LM's
+#   greedy continuation of the check prompt), packed in an environment of their own
+#   (requirements-litert-lm.txt: litert-lm needs protobuf >= 6.31, TensorFlow 2.18.1 < 6):
+#   a venv the litertlm_env rule creates (a local rule: it needs PyPI), or envs/litert-lm.yaml
+#   under --sdm conda.
+
+
+localrules:
+    litertlm_env,
+
+
+rule runtime_tokenizer:
+    wildcard_constraints:
+        tokenizer_file="tokenizer\\.json|tokenizer\\.model",
+    output:
+        "results/{model}/litert/{tokenizer_file}",
+    input:
+        preset=preset_inputs,
+        code=stage_code("sources", "tokenizer_files"),
+    params:
+        preset=preset_of,
+    log:
+        "logs/{model}/runtime_tokenizer_{tokenizer_file}.log",
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.tokenizer_files --preset {params.preset:q}"
+        " --out-dir results/{wildcards.model}/litert > {log} 2>&1"
+
+
+rule litertlm_env:
+    output:
+        f"{LITERT_LM_VENV}/{LITERT_LM_VENV_MARKER}",
+    input:
+        requirements=str(Path(workflow.basedir) / LITERT_LM_REQUIREMENTS),
+    params:
+        venv=lambda wildcards, output: str(Path(output[0]).parent),
+    log:
+        "logs/litertlm_env.log",
+    conda:
+        "../../envs/litert-lm.yaml"
+    shell:
+        "python -m llm2tflite.litertlm venv --requirements {input.requirements:q}"
+        " --dir {params.venv:q} > {log} 2>&1"
+
+
+rule litertlm_bundle:
+    wildcard_constraints:
+        variant="|".join(LITERT_VARIANTS) or "(?!)",
+    output:
+        bundle="results/{model}/litert/{variant}.litertlm",
+        record="results/{model}/litert/{variant}.litertlm.json",
+    input:
+        tflite="results/{model}/litert/{variant}.tflite",
+        info="results/{model}/litert/litert_export.json",
+        tokenizer=lambda wildcards: litert_tokenizer_file(wildcards.model),
+        env=litert_lm_env_inputs,
+        code=stage_code("litertlm"),
+    params:
+        python=litert_lm_python(),
+        root=lambda wildcards: REPOSITORY_ROOT,
+        sampler=as_json(LITERTLM_SAMPLER),
+        activation_type=LITERTLM_ACTIVATION_TYPE,
+        check_prompt=BENCHMARK["prompt"],
+    threads: 2
+    resources:
+        mem_mb=mem_mb("tflite"),
+        runtime=runtime_minutes("bench"),
+        cpus_per_task=2,
+    log:
+        "logs/{model}/litertlm_{variant}.log",
+    conda:
+        "../../envs/litert-lm.yaml"
+    shell:
+        "PYTHONPATH={params.root:q} {params.python} -m llm2tflite.litertlm build"
+        " --model {input.tflite} --info {input.info} --tokenizer {input.tokenizer}"
+        " --out {output.bundle} --record {output.record} --sampler-json {params.sampler:q}"
+        " --activation-type {params.activation_type} --check-prompt {params.check_prompt:q}"
+        " > {log} 2>&1"
