@@ -45,10 +45,10 @@ except ConfigError as error:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/litert_common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/litert.smk"
-include: "workflow/rules/litertlm_common.smk"
 include: "workflow/rules/litertlm.smk"
 include: "workflow/rules/smoke.smk"
 include: "workflow/rules/fidelity.smk"

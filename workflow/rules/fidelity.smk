@@ -59,7 +59,7 @@ rule fidelity:
         "results/{model}/{route}/fidelity/{variant}.json",
     input:
         model="results/{model}/{route}/{variant}.tflite",
-        litert_runtime=litert_runtime_files,  # workflow/rules/litertlm_common.smk
+        litert_runtime=litert_runtime_files,  # workflow/rules/litert_common.smk
         keras_reference="results/{model}/reference/fidelity.json",
         text=heldout_text,
         code=stage_code("fidelity"),

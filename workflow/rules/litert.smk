@@ -1,39 +1,7 @@
 # The LiteRT route: KerasHub causal LM -> prefill/decode SavedModel with the KV cache outside
 # (llm2tflite/litert_export.py documents the contract) -> builtins-only fp32 .tflite ->
-# ai-edge-quantizer int8 / int4. Files in results/{model}/litert/.
-import inspect
-
-from llm2tflite.litert_export import LiteRTSettingsError, model_errors, resolve_settings
-from llm2tflite.litert_quantize import RECIPES as LITERT_RECIPES
-
-try:
-    LITERT = resolve_settings(config)
-except LiteRTSettingsError as error:
-    raise WorkflowError(f"invalid config:\n  {error}") from None
-if LITERT["variants"] and model_errors(config, LITERT):
-    raise WorkflowError("invalid config:\n" + "\n".join(
-        f"  {line}" for line in model_errors(config, LITERT)))
-LITERT_VARIANTS = LITERT["variants"]
-
-
-def litert_targets(model):
-    """The route's files of one model: the runtime's export info and every configured variant."""
-    if not LITERT_VARIANTS:
-        return []
-    return [f"results/{model}/litert/litert_export.json"] + expand(
-        "results/{model}/litert/{variant}.tflite", model=model, variant=LITERT_VARIANTS
-    )
-
-
-def litert_family_code(wildcards):
-    """The model family's module and the shared LiteRT building blocks: editing them re-exports."""
-    family = architectures.for_model_source(model_source(wildcards.model))
-    return [
-        inspect.getsourcefile(type(family)),
-        str(PACKAGE_DIR / "architectures" / "__init__.py"),
-        str(PACKAGE_DIR / "architectures" / "base.py"),
-        str(PACKAGE_DIR / "architectures" / "litert_ops.py"),
-    ]
+# ai-edge-quantizer int8 / int4. Files in results/{model}/litert/. Settings and helpers:
+# workflow/rules/litert_common.smk.
 
 
 rule litert_export:
@@ -42,8 +10,7 @@ rule litert_export:
         info="results/{model}/litert/litert_export.json",
     input:
         preset=preset_inputs,
-        code=stage_code("sources", "litert_export"),
-        family=litert_family_code,
+        code=stage_code("litert_export"),
     params:
         preset=preset_of,
         cache_length=LITERT["cache_length"],
@@ -72,7 +39,7 @@ rule litert_convert:
         report="results/{model}/litert/fp32.conversion.json",
     input:
         saved_model="results/{model}/litert/saved_model",
-        code=stage_code("litert_convert", "litert_export"),
+        code=stage_code("litert_convert"),
     threads: 2
     resources:
         mem_mb=mem_mb("litert_convert"),
@@ -97,7 +64,7 @@ rule litert_quantize:
         report="results/{model}/litert/{variant}.conversion.json",
     input:
         fp32="results/{model}/litert/fp32.tflite",
-        code=stage_code("litert_quantize", "litert_convert", "litert_export"),
+        code=stage_code("litert_quantize"),
     threads: 1
     resources:
         mem_mb=mem_mb("litert_quantize"),

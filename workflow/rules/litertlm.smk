@@ -1,5 +1,5 @@
 # The LiteRT route's runtime files and LiteRT-LM bundles (after workflow/rules/litert.smk;
-# settings and helpers in workflow/rules/litertlm_common.smk):
+# settings and helpers in workflow/rules/litert_common.smk):
 # - the tokenizer outside the graph, next to the LiteRT model (results/{model}/litert/
 #   tokenizer.json or tokenizer.model, by the family's tokenizer kind): llm2tflite/tokenizer_files.py
 # - results/{model}/litert/{variant}.litertlm (+ .litertlm.json: metadata, sha256, LiteRT-LM's
@@ -20,7 +20,7 @@ rule runtime_tokenizer:
         "results/{model}/litert/{tokenizer_file}",
     input:
         preset=preset_inputs,
-        code=stage_code("sources", "tokenizer_files"),
+        code=stage_code("tokenizer_files"),
     params:
         preset=preset_of,
     log:

@@ -34,7 +34,7 @@ rule bench:
         "results/{model}/bench.json",
     input:
         unpack(bench_models),
-        litert_runtime=litert_runtime_files,  # workflow/rules/litertlm_common.smk
+        litert_runtime=litert_runtime_files,  # workflow/rules/litert_common.smk
         saved_model="results/{model}/traced",
         code=stage_code("bench"),
     params:
@@ -113,7 +113,7 @@ rule android:
         model=report_path(f"android/app/src/main/assets/{ANDROID_ASSET}"),
         json=report_path("android/app/src/main/assets/autocomplete.json"),
     input:
-        unpack(android_inputs),  # workflow/rules/litertlm_common.smk: the route's files
+        unpack(android_inputs),  # workflow/rules/litert_common.smk: the route's files
         code=stage_code("android"),
     params:
         model=ANDROID_MODEL,

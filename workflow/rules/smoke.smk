@@ -33,7 +33,7 @@ rule smoke:
         "results/{model}/{route}/smoke/{variant}.json",
     input:
         model="results/{model}/{route}/{variant}.tflite",
-        litert_runtime=litert_runtime_files,  # workflow/rules/litertlm_common.smk
+        litert_runtime=litert_runtime_files,  # workflow/rules/litert_common.smk
         keras_reference="results/{model}/reference/smoke.json",
         blocklist=BLOCKLIST,
         code=stage_code("smoke"),

@@ -1,5 +1,28 @@
-# Settings and helpers of workflow/rules/litertlm.smk (the runtime tokenizer and the LiteRT-LM
-# bundles), and the inputs of the Android hand-off of either route (rule android_assets).
+# Settings and helpers of the LiteRT route's rules (workflow/rules/litert.smk: export, conversion,
+# quantization; workflow/rules/litertlm.smk: the runtime tokenizer and the LiteRT-LM bundles), and
+# the inputs of the Android hand-off of either route (rule android).
+from llm2tflite.litert_export import LiteRTSettingsError, model_errors, resolve_settings
+from llm2tflite.litert_quantize import RECIPES as LITERT_RECIPES
+
+try:
+    LITERT = resolve_settings(config)
+except LiteRTSettingsError as error:
+    raise WorkflowError(f"invalid config:\n  {error}") from None
+if LITERT["variants"] and model_errors(config, LITERT):
+    raise WorkflowError("invalid config:\n" + "\n".join(
+        f"  {line}" for line in model_errors(config, LITERT)))
+LITERT_VARIANTS = LITERT["variants"]
+
+
+def litert_targets(model):
+    """The route's files of one model: the runtime's export info and every configured variant."""
+    if not LITERT_VARIANTS:
+        return []
+    return [f"results/{model}/litert/litert_export.json"] + expand(
+        "results/{model}/litert/{variant}.tflite", model=model, variant=LITERT_VARIANTS
+    )
+
+
 from llm2tflite.litertlm import (
     DEFAULT_ACTIVATION_TYPE,
     DEFAULT_VENV_DIR,
