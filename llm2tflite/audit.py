@@ -1,8 +1,8 @@
 """Audit the operators of a converted .tflite file: builtin, Select TF (Flex) and custom ops.
 
-The flatbuffer is parsed with TensorFlow's own schema bindings
-(``tensorflow.lite.python.schema_py_generated``); nothing is run. Every operator of every subgraph
-is classified:
+The flatbuffer is parsed with the TFLite schema's Python bindings (``schema_py_generated``,
+ai-edge-litert's copy: no TensorFlow import); nothing is run. Every operator of every subgraph is
+classified:
 
 - ``builtin``: a TFLite builtin operator, named by its ``BuiltinOperator`` enum name
   (``FULLY_CONNECTED``, ``WHILE``, ...). The operator code is
@@ -63,9 +63,17 @@ FLEX_PREFIX = "Flex"
 CLASSES = ("builtin", "select_tf", "custom")
 
 
-def _builtin_names() -> dict[int, str]:
-    from tensorflow.lite.python import schema_py_generated as schema
+def _schema():
+    # The flatbuffer bindings without a TensorFlow import (runtime._schema): auditing a
+    # builtins-only LiteRT file then costs no TensorFlow start-up; TensorFlow is imported only to
+    # tell which library defines a Flex op (flex_op_libraries).
+    from llm2tflite.runtime import _schema
 
+    return _schema()
+
+
+def _builtin_names() -> dict[int, str]:
+    schema = _schema()
     names: dict[int, str] = {}
     for name, value in vars(schema.BuiltinOperator).items():
         if not name.startswith("_") and isinstance(value, int):
@@ -74,8 +82,7 @@ def _builtin_names() -> dict[int, str]:
 
 
 def _root_model(buffer: bytes):
-    from tensorflow.lite.python import schema_py_generated as schema
-
+    schema = _schema()
     get_root = getattr(schema.Model, "GetRootAs", None) or schema.Model.GetRootAsModel
     return get_root(buffer, 0)
 
@@ -88,9 +95,7 @@ def _text(value) -> str | None:
 
 def classify_operator_code(builtin_code: int, custom_code: str | None, names: dict[int, str]):
     """Return ``(class, op name)`` of one operator code."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    if builtin_code == schema.BuiltinOperator.CUSTOM:
+    if builtin_code == _schema().BuiltinOperator.CUSTOM:
         custom_code = custom_code or ""
         if custom_code.startswith(FLEX_PREFIX):
             return "select_tf", custom_code[len(FLEX_PREFIX):]
@@ -105,6 +110,8 @@ def flex_op_libraries(tf_ops) -> dict[str, str]:
     an op defined by TF Text (``RegexSplitWithOffsets``, used by byte-level BPE tokenizers) needs
     a Flex delegate built with TF Text's kernels linked in, as the codelab's Android app does.
     """
+    if not tf_ops:
+        return {}
     import tensorflow as tf
     from tensorflow.python.framework import op_def_registry
 

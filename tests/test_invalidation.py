@@ -114,7 +114,7 @@ CASES = {
         traced(),
     ),
     "training hyperparameter": (  # tiny's alone
-        ("epochs: 3", "epochs: 4"),
+        ("epochs: 2", "epochs: 3"),
         traced(models=("tiny",)) | of_model("train", "reference",
                                              "keras_fidelity_reference", models=("tiny",))
         | litert_exported(models=("tiny",)),
