@@ -283,7 +283,7 @@ def test_config_chooses_the_bundles_and_the_android_route(tmp_path):
 
     litert = _dry_run(tmp_path / "litert", one_bundle_for_android)
     assert litert.returncode == 0, litert.stderr[-2000:]
-    assert _jobs(litert, "litertlm_bundle") == 2 and _jobs(litert, "android_assets") == 1
+    assert _jobs(litert, "litertlm_bundle") == 2 and _jobs(litert, "android") == 1
 
     def bundle_of_a_variant_not_built(config):
         config["litert"]["variants"] = ["fp32", "int8"]
