@@ -279,3 +279,61 @@ def small_litert(small_export, tmp_path_factory):
     exported = export_litert(small_export["causal_lm"], tmp_path_factory.mktemp("small_litert"),
                              variants=("fp32", "int8"))
     return {**exported, "causal_lm": small_export["causal_lm"], "preset": small_export["preset"]}
+
+
+# ---- the Llama family's small models ----------------------------------------------------------
+
+# A real LlamaBackbone with grouped-query attention (2 query heads per key/value head), small
+# enough to trace and convert in seconds.
+SMALL_LLAMA = {"num_layers": 2, "num_query_heads": 4, "num_key_value_heads": 2, "hidden_dim": 32,
+               "intermediate_dim": 64}
+
+
+def default_llama_train_config() -> dict:
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    (train,) = [source["train"] for source in config["models"].values()
+                if "train" in source and source["train"].get("architecture") == "llama"]
+    return train
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_vocab(default_corpus_and_vocab, tmp_path_factory):
+    """The default Llama model's SentencePiece vocabulary, by the stage CLI, on the corpus."""
+    out = tmp_path_factory.mktemp("sentencepiece") / "vocab"
+    subprocess.run(
+        [sys.executable, "-m", "llm2tflite.vocab", "--kind", "sentencepiece",
+         "--corpus", str(default_corpus_and_vocab / "train.txt"), "--vocab-size",
+         str(default_llama_train_config()["vocabulary"]["size"]), "--out-dir", str(out)],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_llama(sentencepiece_vocab, tmp_path_factory):
+    """A small seeded random Llama (SMALL_LLAMA) on the default SentencePiece vocabulary, saved
+    as a preset and loaded back as the workflow loads it."""
+    import keras
+
+    from llm2tflite import architectures
+    from llm2tflite.sources import load_causal_lm
+
+    llama = architectures.by_name("llama")
+    out = tmp_path_factory.mktemp("small_llama")
+    keras.utils.set_random_seed(0)
+    tokenizer = llama.load_tokenizer(sentencepiece_vocab)
+    backbone_config = {**llama.train_model_config(SMALL_LLAMA),
+                       "vocabulary_size": tokenizer.vocabulary_size()}
+    llama.build_causal_lm(backbone_config, tokenizer, 32).save_to_preset(str(out / "preset"))
+    return {"dir": out, "preset": out / "preset", "causal_lm": load_causal_lm(str(out / "preset"))}
+
+
+@pytest.fixture(scope="session")
+def small_llama_litert(small_llama, tmp_path_factory):
+    """The small Llama through the LiteRT route: fp32, int8 and int4 files, info and
+    tokenizer.model (the cache and prefill lengths of ``small_litert``)."""
+    exported = export_litert(small_llama["causal_lm"], tmp_path_factory.mktemp("llama_litert"),
+                             variants=("fp32", "int8", "int4"))
+    return {**exported, "causal_lm": small_llama["causal_lm"], "preset": small_llama["preset"]}

@@ -1,6 +1,6 @@
 """The LiteRT route's building blocks without a language model: attention over the cache
-(grouped-query too, for the families that use it), the GATHER -> EMBEDDING_LOOKUP rewrite, the
-builtins-only checks, the `litert:` settings."""
+(grouped-query too, for the families that use it), rotary embeddings at input_pos, the
+GATHER -> EMBEDDING_LOOKUP rewrite, the builtins-only checks, the `litert:` settings."""
 
 from __future__ import annotations
 
@@ -46,6 +46,72 @@ def test_update_cache_writes_rows_at_start():
     update = np.ones((1, 2, 2, 3), np.float32)
     updated = np.asarray(litert_ops.update_cache(cache, update, np.int32(3)))
     assert np.flatnonzero(updated[0].sum(axis=(1, 2))).tolist() == [3, 4]
+
+
+def _rotary_layer(kind):
+    """KerasHub rotary layers with each setting that changes the frequencies or angles."""
+    from keras_hub.layers import RotaryEmbedding
+    from keras_hub.src.models.llama.llama_rotary_embedding import LlamaRotaryEmbedding
+
+    llama31 = dict(frequency_adjustment_factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                   pretraining_sequence_length=64)  # short: every frequency band is hit
+    return {
+        "llama": lambda: LlamaRotaryEmbedding(max_wavelength=10000),
+        # KerasHub's Llama ignores its position scaling (its _get_inverse_freq drops it): so
+        # must we.
+        "llama_position_scaling": lambda: LlamaRotaryEmbedding(position_scaling_factor=4.0),
+        "llama3.1": lambda: LlamaRotaryEmbedding(max_wavelength=500000, **llama31),
+        "linear_scaling": lambda: RotaryEmbedding(max_wavelength=1000000, scaling_factor=8.0),
+        "dynamic": lambda: RotaryEmbedding(scaling_factor=2.0, rope_type="dynamic"),
+        "yarn_truncated": lambda: RotaryEmbedding(
+            scaling_factor=4.0, rope_type="yarn", original_max_position_embeddings=20,
+            truncate=True),
+    }[kind]()
+
+
+@pytest.mark.parametrize("kind", ["llama", "llama_position_scaling", "llama3.1",
+                                  "linear_scaling", "dynamic", "yarn_truncated"])
+def test_rotary_at_input_pos_equals_the_layer(kind):
+    """rotary_cos_sin + apply_rotary at input_pos give what the layer itself computes from a
+    start index (KerasHub's cached decoding) and from positions, for queries and keys."""
+    from llm2tflite.architectures import litert_ops
+
+    rotary = _rotary_layer(kind)
+    rng = np.random.default_rng(1)
+    head_dim = 16
+    for start, t, heads in ((0, 8, 4), (37, 1, 2), (90, 5, 1)):
+        x = rng.standard_normal((1, t, heads, head_dim)).astype(np.float32)
+        input_pos = np.arange(start, start + t, dtype=np.int32)
+        cos, sin = litert_ops.rotary_cos_sin(rotary, input_pos, head_dim)
+        assert tuple(cos.shape) == tuple(sin.shape) == (1, t, 1, head_dim)
+        got = np.asarray(litert_ops.apply_rotary(rotary, x, cos, sin))
+        from_start = np.asarray(rotary(x, start_index=start))
+        from_positions = np.asarray(rotary(x, positions=input_pos))
+        # The same float32 operations in the same order: bit for bit.
+        np.testing.assert_array_equal(got, from_start)
+        np.testing.assert_array_equal(got, from_positions)
+        assert not np.allclose(got, x)  # it did rotate
+
+
+def test_rotary_key_and_unknown_rotary_layers():
+    from keras_hub.layers import RotaryEmbedding
+    from llm2tflite.architectures import litert_ops
+
+    assert litert_ops.rotary_key(RotaryEmbedding(name="a")) == \
+        litert_ops.rotary_key(RotaryEmbedding(name="b"))
+    assert litert_ops.rotary_key(RotaryEmbedding()) != \
+        litert_ops.rotary_key(RotaryEmbedding(scaling_factor=8.0))
+    assert litert_ops.rotary_key(RotaryEmbedding()) != litert_ops.rotary_key(
+        _rotary_layer("llama"))
+
+    class Interleaved(RotaryEmbedding):
+        def _apply_rotary_pos_emb(self, tensor, cos_emb, sin_emb):
+            return tensor
+
+    with pytest.raises(ValueError, match="overrides RotaryEmbedding._apply_rotary_pos_emb"):
+        litert_ops.rotary_cos_sin(Interleaved(), np.arange(3, dtype=np.int32), 8)
+    with pytest.raises(TypeError, match="not a KerasHub RotaryEmbedding"):
+        litert_ops.rotary_cos_sin(object(), np.arange(3, dtype=np.int32), 8)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,9 @@ The environment is created the way the workflow creates it (``python -m llm2tfli
 venv`` from requirements-litert-lm.txt; PyPI needed). LiteRT-LM runs each bundle greedily through
 its CLI (``litert-lm run``, HOME pointed at a scratch directory) and its Python ``Engine``; the
 text must equal our runtime's on the same ``.tflite`` (fp32 and int8), for prompts of every
-length up to the cache (one to several prefill chunks).
+length up to the cache (one to several prefill chunks). Both tokenizer kinds: the small GPT-2
+(``tokenizer.json`` as the bundle's ``hf_tokenizer``) and the small Llama (its SentencePiece
+``tokenizer.model`` as ``sp_tokenizer``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from test_layout import _pins
 
 PROMPT = "Estoy disfrutando de"
 VARIANTS = ("fp32", "int8")
+# The small LiteRT-route models of conftest, one per tokenizer kind.
+LITERT_MODELS = {"gpt2": "small_litert", "llama": "small_llama_litert"}
 
 
 def test_environment_files_agree_and_stay_apart_from_tensorflow():
@@ -85,16 +89,22 @@ def _in_env(env, *args, home=None, check=True):
     return completed
 
 
+@pytest.fixture(scope="session", params=sorted(LITERT_MODELS))
+def litert_model(request):
+    """Each small LiteRT-route model in turn (the tests below run once per model)."""
+    return {"family": request.param, **request.getfixturevalue(LITERT_MODELS[request.param])}
+
+
 @pytest.fixture(scope="session")
-def bundles(litertlm_env, small_litert, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundles")
+def bundles(litertlm_env, litert_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"bundles_{litert_model['family']}")
     built = {}
     for variant in VARIANTS:
         bundle = out / f"{variant}.litertlm"
         _in_env(litertlm_env, litertlm_env / "bin" / "python", "-m", "llm2tflite.litertlm",
-                "build", "--model", small_litert["tflite"][variant],
-                "--info", small_litert["dir"] / "litert_export.json",
-                "--tokenizer", small_litert["tokenizer"], "--out", bundle,
+                "build", "--model", litert_model["tflite"][variant],
+                "--info", litert_model["dir"] / "litert_export.json",
+                "--tokenizer", litert_model["tokenizer"], "--out", bundle,
                 "--check-prompt", PROMPT)
         built[variant] = bundle
     return built
@@ -110,21 +120,29 @@ def test_marker_records_the_environment(litertlm_env):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_litert_lm_cli_greedy_text_equals_ours(bundles, small_litert, litertlm_env, variant,
+def test_litert_lm_cli_greedy_text_equals_ours(bundles, litert_model, litertlm_env, variant,
                                                 tmp_path):
     from llm2tflite.litert_runtime import LiteRTModel
 
     record = json.loads((bundles[variant].parent / f"{variant}.litertlm.json").read_text())
     max_num_tokens = record["llm_metadata"]["max_num_tokens"]
     # The context LiteRT-LM may use without a prefill chunk running past the cache.
-    assert max_num_tokens == small_litert["info"]["litert_lm_max_num_tokens"] <= \
-        small_litert["info"]["cache_length"]
-    ours = LiteRTModel(small_litert["tflite"][variant], threads=2).generate(
-        PROMPT, max_length=max_num_tokens)
-    continuation = ours.text[len(PROMPT):]
+    assert max_num_tokens == litert_model["info"]["litert_lm_max_num_tokens"] <= \
+        litert_model["info"]["cache_length"]
+    model = LiteRTModel(litert_model["tflite"][variant], threads=2)
+    ours = model.generate(PROMPT, max_length=max_num_tokens)
+    continuation = _continuation(model, ours, PROMPT)
     assert ours.new_tokens >= 5
     assert record["check"]["continuation"] == continuation
     assert record["activation_type"] == "fp32"
+    # The runtime tokenizer file, as is, in the section LiteRT-LM reads for its kind.
+    section = {"byte_level_bpe": "hf_tokenizer", "sentencepiece": "sp_tokenizer"}[
+        litert_model["info"]["tokenizer_kind"]]
+    assert record["tokenizer"]["section"] == section
+    _in_env(litertlm_env, litertlm_env / "bin" / "litert-lm", "unpack", bundles[variant],
+            "--output-dir", tmp_path / "unpacked", home=tmp_path)
+    (unpacked,) = (tmp_path / "unpacked").glob("Section*_Tokenizer*")
+    assert _section_bytes(unpacked) == litert_model["tokenizer"].read_bytes()
     completed = _in_env(litertlm_env, litertlm_env / "bin" / "litert-lm", "run",
                         bundles[variant], "--no-template", "--prompt", PROMPT, "--cache", "no",
                         "--cpu-thread-count", "2", "--top-k", "1",
@@ -133,13 +151,26 @@ def test_litert_lm_cli_greedy_text_equals_ours(bundles, small_litert, litertlm_e
     assert not list(bundles[variant].parent.glob("*.xnnpack_cache"))
 
 
+def _section_bytes(path):
+    """An unpacked bundle section's content: the SentencePiece model as is; the Hugging Face
+    tokenizer (``*.zlib``) as its uncompressed size (8 bytes, little-endian) + zlib data."""
+    import zlib
+
+    data = path.read_bytes()
+    if path.suffix != ".zlib":
+        return data
+    content = zlib.decompress(data[8:])
+    assert len(content) == int.from_bytes(data[:8], "little")
+    return content
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_litert_lm_engine_equals_ours_for_every_prompt_length(bundles, small_litert,
+def test_litert_lm_engine_equals_ours_for_every_prompt_length(bundles, litert_model,
                                                                litertlm_env, variant):
     from llm2tflite.litert_runtime import LiteRTModel
 
-    model = LiteRTModel(small_litert["tflite"][variant], threads=2)
-    max_num_tokens = small_litert["info"]["litert_lm_max_num_tokens"]
+    model = LiteRTModel(litert_model["tflite"][variant], threads=2)
+    max_num_tokens = litert_model["info"]["litert_lm_max_num_tokens"]
     words = ("uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce "
              "quince dieciséis diecisiete dieciocho diecinueve veinte ") * 2
     ids = model.token_ids(words)
@@ -148,17 +179,33 @@ def test_litert_lm_engine_equals_ours_for_every_prompt_length(bundles, small_lit
     # Within the prompt limit: LiteRT-LM takes a prompt whole, we keep a long one's first tokens.
     prompts += ["emoji 🤖🎉 y ñandú", "日本語", "¿Qué tal?"]
     assert all(len(model.token_ids(p)) < model.prompt_token_limit() for p in prompts)
-    ours = [model.generate(p, max_length=max_num_tokens).text for p in prompts]
+    ours = [_continuation(model, model.generate(p, max_length=max_num_tokens), p)
+            for p in prompts]
     completed = _in_env(litertlm_env, litertlm_env / "bin" / "python", "-m",
                         "llm2tflite.litertlm", "generate", bundles[variant], *prompts,
                         "--max-num-tokens", max_num_tokens, "--threads", "2",
                         "--sampler-json", '{"temperature": 0}')
     theirs = json.loads(completed.stdout.strip().splitlines()[-1])["continuations"]
-    mismatches = [(p, o, t) for p, o, t in zip(prompts, ours, theirs) if p + t != o]
+    mismatches = [(p, o, t) for p, o, t in zip(prompts, ours, theirs) if o != t]
     assert not mismatches, mismatches[:3]
 
 
-def test_android_handoff_of_a_bundle(bundles, small_litert, tmp_path):
+def _continuation(model, generation, prompt):
+    """Our generated ids decoded on their own, as LiteRT-LM returns its continuation.
+
+    With a byte-level BPE that is exactly the text after the prompt. SentencePiece drops the
+    space a text starts with, so there the continuation lacks the word boundary after the
+    prompt that our full text keeps (the space is a piece of the first generated id).
+    """
+    continuation = model.text(generation.token_ids[generation.prompt_tokens:])
+    if model.info["tokenizer_kind"] == "byte_level_bpe" or not continuation:
+        assert generation.text == prompt + continuation
+    else:
+        assert generation.text in (prompt + continuation, prompt + " " + continuation)
+    return continuation
+
+
+def test_android_handoff_of_a_bundle(bundles, litert_model, tmp_path):
     import hashlib
 
     from llm2tflite import android
@@ -167,8 +214,8 @@ def test_android_handoff_of_a_bundle(bundles, small_litert, tmp_path):
     assets = tmp_path / "app" / "src" / "main" / "assets"
     arguments = [
         "--route", "litert", "--model", str(bundles["fp32"]), "--bundle-record", str(record_path),
-        "--tflite", str(small_litert["tflite"]["fp32"]),
-        "--export-info", str(small_litert["dir"] / "litert_export.json"),
+        "--tflite", str(litert_model["tflite"]["fp32"]),
+        "--export-info", str(litert_model["dir"] / "litert_export.json"),
         "--model-name", "small", "--variant", "fp32", "--prompt", PROMPT,
         "--out-model", str(assets / "autocomplete.litertlm"),
         "--out-json", str(assets / "autocomplete.json"),
@@ -183,12 +230,15 @@ def test_android_handoff_of_a_bundle(bundles, small_litert, tmp_path):
     assert handoff["expected_output"] == PROMPT + record["check"]["continuation"]
     assert handoff["runtimes_agree"] is True
     assert handoff["flex_delegate"]["needed"] is False and handoff["custom_ops"] == []
-    assert handoff["max_num_tokens"] == small_litert["info"]["litert_lm_max_num_tokens"]
+    assert handoff["max_num_tokens"] == litert_model["info"]["litert_lm_max_num_tokens"]
     decode = {t["name"]: t for t in handoff["signatures"]["decode"]["inputs"]}
-    assert decode["mask"]["shape"] == [1, 1, 1, small_litert["info"]["cache_length"]]
+    assert decode["mask"]["shape"] == [1, 1, 1, litert_model["info"]["cache_length"]]
     assert set(handoff["signatures"]) == {"decode", "prefill_8", "prefill_16"}
     notes = " ".join(handoff["android"]["notes"])
     assert "EngineConfig" in notes and "no Flex" in notes
+    sentencepiece = litert_model["info"]["tokenizer_kind"] == "sentencepiece"
+    assert ("SentencePiece tokenizer: LiteRT-LM decodes the continuation on its own" in notes) \
+        is sentencepiece
     assert handoff["android"]["dependencies"][0].startswith(
         "com.google.ai.edge.litertlm:litertlm-android")
     # A record of another bundle is refused, and nothing is written.
@@ -223,8 +273,9 @@ def _jobs(completed, rule):
 def test_config_chooses_the_bundles_and_the_android_route(tmp_path):
     default = _dry_run(tmp_path / "default", lambda c: None)
     assert default.returncode == 0, default.stderr[-2000:]
-    assert _jobs(default, "litertlm_bundle") == 3 and _jobs(default, "litertlm_env") == 1
-    assert _jobs(default, "runtime_tokenizer") == 1
+    # Both default models (tiny: tokenizer.json, tiny_llama: tokenizer.model), 3 variants each.
+    assert _jobs(default, "litertlm_bundle") == 6 and _jobs(default, "litertlm_env") == 1
+    assert _jobs(default, "runtime_tokenizer") == 2
 
     def one_bundle_for_android(config):
         config["litertlm"]["variants"] = ["int8"]
@@ -232,7 +283,7 @@ def test_config_chooses_the_bundles_and_the_android_route(tmp_path):
 
     litert = _dry_run(tmp_path / "litert", one_bundle_for_android)
     assert litert.returncode == 0, litert.stderr[-2000:]
-    assert _jobs(litert, "litertlm_bundle") == 1 and _jobs(litert, "android_assets") == 1
+    assert _jobs(litert, "litertlm_bundle") == 2 and _jobs(litert, "android") == 1
 
     def bundle_of_a_variant_not_built(config):
         config["litert"]["variants"] = ["fp32", "int8"]

@@ -19,24 +19,19 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, SMALL_MAX_LENGTH, SMALL_SEQUENCE_LENGTH
+from conftest import (
+    REPO,
+    SMALL_LLAMA,
+    SMALL_MAX_LENGTH,
+    SMALL_SEQUENCE_LENGTH,
+    default_llama_train_config,
+)
 from llm2tflite import architectures
 from test_tokenizer_parity import HARD_CASES
 
 LLAMA = architectures.by_name("llama")
-# A real LlamaBackbone with grouped-query attention (2 query heads per key/value head), small
-# enough to trace and convert in seconds.
-SMALL_LLAMA = {"num_layers": 2, "num_query_heads": 4, "num_key_value_heads": 2, "hidden_dim": 32,
-               "intermediate_dim": 64}
 PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "¿Dónde está la estación?",
            "Mañana, el pingüino come 3 piñas 🤖", ""]
-
-
-def _default_llama_train_config() -> dict:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    (train,) = [source["train"] for source in config["models"].values()
-                if "train" in source and source["train"].get("architecture") == "llama"]
-    return train
 
 
 # ================================================================ parameter count, config
@@ -104,19 +99,6 @@ def test_config_check_names_the_bad_llama_setting(model, message):
 # ================================================================ vocabulary, training
 
 
-@pytest.fixture(scope="module")
-def sentencepiece_vocab(default_corpus_and_vocab, tmp_path_factory):
-    """The default Llama model's SentencePiece vocabulary, by the stage CLI, on the corpus."""
-    out = tmp_path_factory.mktemp("sentencepiece") / "vocab"
-    subprocess.run(
-        [sys.executable, "-m", "llm2tflite.vocab", "--kind", "sentencepiece",
-         "--corpus", str(default_corpus_and_vocab / "train.txt"), "--vocab-size",
-         str(_default_llama_train_config()["vocabulary"]["size"]), "--out-dir", str(out)],
-        check=True,
-    )
-    return out
-
-
 def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and_vocab,
                                          tmp_path):
     """80 steps of a 2-layer 32-wide Llama: the loss drops, the preset reloads as Llama."""
@@ -144,7 +126,7 @@ def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and
     assert metrics["heldout_loss_trained"] < 0.8 * metrics["heldout_loss_untrained"]
     assert metrics["num_parameters"] == LLAMA.parameter_count(
         {**LLAMA.train_model_config(SMALL_LLAMA),
-         "vocabulary_size": _default_llama_train_config()["vocabulary"]["size"]})
+         "vocabulary_size": default_llama_train_config()["vocabulary"]["size"]})
     assert (metrics["end_token_id"], metrics["lines_at_sequence_length"]) == (2, 0)
     # The preset carries the very SentencePiece model the vocabulary stage wrote.
     assert (preset / "assets" / "tokenizer" / "vocabulary.spm").read_bytes() == (
@@ -158,22 +140,14 @@ def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and
 
 
 @pytest.fixture(scope="module")
-def llama_export(sentencepiece_vocab, tmp_path_factory):
-    """A small random Llama on the default SentencePiece vocabulary: preset, trace, fp32."""
-    import keras
-
+def llama_export(small_llama, tmp_path_factory):
+    """The small random Llama (conftest) through the codelab route: trace, fp32."""
     from llm2tflite import atomic
     from llm2tflite.convert import convert_saved_model
-    from llm2tflite.sources import load_causal_lm
     from llm2tflite.trace import SIGNATURES, export_saved_model
 
     out = tmp_path_factory.mktemp("llama_export")
-    keras.utils.set_random_seed(0)
-    tokenizer = LLAMA.load_tokenizer(sentencepiece_vocab)
-    backbone_config = {**LLAMA.train_model_config(SMALL_LLAMA),
-                       "vocabulary_size": tokenizer.vocabulary_size()}
-    LLAMA.build_causal_lm(backbone_config, tokenizer, 32).save_to_preset(str(out / "preset"))
-    causal_lm = load_causal_lm(str(out / "preset"))
+    causal_lm = small_llama["causal_lm"]
     info = export_saved_model(causal_lm, out / "traced", max_length=SMALL_MAX_LENGTH,
                               sequence_length=SMALL_SEQUENCE_LENGTH)
     flatbuffer, report = convert_saved_model(str(out / "traced"), "fp32", SIGNATURES)
