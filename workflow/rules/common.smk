@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.settings.types import DeploymentMethod
 
 from llm2tflite import architectures
+from llm2tflite import twin as twin_stage
 
 MODELS = list(config["models"])
 VARIANTS = list(config["variants"])
@@ -67,17 +68,73 @@ def trained_model(model):
     return "train" in model_source(model)
 
 
+def twin_tokenizer(model):
+    """How a `shape_of:` twin gets its tokenizer (its family's `twin_tokenizer`), else None."""
+    if "shape_of" not in model_source(model):
+        return None
+    return architectures.for_model_source(model_source(model)).twin_tokenizer
+
+
+def learns_tokenizer(model):
+    """The models whose tokenizer the workflow learns from its own corpus: `train:` models
+    and the twins of families whose real tokenizer cannot be fetched offline."""
+    return trained_model(model) or twin_tokenizer(model) == "trained"
+
+
+def models_learning_tokenizer():
+    names = [m for m in MODELS if learns_tokenizer(m)]
+    return "|".join(names) if names else "(?!)"
+
+
+def twins_with_tokenizer(source):
+    """A wildcard regex for the `shape_of:` twins whose tokenizer is `source` (published or
+    trained)."""
+    names = [m for m in MODELS if twin_tokenizer(m) == source]
+    return "|".join(names) if names else "(?!)"
+
+
 def models_with_tokenizer(kind):
-    """A wildcard regex for the `train:` models whose family reads tokenizers of `kind`."""
-    names = [m for m in MODELS if trained_model(m)
+    """A wildcard regex for the models with a learned tokenizer of `kind`."""
+    names = [m for m in MODELS if learns_tokenizer(m)
              and architectures.for_model_source(model_source(m)).tokenizer_kind == kind]
     return "|".join(names) if names else "(?!)"
 
 
 def tokenizer_files(model):
-    """The vocabulary stage's files of a `train:` model, as its family names them."""
+    """The vocabulary stage's files of a model that learns its tokenizer, as its family names
+    them."""
     family = architectures.for_model_source(model_source(model))
     return [f"results/{model}/vocab/{name}" for name in family.tokenizer_files]
+
+
+def corpus_setting(wildcards):
+    """The corpus section of a model that learns its tokenizer: its `train: corpus:`, or the
+    twins' fixed corpus (llm2tflite.twin.TOKENIZER_CORPUS)."""
+    if trained_model(wildcards.model):
+        return model_source(wildcards.model)["train"]["corpus"]
+    return twin_stage.TOKENIZER_CORPUS
+
+
+def vocab_size_option(wildcards):
+    """`--vocab-size N` of a `train:` model; a twin's tokenizer gets as many pieces as the
+    corpus supports, at most the preset's vocabulary size (its embedding's rows)."""
+    source = model_source(wildcards.model)
+    if "train" in source:
+        return f"--vocab-size {source['train']['vocabulary']['size']}"
+    size = architectures.for_preset(source["shape_of"])[1]["vocabulary_size"]
+    return f"--vocab-size {size} --at-most"
+
+
+def architecture_name(wildcards):
+    return architectures.for_model_source(model_source(wildcards.model)).name
+
+
+def twin_tokenizer_files(wildcards):
+    """The tokenizer files a twin is built with: fetched (published) or learned (trained)."""
+    if twin_tokenizer(wildcards.model) == "published":
+        return [f"results/{wildcards.model}/gpt2_tokenizer/{name}"
+                for name in ("vocab.json", "merges.txt")]
+    return tokenizer_files(wildcards.model)
 
 
 def preset_of(wildcards):
@@ -148,9 +205,11 @@ def manifest_inputs():
     """Every artifact, intermediate ones included (not logs or timings, which vary by run)."""
     artifacts = list(all_targets())
     for model in MODELS:
-        if trained_model(model):
+        if learns_tokenizer(model):
             artifacts += [f"results/{model}/corpus/train.txt", f"results/{model}/corpus/heldout.txt",
-                          *tokenizer_files(model), f"results/{model}/preset"]
+                          *tokenizer_files(model)]
+        if trained_model(model):
+            artifacts.append(f"results/{model}/preset")
         artifacts += [f"results/{model}/traced", f"results/{model}/reference/smoke.json",
                       f"results/{model}/reference/fidelity.json"]
         artifacts += expand("results/{model}/tflite/{variant}.conversion.json", model=model,

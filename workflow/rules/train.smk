@@ -1,19 +1,21 @@
 # Model sources that the workflow builds itself, each ending as a KerasHub preset directory:
 #   train:    corpus -> vocabulary of the family's tokenizer kind (byte-level BPE, SentencePiece)
 #             -> small model of the family trained with Keras (the offline default models);
-#   shape_of: a preset's architecture with seeded random weights and GPT-2's real tokenizer.
+#   shape_of: a preset's architecture with seeded random weights and a tokenizer of the family's
+#             kind: fetched (GPT-2's real files) or learned on the corpus (SentencePiece families),
+#             as the family module says (Architecture.twin_tokenizer).
 
 
 rule corpus:
     wildcard_constraints:
-        model=models_matching("train"),
+        model=models_learning_tokenizer(),
     output:
         train="results/{model}/corpus/train.txt",
         heldout="results/{model}/corpus/heldout.txt",
     input:
         code=stage_code("corpus"),
     params:
-        corpus=train_setting("corpus"),
+        corpus=corpus_setting,
     log:
         "logs/{model}/corpus.log",
     benchmark:
@@ -58,7 +60,8 @@ rule vocabulary_sentencepiece:
         corpus="results/{model}/corpus/train.txt",
         code=stage_code("vocab"),
     params:
-        vocabulary=train_setting("vocabulary"),
+        size=vocab_size_option,
+        architecture=architecture_name,
         out_dir=subpath(output.model, parent=True),
     log:
         "logs/{model}/vocabulary.log",
@@ -67,8 +70,8 @@ rule vocabulary_sentencepiece:
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.vocab --kind sentencepiece --corpus {input.corpus}"
-        " --vocab-size {params.vocabulary[size]} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m llm2tflite.vocab --architecture {params.architecture} --corpus {input.corpus}"
+        " {params.size} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule train:
@@ -109,7 +112,7 @@ rule train:
 
 rule gpt2_tokenizer:
     wildcard_constraints:
-        model=models_matching("shape_of"),
+        model=twins_with_tokenizer("published"),
     output:
         vocab="results/{model}/gpt2_tokenizer/vocab.json",
         merges="results/{model}/gpt2_tokenizer/merges.txt",
@@ -131,12 +134,11 @@ rule twin:
     output:
         preset=directory("results/{model}/preset"),
     input:
-        vocab="results/{model}/gpt2_tokenizer/vocab.json",
-        merges="results/{model}/gpt2_tokenizer/merges.txt",
+        tokenizer=twin_tokenizer_files,
         code=stage_code("twin"),
     params:
         shape_of=shape_of,
-        tokenizer_dir=subpath(input.vocab, parent=True),
+        tokenizer_dir=lambda wildcards, input: str(Path(input.tokenizer[0]).parent),
         seed=0,
     threads: 2
     resources:
