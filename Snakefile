@@ -31,6 +31,7 @@ validate(config, "config/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/litert.smk"
 include: "workflow/rules/smoke.smk"
 include: "workflow/rules/fidelity.smk"
 include: "workflow/rules/report.smk"

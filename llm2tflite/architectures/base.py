@@ -6,6 +6,12 @@ resource sizing, the config check) ask the family for what differs between archi
 hold no family names themselves, in the spirit of Hugging Face optimum's per-architecture export
 configs and litert-torch's one-folder-per-model converter.
 
+The LiteRT route's hook (``litert_cache_shapes``, ``litert_decoder``, ``litert_logits``; see
+"LiteRT route" below) is the family's prefill/decode forward pass over an external KV cache.
+``llm2tflite.litert_export`` (generic) builds every signature from it; the building blocks the
+cache contract forces (cache update, attention over the cache) are shared in
+``llm2tflite.architectures.litert_ops``.
+
 Class attributes and the "light" methods must not import TensorFlow or Keras: the Snakefile's
 config check and the DAG's resource sizing call them while Snakemake parses the workflow.
 """
@@ -13,7 +19,16 @@ config check and the DAG's resource sizing call them while Snakemake parses the 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class KVCacheShape:
+    """One layer's K (and V) cache of the LiteRT route: ``[1, S, kv_heads, head_dim]``."""
+
+    kv_heads: int
+    head_dim: int
 
 
 class Architecture:
@@ -112,3 +127,59 @@ class Architecture:
         batch, a scalar tensor. The default changes nothing.
         """
         yield
+
+    # ---- LiteRT route (heavy: import Keras inside) -----------------------------------------
+    #
+    # The family's forward pass over an external KV cache, traced by ``llm2tflite.litert_export``
+    # into every ``prefill_<T>`` signature and the ``decode`` signature (T = 1). The exporter
+    # calls the methods below inside ``keras.StatelessScope`` with every weight read once, so
+    # the family calls the Keras model's own sublayers (embeddings, norms, dense projections,
+    # MLP, rotary embedding ...) and the math stays KerasHub's; it writes by hand only what the
+    # cache contract forces: the cache update and attention over the cache
+    # (``llm2tflite.architectures.litert_ops``).
+    #
+    # Tensors (batch 1; T tokens in this call; S = cache length):
+    #   token_ids  int32 [1, T]      the tokens at positions input_pos
+    #   input_pos  int32 [T]         their positions: contiguous, input_pos[0] + T <= S (the
+    #                                runtime's duty: DYNAMIC_UPDATE_SLICE clamps the start)
+    #   mask       float32 [1,1,T,S] additive: 0 where query t may attend cache position s, a
+    #                                large finite negative (e.g. -0.7 * float32 max) elsewhere.
+    #                                The runtime fills it (causal: s <= input_pos[t]); a family
+    #                                with sliding-window layers narrows it per layer from
+    #                                input_pos (hiding s <= input_pos[t] - window).
+    #   kv_caches  per layer a (k, v) pair, each float32 [1, S, kv_heads, head_dim] in the
+    #              layer's ``litert_cache_shapes`` entry (heads and head_dim may differ per
+    #              layer; kv_heads < query heads for grouped-query attention).
+    # Positions come from input_pos (learned position tables are gathered by it, rotary
+    # embeddings computed from it); cache rows are written at input_pos[0] .. input_pos[0]+T-1
+    # with ``litert_ops.update_cache`` (-> DYNAMIC_UPDATE_SLICE) and attention reads the
+    # updated 4-D cache directly (``litert_ops.attention``): never a per-layer slice of a
+    # stacked cache (a STRIDED_SLICE copy that dominated decode, ~1 GB/s).
+    # An embedding table must be read by row lookup (``ops.take``, what Keras' Embedding does):
+    # the converter rewrites such GATHERs into EMBEDDING_LOOKUP so the quantizer quantizes the
+    # table (once, even when the output projection shares it).
+
+    def litert_cache_shapes(self, causal_lm) -> Sequence[KVCacheShape]:
+        """One entry per decoder layer (in order): that layer's K and V cache shape."""
+        raise NotImplementedError(f"{self.name}: no LiteRT route (litert_cache_shapes)")
+
+    def litert_max_positions(self, causal_lm) -> int | None:
+        """Most positions the model can address (learned position tables); None: unbounded.
+
+        The cache length S must not exceed it.
+        """
+        return getattr(causal_lm.backbone, "max_sequence_length", None)
+
+    def litert_decoder(self, causal_lm, token_ids, input_pos, mask, kv_caches):
+        """The decoder over ``token_ids``: ``(hidden, new_kv_caches)``.
+
+        ``hidden`` [1, T, hidden_dim] is the last decoder layer's output, before the final
+        normalization (``litert_logits`` applies it, so a signature that needs no logits skips
+        it); ``new_kv_caches`` the updated (k, v) pairs, same shapes and order as ``kv_caches``.
+        """
+        raise NotImplementedError(f"{self.name}: no LiteRT route (litert_decoder)")
+
+    def litert_logits(self, causal_lm, hidden):
+        """Final normalization and output projection (tied or not, soft-capped if the model
+        caps): hidden [1, T, hidden_dim] -> logits float32 [1, T, vocabulary_size]."""
+        raise NotImplementedError(f"{self.name}: no LiteRT route (litert_logits)")

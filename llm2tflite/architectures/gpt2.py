@@ -2,7 +2,8 @@
 
 Everything the workflow needs to know about the family: the KerasHub presets' shapes and
 parameter counts (``shape_of:`` twins, resource sizing), the ``train:`` model settings, how to
-build a fresh model on a vocabulary, and the codelab route's decoding speed-ups.
+build a fresh model on a vocabulary, the codelab route's decoding speed-ups, and the LiteRT
+route's prefill/decode forward pass over an external KV cache.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import math
 from collections.abc import Mapping
 
-from llm2tflite.architectures.base import Architecture
+from llm2tflite.architectures.base import Architecture, KVCacheShape
 
 _BASE = dict(vocabulary_size=50257, num_layers=12, num_heads=12, hidden_dim=768,
              intermediate_dim=3072, max_sequence_length=1024, dropout=0.1)
@@ -130,6 +131,63 @@ class GPT2(Architecture):
         finally:
             object.__delattr__(causal_lm, "call_with_cache")
             object.__delattr__(causal_lm, "_build_cache")
+
+    # ---- LiteRT route ----------------------------------------------------------------------
+
+    def litert_cache_shapes(self, causal_lm):
+        return [
+            KVCacheShape(kv_heads=layer._self_attention_layer._num_heads,
+                         head_dim=layer._self_attention_layer._key_dim)
+            for layer in _decoder_layers(causal_lm)
+        ]
+
+    def litert_decoder(self, causal_lm, token_ids, input_pos, mask, kv_caches):
+        """GPT2Backbone's forward pass with each layer's attention over the external cache.
+
+        Everything but the attention core is the model's own sublayers (embeddings, position
+        table gathered at ``input_pos``, LayerNorms, projections, GELU MLP), called as
+        ``TransformerDecoder.call`` calls them with ``normalize_first=True`` at inference
+        (dropout is the identity).
+        """
+        from llm2tflite.architectures import litert_ops
+
+        backbone = causal_lm.backbone
+        tokens = backbone.token_embedding(token_ids)
+        positions = backbone.position_embedding(tokens, positions=input_pos)
+        x = backbone.embeddings_add((tokens, positions))
+        start = input_pos[0]
+        new_caches = []
+        for layer, (key_cache, value_cache) in zip(_decoder_layers(causal_lm), kv_caches):
+            attention = layer._self_attention_layer
+            residual = x
+            x = layer._self_attention_layer_norm(x)
+            query = attention._query_dense(x)
+            key_cache = litert_ops.update_cache(key_cache, attention._key_dense(x), start)
+            value_cache = litert_ops.update_cache(value_cache, attention._value_dense(x), start)
+            x = litert_ops.attention(query, key_cache, value_cache, mask,
+                                     scale=attention._inverse_sqrt_key_dim)
+            x = attention._output_dense(x) + residual
+            residual = x
+            x = layer._feedforward_layer_norm(x)
+            x = layer._feedforward_intermediate_dense(x)
+            x = layer._feedforward_output_dense(x) + residual
+            new_caches.append((key_cache, value_cache))
+        return x, new_caches
+
+    def litert_logits(self, causal_lm, hidden):
+        backbone = causal_lm.backbone
+        return backbone.token_embedding(backbone.layer_norm(hidden), reverse=True)
+
+
+def _decoder_layers(causal_lm):
+    """The backbone's TransformerDecoder layers, checked to be what ``litert_decoder`` mirrors."""
+    layers = causal_lm.backbone.transformer_layers
+    for layer in layers:
+        if not layer.normalize_first or layer._cross_attention_layer is not None:
+            raise ValueError(
+                f"{layer.name}: the LiteRT export mirrors GPT-2's pre-norm decoder layer without "
+                "cross-attention; this layer differs")
+    return layers
 
 
 def _call_with_builtin_cache_slices(causal_lm):

@@ -196,6 +196,7 @@ def all_targets():
         targets += expand("results/{model}/fidelity/{variant}.json", model=model,
                           variant=VARIANTS)
         targets += expand("results/{model}/ops/{variant}.md", model=model, variant=VARIANTS)
+        targets += litert_targets(model)  # workflow/rules/litert.smk
     targets += ["results/benchmarks.csv", "results/summary.md",
                 "results/android/app/src/main/assets/autocomplete.tflite"]
     return targets
@@ -220,12 +221,14 @@ def manifest_inputs():
 # ---- Resources (threads, memory, runtime) for local scheduling and Slurm ----------------------
 # Peak memory grows with the number of weights. Measured peak RSS (/usr/bin/time -v, 2 cores):
 # GPT-2 124M twin: trace 1.5 GB; convert fp32 4.1 GB, int8 3.0 GB; Keras reference 1.4 GB;
-# TF baseline benchmark 1.7 GB; TFLite benchmark 1.2 GB. The 0.8 M-parameter default stays
-# under 1.5 GB everywhere. MB per million parameters above a fixed TensorFlow baseline, with
-# ~25% margin over those figures:
+# TF baseline benchmark 1.7 GB; TFLite benchmark 1.2 GB; LiteRT route: export 1.6 GB, fp32
+# conversion 3.5 GB, quantization 0.9 GB. The 0.8 M-parameter default stays under 1.5 GB
+# everywhere. MB per million parameters above a fixed TensorFlow baseline, with ~25% margin over
+# those figures:
 MEMORY_BASE_MB = 2000
 MEMORY_MB_PER_MILLION_PARAMETERS = {"train": 20, "trace": 10, "convert": 25, "keras": 12,
-                                    "tflite": 8}
+                                    "tflite": 8, "litert_export": 5, "litert_convert": 20,
+                                    "litert_quantize": 5}
 
 
 def model_parameters(model):

@@ -1,0 +1,319 @@
+"""Export a KerasHub causal LM as the LiteRT route's prefill/decode SavedModel (KV cache outside).
+
+The model contract (what LiteRT-LM's executor and ``llm2tflite.runtime`` expect; every
+``.tflite`` of the route converted from this SavedModel has it):
+
+Signatures ``prefill_<T>`` (one per configured prefill length T) and ``decode`` (T = 1):
+
+=================  =========  ====================  ==========================================
+tensor             dtype      shape                 meaning
+=================  =========  ====================  ==========================================
+``tokens``         int32      [1, T]                token ids at positions ``input_pos``
+``input_pos``      int32      [T]                   their positions: contiguous,
+                                                    input_pos[0] + T <= S
+``mask``           float32    [1, 1, T, S]          additive: 0 visible, ``MASK_HIDDEN``
+                                                    (-0.7 * float32 max) hidden
+``kv_cache_k_<i>`` float32    [1, S, kv_heads_i,    layer i's keys (input and output)
+                              head_dim_i]
+``kv_cache_v_<i>`` float32    same                  layer i's values (input and output)
+``logits``         float32    [1, T, V]             output of ``decode`` (and of ``prefill_<T>``
+                                                    only when ``prefill_logits`` is set)
+=================  =========  ====================  ==========================================
+
+The caches come back under their input names (LiteRT-LM swaps the buffers by name; on CPU it
+even binds one buffer to both, which this graph allows: every cache is read only through its
+updated copy). S is the cache length, the context's maximum (start token, prompt and generated
+tokens together).
+
+The runtime's duties (the graph cannot check them):
+
+- fill ``mask`` per query row t: 0 at cache positions s <= input_pos[t], ``MASK_HIDDEN``
+  elsewhere (never -inf: a fully hidden padding row would give NaN);
+- prefill chunks: write positions p .. p + T - 1 with p + T <= S. The cache update is one
+  DYNAMIC_UPDATE_SLICE at input_pos[0], which *clamps* its start so that the T rows fit: a
+  chunk started past S - T silently overwrites earlier rows. A short tail is padded (any token
+  ids; its rows are rewritten before anything attends them) or finished with smaller
+  signatures or ``decode`` steps. ``export`` refuses any T > S.
+- prefill all prompt tokens but the last and let ``decode`` consume it (LiteRT-LM does), so the
+  first new token comes from ``decode``'s logits.
+
+``info`` (``litert_export.json``, next to the ``.tflite`` files) tells the runtime all of this:
+see ``export_info``.
+
+Weights: read once per signature through ``keras.StatelessScope`` (as ``llm2tflite.trace``
+does): the SavedModel keeps them as variables, which the converter freezes into constants.
+Tracking the Keras model in the module instead leaves uninitialised VAR_HANDLE ops: NaN logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
+from llm2tflite import architectures, atomic
+
+INFO_FILE = "litert_export.json"
+# Version of the contract above; bump it when a runtime would misread a new export.
+CONTRACT_VERSION = 1
+PREFILL_PREFIX = "prefill_"
+DECODE_SIGNATURE = "decode"
+TOKENS, INPUT_POS, MASK, LOGITS = "tokens", "input_pos", "mask", "logits"
+# LiteRT-LM's fill value for hidden positions of a float32 mask.
+MASK_HIDDEN = -0.7 * 3.4028234663852886e38
+
+# The `litert:` config section's defaults (cache_length: generation.max_length).
+DEFAULT_VARIANTS = ("fp32", "int8", "int4")
+# Prefill lengths: a short one for short prompts (a prefill invoke costs about a decode step
+# plus the per-token compute of all T rows, padding included) and a longer one for long prompts.
+DEFAULT_PREFILL_LENGTHS = (8, 32)
+DEFAULT_PREFILL_LOGITS = False
+
+
+def prefill_signature(length: int) -> str:
+    return f"{PREFILL_PREFIX}{length}"
+
+
+def cache_names(layer: int) -> tuple[str, str]:
+    return f"kv_cache_k_{layer}", f"kv_cache_v_{layer}"
+
+
+class LiteRTSettingsError(ValueError):
+    """The `litert:` settings cannot give a working model (one line, names the key)."""
+
+
+def resolve_settings(config: dict) -> dict:
+    """The `litert:` section with its defaults filled in (light: used while the DAG is parsed).
+
+    ``cache_length`` defaults to ``generation.max_length`` (the codelab route's context);
+    prefill lengths longer than the cache are dropped from the default list, never from a
+    configured one (that is an error, see ``check_lengths``).
+    """
+    section = dict(config.get("litert") or {})
+    cache_length = section.get("cache_length") or config["generation"]["max_length"]
+    lengths = section.get("prefill_lengths")
+    if lengths is None:
+        lengths = [t for t in DEFAULT_PREFILL_LENGTHS if t <= cache_length] or [cache_length]
+    settings = {
+        "variants": list(DEFAULT_VARIANTS if section.get("variants") is None
+                         else section["variants"]),
+        "cache_length": int(cache_length),
+        "prefill_lengths": sorted({int(t) for t in lengths}),
+        "prefill_logits": bool(section.get("prefill_logits", DEFAULT_PREFILL_LOGITS)),
+    }
+    check_lengths(settings["cache_length"], settings["prefill_lengths"])
+    return settings
+
+
+def check_lengths(cache_length: int, prefill_lengths, max_positions: int | None = None) -> None:
+    """Every prefill chunk must fit the cache; the cache must fit the model's positions."""
+    if cache_length < 2:
+        raise LiteRTSettingsError(f"litert.cache_length: {cache_length} < 2 (the start token "
+                                  "and one new token)")
+    if not prefill_lengths:
+        raise LiteRTSettingsError("litert.prefill_lengths: give at least one length")
+    too_long = [t for t in prefill_lengths if t > cache_length or t < 1]
+    if too_long:
+        raise LiteRTSettingsError(
+            f"litert.prefill_lengths: {too_long} do not fit a cache of {cache_length} positions "
+            "(DYNAMIC_UPDATE_SLICE would clamp the chunk over earlier rows); use lengths "
+            f"1..{cache_length} or raise litert.cache_length")
+    if max_positions is not None and cache_length > max_positions:
+        raise LiteRTSettingsError(
+            f"litert.cache_length: {cache_length} exceeds the model's {max_positions} positions; "
+            f"set litert.cache_length (or generation.max_length) <= {max_positions}")
+
+
+def _signature_specs(length: int, cache_length: int, cache_shapes):
+    import tensorflow as tf
+
+    specs = [
+        tf.TensorSpec([1, length], tf.int32, name=TOKENS),
+        tf.TensorSpec([length], tf.int32, name=INPUT_POS),
+        tf.TensorSpec([1, 1, length, cache_length], tf.float32, name=MASK),
+    ]
+    for layer, shape in enumerate(cache_shapes):
+        for name in cache_names(layer):
+            specs.append(tf.TensorSpec([1, cache_length, shape.kv_heads, shape.head_dim],
+                                       tf.float32, name=name))
+    return specs
+
+
+def build_module(causal_lm, cache_length: int, prefill_lengths, prefill_logits: bool):
+    """A ``tf.Module`` and its signature functions: {name: concrete function}."""
+    import keras
+    import tensorflow as tf
+
+    family = architectures.for_causal_lm(causal_lm)
+    cache_shapes = list(family.litert_cache_shapes(causal_lm))
+    keras_variables = list(causal_lm.variables)
+
+    class LiteRTModule(tf.Module):
+        def __init__(self):
+            super().__init__()
+            # Plain tf.Variables (not the Keras model): saved in the checkpoint, frozen by the
+            # converter, each read once per signature (see the module docstring).
+            self.weights = [variable.value for variable in keras_variables]
+
+        def forward(self, tokens, input_pos, mask, *flat_caches, with_logits: bool):
+            state_mapping = [(variable, tf.identity(weight))
+                             for variable, weight in zip(keras_variables, self.weights)]
+            kv_caches = list(zip(flat_caches[0::2], flat_caches[1::2]))
+            with keras.StatelessScope(state_mapping=state_mapping):
+                hidden, new_caches = family.litert_decoder(
+                    causal_lm, tokens, input_pos, mask, kv_caches)
+                outputs = {}
+                if with_logits:
+                    logits = family.litert_logits(causal_lm, hidden)
+                    outputs[LOGITS] = tf.cast(logits, tf.float32)
+            if len(new_caches) != len(cache_shapes):
+                raise ValueError(f"{family.name}.litert_decoder returned {len(new_caches)} "
+                                 f"caches for {len(cache_shapes)} layers")
+            for layer, pair in enumerate(new_caches):
+                for name, cache in zip(cache_names(layer), pair):
+                    outputs[name] = cache
+            return outputs
+
+    module = LiteRTModule()
+    functions = {}
+    for length in prefill_lengths:
+        functions[prefill_signature(length)] = (length, bool(prefill_logits))
+    functions[DECODE_SIGNATURE] = (1, True)
+    def signature_function(length, with_logits):
+        def call(*args):
+            return module.forward(*args, with_logits=with_logits)
+
+        specs = _signature_specs(length, cache_length, cache_shapes)
+        return tf.function(call, input_signature=specs, autograph=False).get_concrete_function()
+
+    signatures = {name: signature_function(length, with_logits)
+                  for name, (length, with_logits) in functions.items()}
+    return module, signatures
+
+
+def export_info(causal_lm, cache_length: int, prefill_lengths, prefill_logits: bool,
+                extra: dict | None = None) -> dict:
+    """What a runtime needs to drive the exported signatures (``litert_export.json``)."""
+    family = architectures.for_causal_lm(causal_lm)
+    cache_shapes = list(family.litert_cache_shapes(causal_lm))
+    tokenizer = causal_lm.preprocessor.tokenizer
+    backbone = causal_lm.backbone
+    vocabulary_size = int(backbone.token_embedding.input_dim)
+    prefill = {prefill_signature(t): t for t in prefill_lengths}
+
+    def io(length, with_logits):
+        inputs = {TOKENS: ["int32", [1, length]], INPUT_POS: ["int32", [length]],
+                  MASK: ["float32", [1, 1, length, cache_length]]}
+        outputs = {LOGITS: ["float32", [1, length, vocabulary_size]]} if with_logits else {}
+        for layer, shape in enumerate(cache_shapes):
+            for name in cache_names(layer):
+                spec = ["float32", [1, cache_length, shape.kv_heads, shape.head_dim]]
+                inputs[name] = outputs[name] = spec
+        return {"inputs": inputs, "outputs": outputs}
+
+    stop_ids = sorted({int(tokenizer.end_token_id)})
+    return {
+        "contract_version": CONTRACT_VERSION,
+        "architecture": family.name,
+        "causal_lm_class": type(causal_lm).__name__,
+        "num_parameters": int(causal_lm.count_params()),
+        "cache_length": cache_length,
+        "prefill_lengths": list(prefill_lengths),
+        "prefill_signatures": prefill,
+        "decode_signature": DECODE_SIGNATURE,
+        "prefill_logits": bool(prefill_logits),
+        "num_layers": len(cache_shapes),
+        "layers": [{"kv_heads": s.kv_heads, "head_dim": s.head_dim} for s in cache_shapes],
+        "hidden_dim": int(backbone.hidden_dim),
+        "vocabulary_size": vocabulary_size,
+        "tokenizer_vocabulary_size": int(tokenizer.vocabulary_size()),
+        "tokenizer_kind": family.tokenizer_kind,
+        "tokenizer_files": list(family.tokenizer_files),
+        "start_token_id": int(tokenizer.start_token_id),
+        "stop_token_ids": stop_ids,
+        "pad_token_id": int(tokenizer.pad_token_id),
+        # KerasHub's causal-LM preprocessor puts the start token before the prompt's ids.
+        "add_start_token": bool(getattr(causal_lm.preprocessor, "add_start_token", True)),
+        "mask": {"dtype": "float32", "visible": 0.0, "hidden": MASK_HIDDEN,
+                 "rule": "query t sees cache positions s <= input_pos[t]"},
+        "kv_cache_dtype": "float32",
+        "runtime_duties": [
+            "input_pos contiguous and input_pos[0] + T <= cache_length for every call "
+            "(DYNAMIC_UPDATE_SLICE clamps its start)",
+            "pad a short prefill chunk (any ids; its rows are rewritten before being attended)",
+            "prefill all prompt tokens but the last; decode consumes it and yields the first "
+            "new token",
+            "feed each call's output caches back as the next call's input caches",
+        ],
+        "signatures": {
+            **{name: io(t, prefill_logits) for name, t in prefill.items()},
+            DECODE_SIGNATURE: io(1, True),
+        },
+        **(extra or {}),
+    }
+
+
+def export(causal_lm, out_dir, info_path, cache_length: int, prefill_lengths,
+           prefill_logits: bool = DEFAULT_PREFILL_LOGITS, extra_info: dict | None = None) -> dict:
+    """Write the SavedModel (``out_dir``) and its info JSON (``info_path``), atomically."""
+    import tensorflow as tf
+
+    family = architectures.for_causal_lm(causal_lm)
+    prefill_lengths = sorted({int(t) for t in prefill_lengths})
+    check_lengths(cache_length, prefill_lengths, family.litert_max_positions(causal_lm))
+    if causal_lm.preprocessor is None:
+        raise ValueError("the causal LM has no preprocessor: its tokenizer gives the start and "
+                         "stop tokens of the export info")
+    started = time.perf_counter()
+    module, signatures = build_module(causal_lm, cache_length, prefill_lengths, prefill_logits)
+    info = export_info(causal_lm, cache_length, prefill_lengths, prefill_logits, extra_info)
+    with atomic.atomic_path(out_dir, is_dir=True) as tmp:
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        (Path(tmp) / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    info["export_seconds"] = round(time.perf_counter() - started, 2)
+    atomic.write_json(info_path, info)
+    return info
+
+
+def read_info(path) -> dict:
+    """The export info, from its JSON file or from a SavedModel directory holding a copy."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / INFO_FILE
+    return json.loads(path.read_text())
+
+
+def signature_keys(info: dict) -> list[str]:
+    return [*info["prefill_signatures"], info["decode_signature"]]
+
+
+def main(argv=None):
+    from llm2tflite.sources import PresetUnavailableError, load_causal_lm
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", required=True, help="KerasHub preset name or directory")
+    parser.add_argument("--cache-length", type=int, required=True)
+    parser.add_argument("--prefill-lengths", type=int, nargs="+", required=True)
+    parser.add_argument("--prefill-logits", action="store_true",
+                        help="prefill signatures output logits [1, T, V] too")
+    parser.add_argument("--out", required=True, help="SavedModel directory to write")
+    parser.add_argument("--info", required=True, help="export info JSON to write")
+    args = parser.parse_args(argv)
+    try:
+        causal_lm = load_causal_lm(args.preset)
+        info = export(causal_lm, args.out, args.info, args.cache_length, args.prefill_lengths,
+                      args.prefill_logits, extra_info={"preset": args.preset})
+    except (PresetUnavailableError, LiteRTSettingsError,
+            architectures.UnsupportedArchitectureError) as error:
+        print(f"llm2tflite: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"exported {args.preset} ({info['architecture']}) -> {args.out}: "
+          f"{', '.join(signature_keys(info))}, cache {info['cache_length']}, "
+          f"{info['export_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+# The LiteRT route: KerasHub causal LM -> prefill/decode SavedModel with the KV cache outside
+# (llm2tflite/litert_export.py documents the contract) -> builtins-only fp32 .tflite ->
+# ai-edge-quantizer int8 / int4. Files in results/{model}/litert/.
+import inspect
+
+from llm2tflite.litert_export import LiteRTSettingsError, resolve_settings
+from llm2tflite.litert_quantize import RECIPES as LITERT_RECIPES
+
+try:
+    LITERT = resolve_settings(config)
+except LiteRTSettingsError as error:
+    raise WorkflowError(str(error)) from None
+LITERT_VARIANTS = LITERT["variants"]
+
+
+def litert_targets(model):
+    """The route's files of one model: the runtime's export info and every configured variant."""
+    if not LITERT_VARIANTS:
+        return []
+    return [f"results/{model}/litert/litert_export.json"] + expand(
+        "results/{model}/litert/{variant}.tflite", model=model, variant=LITERT_VARIANTS
+    )
+
+
+def litert_family_code(wildcards):
+    """The model family's module and the shared LiteRT building blocks: editing them re-exports."""
+    family = architectures.for_model_source(model_source(wildcards.model))
+    return [
+        inspect.getsourcefile(type(family)),
+        str(PACKAGE_DIR / "architectures" / "__init__.py"),
+        str(PACKAGE_DIR / "architectures" / "base.py"),
+        str(PACKAGE_DIR / "architectures" / "litert_ops.py"),
+    ]
+
+
+rule litert_export:
+    output:
+        saved_model=directory("results/{model}/litert/saved_model"),
+        info="results/{model}/litert/litert_export.json",
+    input:
+        preset=preset_inputs,
+        code=stage_code("sources", "litert_export"),
+        family=litert_family_code,
+    params:
+        preset=preset_of,
+        cache_length=LITERT["cache_length"],
+        prefill_lengths=" ".join(map(str, LITERT["prefill_lengths"])),
+        prefill_logits="--prefill-logits" if LITERT["prefill_logits"] else "",
+    threads: 2
+    resources:
+        mem_mb=mem_mb("litert_export"),
+        runtime=runtime_minutes("trace"),
+        cpus_per_task=2,
+    log:
+        "logs/{model}/litert_export.log",
+    benchmark:
+        "results/benchmarks/{model}/litert_export.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.litert_export --preset {params.preset:q}"
+        " --cache-length {params.cache_length} --prefill-lengths {params.prefill_lengths}"
+        " {params.prefill_logits} --out {output.saved_model} --info {output.info} > {log} 2>&1"
+
+
+rule litert_convert:
+    output:
+        tflite="results/{model}/litert/fp32.tflite",
+        report="results/{model}/litert/fp32.conversion.json",
+    input:
+        saved_model="results/{model}/litert/saved_model",
+        code=stage_code("litert_convert", "litert_export"),
+    threads: 2
+    resources:
+        mem_mb=mem_mb("litert_convert"),
+        runtime=runtime_minutes("convert"),
+        cpus_per_task=2,
+    log:
+        "logs/{model}/litert_convert_fp32.log",
+    benchmark:
+        "results/benchmarks/{model}/litert_convert_fp32.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.litert_convert --saved-model {input.saved_model}"
+        " --out {output.tflite} --report {output.report} > {log} 2>&1"
+
+
+rule litert_quantize:
+    wildcard_constraints:
+        variant="|".join(LITERT_RECIPES),
+    output:
+        tflite="results/{model}/litert/{variant}.tflite",
+        report="results/{model}/litert/{variant}.conversion.json",
+    input:
+        fp32="results/{model}/litert/fp32.tflite",
+        code=stage_code("litert_quantize", "litert_convert", "litert_export"),
+    threads: 1
+    resources:
+        mem_mb=mem_mb("litert_quantize"),
+        runtime=runtime_minutes("convert"),
+        cpus_per_task=1,
+    log:
+        "logs/{model}/litert_quantize_{variant}.log",
+    benchmark:
+        "results/benchmarks/{model}/litert_quantize_{variant}.tsv"
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.litert_quantize --fp32 {input.fp32} --variant {wildcards.variant}"
+        " --out {output.tflite} --report {output.report} > {log} 2>&1"
