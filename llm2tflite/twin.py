@@ -14,10 +14,12 @@ else is real scale.
 
 A tokenizer smaller than the preset's vocabulary (a trained one: a few thousand pieces against
 Gemma 3's 262,144) leaves the embedding and output layers at the real size, since they are what
-costs memory and time, but zeroes the rows of the ids the tokenizer lacks: their logits are
-exactly 0, below the largest logit of the real rows, so greedy decoding never produces an id
-the tokenizer cannot turn back into text (sampling at a temperature could: the twin's text is
-meaningless anyway).
+costs memory and time, but scales the rows of the ids the tokenizer lacks down by
+``UNUSED_ROW_SCALE``: their logits are a thousandth of the real rows' (which are random, so
+their largest is positive and ~1,000 times larger than any of those), so greedy decoding does
+not produce an id the tokenizer cannot turn back into text (sampling at a temperature could:
+the twin's text is meaningless anyway). Not zeroed: blockwise int4 quantization gives an
+all-zero block a zero scale, which XNNPACK refuses to load.
 
     python -m llm2tflite.twin --shape-of gpt2_base_en --tokenizer-dir DIR --seed 0 --out-preset DIR
 """
@@ -40,6 +42,8 @@ PREPROCESSOR_SEQUENCE_LENGTH = 1024
 # measured: 5,000 lines 4,069; 20,000 lines 4,205; 50,000 lines 4,235; 200,000 lines 4,226):
 # more lines buy next to no pieces.
 TOKENIZER_CORPUS = {"seed": 0, "train_lines": 20000, "heldout_lines": 1500}
+# Embedding rows of ids the twin's tokenizer lacks are scaled by this (see the module docstring).
+UNUSED_ROW_SCALE = 1e-3
 TWIN_INFO_FILE = "llm2tflite_twin.json"
 
 
@@ -69,7 +73,7 @@ def build_twin(shape_of: str, tokenizer_dir, seed: int = 0):
             f"{shape_of}'s embedding has {backbone_config['vocabulary_size']} rows"
         )
     causal_lm = family.build_causal_lm(backbone_config, tokenizer, PREPROCESSOR_SEQUENCE_LENGTH)
-    zero_unused_embedding_rows(causal_lm, int(tokenizer.vocabulary_size()))
+    quiet_unused_embedding_rows(causal_lm, int(tokenizer.vocabulary_size()))
     count = causal_lm.backbone.count_params()
     published = family.preset_parameters.get(shape_of)
     if count != family.parameter_count(backbone_config) or count != published:
@@ -79,10 +83,10 @@ def build_twin(shape_of: str, tokenizer_dir, seed: int = 0):
     return causal_lm
 
 
-def zero_unused_embedding_rows(causal_lm, used: int) -> int:
-    """Zero the token-embedding rows (and output-projection columns) of ids >= ``used``.
+def quiet_unused_embedding_rows(causal_lm, used: int, scale: float = UNUSED_ROW_SCALE) -> int:
+    """Scale the token-embedding rows (and output-projection columns) of ids >= ``used``.
 
-    Returns how many ids were zeroed. A KerasHub ``ReversibleEmbedding`` keeps the input table
+    Returns how many ids were scaled. A KerasHub ``ReversibleEmbedding`` keeps the input table
     as ``embeddings`` [vocabulary, hidden] and, when untied, the output projection as
     ``reverse_embeddings`` [hidden, vocabulary].
     """
@@ -91,12 +95,12 @@ def zero_unused_embedding_rows(causal_lm, used: int) -> int:
     unused = table.shape[0] - used
     if unused <= 0:
         return 0
-    table[used:] = 0
+    table[used:] *= scale
     embedding.embeddings.assign(table)
     reverse = getattr(embedding, "reverse_embeddings", None)
     if reverse is not None and not getattr(embedding, "tie_weights", True):
         projection = reverse.numpy()
-        projection[:, used:] = 0
+        projection[:, used:] *= scale
         reverse.assign(projection)
     return unused
 
@@ -113,7 +117,7 @@ def save_twin(shape_of: str, tokenizer_dir, seed: int, out_preset) -> dict:
         "num_parameters": int(causal_lm.count_params()),
         "tokenizer_vocabulary_size": int(causal_lm.preprocessor.tokenizer.vocabulary_size()),
         "weights": "seeded random (the family's own initializers); embedding rows of ids "
-                   "beyond the tokenizer zeroed",
+                   f"beyond the tokenizer scaled by {UNUSED_ROW_SCALE}",
     }
     with atomic.atomic_path(out_preset, is_dir=True) as tmp:
         causal_lm.save_to_preset(str(tmp))

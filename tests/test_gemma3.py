@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -227,7 +228,8 @@ def test_train_cli_trains_a_gemma3_preset(gemma3_vocab, default_corpus_and_vocab
 def gemma3_export(gemma3_vocab, tmp_path_factory):
     """A small random Gemma 3 on the twin-style vocabulary: preset, trace, fp32.
 
-    Its embedding has EXTRA_EMBEDDING_ROWS rows beyond the tokenizer, zeroed as the twin's are.
+    Its embedding has EXTRA_EMBEDDING_ROWS rows beyond the tokenizer, scaled down as the
+    twin's are.
     <end_of_turn>'s row is made a hair longer than the row of a token that STOP_PROMPT's greedy
     continuation produces, so that generation stops there at <end_of_turn>.
     """
@@ -237,7 +239,7 @@ def gemma3_export(gemma3_vocab, tmp_path_factory):
     from llm2tflite.convert import convert_saved_model
     from llm2tflite.sources import load_causal_lm
     from llm2tflite.trace import SIGNATURES, export_saved_model
-    from llm2tflite.twin import zero_unused_embedding_rows
+    from llm2tflite.twin import quiet_unused_embedding_rows
 
     out = tmp_path_factory.mktemp("gemma3_export")
     keras.utils.set_random_seed(0)
@@ -246,7 +248,7 @@ def gemma3_export(gemma3_vocab, tmp_path_factory):
     backbone_config = {**GEMMA3.train_model_config(SMALL_GEMMA3),
                        "vocabulary_size": used + EXTRA_EMBEDDING_ROWS}
     causal_lm = GEMMA3.build_causal_lm(backbone_config, tokenizer, 32)
-    assert zero_unused_embedding_rows(causal_lm, used) == EXTRA_EMBEDDING_ROWS
+    assert quiet_unused_embedding_rows(causal_lm, used) == EXTRA_EMBEDDING_ROWS
     causal_lm.compile(sampler="greedy")
     packed = causal_lm.preprocessor.generate_preprocess([STOP_PROMPT])
     prompt_tokens = int(packed["padding_mask"].numpy().sum())
@@ -332,3 +334,131 @@ def test_codelab_graph_ops(gemma3_export):
     assert loop_bodies
     for name in loop_bodies:
         assert "StridedSlice" not in flex[name], (name, flex[name])
+
+
+# ================================================================ LiteRT route
+
+LITERT_CACHE_LENGTH = SMALL_MAX_LENGTH  # longer than the window: sliding layers narrow the mask
+LITERT_PREFILL_LENGTHS = (4, 16)
+
+
+@pytest.fixture(scope="module")
+def gemma3_litert(gemma3_export):
+    """The small Gemma 3 through the LiteRT route: export, fp32, int8, int4."""
+    from llm2tflite import atomic, litert_convert, litert_export, litert_quantize
+
+    out = gemma3_export["dir"] / "litert"
+    causal_lm = gemma3_export["causal_lm"]
+    info = litert_export.export(causal_lm, out / "saved_model", out / "litert_export.json",
+                                LITERT_CACHE_LENGTH, LITERT_PREFILL_LENGTHS)
+    flatbuffer, report = litert_convert.convert(out / "saved_model",
+                                                litert_export.signature_keys(info))
+    atomic.write_bytes(out / "fp32.tflite", flatbuffer)
+    files = {"info": info, "fp32": out / "fp32.tflite", "reports": {"fp32": report}}
+    for variant in ("int8", "int4"):
+        flatbuffer, report = litert_quantize.quantize(out / "fp32.tflite", variant)
+        atomic.write_bytes(out / f"{variant}.tflite", flatbuffer)
+        files[variant], files["reports"][variant] = out / f"{variant}.tflite", report
+    return files
+
+
+def test_litert_fp32_logits_equal_keras(gemma3_export, gemma3_litert):
+    """Prefill in two chunks (the second padded), then decode past the window: every decode
+    step's logits are Keras' logits at that position."""
+    from test_litert_route import Session, _keras_logits, _random_ids
+
+    info = gemma3_litert["info"]
+    assert info["stop_token_ids"] == [1, 106] and info["vocabulary_size"] == (
+        info["tokenizer_vocabulary_size"] + EXTRA_EMBEDDING_ROWS)
+    ids = [2, *_random_ids(LITERT_CACHE_LENGTH - 1, info["tokenizer_vocabulary_size"])]
+    expected = _keras_logits(gemma3_export["causal_lm"], ids)[0]
+    session = Session(gemma3_litert["fp32"], info)
+    session.prefill(ids[:19])  # prefill_16 + prefill_4 (1 padding row)
+    scale = float(np.abs(expected).max())
+    for position in range(19, len(ids)):
+        np.testing.assert_allclose(session.decode(ids[position]), expected[position],
+                                   rtol=0, atol=1e-5 * scale)
+
+
+def test_litert_fp32_greedy_ids_equal_keras_generate(gemma3_export, gemma3_litert):
+    """Greedy ids of a prefill/decode loop over the fp32 file are KerasHub's, stop included."""
+    from test_litert_route import Session
+
+    causal_lm, info = gemma3_export["causal_lm"], gemma3_litert["info"]
+    prompts = [*PROMPTS[:4], STOP_PROMPT]
+    packed = causal_lm.preprocessor.generate_preprocess(prompts,
+                                                        sequence_length=LITERT_CACHE_LENGTH)
+    # generate_step: Gemma3CausalLM.generate() without a preprocessor cannot return ids (it
+    # returns "images": None, which its output normalization chokes on).
+    generated = causal_lm.generate_step(packed, stop_token_ids=info["stop_token_ids"])
+    stopped = False
+    for row, prompt in enumerate(prompts):
+        prompt_ids = np.asarray(packed["token_ids"][row])[
+            np.asarray(packed["padding_mask"][row], bool)].tolist()
+        expected = np.asarray(generated["token_ids"][row])[
+            np.asarray(generated["padding_mask"][row], bool)].tolist()
+        if expected[-1] in info["stop_token_ids"]:  # KerasHub keeps the stop token
+            expected, stopped = expected[:-1], True
+        got = Session(gemma3_litert["fp32"], info).greedy(prompt_ids, LITERT_CACHE_LENGTH,
+                                                          info["stop_token_ids"])
+        assert got == expected, prompt
+    assert stopped  # STOP_PROMPT ends at <end_of_turn>
+
+
+def test_litert_builtins_only_with_one_quantized_table(gemma3_litert):
+    from llm2tflite import litert_convert, litert_quantize
+
+    info = gemma3_litert["info"]
+    vocabulary = info["vocabulary_size"]
+    schema = litert_convert._schema()
+    for variant in ("fp32", "int8", "int4"):
+        model = litert_convert.read_model(gemma3_litert[variant].read_bytes())
+        litert_convert.check_builtins_only(model)
+        for signature, ops in gemma3_litert["reports"][variant]["op_counts"].items():
+            assert ops.get("EMBEDDING_LOOKUP") == 1 and "GATHER" not in ops, (variant, signature)
+            assert ops["DYNAMIC_UPDATE_SLICE"] == 2 * SMALL_GEMMA3["num_layers"]
+            # The window narrows the causal mask once per call, for every sliding layer.
+            assert ops["SELECT_V2"] == 1 and ops["LESS_EQUAL"] == 1, (variant, ops)
+        if variant == "fp32":
+            continue
+        tables = {tensor.buffer: tensor.type for subgraph in model.subgraphs
+                  for tensor in subgraph.tensors
+                  if list(tensor.shape) == [vocabulary, SMALL_GEMMA3["hidden_dim"]]
+                  and litert_convert._is_constant(model, tensor)}
+        expected_type = {"int8": schema.TensorType.INT8, "int4": schema.TensorType.INT4}[variant]
+        assert list(tables.values()) == [expected_type], variant
+        largest = litert_quantize.largest_float_constants(model)
+        assert all(entry["bytes"] < vocabulary * 4 for entry in largest), largest
+
+
+def test_litert_quantized_variants_track_fp32(gemma3_litert):
+    """int8/int4 logits follow fp32's: correlation over the tokenizer's ids. Measured on this
+    7-layer, 32-wide model: int8 >= 0.998, int4 0.74-0.85 (its blocks of 32 are whole rows
+    here); unrelated logits would correlate ~0."""
+    from test_litert_route import Session, _random_ids
+
+    info = gemma3_litert["info"]
+    used = info["tokenizer_vocabulary_size"]
+    ids = [2, *_random_ids(11, used, seed=2)]
+    logits = {}
+    for variant in ("fp32", "int8", "int4"):
+        session = Session(gemma3_litert[variant], info)
+        session.prefill(ids[:-1])
+        logits[variant] = session.decode(ids[-1])
+        assert np.isfinite(logits[variant]).all(), variant
+    for variant, least in (("int8", 0.99), ("int4", 0.5)):
+        correlation = np.corrcoef(logits["fp32"][:used], logits[variant][:used])[0, 1]
+        assert correlation > least, (variant, correlation)
+
+
+def test_litert_window_no_longer_than_cache_adds_no_ops(gemma3_export, tmp_path):
+    """A cache no longer than the window: no query has a key old enough to hide, the causal
+    mask is KerasHub's already, and the graph narrows nothing."""
+    from llm2tflite import litert_convert, litert_export
+
+    window = SMALL_GEMMA3["sliding_window_size"]
+    info = litert_export.export(gemma3_export["causal_lm"], tmp_path / "sm",
+                                tmp_path / "info.json", window, [4])
+    _, report = litert_convert.convert(tmp_path / "sm", litert_export.signature_keys(info))
+    for signature, ops in report["op_counts"].items():
+        assert "SELECT_V2" not in ops and "LESS_EQUAL" not in ops, (signature, ops)

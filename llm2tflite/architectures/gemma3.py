@@ -3,7 +3,8 @@
 Everything the workflow needs to know about the family: the KerasHub text presets' exact
 backbone arguments and parameter counts (``shape_of:`` twins, resource sizing), the ``train:``
 model settings, the SentencePiece layout its tokenizer expects, how to build a fresh model, the
-stop tokens its ``generate()`` uses, and the codelab route's decoding speed-ups.
+stop tokens its ``generate()`` uses, the codelab route's decoding speed-ups, and the LiteRT
+route's prefill/decode forward pass over an external KV cache.
 
 The decoder (``Gemma3Backbone`` / ``Gemma3DecoderBlock`` / ``CachedGemma3Attention``): token
 embedding scaled by sqrt(hidden_dim) and tied to the output projection; per layer an RMSNorm of
@@ -23,7 +24,7 @@ import contextlib
 import math
 from collections.abc import Mapping
 
-from llm2tflite.architectures.base import Architecture
+from llm2tflite.architectures.base import Architecture, KVCacheShape
 
 # Gemma3Backbone arguments shared by every KerasHub text preset: what KerasHub's conversion
 # script (keras-hub tools/checkpoint_conversion/convert_gemma3_checkpoints.py, convert_model)
@@ -304,6 +305,151 @@ class Gemma3(Architecture):
         finally:
             object.__delattr__(causal_lm, "call_with_cache")
             object.__delattr__(causal_lm, "_build_cache")
+
+    # ---- LiteRT route ----------------------------------------------------------------------
+
+    def litert_cache_shapes(self, causal_lm):
+        backbone = _text_backbone(causal_lm)
+        return [KVCacheShape(kv_heads=layer.attention.num_key_value_heads,
+                             head_dim=layer.attention.head_dim)
+                for layer in backbone.transformer_layers]
+
+    def litert_decoder(self, causal_lm, token_ids, input_pos, mask, kv_caches):
+        """Gemma3Backbone's forward pass with each layer's attention over the external cache.
+
+        Everything but the attention core is the model's own sublayers, called as
+        ``Gemma3DecoderBlock.call`` and ``CachedGemma3Attention.call`` call them at inference
+        (dropout is the identity): the embedding (a row lookup) scaled by sqrt(hidden_dim); per
+        layer the pre-attention RMSNorm, the query/key/value projections, the query and key
+        RMSNorms, the layer's own rotary embedding (its wavelength and scaling) at
+        ``input_pos``, the output projection, the post-attention RMSNorm, the pre-MLP RMSNorm,
+        the GeGLU MLP and the post-MLP RMSNorm. Attention (``litert_ops.attention``) reads the
+        updated 4-D cache directly: the 4 query heads of gemma3_270m's single key/value head
+        are one [4 T, head_dim] x [head_dim, S] product, no repeated copy of the cache.
+
+        Sliding-window layers: KerasHub hides key positions more than ``sliding_window_size``
+        - 1 before the query (``CachedGemma3Attention._mask_sliding_window``). The runtime's
+        mask is causal only, so those layers get it narrowed in the graph from ``input_pos``
+        (one SELECT per call, shared by every sliding layer), unless the cache is no longer
+        than the window: then no query ever has a key that far back and the causal mask is
+        already KerasHub's (checked statically from the mask's shape, nothing in the graph).
+        """
+        from keras import ops
+
+        from llm2tflite.architectures import litert_ops
+
+        backbone = _text_backbone(causal_lm)
+        cache_length = int(mask.shape[-1])
+        x = backbone.token_embedding(token_ids)
+        x = x * ops.cast(ops.sqrt(backbone.hidden_dim), x.dtype)
+        start = input_pos[0]
+        sliding_masks = {}  # window -> the causal mask narrowed to the window
+        rotations = {}  # (wavelength, scaling) -> the rotary cos/sin at input_pos
+        new_caches = []
+        for layer, (key_cache, value_cache) in zip(backbone.transformer_layers, kv_caches):
+            attention = layer.attention
+            normalized = layer.pre_attention_norm(x)
+            query = attention.query_dense(normalized)
+            key = attention.key_dense(normalized)
+            if attention.use_query_key_norm:
+                query, key = attention.query_norm(query), attention.key_norm(key)
+            rotary = attention.rope_layer
+            signature = (rotary.max_wavelength, rotary.scaling_factor, rotary.rope_type)
+            if signature not in rotations:
+                rotations[signature] = _rotary_cos_sin(rotary, input_pos, attention.head_dim)
+            cos, sin = rotations[signature]
+            query = rotary._apply_rotary_pos_emb(query, cos, sin)
+            key = rotary._apply_rotary_pos_emb(key, cos, sin)
+            key_cache = litert_ops.update_cache(key_cache, key, start)
+            value_cache = litert_ops.update_cache(
+                value_cache, attention.value_dense(normalized), start)
+            layer_mask = mask
+            window = attention.sliding_window_size
+            if attention.use_sliding_window_attention and cache_length > window:
+                if window not in sliding_masks:
+                    sliding_masks[window] = _narrow_to_window(mask, input_pos, window)
+                layer_mask = sliding_masks[window]
+            if attention.query_head_dim_normalize:
+                scale = 1.0 / math.sqrt(attention.head_dim)
+            else:
+                scale = 1.0 / math.sqrt(attention.hidden_dim // attention.num_query_heads)
+            attended = litert_ops.attention(query, key_cache, value_cache, layer_mask, scale,
+                                            soft_cap=attention.logit_soft_cap)
+            attended = attention.output_dense(attended)
+            if layer.use_post_attention_norm:
+                attended = layer.post_attention_norm(attended)
+            x = x + attended
+            normalized = layer.pre_ffw_norm(x)
+            gated = _gelu_tanh(layer.gating_ffw(normalized)) * layer.gating_ffw_2(normalized)
+            gated = layer.ffw_linear(gated)
+            if layer.use_post_ffw_norm:
+                gated = layer.post_ffw_norm(gated)
+            x = x + gated
+            new_caches.append((key_cache, value_cache))
+        return x, new_caches
+
+    def litert_logits(self, causal_lm, hidden):
+        """Final RMSNorm and the tied output projection (soft-capped if the model caps)."""
+        backbone = _text_backbone(causal_lm)
+        return backbone.token_embedding(backbone.layer_norm(hidden), reverse=True)
+
+
+def _text_backbone(causal_lm):
+    """The backbone, checked to be what the LiteRT forward pass mirrors: text-only, causal."""
+    backbone = causal_lm.backbone
+    if backbone.vision_encoder is not None:
+        raise ValueError("gemma3: the LiteRT route exports text-only models (this backbone has "
+                         "a vision encoder)")
+    if backbone.use_bidirectional_attention or backbone.is_embedding_model:
+        raise ValueError("gemma3: an embedding model (bidirectional attention) is not a "
+                         "causal LM")
+    return backbone
+
+
+def _rotary_cos_sin(rotary, input_pos, head_dim):
+    """RotaryEmbedding's cos and sin at ``input_pos``, [1, T, 1, head_dim], for q and k.
+
+    KerasHub's ``_compute_cos_sin_embedding`` with the outer product of positions and
+    frequencies written as a broadcast multiply instead of ``einsum("bi,j->bij")``: the same
+    single product per entry, but the converter lowers that einsum to a FULLY_CONNECTED whose
+    weights are the frequencies, and ai-edge-quantizer then quantizes them (int4 blockwise
+    even fails on the [head_dim / 2, 1] "kernel"). The frequencies are KerasHub's own
+    (``_get_inverse_freq``: wavelength, scaling factor and rope type).
+    """
+    from keras import ops
+
+    if rotary.rope_type == "yarn":
+        raise ValueError("gemma3: the LiteRT route has no YaRN rotary embedding")
+    inverse_freq = rotary._get_inverse_freq(head_dim)  # [head_dim / 2]
+    positions = ops.cast(input_pos, "float32")
+    freq = ops.multiply(positions[:, None], inverse_freq[None, :])  # [T, head_dim / 2]
+    embedding = ops.concatenate([freq, freq], axis=-1)[None, :, None, :]
+    return (ops.cast(ops.cos(embedding), rotary.compute_dtype),
+            ops.cast(ops.sin(embedding), rotary.compute_dtype))
+
+
+def _gelu_tanh(x):
+    import keras
+
+    return keras.activations.gelu(x, approximate=True)
+
+
+def _narrow_to_window(mask, input_pos, window):
+    """The additive causal ``mask`` [1, 1, T, S] with keys s <= input_pos[t] - window hidden.
+
+    KerasHub's band (|query - key| <= window - 1, with the causal mask) keeps the query's own
+    position and the window - 1 before it. Hidden entries get the contract's fill value
+    (``MASK_HIDDEN``); visible ones keep the runtime's (so a runtime's padding rows stay
+    hidden).
+    """
+    from keras import ops
+
+    from llm2tflite.litert_export import MASK_HIDDEN
+
+    cache_length = int(mask.shape[-1])
+    keys = ops.arange(cache_length, dtype="int32")
+    too_old = ops.less_equal(keys[None, :], ops.cast(input_pos, "int32")[:, None] - window)
+    return ops.where(too_old[None, None], ops.cast(MASK_HIDDEN, mask.dtype), mask)
 
 
 def _call_with_builtin_cache_slices(causal_lm):
