@@ -21,6 +21,13 @@ not produce an id the tokenizer cannot turn back into text (sampling at a temper
 the twin's text is meaningless anyway). Not zeroed: blockwise int4 quantization gives an
 all-zero block a zero scale, which XNNPACK refuses to load.
 
+Equal weight tensors are decorrelated: some KerasHub layers hand one seeded initializer instance
+to several sublayers (Gemma 3's attention: key == value and query == output kernels; Llama's:
+query == key == value == output, embeddings == reverse embeddings), so their random tensors come
+out identical, and the converters store identical constants once: the twin's files would be
+smaller than the real model's (Gemma 3 270M: 11.8 MB of fp32 keys). Each repeat gets its values
+permuted (seeded): the initializer's own distribution, values no longer shared.
+
     python -m llm2tflite.twin --shape-of gpt2_base_en --tokenizer-dir DIR --seed 0 --out-preset DIR
 """
 
@@ -73,6 +80,7 @@ def build_twin(shape_of: str, tokenizer_dir, seed: int = 0):
             f"{shape_of}'s embedding has {backbone_config['vocabulary_size']} rows"
         )
     causal_lm = family.build_causal_lm(backbone_config, tokenizer, PREPROCESSOR_SEQUENCE_LENGTH)
+    decorrelate_equal_weights(causal_lm, seed)
     quiet_unused_embedding_rows(causal_lm, int(tokenizer.vocabulary_size()))
     count = causal_lm.backbone.count_params()
     published = family.preset_parameters.get(shape_of)
@@ -81,6 +89,29 @@ def build_twin(shape_of: str, tokenizer_dir, seed: int = 0):
                              f"{family.parameter_count(backbone_config)}, KerasHub publishes "
                              f"{published}")
     return causal_lm
+
+
+def decorrelate_equal_weights(causal_lm, seed: int) -> int:
+    """Permute the values of every weight tensor equal to an earlier one (seeded); return how
+    many were permuted. Constant tensors (zero biases, unit scales) are left alone: a real
+    model's may well be equal too, and they are small."""
+    import hashlib
+
+    import numpy as np
+
+    seen, permuted = set(), 0
+    for index, variable in enumerate(causal_lm.weights):
+        values = variable.numpy()
+        if values.size < 2 or values.min() == values.max():
+            continue
+        digest = hashlib.sha256(values.tobytes()).digest()
+        if digest in seen:
+            rng = np.random.default_rng([seed, index])
+            variable.assign(rng.permutation(values.reshape(-1)).reshape(values.shape))
+            permuted += 1
+        else:
+            seen.add(digest)
+    return permuted
 
 
 def quiet_unused_embedding_rows(causal_lm, used: int, scale: float = UNUSED_ROW_SCALE) -> int:
@@ -116,8 +147,8 @@ def save_twin(shape_of: str, tokenizer_dir, seed: int, out_preset) -> dict:
         "backbone": architectures.for_preset(shape_of)[1],
         "num_parameters": int(causal_lm.count_params()),
         "tokenizer_vocabulary_size": int(causal_lm.preprocessor.tokenizer.vocabulary_size()),
-        "weights": "seeded random (the family's own initializers); embedding rows of ids "
-                   f"beyond the tokenizer scaled by {UNUSED_ROW_SCALE}",
+        "weights": "seeded random (the family's own initializers; equal tensors permuted); "
+                   f"embedding rows of ids beyond the tokenizer scaled by {UNUSED_ROW_SCALE}",
     }
     with atomic.atomic_path(out_preset, is_dir=True) as tmp:
         causal_lm.save_to_preset(str(tmp))

@@ -106,6 +106,39 @@ def test_config_check_names_the_bad_gemma3_setting(model, message):
     assert re.search(message, error.value.errors[0]), error.value.errors[0]
 
 
+def test_twin_weights_are_distinct_and_unused_rows_quiet(gemma3_vocab):
+    """KerasHub's Gemma 3 attention draws key == value and query == output kernels from one
+    initializer; the twin builder permutes repeats (same values, no longer shared, so the
+    converters cannot store them once) and scales the rows of ids its tokenizer lacks."""
+    import hashlib
+
+    import keras
+    import numpy as np
+
+    from llm2tflite.twin import decorrelate_equal_weights, quiet_unused_embedding_rows
+
+    keras.utils.set_random_seed(0)
+    config = {**GEMMA3.train_model_config(SMALL_GEMMA3), "vocabulary_size": 500}
+    causal_lm = GEMMA3.build_causal_lm(config, GEMMA3.load_tokenizer(gemma3_vocab), 16)
+
+    def repeats():
+        digests = [hashlib.sha256(w.numpy().tobytes()).digest() for w in causal_lm.weights
+                   if w.numpy().min() != w.numpy().max()]
+        return len(digests) - len(set(digests))
+
+    assert repeats() == 2 * SMALL_GEMMA3["num_layers"]  # (key, value), (query, output)
+    before = [np.sort(w.numpy(), axis=None) for w in causal_lm.weights]
+    assert decorrelate_equal_weights(causal_lm, seed=0) == 2 * SMALL_GEMMA3["num_layers"]
+    assert repeats() == 0
+    for weight, values in zip(causal_lm.weights, before):  # each keeps its own values
+        np.testing.assert_array_equal(np.sort(weight.numpy(), axis=None), values)
+    table = causal_lm.backbone.token_embedding.embeddings
+    original = table.numpy()
+    assert quiet_unused_embedding_rows(causal_lm, 400) == 100
+    np.testing.assert_array_equal(table.numpy()[:400], original[:400])
+    np.testing.assert_allclose(table.numpy()[400:], original[400:] * 1e-3)
+
+
 # ================================================================ vocabulary
 
 
