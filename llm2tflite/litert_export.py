@@ -298,7 +298,8 @@ def export_info(causal_lm, cache_length: int, prefill_lengths, prefill_logits: b
                 inputs[name] = outputs[name] = spec
         return {"inputs": inputs, "outputs": outputs}
 
-    stop_ids = sorted({int(tokenizer.end_token_id)})
+    # The family's generate() stop tokens (Gemma 3: <eos> and <end_of_turn>).
+    stop_ids = sorted(set(family.stop_token_ids(tokenizer)))
     return {
         "contract_version": CONTRACT_VERSION,
         "architecture": family.name,

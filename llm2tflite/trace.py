@@ -2,7 +2,7 @@
 
 The codelab wrapped ``gpt2_lm.generate()`` in ``tf.function``; current KerasHub no longer traces
 that way (``generate_postprocess`` calls ``convert_to_numpy``), so the graph is assembled from the
-public parts instead: tokenizer -> ``preprocessor.packer`` -> ``generate_step`` -> stop-token mask
+public parts instead: tokenizer -> the preprocessor's packer -> ``generate_step`` -> stop-token mask
 -> ``tokenizer.detokenize``.
 
 Signatures of the SavedModel (and so of the ``.tflite`` files converted from it):
@@ -115,9 +115,10 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
     if not preprocessor.built:
         preprocessor.build(None)
     tokenizer = preprocessor.tokenizer
-    packer = preprocessor.packer
+    pack_prompt = family.prompt_packer(preprocessor)
     keep_tokens = prompt_token_limit(max_length, sequence_length)
-    stop_token_ids = [tokenizer.end_token_id]
+    # The family's generate() stop tokens (e.g. Gemma 3 stops at <end_of_turn> too).
+    stop_token_ids = family.stop_token_ids(tokenizer)
     start_token_id = int(tokenizer.start_token_id)
     keras_variables = list(causal_lm.variables)
     prompt_spec = tf.TensorSpec([1], tf.string, name="prompt")
@@ -154,9 +155,7 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
             token_ids = tokenize_ragged(prompt)
             # One slot is taken by the start token the packer prepends.
             token_ids = token_ids[:, : keep_tokens - 1]
-            token_ids, padding_mask = packer(
-                token_ids, sequence_length=max_length, add_end_value=False
-            )
+            token_ids, padding_mask = pack_prompt(token_ids, max_length)
             # The packer's output has an unknown batch size (it comes from a ragged tensor).
             # Pinning it to the real [1, max_length] lets the converter fold every shape
             # computation of the decoding loop and gives its kernels static tensors.
@@ -229,6 +228,7 @@ def export_saved_model(
         "prompt_token_limit": prompt_token_limit(max_length, sequence_length),
         "vocabulary_size": int(tokenizer.vocabulary_size()),
         "end_token_id": int(tokenizer.end_token_id),
+        "stop_token_ids": architectures.for_causal_lm(causal_lm).stop_token_ids(tokenizer),
         "num_parameters": int(causal_lm.count_params()),
         "signatures": {
             GENERATE_SIGNATURE: {"inputs": {"prompt": "string[1]"},

@@ -141,8 +141,13 @@ class PackedLines:
                 PackedLines(*(a[index:] for a in fields)))
 
 
+def line_preprocessor(causal_lm):
+    """The model's preprocessor as a function of plain text lines (the family knows how)."""
+    return architectures.for_causal_lm(causal_lm).line_preprocessor(causal_lm.preprocessor)
+
+
 def pack_lines(preprocessor, lines: list[str], batch_size: int = 1024) -> PackedLines:
-    """Tokenize and pack `lines` once with the model's preprocessor.
+    """Tokenize and pack `lines` once with the model's preprocessor (``line_preprocessor``).
 
     Runs the preprocessor in a tf.data graph, i.e. through KerasHub's TF tokenizer, the one
     that `fit()` and the exported TFLite model use. Packing once, instead of in every epoch,
@@ -226,7 +231,7 @@ def heldout_loss(causal_lm, heldout, batch_size: int = 64) -> dict:
     and its end token, as packed for training. Needs no compile().
     """
     packed = heldout if isinstance(heldout, PackedLines) else pack_lines(
-        causal_lm.preprocessor, heldout)
+        line_preprocessor(causal_lm), heldout)
     total = 0.0
     with _preprocessor_detached(causal_lm):
         for x, labels, sample_weight in _batched_dataset(packed, batch_size):
@@ -284,7 +289,7 @@ def train_causal_lm(causal_lm, train, fit: dict | None = None,
     fit = resolve_fit(fit)
     batch_size, epochs = fit["batch_size"], fit["epochs"]
     packed = train if isinstance(train, PackedLines) else pack_lines(
-        causal_lm.preprocessor, train)
+        line_preprocessor(causal_lm), train)
     # Repeated, with the exact batch count per epoch, so Keras knows where epochs end.
     dataset = _batched_dataset(packed, batch_size, shuffle_seed=fit["seed"]).repeat()
     if max_steps is not None:
@@ -339,7 +344,7 @@ def train_and_evaluate(train_lines: list[str], heldout_lines: list[str], vocab_d
     model, fit = resolve_model(architecture, model), resolve_fit(fit)
     causal_lm = build_causal_lm(vocab_dir, architecture, model, fit)
     # One pass of the tokenizer graph for both files.
-    train, heldout = pack_lines(causal_lm.preprocessor, train_lines + heldout_lines).split(
+    train, heldout = pack_lines(line_preprocessor(causal_lm), train_lines + heldout_lines).split(
         len(train_lines))
     untrained = heldout_loss(causal_lm, heldout)
     print(f"held-out loss before training: {untrained['loss']:.4f} "

@@ -4,7 +4,10 @@ Two kinds (``Architecture.tokenizer_kind``; the workflow passes the family's):
 
 * ``byte_level_bpe``: GPT-2-format `vocab.json` + `merges.txt` (below);
 * ``sentencepiece``: one SentencePiece model proto, `tokenizer.model` (see
-  ``train_sentencepiece``).
+  ``train_sentencepiece``), with the special pieces at the ids the family's KerasHub tokenizer
+  expects (``Architecture.sentencepiece_layout``; ``--architecture NAME`` on the CLI), either
+  exactly ``--vocab-size`` pieces or, with ``--at-most``, as many as the corpus supports up to
+  that many (a ``shape_of:`` twin's tokenizer, as large as the corpus allows).
 
 Byte-level BPE. The files are what `keras_hub.models.GPT2Tokenizer(vocabulary=..., merges=...)`
 loads, and they tokenize exactly like `tokenizers.ByteLevelBPETokenizer(vocab, merges)` (GPT-2's
@@ -42,11 +45,16 @@ BYTE_ALPHABET_SIZE = 256
 MERGES_HEADER = "#version: 0.2"  # as in OpenAI's GPT-2 merges.txt; KerasHub skips it
 SENTENCEPIECE_FILENAME = "tokenizer.model"
 TOKENIZER_KINDS = ("byte_level_bpe", "sentencepiece")
-# The SentencePiece special pieces and ids. KerasHub's SentencePiece tokenizers of Llama-style
-# models (LlamaTokenizer) look up "<s>" and "</s>" by name and pad with id 0; Llama's own
-# vocabulary has <unk> = 0, <s> = 1, </s> = 2 and no padding piece. Padding then reads as
-# <unk>, never as end-of-text, and with byte fallback no text ever encodes to <unk>.
-SENTENCEPIECE_SPECIAL_IDS = {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1}
+# The special pieces when the family names none: SentencePiece's own defaults (<unk> 0, <s> 1,
+# </s> 2, no padding piece, a dummy prefix space). A family's ``sentencepiece_layout`` replaces
+# any of these and may add user-defined pieces (``user_defined_symbols``), placed in order at the
+# lowest ids the special pieces leave free.
+SENTENCEPIECE_DEFAULT_LAYOUT = {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1,
+                                "add_dummy_prefix": True}
+_LAYOUT_KEYS = {f"{name}_{what}" for name in ("unk", "bos", "eos", "pad")
+                for what in ("id", "piece")} | {"user_defined_symbols", "add_dummy_prefix"}
+# The most pieces one SentencePiece model may ask for when the corpus decides (``at_most``).
+_NO_LIMIT = 1 << 20
 
 
 def train_byte_level_bpe(lines: list[str], vocab_size: int, min_frequency: int = 2):
@@ -87,14 +95,36 @@ def train_byte_level_bpe(lines: list[str], vocab_size: int, min_frequency: int =
     return vocab, merges
 
 
-def sentencepiece_trainer_options(vocab_size: int) -> dict:
+def sentencepiece_layout(layout: dict | None = None) -> dict:
+    """SENTENCEPIECE_DEFAULT_LAYOUT updated with a family's ``sentencepiece_layout``."""
+    layout = dict(layout or {})
+    unknown = sorted(set(layout) - _LAYOUT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown SentencePiece layout key(s) {unknown}; known: "
+                         f"{sorted(_LAYOUT_KEYS)}")
+    merged = {**SENTENCEPIECE_DEFAULT_LAYOUT, **layout}
+    if "user_defined_symbols" in merged:
+        merged["user_defined_symbols"] = list(merged["user_defined_symbols"])
+    return merged
+
+
+def _special_piece_count(layout: dict) -> int:
+    return (len([key for key in ("unk_id", "bos_id", "eos_id", "pad_id") if layout[key] >= 0])
+            + len(layout.get("user_defined_symbols", ())))
+
+
+def sentencepiece_trainer_options(vocab_size: int, layout: dict | None = None,
+                                  at_most: bool = False) -> dict:
     """SentencePiece trainer options: Llama 2's tokenizer recipe, made deterministic.
 
     As Llama's tokenizer: BPE, byte fallback (a character outside the vocabulary becomes its
     UTF-8 bytes, <0xF0>..., never <unk>: emoji and any script round-trip), digits split one per
     piece, no Unicode normalization ("identity": the ids of a text are those of its exact
-    characters), whitespace kept as written (no collapsing of runs), a dummy prefix space, and
-    every character of the corpus kept (character_coverage 1).
+    characters), whitespace kept as written (no collapsing of runs), and every character of the
+    corpus kept (character_coverage 1). The special pieces, their ids and the dummy prefix
+    space come from ``layout`` (the family's; see ``sentencepiece_layout``).
+    ``at_most``: ``vocab_size`` is an upper bound; the model gets every piece the corpus
+    supports up to it (``hard_vocab_limit=False``) instead of failing when it supports fewer.
     Deterministic: one thread, every sentence read in file order (no sampling, no shuffle);
     the proto stores these options but no path or date.
     """
@@ -105,10 +135,10 @@ def sentencepiece_trainer_options(vocab_size: int) -> dict:
         split_digits=True,
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,
-        add_dummy_prefix=True,
         allow_whitespace_only_pieces=True,
         character_coverage=1.0,
-        **SENTENCEPIECE_SPECIAL_IDS,
+        **sentencepiece_layout(layout),
+        hard_vocab_limit=not at_most,
         num_threads=1,
         input_sentence_size=0,
         shuffle_input_sentence=False,
@@ -116,22 +146,31 @@ def sentencepiece_trainer_options(vocab_size: int) -> dict:
     )
 
 
-def train_sentencepiece(lines: list[str], vocab_size: int, seed: int = 0) -> bytes:
-    """A serialized SentencePiece model proto learned from `lines` (same lines, same bytes)."""
+def train_sentencepiece(lines: list[str], vocab_size: int | None, seed: int = 0,
+                        layout: dict | None = None, at_most: bool = False) -> bytes:
+    """A serialized SentencePiece model proto learned from `lines` (same lines, same bytes).
+
+    ``vocab_size`` pieces exactly, or with ``at_most`` as many as the corpus supports up to
+    ``vocab_size`` (None: no bound). ``layout``: the family's special pieces.
+    """
     import sentencepiece as spm
 
-    # The special pieces, the 256 byte pieces (byte fallback), and at least one more.
-    smallest = len([i for i in SENTENCEPIECE_SPECIAL_IDS.values() if i >= 0]) + 256 + 1
-    if vocab_size < smallest:
-        raise ValueError(f"vocab_size must be at least {smallest} (3 special pieces, 256 byte "
-                         f"pieces and the corpus's characters), got {vocab_size}")
+    at_most = at_most or vocab_size is None
+    limit = _NO_LIMIT if vocab_size is None else vocab_size
+    specials = _special_piece_count(sentencepiece_layout(layout))
+    # Every id below the special pieces + 256 is a special or byte piece; then learned pieces.
+    smallest = specials + 256 + 1
+    if limit < smallest:
+        raise ValueError(f"vocab_size must be at least {smallest} ({specials} special pieces, "
+                         f"256 byte pieces and the corpus's characters), got {limit}")
     model = io.BytesIO()
     # The trainer draws no random numbers with these options; seeded all the same, so a future
     # option that samples stays reproducible.
     spm.set_random_generator_seed(seed)
     try:
-        spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model,
-                                       **sentencepiece_trainer_options(vocab_size))
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines), model_writer=model,
+            **sentencepiece_trainer_options(limit, layout, at_most=at_most))
     except RuntimeError as error:
         # e.g. "Vocabulary size too high (20000). Please set it to a value <= 4186."
         most = re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)",
@@ -186,22 +225,49 @@ def main(argv=None) -> None:
                     "merges.txt) or SentencePiece (tokenizer.model).",
     )
     parser.add_argument("--corpus", required=True, help="UTF-8 text, one sentence per line.")
-    parser.add_argument("--kind", choices=TOKENIZER_KINDS, default="byte_level_bpe",
-                        help="the model family's tokenizer kind (default: byte_level_bpe)")
+    parser.add_argument("--kind", choices=TOKENIZER_KINDS, default=None,
+                        help="the tokenizer kind (default: the --architecture's, else "
+                             "byte_level_bpe)")
+    parser.add_argument("--architecture", default=None,
+                        help="the model family (llm2tflite/architectures/): its tokenizer kind "
+                             "and SentencePiece special pieces")
     parser.add_argument("--vocab-size", type=int, default=2048,
                         help="Total size including special tokens (default: 2048).")
+    parser.add_argument("--at-most", action="store_true",
+                        help="sentencepiece: as many pieces as the corpus supports, at most "
+                             "--vocab-size")
     parser.add_argument("--min-frequency", type=int, default=2,
                         help="byte_level_bpe: least count of a pair to merge (default: 2)")
     parser.add_argument("--out-dir", required=True, help="Directory to create (replaced).")
     args = parser.parse_args(argv)
-    lines = read_lines(args.corpus)
-    if args.kind == "sentencepiece":
+    layout, kind = None, args.kind
+    if args.architecture is not None:
+        from llm2tflite import architectures
+
         try:
-            model_proto = train_sentencepiece(lines, args.vocab_size)
+            family = architectures.by_name(args.architecture)
+        except architectures.UnsupportedArchitectureError as error:
+            parser.error(str(error))
+        if kind is not None and kind != family.tokenizer_kind:
+            parser.error(f"--kind {kind}: {family.name} reads {family.tokenizer_kind} tokenizers")
+        kind, layout = family.tokenizer_kind, family.sentencepiece_layout
+    kind = kind or "byte_level_bpe"
+    if args.at_most and kind != "sentencepiece":
+        parser.error("--at-most applies to sentencepiece vocabularies")
+    lines = read_lines(args.corpus)
+    if kind == "sentencepiece":
+        try:
+            model_proto = train_sentencepiece(lines, args.vocab_size, layout=layout,
+                                              at_most=args.at_most)
         except ValueError as error:
             parser.error(str(error))
         write_sentencepiece(args.out_dir, model_proto)
-        print(f"wrote a {args.vocab_size}-piece SentencePiece model ({len(model_proto)} bytes) "
+        import sentencepiece as spm
+
+        pieces = spm.SentencePieceProcessor(model_proto=model_proto).get_piece_size()
+        note = (f" (all the corpus supports; at most {args.vocab_size})" if args.at_most
+                else "")
+        print(f"wrote a {pieces}-piece SentencePiece model{note} ({len(model_proto)} bytes) "
               f"to {Path(args.out_dir) / SENTENCEPIECE_FILENAME}")
         return
     try:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llm2tflite.architectures import gpt2, llama
+from llm2tflite.architectures import gemma3, gpt2, llama
 from llm2tflite.architectures.base import Architecture
 
 ARCHITECTURES: dict[str, Architecture] = {
-    family.causal_lm_class: family for family in (gpt2.ARCHITECTURE, llama.ARCHITECTURE)
+    family.causal_lm_class: family
+    for family in (gpt2.ARCHITECTURE, llama.ARCHITECTURE, gemma3.ARCHITECTURE)
 }
 BY_NAME: dict[str, Architecture] = {family.name: family for family in ARCHITECTURES.values()}
 # The config's default family for `train:` models.

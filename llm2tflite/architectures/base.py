@@ -43,6 +43,14 @@ class Architecture:
     tokenizer_kind: str = ""
     #: The files of a tokenizer directory of this family, as the vocabulary stage writes them.
     tokenizer_files: tuple[str, ...] = ()
+    #: How a ``shape_of:`` twin gets its tokenizer: "published" (the family's real tokenizer
+    #: files, fetched from PyPI) or "trained" (the vocabulary stage learns one of the family's
+    #: kind on the workflow's corpus, as many pieces as the corpus supports).
+    twin_tokenizer: str = "trained"
+    #: SentencePiece families: the special pieces the family's KerasHub tokenizer expects, as
+    #: SentencePiece trainer options (``{unk,bos,eos,pad}_{id,piece}``,
+    #: ``user_defined_symbols``, ``add_dummy_prefix``); None: SentencePiece's own defaults.
+    sentencepiece_layout: Mapping | None = None
     #: KerasHub presets of the family whose architecture we know without downloading them:
     #: preset name -> backbone constructor arguments (for ``shape_of:`` twins and sizing).
     presets: Mapping[str, Mapping] = {}
@@ -89,6 +97,27 @@ class Architecture:
         ``sequence_length`` is the preprocessor's packing length (training windows).
         """
         raise NotImplementedError
+
+    def line_preprocessor(self, preprocessor):
+        """A function of a batch of text lines (a string tensor) -> the preprocessor's
+        ``(x, y, sample_weight)``: how training packs plain lines. The default is the
+        preprocessor itself."""
+        return preprocessor
+
+    def prompt_packer(self, preprocessor):
+        """A function (ragged prompt ids [1, None], length) -> (token_ids, padding_mask) [1,
+        length]: the start token, the ids, padding; what the family's ``generate_preprocess``
+        packs (no end token). The default is the preprocessor's StartEndPacker."""
+
+        def pack(token_ids, sequence_length):
+            return preprocessor.packer(token_ids, sequence_length=sequence_length,
+                                       add_end_value=False)
+
+        return pack
+
+    def stop_token_ids(self, tokenizer) -> list[int]:
+        """The token ids the family's own ``generate()`` stops at (by default: the end token)."""
+        return [int(tokenizer.end_token_id)]
 
     @contextlib.contextmanager
     def fast_decoding(self, causal_lm, prompt_length):

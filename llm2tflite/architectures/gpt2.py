@@ -23,6 +23,8 @@ class GPT2(Architecture):
     causal_lm_class = "GPT2CausalLM"
     tokenizer_kind = "byte_level_bpe"
     tokenizer_files = ("vocab.json", "merges.txt")
+    # A twin gets GPT-2's real vocab.json + merges.txt (llm2tflite.gpt2_assets, from PyPI).
+    twin_tokenizer = "published"
     # GPT2Backbone arguments of KerasHub's GPT-2 presets (the published GPT-2 hyperparameters).
     presets = {
         "gpt2_base_en": _BASE,

@@ -30,6 +30,12 @@ class Llama(Architecture):
     causal_lm_class = "LlamaCausalLM"
     tokenizer_kind = "sentencepiece"
     tokenizer_files = ("tokenizer.model",)  # llm2tflite.vocab.SENTENCEPIECE_FILENAME
+    # LlamaTokenizer looks up "<s>" and "</s>" by name and KerasHub pads with id 0; Llama's own
+    # vocabulary has <unk> = 0, <s> = 1, </s> = 2 and no padding piece (SentencePiece's
+    # defaults). Padding then reads as <unk>, never as end-of-text, and with byte fallback no
+    # text ever encodes to <unk>.
+    sentencepiece_layout = {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1,
+                            "add_dummy_prefix": True}
     # LlamaBackbone arguments of KerasHub's float Llama presets. Its `_int8` presets (same
     # architecture, int8 weights) publish counts that include the quantization scales (e.g.
     # llama2_7b_en_int8: 6,739,839,488 = 6,738,415,616 + one scale per output channel of every

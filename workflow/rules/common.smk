@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.settings.types import DeploymentMethod
 
 from llm2tflite import architectures, code_inputs
+from llm2tflite import twin as twin_stage
 from llm2tflite.config_check import EVAL_CORPUS_HELDOUT_LINES
 
 MODELS = list(config["models"])
@@ -116,17 +117,73 @@ def trained_model(model):
     return "train" in model_source(model)
 
 
+def twin_tokenizer(model):
+    """How a `shape_of:` twin gets its tokenizer (its family's `twin_tokenizer`), else None."""
+    if "shape_of" not in model_source(model):
+        return None
+    return architectures.for_model_source(model_source(model)).twin_tokenizer
+
+
+def learns_tokenizer(model):
+    """The models whose tokenizer the workflow learns from its own corpus: `train:` models
+    and the twins of families whose real tokenizer cannot be fetched offline."""
+    return trained_model(model) or twin_tokenizer(model) == "trained"
+
+
+def models_learning_tokenizer():
+    names = [m for m in MODELS if learns_tokenizer(m)]
+    return "|".join(names) if names else "(?!)"
+
+
+def twins_with_tokenizer(source):
+    """A wildcard regex for the `shape_of:` twins whose tokenizer is `source` (published or
+    trained)."""
+    names = [m for m in MODELS if twin_tokenizer(m) == source]
+    return "|".join(names) if names else "(?!)"
+
+
 def models_with_tokenizer(kind):
-    """A wildcard regex for the `train:` models whose family reads tokenizers of `kind`."""
-    names = [m for m in MODELS if trained_model(m)
+    """A wildcard regex for the models with a learned tokenizer of `kind`."""
+    names = [m for m in MODELS if learns_tokenizer(m)
              and architectures.for_model_source(model_source(m)).tokenizer_kind == kind]
     return "|".join(names) if names else "(?!)"
 
 
 def tokenizer_files(model):
-    """The vocabulary stage's files of a `train:` model, as its family names them."""
+    """The vocabulary stage's files of a model that learns its tokenizer, as its family names
+    them."""
     family = architectures.for_model_source(model_source(model))
     return [f"results/{model}/vocab/{name}" for name in family.tokenizer_files]
+
+
+def corpus_setting(wildcards):
+    """The corpus section of a model that learns its tokenizer: its `train: corpus:`, or the
+    twins' fixed corpus (llm2tflite.twin.TOKENIZER_CORPUS)."""
+    if trained_model(wildcards.model):
+        return model_source(wildcards.model)["train"]["corpus"]
+    return twin_stage.TOKENIZER_CORPUS
+
+
+def vocab_size_option(wildcards):
+    """`--vocab-size N` of a `train:` model; a twin's tokenizer gets as many pieces as the
+    corpus supports, at most the preset's vocabulary size (its embedding's rows)."""
+    source = model_source(wildcards.model)
+    if "train" in source:
+        return f"--vocab-size {source['train']['vocabulary']['size']}"
+    size = architectures.for_preset(source["shape_of"])[1]["vocabulary_size"]
+    return f"--vocab-size {size} --at-most"
+
+
+def architecture_name(wildcards):
+    return architectures.for_model_source(model_source(wildcards.model)).name
+
+
+def twin_tokenizer_files(wildcards):
+    """The tokenizer files a twin is built with: fetched (published) or learned (trained)."""
+    if twin_tokenizer(wildcards.model) == "published":
+        return [f"results/{wildcards.model}/gpt2_tokenizer/{name}"
+                for name in ("vocab.json", "merges.txt")]
+    return tokenizer_files(wildcards.model)
 
 
 def preset_of(wildcards):
@@ -206,21 +263,15 @@ def manifest_inputs():
     """Every artifact, intermediate ones included (not logs or timings, which vary by run)."""
     artifacts = list(all_targets())
     for model in MODELS:
+        if learns_tokenizer(model):
+            artifacts += [f"results/{model}/corpus/train.txt", f"results/{model}/corpus/heldout.txt",
+                          *tokenizer_files(model)]
         if trained_model(model):
-            artifacts += [
-                f"results/{model}/corpus/train.txt",
-                f"results/{model}/corpus/heldout.txt",
-                *tokenizer_files(model),
-                f"results/{model}/preset",
-            ]
-        artifacts += [
-            f"results/{model}/traced",
-            f"results/{model}/reference/smoke.json",
-            f"results/{model}/reference/fidelity.json",
-        ]
-        artifacts += expand(
-            "results/{model}/tflite/{variant}.conversion.json", model=model, variant=VARIANTS
-        )
+            artifacts.append(f"results/{model}/preset")
+        artifacts += [f"results/{model}/traced", f"results/{model}/reference/smoke.json",
+                      f"results/{model}/reference/fidelity.json"]
+        artifacts += expand("results/{model}/tflite/{variant}.conversion.json", model=model,
+                            variant=VARIANTS)
     return artifacts
 
 
@@ -250,20 +301,14 @@ def bench_entries(wildcards):
 # Peak memory grows with the number of weights. Measured peak RSS (/usr/bin/time -v, 2 cores):
 # GPT-2 124M twin: trace 1.5 GB; convert fp32 4.1 GB, int8 3.0 GB; Keras reference 1.4 GB;
 # TF baseline benchmark 1.7 GB; TFLite benchmark 1.2 GB; LiteRT route: export 1.6 GB, fp32
-# conversion 3.5 GB, quantization 0.9 GB. The 0.8 M-parameter default stays under 1.5 GB
-# everywhere. MB per million parameters above a fixed TensorFlow baseline, with ~25% margin over
-# those figures:
+# conversion 3.5 GB, quantization 0.9 GB. Gemma 3 270M twin (268M, 262,144-row embedding):
+# trace 3.9 GB; convert fp32 7.7 GB, int8 4.6 GB; LiteRT export 3.9 GB, fp32 conversion 7.2 GB,
+# quantization 1.9 GB. The 0.8 M-parameter default stays under 1.5 GB everywhere. MB per million
+# parameters above a fixed TensorFlow baseline, with ~20-25% margin over those figures:
 MEMORY_BASE_MB = 2000
-MEMORY_MB_PER_MILLION_PARAMETERS = {
-    "train": 20,
-    "trace": 10,
-    "convert": 25,
-    "keras": 12,
-    "tflite": 8,
-    "litert_export": 5,
-    "litert_convert": 20,
-    "litert_quantize": 5,
-}
+MEMORY_MB_PER_MILLION_PARAMETERS = {"train": 20, "trace": 10, "convert": 30, "keras": 12,
+                                    "tflite": 8, "litert_export": 10, "litert_convert": 28,
+                                    "litert_quantize": 5}
 
 
 def model_parameters(model):

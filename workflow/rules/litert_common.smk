@@ -86,7 +86,7 @@ def litert_lm_python():
     return "python" if LITERT_LM_CONDA else f"{LITERT_LM_VENV}/bin/python"
 
 
-# ---- Android hand-off of either route (rule android_assets, workflow/rules/report.smk) -------
+# ---- Android hand-off of either route (rule android, workflow/rules/report.smk) -------
 _android_variants = LITERT_VARIANTS if ANDROID_ROUTE == "litert" else VARIANTS
 if ANDROID_VARIANT not in _android_variants:
     raise WorkflowError(

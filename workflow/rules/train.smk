@@ -1,7 +1,9 @@
 # Model sources that the workflow builds itself, each ending as a KerasHub preset directory:
 #   train:    corpus -> vocabulary of the family's tokenizer kind (byte-level BPE, SentencePiece)
 #             -> small model of the family trained with Keras (the offline default models);
-#   shape_of: a preset's architecture with seeded random weights and GPT-2's real tokenizer.
+#   shape_of: a preset's architecture with seeded random weights and a tokenizer of the family's
+#             kind: fetched (GPT-2's real files) or learned on the corpus (SentencePiece families),
+#             as the family module says (Architecture.twin_tokenizer).
 
 
 rule corpus:
@@ -15,11 +17,11 @@ rule corpus:
     benchmark:
         "results/benchmarks/{model}/corpus.tsv"
     wildcard_constraints:
-        model=models_matching("train"),
+        model=models_learning_tokenizer(),
     conda:
         ENV_FILE
     params:
-        corpus=train_setting("corpus"),
+        corpus=corpus_setting,
     shell:
         "python -m llm2tflite.corpus --seed {params.corpus[seed]}"
         " --train-lines {params.corpus[train_lines]} --heldout-lines {params.corpus[heldout_lines]}"
@@ -64,11 +66,12 @@ rule vocab_sentencepiece:
     conda:
         ENV_FILE
     params:
-        vocabulary=train_setting("vocabulary"),
+        size=vocab_size_option,
+        architecture=architecture_name,
         out_dir=subpath(output.model, parent=True),
     shell:
-        "python -m llm2tflite.vocab --kind sentencepiece --corpus {input.corpus}"
-        " --vocab-size {params.vocabulary[size]} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m llm2tflite.vocab --architecture {params.architecture} --corpus {input.corpus}"
+        " {params.size} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule train:
@@ -116,7 +119,7 @@ rule gpt2_assets:
     log:
         "logs/{model}/gpt2_assets.log",
     wildcard_constraints:
-        model=models_matching("shape_of"),
+        model=twins_with_tokenizer("published"),
     conda:
         ENV_FILE
     params:
@@ -127,8 +130,7 @@ rule gpt2_assets:
 
 rule twin:
     input:
-        vocab="results/{model}/gpt2_tokenizer/vocab.json",
-        merges="results/{model}/gpt2_tokenizer/merges.txt",
+        tokenizer=twin_tokenizer_files,
         code=stage_code("twin"),
     output:
         preset=directory("results/{model}/preset"),
@@ -146,7 +148,7 @@ rule twin:
         runtime=runtime_minutes("twin"),
     params:
         shape_of=shape_of,
-        tokenizer_dir=subpath(input.vocab, parent=True),
+        tokenizer_dir=lambda wildcards, input: str(Path(input.tokenizer[0]).parent),
         seed=0,
     shell:
         "python -m llm2tflite.twin --shape-of {params.shape_of} --tokenizer-dir {params.tokenizer_dir}"
