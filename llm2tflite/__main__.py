@@ -76,12 +76,12 @@ class _SafeStream:
             return
         complete = boundary.end()
         self._check(self.text[:complete])
-        self._print(self.text[self.printed:complete])
+        self._print(self.text[self.printed : complete])
         self.printed = complete
 
     def close(self, text: str):
         self._check(text)
-        self._print(text[self.printed:] + "\n")
+        self._print(text[self.printed :] + "\n")
         self.printed = len(text)
 
     def _check(self, text: str):
@@ -113,8 +113,9 @@ def _generate(args) -> int:
     if not os.path.isfile(args.model):
         return _fail(f"error: model file {args.model!r} does not exist", EXIT_BAD_INPUT)
     if args.max_length is not None and args.max_length < 2:
-        return _fail("error: --max-length must be at least 2 (start token + one new token)",
-                     EXIT_BAD_INPUT)
+        return _fail(
+            "error: --max-length must be at least 2 (start token + one new token)", EXIT_BAD_INPUT
+        )
     if args.threads is not None and args.threads < 1:
         return _fail("error: --threads must be at least 1", EXIT_BAD_INPUT)
     try:
@@ -137,13 +138,18 @@ def _generate(args) -> int:
         # The route from the file's signature table alone, before anything heavy is loaded.
         route = route_of(args.model)
         if route != LITERT_ROUTE:
-            given = [f"--{name.replace('_', '-')}" for name in SAMPLING_FLAGS
-                     if getattr(args, name) is not None]
+            given = [
+                f"--{name.replace('_', '-')}"
+                for name in SAMPLING_FLAGS
+                if getattr(args, name) is not None
+            ]
             if given:
                 return _fail(
                     f"error: {', '.join(given)}: {args.model} is a codelab-route model, whose "
                     "sampler is fixed when it is traced (greedy); sample with a LiteRT-route "
-                    "model (results/<model>/litert/<variant>.tflite)", EXIT_BAD_INPUT)
+                    "model (results/<model>/litert/<variant>.tflite)",
+                    EXIT_BAD_INPUT,
+                )
         model = open_model(args.model, threads=args.threads)
     except (ModelOpenError, FileNotFoundError) as error:
         return _fail(f"error: {error}", EXIT_BAD_INPUT)
@@ -154,8 +160,11 @@ def _generate(args) -> int:
 
 def _note_truncated_prompt(model, prompt, generation):
     if generation.prompt_tokens < len(model.token_ids(prompt, with_start=True)):
-        print("llm2tflite: note: the prompt was longer than the model's prompt limit and was "
-              "cut to its first tokens", file=sys.stderr)
+        print(
+            "llm2tflite: note: the prompt was longer than the model's prompt limit and was "
+            "cut to its first tokens",
+            file=sys.stderr,
+        )
 
 
 def _generate_whole(model, prompt, readable_prompt, max_length, safety) -> int:
@@ -179,13 +188,16 @@ def _generate_whole(model, prompt, readable_prompt, max_length, safety) -> int:
 def _generate_streaming(model, prompt, max_length, sampler, safety) -> int:
     """The LiteRT route: tokens are printed as they come, behind the safety filter."""
     if max_length is not None and max_length > model.cache_length:
-        print(f"llm2tflite: note: --max-length {max_length} exceeds the model's context of "
-              f"{model.cache_length} tokens; generating at most {model.cache_length}",
-              file=sys.stderr)
+        print(
+            f"llm2tflite: note: --max-length {max_length} exceeds the model's context of "
+            f"{model.cache_length} tokens; generating at most {model.cache_length}",
+            file=sys.stderr,
+        )
     stream = _SafeStream(safety, sys.stdout)
     try:
-        generation = model.generate(prompt, max_length=max_length, sampler=sampler,
-                                    on_text=stream.write)
+        generation = model.generate(
+            prompt, max_length=max_length, sampler=sampler, on_text=stream.write
+        )
         stream.close(generation.text)
     except _StreamRefused as refused:
         count = len(refused.words)
@@ -195,7 +207,9 @@ def _generate_streaming(model, prompt, max_length, sampler, safety) -> int:
         return _fail(
             f"refused: the generated text contains language on the blocklist ({count} match"
             f"{'es' if count != 1 else ''}); generation stopped before it (the text printed "
-            "above came before the match)", EXIT_REFUSED)
+            "above came before the match)",
+            EXIT_REFUSED,
+        )
     _note_truncated_prompt(model, prompt, generation)
     return 0
 
@@ -204,37 +218,58 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="llm2tflite", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser(
-        "generate", help="continue a prompt with a .tflite model converted by the workflow "
-                         "(either route)")
-    generate.add_argument("model", help="a .tflite file converted by the workflow: codelab "
-                                        "route (tflite/) or LiteRT route (litert/)")
+        "generate",
+        help="continue a prompt with a .tflite model converted by the workflow (either route)",
+    )
+    generate.add_argument(
+        "model",
+        help="a .tflite file converted by the workflow: codelab "
+        "route (tflite/) or LiteRT route (litert/)",
+    )
     generate.add_argument("prompt")
     generate.add_argument(
-        "--max-length", type=int,
+        "--max-length",
+        type=int,
         help="keep at most N tokens, start token and prompt included. Codelab route: values "
-             "above the max_length the model was traced with have no effect (greedy generation "
-             "is causal, so the result equals that of a model traced with N). LiteRT route: "
-             "default generation.max_length, at most the model's cache length")
-    generate.add_argument("--blocklist", help="word list of the safety filter "
-                                               "(default: the package's llm2tflite/data/blocklist.txt)")
+        "above the max_length the model was traced with have no effect (greedy generation "
+        "is causal, so the result equals that of a model traced with N). LiteRT route: "
+        "default generation.max_length, at most the model's cache length",
+    )
     generate.add_argument(
-        "-v", "--verbose", action="store_true",
+        "--blocklist",
+        help="word list of the safety filter "
+        "(default: the package's llm2tflite/data/blocklist.txt)",
+    )
+    generate.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
         help="show TensorFlow's and TFLite's own log lines (hidden by default: they are notes "
-             "about the runtime, not about your prompt)")
-    generate.add_argument("--threads", type=int,
-                          help="CPU threads of the interpreter (default: the interpreter's)")
+        "about the runtime, not about your prompt)",
+    )
+    generate.add_argument(
+        "--threads", type=int, help="CPU threads of the interpreter (default: the interpreter's)"
+    )
     sampling = generate.add_argument_group(
         "sampling (LiteRT route only; default greedy)",
-        "The codelab route's sampler is traced into the model (greedy) and refuses these.")
-    sampling.add_argument("--temperature", type=float,
-                          help="divide the logits by T before sampling; 0: greedy (default 0, or "
-                               f"{DEFAULT_SAMPLING_TEMPERATURE:g} when --top-k/--top-p is given)")
+        "The codelab route's sampler is traced into the model (greedy) and refuses these.",
+    )
+    sampling.add_argument(
+        "--temperature",
+        type=float,
+        help="divide the logits by T before sampling; 0: greedy (default 0, or "
+        f"{DEFAULT_SAMPLING_TEMPERATURE:g} when --top-k/--top-p is given)",
+    )
     sampling.add_argument("--top-k", type=int, help="sample among the K most likely tokens")
-    sampling.add_argument("--top-p", type=float,
-                          help="sample among the fewest most likely tokens whose probability "
-                               "adds up to at least P (nucleus sampling)")
-    sampling.add_argument("--seed", type=int,
-                          help="random seed: the same seed, prompt and model give the same text")
+    sampling.add_argument(
+        "--top-p",
+        type=float,
+        help="sample among the fewest most likely tokens whose probability "
+        "adds up to at least P (nucleus sampling)",
+    )
+    sampling.add_argument(
+        "--seed", type=int, help="random seed: the same seed, prompt and model give the same text"
+    )
     generate.set_defaults(run=_generate)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -88,10 +88,12 @@ def inspect_signatures(interpreter, declared: dict | None = None) -> dict:
         inputs, outputs = runner.get_input_details(), runner.get_output_details()
         decl = declared.get(key, {})
         signatures[key] = {
-            "inputs": [_tensor(n, inputs[n], decl.get("inputs", {}).get(n))
-                       for n in names["inputs"]],
-            "outputs": [_tensor(n, outputs[n], decl.get("outputs", {}).get(n))
-                        for n in names["outputs"]],
+            "inputs": [
+                _tensor(n, inputs[n], decl.get("inputs", {}).get(n)) for n in names["inputs"]
+            ],
+            "outputs": [
+                _tensor(n, outputs[n], decl.get("outputs", {}).get(n)) for n in names["outputs"]
+            ],
         }
     return signatures
 
@@ -125,8 +127,9 @@ def android_notes(asset: str, flex_ops, outside_core, custom_ops, prompt_limit) 
         "bytes can be too small for long continuations).",
         f"Prompts longer than {prompt_limit} tokens (start token included) keep their first "
         "tokens; the app may rather keep the last words of the text, as the codelab's "
-        "trimToMaxWordCount does." if prompt_limit else
-        "Long prompts are truncated to their first tokens by the model.",
+        "trimToMaxWordCount does."
+        if prompt_limit
+        else "Long prompts are truncated to their first tokens by the model.",
     ]
     if flex_ops:
         dependencies.append(f"{FLEX_AAR} (or a selective build with flex_delegate.tf_ops)")
@@ -138,13 +141,16 @@ def android_notes(asset: str, flex_ops, outside_core, custom_ops, prompt_limit) 
     if outside_core:
         notes.append(
             "Not core TensorFlow ops, so not in the prebuilt Flex AAR: "
-            + ", ".join(outside_core) + ". Build the Flex delegate with their kernels linked in "
+            + ", ".join(outside_core)
+            + ". Build the Flex delegate with their kernels linked in "
             "(the codelab's app/libs/build_aar/build_aar.sh builds TF Text into "
             "tftext_tflite_flex.aar)."
         )
     if custom_ops:
-        notes.append("Register these custom ops with the interpreter (e.g. TF Text's TFLite "
-                     "kernels): " + ", ".join(custom_ops) + ".")
+        notes.append(
+            "Register these custom ops with the interpreter (e.g. TF Text's TFLite "
+            "kernels): " + ", ".join(custom_ops) + "."
+        )
     else:
         notes.append("No custom (non-Flex) ops: no op resolver registration is needed.")
     return {"dependencies": dependencies, "notes": notes}
@@ -154,20 +160,29 @@ def _asset_name(out_model: Path) -> str:
     parts = out_model.resolve().parts
     # The path inside the Android project when the usual layout (app/src/main/assets) is used.
     for i in range(len(parts) - 3, -1, -1):
-        if parts[i:i + 3] == ("app", "src", "main"):
+        if parts[i : i + 3] == ("app", "src", "main"):
             return "/".join(parts[i:])
     return out_model.name
 
 
-def build_handoff(model_path, ops: dict, export_info: dict, model_name: str, variant: str,
-                  out_model, prompt: str = DEFAULT_PROMPT) -> dict:
+def build_handoff(
+    model_path,
+    ops: dict,
+    export_info: dict,
+    model_name: str,
+    variant: str,
+    out_model,
+    prompt: str = DEFAULT_PROMPT,
+) -> dict:
     from llm2tflite.runtime import load_interpreter
 
     model_path, out_model = Path(model_path), Path(out_model)
     sha256 = sha256_file(model_path)
     if ops.get("sha256") and ops["sha256"] != sha256:
-        raise ValueError(f"the op audit was made on another file (sha256 {ops['sha256']}) "
-                         f"than {model_path} (sha256 {sha256}); rerun the audit")
+        raise ValueError(
+            f"the op audit was made on another file (sha256 {ops['sha256']}) "
+            f"than {model_path} (sha256 {sha256}); rerun the audit"
+        )
     interpreter = load_interpreter(str(model_path))
     signatures = inspect_signatures(interpreter, export_info.get("signatures"))
     expected_output = _generate(interpreter, prompt)
@@ -202,15 +217,26 @@ def build_handoff(model_path, ops: dict, export_info: dict, model_name: str, var
             "user_selected_tf_ops": None if derived is None else derived.get("listed"),
         },
         "custom_ops": custom_ops,
-        "android": android_notes(out_model.name, flex_ops, outside_core, custom_ops,
-                                 export_info.get("prompt_token_limit")),
+        "android": android_notes(
+            out_model.name,
+            flex_ops,
+            outside_core,
+            custom_ops,
+            export_info.get("prompt_token_limit"),
+        ),
     }
 
 
 # ---- LiteRT route: a LiteRT-LM bundle ---------------------------------------------------------
 
-def litert_android_notes(asset: str, metadata: dict, activation_type: str, versions: dict,
-                         tokenizer_kind: str | None = None) -> dict:
+
+def litert_android_notes(
+    asset: str,
+    metadata: dict,
+    activation_type: str,
+    versions: dict,
+    tokenizer_kind: str | None = None,
+) -> dict:
     """Dependencies and LiteRT-LM Kotlin usage notes for a bundle with this metadata."""
     sampler = metadata.get("sampler_params", {})
     greedy = sampler.get("k") == 1
@@ -218,7 +244,8 @@ def litert_android_notes(asset: str, metadata: dict, activation_type: str, versi
     handoff = {
         "dependencies": [
             f"{LITERTLM_AAR} (the bundle was packed and checked with LiteRT-LM {checked}; pin "
-            "the litertlm-android release of that version or later)"],
+            "the litertlm-android release of that version or later)"
+        ],
         "notes": [
             f"Builtin TFLite ops only: no Flex delegate, no select-tf-ops AAR, no TF Text or "
             f"other custom ops. The tokenizer and the generation loop are LiteRT-LM's (in "
@@ -248,8 +275,8 @@ def litert_android_notes(asset: str, metadata: dict, activation_type: str, versi
             "cacheDir: LiteRT-LM writes an XNNPACK weight cache (<bundle>_<mtime>_<size>."
             "xnnpack_cache) next to the model unless cacheDir points elsewhere; it makes later "
             "loads faster.",
-            "Prompts longer than the context fail in LiteRT-LM (\"Input token ids are too "
-            "long\"): keep prompts well under max_num_tokens (trim old words first, as the "
+            'Prompts longer than the context fail in LiteRT-LM ("Input token ids are too '
+            'long"): keep prompts well under max_num_tokens (trim old words first, as the '
             "codelab's trimToMaxWordCount does).",
         ],
     }
@@ -260,7 +287,8 @@ def litert_android_notes(asset: str, metadata: dict, activation_type: str, versi
             "after the prompt): prompt + continuation can read 'Estoy disfrutando delong' "
             "where the model means 'Estoy disfrutando de long'. Show the continuation apart "
             "from the prompt, or add the space yourself when the prompt does not end in one "
-            "and the continuation starts a word.")
+            "and the continuation starts a word."
+        )
     return handoff
 
 
@@ -287,20 +315,30 @@ def _litert_runtime_output(tflite, prompt: str, max_length: int) -> tuple[str, s
 
     model = LiteRTModel(tflite)
     generation = model.generate(prompt, max_length=max_length)
-    return generation.text, model.text(generation.token_ids[generation.prompt_tokens:])
+    return generation.text, model.text(generation.token_ids[generation.prompt_tokens :])
 
 
-def build_litert_handoff(bundle, record: dict, tflite, export_info: dict, model_name: str,
-                         variant: str, out_model, ops: dict | None = None,
-                         prompt: str = DEFAULT_PROMPT) -> dict:
+def build_litert_handoff(
+    bundle,
+    record: dict,
+    tflite,
+    export_info: dict,
+    model_name: str,
+    variant: str,
+    out_model,
+    ops: dict | None = None,
+    prompt: str = DEFAULT_PROMPT,
+) -> dict:
     """The hand-off JSON of a LiteRT-LM bundle (see the module docstring)."""
     from ai_edge_litert.interpreter import Interpreter
 
     bundle, tflite, out_model = Path(bundle), Path(tflite), Path(out_model)
     sha256 = sha256_file(bundle)
     if record.get("sha256") != sha256:
-        raise ValueError(f"the bundle record describes another file (sha256 "
-                         f"{record.get('sha256')}) than {bundle} (sha256 {sha256}); rebuild it")
+        raise ValueError(
+            f"the bundle record describes another file (sha256 "
+            f"{record.get('sha256')}) than {bundle} (sha256 {sha256}); rebuild it"
+        )
     tflite_sha256 = sha256_file(tflite)
     if record.get("model", {}).get("sha256") != tflite_sha256:
         raise ValueError(f"{bundle} was packed from another .tflite than {tflite}; rebuild it")
@@ -310,18 +348,22 @@ def build_litert_handoff(bundle, record: dict, tflite, export_info: dict, model_
             raise ValueError(f"the op audit was made on another file than {tflite}")
         leftover += list(ops.get("flex_ops") or []) + list(ops.get("custom_ops") or [])
     if leftover:
-        raise ValueError(f"{tflite} is not builtins-only ({', '.join(sorted(set(leftover)))}): "
-                         "LiteRT-LM cannot run it")
+        raise ValueError(
+            f"{tflite} is not builtins-only ({', '.join(sorted(set(leftover)))}): "
+            "LiteRT-LM cannot run it"
+        )
     check = record.get("check") or {}
     if check.get("prompt") != prompt or "continuation" not in check:
-        raise ValueError(f"the bundle was checked with prompt {check.get('prompt')!r}, not "
-                         f"{prompt!r}: build it with --check-prompt {prompt!r}")
+        raise ValueError(
+            f"the bundle was checked with prompt {check.get('prompt')!r}, not "
+            f"{prompt!r}: build it with --check-prompt {prompt!r}"
+        )
     expected_output = prompt + check["continuation"]
     metadata = record["llm_metadata"]
-    ours, our_continuation = _litert_runtime_output(tflite, prompt,
-                                                    int(metadata["max_num_tokens"]))
-    signatures = inspect_signatures(Interpreter(model_path=str(tflite)),
-                                    _declared_litert_signatures(export_info))
+    ours, our_continuation = _litert_runtime_output(tflite, prompt, int(metadata["max_num_tokens"]))
+    signatures = inspect_signatures(
+        Interpreter(model_path=str(tflite)), _declared_litert_signatures(export_info)
+    )
     generation = {k: v for k, v in export_info.items() if k not in ("signatures",)}
     return {
         "model_name": model_name,
@@ -333,8 +375,11 @@ def build_litert_handoff(bundle, record: dict, tflite, export_info: dict, model_
             "source": str(bundle),
             "size_bytes": bundle.stat().st_size,
             "sha256": sha256,
-            "tflite": {"source": str(tflite), "sha256": tflite_sha256,
-                       "size_bytes": tflite.stat().st_size},
+            "tflite": {
+                "source": str(tflite),
+                "sha256": tflite_sha256,
+                "size_bytes": tflite.stat().st_size,
+            },
         },
         "litertlm": {
             "llm_metadata": metadata,
@@ -356,10 +401,13 @@ def build_litert_handoff(bundle, record: dict, tflite, export_info: dict, model_
         "runtimes_agree": our_continuation == check["continuation"],
         "flex_delegate": {"needed": False, "tf_ops": [], "tf_ops_outside_core_tf": []},
         "custom_ops": [],
-        "android": litert_android_notes(out_model.name, metadata,
-                                        record.get("activation_type"),
-                                        record.get("versions") or {},
-                                        export_info.get("tokenizer_kind")),
+        "android": litert_android_notes(
+            out_model.name,
+            metadata,
+            record.get("activation_type"),
+            record.get("versions") or {},
+            export_info.get("tokenizer_kind"),
+        ),
     }
 
 
@@ -376,22 +424,36 @@ def _declared_litert_signatures(export_info: dict) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--route", choices=ROUTES, default="tflite",
-                        help="tflite: the codelab route's .tflite; litert: a LiteRT-LM bundle")
-    parser.add_argument("--model", required=True,
-                        help=".tflite (codelab route) or .litertlm (LiteRT route) to hand off")
-    parser.add_argument("--ops", help="its op audit JSON (llm2tflite.audit); codelab route: "
-                                      "required; LiteRT route: the audit of the .tflite inside")
-    parser.add_argument("--export-info", required=True,
-                        help="llm2tflite_export.json of the traced SavedModel (codelab route) or "
-                             "litert_export.json (LiteRT route)")
+    parser.add_argument(
+        "--route",
+        choices=ROUTES,
+        default="tflite",
+        help="tflite: the codelab route's .tflite; litert: a LiteRT-LM bundle",
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help=".tflite (codelab route) or .litertlm (LiteRT route) to hand off",
+    )
+    parser.add_argument(
+        "--ops",
+        help="its op audit JSON (llm2tflite.audit); codelab route: "
+        "required; LiteRT route: the audit of the .tflite inside",
+    )
+    parser.add_argument(
+        "--export-info",
+        required=True,
+        help="llm2tflite_export.json of the traced SavedModel (codelab route) or "
+        "litert_export.json (LiteRT route)",
+    )
     parser.add_argument("--bundle-record", help="LiteRT route: the bundle's .litertlm.json")
     parser.add_argument("--tflite", help="LiteRT route: the .tflite packed in the bundle")
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--variant", required=True)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the prompt to try on device")
-    parser.add_argument("--out-model", required=True,
-                        help="e.g. .../assets/autocomplete.tflite (or .litertlm)")
+    parser.add_argument(
+        "--out-model", required=True, help="e.g. .../assets/autocomplete.tflite (or .litertlm)"
+    )
     parser.add_argument("--out-json", required=True, help="e.g. .../assets/autocomplete.json")
     args = parser.parse_args(argv)
     ops = json.loads(Path(args.ops).read_text(encoding="utf-8")) if args.ops else None
@@ -400,27 +462,41 @@ def main(argv=None):
         if not (args.bundle_record and args.tflite):
             parser.error("--route litert needs --bundle-record and --tflite")
         record = json.loads(Path(args.bundle_record).read_text(encoding="utf-8"))
-        handoff = build_litert_handoff(args.model, record, args.tflite, export_info,
-                                       args.model_name, args.variant, args.out_model, ops,
-                                       args.prompt)
+        handoff = build_litert_handoff(
+            args.model,
+            record,
+            args.tflite,
+            export_info,
+            args.model_name,
+            args.variant,
+            args.out_model,
+            ops,
+            args.prompt,
+        )
     else:
         if ops is None:
             parser.error("--ops is required for the codelab route")
-        handoff = build_handoff(args.model, ops, export_info, args.model_name, args.variant,
-                                args.out_model, args.prompt)
+        handoff = build_handoff(
+            args.model, ops, export_info, args.model_name, args.variant, args.out_model, args.prompt
+        )
     with atomic.atomic_path(args.out_model) as tmp:
         shutil.copyfile(args.model, tmp)
         if sha256_file(tmp) != handoff["model"]["sha256"]:
             raise OSError(f"copy of {args.model} does not match its sha256")
     atomic.write_json(args.out_json, handoff)
     size_mb = handoff["model"]["size_bytes"] / 1e6
-    print(f"handed {args.model_name}/{args.variant} ({args.route} route) to {args.out_model} "
-          f"({size_mb:.1f} MB, {len(handoff['flex_delegate']['tf_ops'])} Flex ops, "
-          f"{len(handoff['custom_ops'])} custom ops): "
-          f"{handoff['try_prompt']!r} -> {handoff['expected_output']!r}")
+    print(
+        f"handed {args.model_name}/{args.variant} ({args.route} route) to {args.out_model} "
+        f"({size_mb:.1f} MB, {len(handoff['flex_delegate']['tf_ops'])} Flex ops, "
+        f"{len(handoff['custom_ops'])} custom ops): "
+        f"{handoff['try_prompt']!r} -> {handoff['expected_output']!r}"
+    )
     if handoff.get("runtimes_agree") is False:
-        print(f"warning: our Python runtime printed {handoff['python_runtime_output']!r}, "
-              "LiteRT-LM the text above", file=sys.stderr)
+        print(
+            f"warning: our Python runtime printed {handoff['python_runtime_output']!r}, "
+            "LiteRT-LM the text above",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

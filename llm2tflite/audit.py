@@ -98,7 +98,7 @@ def classify_operator_code(builtin_code: int, custom_code: str | None, names: di
     if builtin_code == _schema().BuiltinOperator.CUSTOM:
         custom_code = custom_code or ""
         if custom_code.startswith(FLEX_PREFIX):
-            return "select_tf", custom_code[len(FLEX_PREFIX):]
+            return "select_tf", custom_code[len(FLEX_PREFIX) :]
         return "custom", custom_code
     return "builtin", names.get(builtin_code, f"BUILTIN_{builtin_code}")
 
@@ -159,11 +159,17 @@ def audit_flatbuffer(buffer: bytes) -> dict:
         subgraph = model.Subgraphs(index)
         for j in range(subgraph.OperatorsLength()):
             counts[codes[subgraph.Operators(j).OpcodeIndex()]] += 1
-        subgraphs.append({"index": index, "name": _text(subgraph.Name()),
-                          "num_operators": subgraph.OperatorsLength()})
+        subgraphs.append(
+            {
+                "index": index,
+                "name": _text(subgraph.Name()),
+                "num_operators": subgraph.OperatorsLength(),
+            }
+        )
 
-    signatures = [_text(model.SignatureDefs(i).SignatureKey())
-                  for i in range(model.SignatureDefsLength())]
+    signatures = [
+        _text(model.SignatureDefs(i).SignatureKey()) for i in range(model.SignatureDefsLength())
+    ]
     order = {c: i for i, c in enumerate(CLASSES)}
     ops = [
         {"op": name, "class": op_class, "custom_code": custom_code, "count": count}
@@ -188,24 +194,34 @@ def audit_flatbuffer(buffer: bytes) -> dict:
 
 def _add_flex_libraries(audit: dict) -> dict:
     libraries = flex_op_libraries(audit["flex_ops"])
-    return {**audit, "flex_op_libraries": libraries,
-            "flex_ops_outside_core_tf": sorted(op for op, lib in libraries.items()
-                                               if lib != "tensorflow")}
+    return {
+        **audit,
+        "flex_op_libraries": libraries,
+        "flex_ops_outside_core_tf": sorted(
+            op for op, lib in libraries.items() if lib != "tensorflow"
+        ),
+    }
 
 
-def audit_model(model_path, variant: str, model_name: str | None = None,
-                conversion_report: dict | None = None,
-                conversion_report_path: str | None = None) -> dict:
+def audit_model(
+    model_path,
+    variant: str,
+    model_name: str | None = None,
+    conversion_report: dict | None = None,
+    conversion_report_path: str | None = None,
+) -> dict:
     data = Path(model_path).read_bytes()
     audit = _add_flex_libraries(audit_flatbuffer(data))
     checks = {
-        "codelab": check_user_ops(CODELAB_SELECT_USER_TF_OPS, audit["flex_ops"],
-                                  "codelab experimental_select_user_tf_ops"),
+        "codelab": check_user_ops(
+            CODELAB_SELECT_USER_TF_OPS, audit["flex_ops"], "codelab experimental_select_user_tf_ops"
+        ),
         "conversion_report": None,
     }
     if conversion_report is not None:
         checks["conversion_report"] = check_user_ops(
-            conversion_report.get("select_user_tf_ops") or [], audit["flex_ops"],
+            conversion_report.get("select_user_tf_ops") or [],
+            audit["flex_ops"],
             f"select_user_tf_ops of {conversion_report_path or 'the conversion report'}",
         )
     from llm2tflite.runtime import route_from_signatures
@@ -241,11 +257,13 @@ def builtins_only_failures(report: dict) -> list[str]:
         return []
     failures = []
     if report["flex_ops"]:
-        failures.append(f"{len(report['flex_ops'])} Select TF (Flex) op types "
-                        f"({', '.join(report['flex_ops'])})")
+        failures.append(
+            f"{len(report['flex_ops'])} Select TF (Flex) op types ({', '.join(report['flex_ops'])})"
+        )
     if report["custom_ops"]:
-        failures.append(f"{len(report['custom_ops'])} custom op types "
-                        f"({', '.join(report['custom_ops'])})")
+        failures.append(
+            f"{len(report['custom_ops'])} custom op types ({', '.join(report['custom_ops'])})"
+        )
     return failures
 
 
@@ -254,8 +272,9 @@ def _names(ops) -> str:
 
 
 def render_markdown(report: dict) -> str:
-    title = " / ".join(x for x in (report.get("model_name"), report.get("route"),
-                                   report["variant"]) if x)
+    title = " / ".join(
+        x for x in (report.get("model_name"), report.get("route"), report["variant"]) if x
+    )
     counts, unique = report["class_counts"], report["class_unique"]
     lines = [
         f"# Op audit: {title}",
@@ -264,9 +283,11 @@ def render_markdown(report: dict) -> str:
         f"sha256 `{report['sha256'][:16]}…`, {report['num_subgraphs']} subgraphs, "
         f"signatures {_names(report['signatures'])}.",
         "",
-        *markdown_table(["class", "operators", "distinct ops"],
-                [[c, counts[c], unique[c]] for c in CLASSES]
-                + [["total", report["num_operators"], sum(unique.values())]]),
+        *markdown_table(
+            ["class", "operators", "distinct ops"],
+            [[c, counts[c], unique[c]] for c in CLASSES]
+            + [["total", report["num_operators"], sum(unique.values())]],
+        ),
         "",
         "## Android",
         "",
@@ -275,8 +296,14 @@ def render_markdown(report: dict) -> str:
         "",
         "Flex ops whose kernels are not in core TensorFlow (the stock "
         "`tensorflow-lite-select-tf-ops` lacks them; link their library into the Flex delegate): "
-        + (", ".join(f"`{op}` ({report['flex_op_libraries'][op]})"
-                     for op in report["flex_ops_outside_core_tf"]) or "none") + ".",
+        + (
+            ", ".join(
+                f"`{op}` ({report['flex_op_libraries'][op]})"
+                for op in report["flex_ops_outside_core_tf"]
+            )
+            or "none"
+        )
+        + ".",
         "",
         f"Custom ops to register: {_names(report['custom_ops'])}.",
         "",
@@ -287,16 +314,27 @@ def render_markdown(report: dict) -> str:
     for check in report["user_op_checks"].values():
         if check is None:
             continue
-        rows.append([check["source"], _names(check["listed"]), _names(check["used_as_flex"]),
-                     _names(check["not_used"]), len(check["flex_ops_beyond_list"])])
+        rows.append(
+            [
+                check["source"],
+                _names(check["listed"]),
+                _names(check["used_as_flex"]),
+                _names(check["not_used"]),
+                len(check["flex_ops_beyond_list"]),
+            ]
+        )
     lines += markdown_table(
-        ["list", "listed", "used as Flex", "not used", "other Flex ops needed"], rows)
+        ["list", "listed", "used as Flex", "not used", "other Flex ops needed"], rows
+    )
     lines += ["", "## Operators", ""]
-    lines += markdown_table(["op", "class", "count"],
-                    [[o["op"], o["class"], o["count"]] for o in report["ops"]])
+    lines += markdown_table(
+        ["op", "class", "count"], [[o["op"], o["class"], o["count"]] for o in report["ops"]]
+    )
     lines += ["", "## Subgraphs", ""]
-    lines += markdown_table(["index", "name", "operators"],
-                    [[s["index"], s["name"], s["num_operators"]] for s in report["subgraphs"]])
+    lines += markdown_table(
+        ["index", "name", "operators"],
+        [[s["index"], s["name"], s["num_operators"]] for s in report["subgraphs"]],
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -304,10 +342,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help=".tflite file")
     parser.add_argument("--variant", required=True)
-    parser.add_argument("--model-name", default=None,
-                        help="the workflow's model name (default: none recorded)")
-    parser.add_argument("--conversion-report", default=None,
-                        help="the conversion report JSON (its select_user_tf_ops is checked)")
+    parser.add_argument(
+        "--model-name", default=None, help="the workflow's model name (default: none recorded)"
+    )
+    parser.add_argument(
+        "--conversion-report",
+        default=None,
+        help="the conversion report JSON (its select_user_tf_ops is checked)",
+    )
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--out-md", required=True)
     args = parser.parse_args(argv)
@@ -315,21 +357,27 @@ def main(argv=None):
     if args.conversion_report:
         with open(args.conversion_report, encoding="utf-8") as f:
             conversion_report = json.load(f)
-    report = audit_model(args.model, args.variant, args.model_name, conversion_report,
-                         args.conversion_report)
+    report = audit_model(
+        args.model, args.variant, args.model_name, conversion_report, args.conversion_report
+    )
     failures = builtins_only_failures(report)
     if failures:
-        print(f"op audit FAILED: {args.model} is a LiteRT-route model but has "
-              + " and ".join(failures) + "; it must contain TFLite builtin ops only",
-              file=sys.stderr)
+        print(
+            f"op audit FAILED: {args.model} is a LiteRT-route model but has "
+            + " and ".join(failures)
+            + "; it must contain TFLite builtin ops only",
+            file=sys.stderr,
+        )
         sys.exit(1)
     atomic.write_json(args.out_json, report)
     atomic.write_text(args.out_md, render_markdown(report))
     counts = report["class_counts"]
-    print(f"audited {args.model}: {report['num_operators']} operators in "
-          f"{report['num_subgraphs']} subgraphs ({counts['builtin']} builtin, "
-          f"{counts['select_tf']} Flex, {counts['custom']} custom); "
-          f"{len(report['flex_ops'])} TF ops for the Flex delegate")
+    print(
+        f"audited {args.model}: {report['num_operators']} operators in "
+        f"{report['num_subgraphs']} subgraphs ({counts['builtin']} builtin, "
+        f"{counts['select_tf']} Flex, {counts['custom']} custom); "
+        f"{len(report['flex_ops'])} TF ops for the Flex delegate"
+    )
 
 
 if __name__ == "__main__":

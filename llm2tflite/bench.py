@@ -69,16 +69,42 @@ DEFAULT_PROMPT = "Estoy disfrutando de"
 ROUTE_ORDER = (BASELINE_ROUTE, "tflite", "litert")
 VARIANT_ORDER = (TF_VARIANT, "fp32", "fp16", "int8", "int4")
 COLUMNS = [
-    "model", "route", "variant", "size_mb", "load_s", "first_call_s", "median_s", "min_s",
-    "max_s", "stdev_s", "runs", "prompt_tokens", "new_tokens", "equal_work", "tokens_per_s",
-    "speedup_vs_tf", "speedup_min", "speedup_max", "first_token_s", "prefill_s",
-    "decode_ms_per_token", "decode_ms_p10", "decode_ms_p90", "peak_rss_mb", "rss_after_load_mb",
-    "threads", "cpu_model", "physical_cores", "logical_cpus", "size_vs_tf",
+    "model",
+    "route",
+    "variant",
+    "size_mb",
+    "load_s",
+    "first_call_s",
+    "median_s",
+    "min_s",
+    "max_s",
+    "stdev_s",
+    "runs",
+    "prompt_tokens",
+    "new_tokens",
+    "equal_work",
+    "tokens_per_s",
+    "speedup_vs_tf",
+    "speedup_min",
+    "speedup_max",
+    "first_token_s",
+    "prefill_s",
+    "decode_ms_per_token",
+    "decode_ms_p10",
+    "decode_ms_p90",
+    "peak_rss_mb",
+    "rss_after_load_mb",
+    "threads",
+    "cpu_model",
+    "physical_cores",
+    "logical_cpus",
+    "size_vs_tf",
 ]
 
 
 def row_order(route: str, variant: str) -> tuple:
     """Sort key of a (route, variant) row: the baseline, then routes and variants as listed."""
+
     def position(order, value):
         return (order.index(value), "") if value in order else (len(order), str(value))
 
@@ -113,7 +139,8 @@ def machine_info(threads: int | None) -> dict:
         "cpu_model": cpu_model(),
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cpus": os.cpu_count(),
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        "cpus_available": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "threads": threads,
         "python": platform.python_version(),
@@ -163,11 +190,18 @@ def _spread(values) -> dict:
         high = min(low + 1, len(values) - 1)
         return values[low] + (values[high] - values[low]) * (position - low)
 
-    return {"median": statistics.median(values), "p10": quantile(0.1), "p90": quantile(0.9),
-            "min": values[0], "max": values[-1], "count": len(values)}
+    return {
+        "median": statistics.median(values),
+        "p10": quantile(0.1),
+        "p90": quantile(0.9),
+        "min": values[0],
+        "max": values[-1],
+        "count": len(values),
+    }
 
 
 # ---- the worker: one model, loaded once, serving timed requests -------------------------------
+
 
 def _import_route_libraries(route: str) -> dict:
     """Import what the route runs on, so that the load time is the model's, not the imports'."""
@@ -176,8 +210,10 @@ def _import_route_libraries(route: str) -> dict:
         import tensorflow as tf
         import tensorflow_text
 
-        versions = {"tensorflow": tf.__version__,
-                    "tensorflow_text": getattr(tensorflow_text, "__version__", None)}
+        versions = {
+            "tensorflow": tf.__version__,
+            "tensorflow_text": getattr(tensorflow_text, "__version__", None),
+        }
     else:
         import importlib.metadata
 
@@ -204,9 +240,18 @@ def _serve(connection, model_path: str, threads: int | None) -> None:
         started = time.perf_counter()
         model = open_model(model_path, threads=threads)
         load_s = time.perf_counter() - started
-        connection.send({"ok": True, "route": model.route, "load_s": load_s, "pid": os.getpid(),
-                         "import_s": import_s, "versions": versions,
-                         "rss_before_load_mb": rss_before, "rss_after_load_mb": rss_mb()})
+        connection.send(
+            {
+                "ok": True,
+                "route": model.route,
+                "load_s": load_s,
+                "pid": os.getpid(),
+                "import_s": import_s,
+                "versions": versions,
+                "rss_before_load_mb": rss_before,
+                "rss_after_load_mb": rss_mb(),
+            }
+        )
     except BaseException:  # noqa: BLE001  (reported to the coordinator, which fails the job)
         connection.send({"ok": False, "error": traceback.format_exc()})
         return
@@ -217,8 +262,9 @@ def _serve(connection, model_path: str, threads: int | None) -> None:
                 started = time.perf_counter()
                 generation = model.generate(request["prompt"], timings=True)
                 seconds = time.perf_counter() - started
-                connection.send({"ok": True, "seconds": seconds,
-                                 "generation": generation.to_json()})
+                connection.send(
+                    {"ok": True, "seconds": seconds, "generation": generation.to_json()}
+                )
             elif request["op"] == "memory":
                 connection.send({"ok": True, "peak_rss_mb": peak_rss_mb(), "rss_mb": rss_mb()})
             elif request["op"] == "stop":
@@ -237,14 +283,20 @@ class Worker:
     def __init__(self, context, route: str, variant: str, model_path, threads):
         self.route, self.variant, self.model_path = route, variant, str(model_path)
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, self.model_path, threads),
-                                       name=f"bench-{route}-{variant}", daemon=True)
+        self.process = context.Process(
+            target=_serve,
+            args=(child, self.model_path, threads),
+            name=f"bench-{route}-{variant}",
+            daemon=True,
+        )
         self.process.start()
         child.close()
         self.ready = self.receive()
         if self.ready["route"] != route:
-            raise ValueError(f"{self.model_path} is a {self.ready['route']!r} model, not "
-                             f"{route!r}: fix the --entry")
+            raise ValueError(
+                f"{self.model_path} is a {self.ready['route']!r} model, not "
+                f"{route!r}: fix the --entry"
+            )
 
     @property
     def label(self) -> str:
@@ -255,11 +307,13 @@ class Worker:
             reply = self.connection.recv()
         except EOFError:
             self.process.join(5)
-            raise RuntimeError(f"benchmark worker for {self.model_path} died (exit code "
-                               f"{self.process.exitcode})") from None
+            raise RuntimeError(
+                f"benchmark worker for {self.model_path} died (exit code {self.process.exitcode})"
+            ) from None
         if not reply.get("ok"):
-            raise RuntimeError(f"benchmark worker for {self.model_path} failed:\n"
-                               f"{reply.get('error')}")
+            raise RuntimeError(
+                f"benchmark worker for {self.model_path} failed:\n{reply.get('error')}"
+            )
         return reply
 
     def request(self, op: str, **fields) -> dict:
@@ -280,13 +334,16 @@ class Worker:
 
 # ---- the coordinator ------------------------------------------------------------------------
 
+
 def parse_entry(text: str) -> tuple[str, str, str]:
     """``ROUTE/VARIANT=PATH`` -> (route, variant, path)."""
     label, sep, path = text.partition("=")
     route, slash, variant = label.partition("/")
     if not (sep and slash and route and variant and path):
-        raise ValueError(f"--entry {text!r}: expected ROUTE/VARIANT=PATH, e.g. "
-                         "tflite/int8=results/tiny/tflite/int8.tflite")
+        raise ValueError(
+            f"--entry {text!r}: expected ROUTE/VARIANT=PATH, e.g. "
+            "tflite/int8=results/tiny/tflite/int8.tflite"
+        )
     return route, variant, path
 
 
@@ -354,8 +411,15 @@ def _add_comparisons(entries: list[dict]) -> None:
         entry["equal_work"] = entry["new_tokens"] == baseline["new_tokens"]
 
 
-def benchmark_model(model_name: str, baseline, entries, prompt: str = DEFAULT_PROMPT,
-                    runs: int = 5, threads: int | None = None, log=print) -> dict:
+def benchmark_model(
+    model_name: str,
+    baseline,
+    entries,
+    prompt: str = DEFAULT_PROMPT,
+    runs: int = 5,
+    threads: int | None = None,
+    log=print,
+) -> dict:
     """Time the baseline (a traced SavedModel) and every (route, variant, path), interleaved."""
     if runs < 1:
         raise ValueError("runs must be at least 1")
@@ -363,16 +427,20 @@ def benchmark_model(model_name: str, baseline, entries, prompt: str = DEFAULT_PR
     # models, and their writeback would otherwise overlap the measurement.
     os.sync()
     machine = machine_info(threads)
-    log(f"{model_name}: CPU {machine['cpu_model']}, {machine['physical_cores']} cores, "
+    log(
+        f"{model_name}: CPU {machine['cpu_model']}, {machine['physical_cores']} cores, "
         f"{machine['logical_cpus']} logical CPUs ({machine['cpus_available']} available), "
-        f"threads {threads or 'runtime default'}")
+        f"threads {threads or 'runtime default'}"
+    )
     from llm2tflite.runtime import route_of
 
     models = [(BASELINE_ROUTE, TF_VARIANT, str(baseline)), *entries]
     for route, variant, path in models:
         if route_of(path) != route:
-            raise ValueError(f"{path} is a {route_of(path)!r} model, not {route!r}: fix the "
-                             f"entry {route}/{variant}")
+            raise ValueError(
+                f"{path} is a {route_of(path)!r} model, not {route!r}: fix the "
+                f"entry {route}/{variant}"
+            )
     context = multiprocessing.get_context("spawn")
     workers: list[Worker] = []
     try:
@@ -393,8 +461,7 @@ def benchmark_model(model_name: str, baseline, entries, prompt: str = DEFAULT_PR
     finally:
         for worker in workers:
             worker.stop()
-    records = [_entry_record(w, first[w.label], timed[w.label], memory[w.label])
-               for w in workers]
+    records = [_entry_record(w, first[w.label], timed[w.label], memory[w.label]) for w in workers]
     _add_comparisons(records)
     return {
         "model_name": model_name,
@@ -409,6 +476,7 @@ def benchmark_model(model_name: str, baseline, entries, prompt: str = DEFAULT_PR
 
 # ---- the table ------------------------------------------------------------------------------
 
+
 def table_rows(record: dict) -> list[dict]:
     """One row per entry of a bench.json record (see ``COLUMNS``)."""
     entries = record["entries"]
@@ -419,39 +487,42 @@ def table_rows(record: dict) -> list[dict]:
         steps = entry.get("steps") or {}
         decode = steps.get("decode_step_ms") or {}
         speedup = entry.get("speedup_vs_tf") or {}
-        rows.append({
-            "model": record["model_name"],
-            "route": entry["route"],
-            "variant": entry["variant"],
-            "size_mb": round(entry["size_bytes"] / 1e6, 3),
-            "load_s": entry["load_s"],
-            "first_call_s": entry["first_call_s"],
-            "median_s": entry["median_s"],
-            "min_s": entry["min_s"],
-            "max_s": entry["max_s"],
-            "stdev_s": entry["stdev_s"],
-            "runs": len(entry["run_s"]),
-            "prompt_tokens": entry["prompt_tokens"],
-            "new_tokens": entry["new_tokens"],
-            "equal_work": entry.get("equal_work"),
-            "tokens_per_s": entry["tokens_per_s"],
-            "speedup_vs_tf": speedup.get("median"),
-            "speedup_min": speedup.get("min"),
-            "speedup_max": speedup.get("max"),
-            "first_token_s": steps.get("first_token_s"),
-            "prefill_s": steps.get("prefill_s"),
-            "decode_ms_per_token": decode.get("median"),
-            "decode_ms_p10": decode.get("p10"),
-            "decode_ms_p90": decode.get("p90"),
-            "peak_rss_mb": entry["peak_rss_mb"],
-            "rss_after_load_mb": entry["rss_after_load_mb"],
-            "threads": record.get("threads"),
-            "cpu_model": machine.get("cpu_model"),
-            "physical_cores": machine.get("physical_cores"),
-            "logical_cpus": machine.get("logical_cpus"),
-            "size_vs_tf": round(entry["size_bytes"] / baseline["size_bytes"], 3)
-            if baseline else None,
-        })
+        rows.append(
+            {
+                "model": record["model_name"],
+                "route": entry["route"],
+                "variant": entry["variant"],
+                "size_mb": round(entry["size_bytes"] / 1e6, 3),
+                "load_s": entry["load_s"],
+                "first_call_s": entry["first_call_s"],
+                "median_s": entry["median_s"],
+                "min_s": entry["min_s"],
+                "max_s": entry["max_s"],
+                "stdev_s": entry["stdev_s"],
+                "runs": len(entry["run_s"]),
+                "prompt_tokens": entry["prompt_tokens"],
+                "new_tokens": entry["new_tokens"],
+                "equal_work": entry.get("equal_work"),
+                "tokens_per_s": entry["tokens_per_s"],
+                "speedup_vs_tf": speedup.get("median"),
+                "speedup_min": speedup.get("min"),
+                "speedup_max": speedup.get("max"),
+                "first_token_s": steps.get("first_token_s"),
+                "prefill_s": steps.get("prefill_s"),
+                "decode_ms_per_token": decode.get("median"),
+                "decode_ms_p10": decode.get("p10"),
+                "decode_ms_p90": decode.get("p90"),
+                "peak_rss_mb": entry["peak_rss_mb"],
+                "rss_after_load_mb": entry["rss_after_load_mb"],
+                "threads": record.get("threads"),
+                "cpu_model": machine.get("cpu_model"),
+                "physical_cores": machine.get("physical_cores"),
+                "logical_cpus": machine.get("logical_cpus"),
+                "size_vs_tf": round(entry["size_bytes"] / baseline["size_bytes"], 3)
+                if baseline
+                else None,
+            }
+        )
     return rows
 
 
@@ -464,14 +535,22 @@ def build_table(records: list[dict]):
         for row in table_rows(record):
             key = (row["model"], row["route"], row["variant"])
             if key in seen:
-                raise ValueError(f"two benchmark results for {'/'.join(key)}: {seen[key]} and "
-                                 f"{record.get('_source')}")
+                raise ValueError(
+                    f"two benchmark results for {'/'.join(key)}: {seen[key]} and "
+                    f"{record.get('_source')}"
+                )
             seen[key] = record.get("_source")
             rows.append(row)
     rows.sort(key=lambda r: (str(r["model"]), *row_order(r["route"], r["variant"])))
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for column in ("threads", "physical_cores", "logical_cpus", "runs", "prompt_tokens",
-                   "new_tokens"):
+    for column in (
+        "threads",
+        "physical_cores",
+        "logical_cpus",
+        "runs",
+        "prompt_tokens",
+        "new_tokens",
+    ):
         table[column] = table[column].astype("Int64")
     return table
 
@@ -491,7 +570,8 @@ def read_records(paths) -> list[dict]:
 def table_main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m llm2tflite.bench table",
-        description="Collect bench.json files into one CSV (one row per model, route, variant).")
+        description="Collect bench.json files into one CSV (one row per model, route, variant).",
+    )
     parser.add_argument("--inputs", nargs="+", required=True, help="bench.json files")
     parser.add_argument("--out", required=True, help="CSV to write")
     args = parser.parse_args(argv)
@@ -503,48 +583,70 @@ def table_main(argv=None):
 def format_record(record: dict) -> str:
     """The record as people read it: machine line, then one line per model."""
     machine = record["machine"]
-    lines = [f"{record['model_name']}: {record['runs']} interleaved rounds, prompt "
-             f"{record['prompt']!r}; CPU {machine['cpu_model']}, {machine.get('physical_cores')} "
-             f"cores, {machine['logical_cpus']} logical CPUs, threads "
-             f"{record['threads'] or 'runtime default'}"]
+    lines = [
+        f"{record['model_name']}: {record['runs']} interleaved rounds, prompt "
+        f"{record['prompt']!r}; CPU {machine['cpu_model']}, {machine.get('physical_cores')} "
+        f"cores, {machine['logical_cpus']} logical CPUs, threads "
+        f"{record['threads'] or 'runtime default'}"
+    ]
     for e in record["entries"]:
         speedup = e["speedup_vs_tf"]
         flag = "" if e["equal_work"] else "  (UNEQUAL WORK: output length differs from tf)"
         steps = e.get("steps")
         step_text = ""
         if steps and steps.get("decode_step_ms"):
-            step_text = (f", decode {steps['decode_step_ms']['median']:.2f} ms/token "
-                         f"(p10-p90 {steps['decode_step_ms']['p10']:.2f}-"
-                         f"{steps['decode_step_ms']['p90']:.2f})")
+            step_text = (
+                f", decode {steps['decode_step_ms']['median']:.2f} ms/token "
+                f"(p10-p90 {steps['decode_step_ms']['p10']:.2f}-"
+                f"{steps['decode_step_ms']['p90']:.2f})"
+            )
         lines.append(
             f"  {e['route']}/{e['variant']}: load {e['load_s']:.3f} s, first call "
             f"{e['first_call_s']:.3f} s, median {e['median_s']:.4f} s (min {e['min_s']:.4f}, "
             f"max {e['max_s']:.4f}), {e['new_tokens']} new tokens, {e['tokens_per_s']} tokens/s"
             f"{step_text}, peak RSS {e['peak_rss_mb']:.0f} MiB, speed-up vs tf "
             f"{speedup['median']:.2f} (per round {speedup['min']:.2f}-{speedup['max']:.2f})"
-            f"{flag}")
+            f"{flag}"
+        )
     return "\n".join(lines)
 
 
 def run_main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m llm2tflite.bench run",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m llm2tflite.bench run", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--model-name", required=True, help="the workflow's model name")
-    parser.add_argument("--baseline", required=True,
-                        help="the traced SavedModel directory (the TF baseline)")
-    parser.add_argument("--entry", action="append", default=[], type=parse_entry,
-                        help="ROUTE/VARIANT=PATH of a model to time against the baseline "
-                             "(repeat; the route is checked against the file)")
+    parser.add_argument(
+        "--baseline", required=True, help="the traced SavedModel directory (the TF baseline)"
+    )
+    parser.add_argument(
+        "--entry",
+        action="append",
+        default=[],
+        type=parse_entry,
+        help="ROUTE/VARIANT=PATH of a model to time against the baseline "
+        "(repeat; the route is checked against the file)",
+    )
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--runs", type=int, default=5, help="interleaved timed rounds")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads of every runtime (TF: intra/inter-op); default: runtime's")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads of every runtime (TF: intra/inter-op); default: runtime's",
+    )
     parser.add_argument("--out", required=True, help="bench.json to write")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    record = benchmark_model(args.model_name, args.baseline, args.entry, prompt=args.prompt,
-                             runs=args.runs, threads=args.threads)
+    record = benchmark_model(
+        args.model_name,
+        args.baseline,
+        args.entry,
+        prompt=args.prompt,
+        runs=args.runs,
+        threads=args.threads,
+    )
     atomic.write_json(args.out, record)
     print(format_record(record))
 
@@ -555,8 +657,9 @@ def main(argv=None):
         return table_main(argv[1:])
     if argv and argv[0] == "run":
         return run_main(argv[1:])
-    print("usage: python -m llm2tflite.bench {run,table} ...  (see --help of each)",
-          file=sys.stderr)
+    print(
+        "usage: python -m llm2tflite.bench {run,table} ...  (see --help of each)", file=sys.stderr
+    )
     return 2
 
 

@@ -50,8 +50,7 @@ def _configure(converter, variant: str, options: dict) -> None:
         converter.target_spec.supported_types = [tf.float16]
 
 
-def _new_converter(saved_model_dir: str, variant: str, options: dict, signature_keys,
-                   user_tf_ops):
+def _new_converter(saved_model_dir: str, variant: str, options: dict, signature_keys, user_tf_ops):
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(
@@ -99,7 +98,8 @@ def canonical_flex_ops(flatbuffer: bytes) -> bytearray:
     buffer = bytearray(flatbuffer)
     model = schema.Model.GetRootAs(buffer, 0)
     flex_codes = {
-        index for index in range(model.OperatorCodesLength())
+        index
+        for index in range(model.OperatorCodesLength())
         if (model.OperatorCodes(index).CustomCode() or b"").startswith(b"Flex")
     }
     for subgraph_index in range(model.SubgraphsLength()):
@@ -110,16 +110,19 @@ def canonical_flex_ops(flatbuffer: bytes) -> bytearray:
                 continue
             field = op._tab.Offset(_OPERATOR_CUSTOM_OPTIONS_FIELD)
             start, length = op._tab.Vector(field), op._tab.VectorLen(field)
-            options = bytes(buffer[start:start + length])
+            options = bytes(buffer[start : start + length])
             # Flex custom options: a FlexBuffer vector [op name, serialized NodeDef].
             serialized = bytes(flexbuffers.GetRoot(options).AsVector[1].AsStringBytes)
             canonical = node_def_pb2.NodeDef.FromString(serialized).SerializeToString(
-                deterministic=True)
+                deterministic=True
+            )
             at = options.find(serialized)
             if at < 0 or len(canonical) != len(serialized):
-                raise RuntimeError(f"cannot canonicalize the NodeDef of Flex op {op_index} of "
-                                   f"subgraph {subgraph_index}")
-            buffer[start + at:start + at + len(canonical)] = canonical
+                raise RuntimeError(
+                    f"cannot canonicalize the NodeDef of Flex op {op_index} of "
+                    f"subgraph {subgraph_index}"
+                )
+            buffer[start + at : start + at + len(canonical)] = canonical
     return buffer
 
 
@@ -139,8 +142,7 @@ def variable_ops(flatbuffer: bytes) -> list[str]:
     from tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(flatbuffer, 0)
-    variable_builtins = {getattr(schema.BuiltinOperator, name): name
-                         for name in _VARIABLE_BUILTINS}
+    variable_builtins = {getattr(schema.BuiltinOperator, name): name for name in _VARIABLE_BUILTINS}
     found = set()
     for index in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(index)
@@ -162,11 +164,13 @@ def _check_weights_frozen(flatbuffer: bytes) -> None:
         raise WeightsNotFrozenError(
             f"the converted model still contains {', '.join(found)}: a weight was captured as a "
             "resource variable inside a loop body instead of being read once at the top "
-            "level of the signature (see llm2tflite/trace.py)")
+            "level of the signature (see llm2tflite/trace.py)"
+        )
 
 
-def convert_saved_model(saved_model_dir: str, variant: str, signature_keys,
-                        options: dict | None = None) -> tuple[bytes, dict]:
+def convert_saved_model(
+    saved_model_dir: str, variant: str, signature_keys, options: dict | None = None
+) -> tuple[bytes, dict]:
     """Return the flatbuffer and a report (derived user ops, timing, peak RSS)."""
     import tensorflow_text  # noqa: F401  (registers the TF Text ops the SavedModel's graph uses)
     from tensorflow.lite.python.convert_phase import ConverterError
@@ -179,14 +183,16 @@ def convert_saved_model(saved_model_dir: str, variant: str, signature_keys,
         # The converter's own absl log notes ("Ignored output_format.") reach no log setting.
         with tf_logging.native_notes_hidden():
             flatbuffer = _new_converter(
-                saved_model_dir, variant, options or {}, signature_keys, []).convert()
+                saved_model_dir, variant, options or {}, signature_keys, []
+            ).convert()
     except ConverterError as error:
         user_tf_ops = _ops_needing_user_selection(error)
         if not user_tf_ops:
             raise
         with tf_logging.native_notes_hidden():
             flatbuffer = _new_converter(
-                saved_model_dir, variant, options or {}, signature_keys, user_tf_ops).convert()
+                saved_model_dir, variant, options or {}, signature_keys, user_tf_ops
+            ).convert()
     _check_weights_frozen(flatbuffer)
     flatbuffer = canonical_flex_ops(flatbuffer)  # two conversions give the same bytes
     report = {
@@ -207,13 +213,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--saved-model", required=True)
     parser.add_argument("--variant", required=True, choices=VARIANTS)
-    parser.add_argument("--options-json", type=json.loads, default={},
-                        help="the variant's options from the config's quantization section")
+    parser.add_argument(
+        "--options-json",
+        type=json.loads,
+        default={},
+        help="the variant's options from the config's quantization section",
+    )
     parser.add_argument("--out", required=True, help=".tflite file to write")
     parser.add_argument("--report", required=True, help="conversion report JSON to write")
     args = parser.parse_args(argv)
-    flatbuffer, report = convert_saved_model(args.saved_model, args.variant, SIGNATURES,
-                                             args.options_json)
+    flatbuffer, report = convert_saved_model(
+        args.saved_model, args.variant, SIGNATURES, args.options_json
+    )
     atomic.write_bytes(args.out, flatbuffer)
     atomic.write_json(args.report, report)
     print(

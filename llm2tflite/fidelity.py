@@ -36,8 +36,11 @@ import llm2tflite  # noqa: F401
 from llm2tflite import atomic
 from llm2tflite.generation import Generation
 
-GATE_KEYS = ("min_exact_match_rate", "min_mean_leading_tokens_agree",
-             "max_perplexity_relative_difference")
+GATE_KEYS = (
+    "min_exact_match_rate",
+    "min_mean_leading_tokens_agree",
+    "max_perplexity_relative_difference",
+)
 
 
 def read_lines(path, count: int) -> list[str]:
@@ -100,17 +103,21 @@ def gate_failures(result: dict, gates: dict | None, named: bool = True) -> list[
     if threshold is not None:
         rate = result.get("exact_match_rate")
         if not (_finite(rate) and rate >= threshold):
-            failures.append(f"{name}greedy output equals Keras's on {_pct(rate)} of "
-                            f"{len(result.get('prompts') or [])} prompts (gate: at least "
-                            f"{_pct(threshold)})")
+            failures.append(
+                f"{name}greedy output equals Keras's on {_pct(rate)} of "
+                f"{len(result.get('prompts') or [])} prompts (gate: at least "
+                f"{_pct(threshold)})"
+            )
     threshold = gates.get("min_mean_leading_tokens_agree")
     if threshold is not None:
         agree = result.get("mean_leading_tokens_agree")
         keras_mean = result.get("mean_keras_new_tokens")
         needed = min(threshold, keras_mean) if _finite(keras_mean) else threshold
         if not (_finite(agree) and agree >= needed):
-            failures.append(f"{name}{_num(agree, 1)} leading generated tokens agree with "
-                            f"Keras on average (gate: at least {_num(needed, 1)})")
+            failures.append(
+                f"{name}{_num(agree, 1)} leading generated tokens agree with "
+                f"Keras on average (gate: at least {_num(needed, 1)})"
+            )
     threshold = gates.get("max_perplexity_relative_difference")
     if threshold is not None:
         difference = result.get("perplexity_relative_difference")
@@ -118,7 +125,8 @@ def gate_failures(result: dict, gates: dict | None, named: bool = True) -> list[
             failures.append(
                 f"{name}perplexity {_num(result.get('perplexity'), 4)} differs from Keras's "
                 f"{_num(result.get('keras_perplexity'), 4)} by {_pct(difference, 2)} (gate: at "
-                f"most {_pct(threshold, 2)})")
+                f"most {_pct(threshold, 2)})"
+            )
     return failures
 
 
@@ -144,8 +152,9 @@ def keras_perplexity(causal_lm, lines) -> tuple[float, int]:
     for line in lines:
         ids = [start] + tokenize(tf.constant([line])).to_list()[0]
         token_ids = tf.constant([ids], tf.int32)
-        logits = causal_lm({"token_ids": token_ids,
-                            "padding_mask": tf.ones_like(token_ids, tf.bool)})
+        logits = causal_lm(
+            {"token_ids": token_ids, "padding_mask": tf.ones_like(token_ids, tf.bool)}
+        )
         log_likelihoods = next_token_log_likelihoods(logits, token_ids).numpy()[0]
         total += float(np.sum(log_likelihoods.astype(np.float64)))
         count += len(ids) - 1
@@ -160,9 +169,14 @@ def keras_reference(preset: str, max_length: int, sampler: str, prompts, lines) 
     generations = []
     for prompt in prompts:
         generation = keras_generate(causal_lm, prompt, max_length)
-        generations.append({"prompt": prompt, "output": generation.text,
-                            "token_ids": generation.token_ids,
-                            "prompt_tokens": generation.prompt_tokens})
+        generations.append(
+            {
+                "prompt": prompt,
+                "output": generation.text,
+                "token_ids": generation.token_ids,
+                "prompt_tokens": generation.prompt_tokens,
+            }
+        )
     value, count = keras_perplexity(causal_lm, lines)
     return {
         "preset": preset,
@@ -174,8 +188,9 @@ def keras_reference(preset: str, max_length: int, sampler: str, prompts, lines) 
     }
 
 
-def variant_fidelity(model_path: str, model_name: str, variant: str, reference: dict,
-                     lines) -> dict:
+def variant_fidelity(
+    model_path: str, model_name: str, variant: str, reference: dict, lines
+) -> dict:
     from llm2tflite.runtime import open_model
 
     model = open_model(model_path)
@@ -183,8 +198,14 @@ def variant_fidelity(model_path: str, model_name: str, variant: str, reference: 
     for record in reference["generations"]:
         keras = Generation(record["output"], record["token_ids"], record["prompt_tokens"])
         generation = model.generate(record["prompt"])
-        prompts.append({"prompt": record["prompt"], "output": generation.text,
-                        "keras_output": keras.text, **compare_generations(generation, keras)})
+        prompts.append(
+            {
+                "prompt": record["prompt"],
+                "output": generation.text,
+                "keras_output": keras.text,
+                **compare_generations(generation, keras),
+            }
+        )
     total, count = 0.0, 0
     for line in lines:
         ids = model.token_ids(line, with_start=True)
@@ -202,17 +223,20 @@ def variant_fidelity(model_path: str, model_name: str, variant: str, reference: 
         "keras_perplexity_tokens": reference.get("perplexity_tokens"),
         "prompts": prompts,
     }
-    result["perplexity_relative_difference"] = abs(
-        result["perplexity"] - result["keras_perplexity"]) / result["keras_perplexity"]
+    result["perplexity_relative_difference"] = (
+        abs(result["perplexity"] - result["keras_perplexity"]) / result["keras_perplexity"]
+    )
     return result
 
 
 def _print_result(result: dict) -> None:
-    print(f"[{result['route']}/{result['variant']}] exact match "
-          f"{result['exact_match_rate']:.2f}, leading tokens "
-          f"{result['mean_leading_tokens_agree']:.1f} of {result['mean_keras_new_tokens']:.1f}, "
-          f"perplexity {result['perplexity']:.4f} (Keras {result['keras_perplexity']:.4f}, "
-          f"{100 * result['perplexity_relative_difference']:.3f}% apart)")
+    print(
+        f"[{result['route']}/{result['variant']}] exact match "
+        f"{result['exact_match_rate']:.2f}, leading tokens "
+        f"{result['mean_leading_tokens_agree']:.1f} of {result['mean_keras_new_tokens']:.1f}, "
+        f"perplexity {result['perplexity']:.4f} (Keras {result['keras_perplexity']:.4f}, "
+        f"{100 * result['perplexity_relative_difference']:.3f}% apart)"
+    )
 
 
 def main(argv=None):
@@ -235,25 +259,41 @@ def main(argv=None):
     variant_cli.add_argument("--out", required=True)
     gate_cli = commands.add_parser("gate", help="apply the variant's quality gates")
     gate_cli.add_argument("--fidelity", required=True, help="the variant's fidelity JSON")
-    gate_cli.add_argument("--gates-json", required=True, type=json.loads, dest="gates",
-                          help='thresholds, e.g. \'{"max_perplexity_relative_difference": 0.05}\'')
+    gate_cli.add_argument(
+        "--gates-json",
+        required=True,
+        type=json.loads,
+        dest="gates",
+        help="thresholds, e.g. '{\"max_perplexity_relative_difference\": 0.05}'",
+    )
     gate_cli.add_argument("--out", required=True, help="verdict JSON, written only on a pass")
     args = parser.parse_args(argv)
     if args.command == "keras":
         from llm2tflite.sources import exit_on_unavailable_preset
 
         reference = exit_on_unavailable_preset(keras_reference)(
-            args.preset, args.max_length, args.sampler, args.prompts,
-            read_lines(args.text, args.lines))
+            args.preset,
+            args.max_length,
+            args.sampler,
+            args.prompts,
+            read_lines(args.text, args.lines),
+        )
         atomic.write_json(args.out, reference)
-        print(f"Keras perplexity {reference['perplexity']:.4f} on "
-              f"{reference['perplexity_tokens']} tokens")
+        print(
+            f"Keras perplexity {reference['perplexity']:.4f} on "
+            f"{reference['perplexity_tokens']} tokens"
+        )
         return
     if args.command == "variant":
         with open(args.keras_reference, encoding="utf-8") as f:
             reference = json.load(f)
-        result = variant_fidelity(args.model, args.model_name, args.variant, reference,
-                                  read_lines(args.text, reference["perplexity_lines"]))
+        result = variant_fidelity(
+            args.model,
+            args.model_name,
+            args.variant,
+            reference,
+            read_lines(args.text, reference["perplexity_lines"]),
+        )
         _print_result(result)
         atomic.write_json(args.out, result)
         return
@@ -264,9 +304,16 @@ def main(argv=None):
         # One line: the reason, as Snakemake shows it with the failed job.
         print("quality gate FAILED: " + "; ".join(failures), file=sys.stderr)
         sys.exit(1)
-    atomic.write_json(args.out, {
-        "model": result.get("model"), "route": result.get("route"),
-        "variant": result.get("variant"), "gates": args.gates, "passed": True})
+    atomic.write_json(
+        args.out,
+        {
+            "model": result.get("model"),
+            "route": result.get("route"),
+            "variant": result.get("variant"),
+            "gates": args.gates,
+            "passed": True,
+        },
+    )
     print(f"quality gates passed: {args.fidelity} ({json.dumps(args.gates, sort_keys=True)})")
 
 

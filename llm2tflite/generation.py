@@ -11,8 +11,9 @@ opens a file as one); a route adds a class with these members and nothing else c
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Protocol
 
 
 @dataclass
@@ -36,8 +37,10 @@ class Generation:
         self.token_ids = [int(i) for i in self.token_ids]
         self.prompt_tokens = int(self.prompt_tokens)
         if not 0 <= self.prompt_tokens <= len(self.token_ids):
-            raise ValueError(f"prompt_tokens {self.prompt_tokens} outside token_ids of length "
-                             f"{len(self.token_ids)}")
+            raise ValueError(
+                f"prompt_tokens {self.prompt_tokens} outside token_ids of length "
+                f"{len(self.token_ids)}"
+            )
 
     @property
     def new_tokens(self) -> int:
@@ -46,21 +49,30 @@ class Generation:
 
     @property
     def new_token_ids(self) -> list[int]:
-        return self.token_ids[self.prompt_tokens:]
+        return self.token_ids[self.prompt_tokens :]
 
     def to_json(self) -> dict:
-        return {"text": self.text, "token_ids": self.token_ids,
-                "prompt_tokens": self.prompt_tokens, "new_tokens": self.new_tokens,
-                "timings": self.timings}
+        return {
+            "text": self.text,
+            "token_ids": self.token_ids,
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "timings": self.timings,
+        }
 
     @classmethod
     def from_json(cls, record: dict) -> Generation:
-        return cls(record["text"], record["token_ids"], record["prompt_tokens"],
-                   record.get("timings"))
+        return cls(
+            record["text"], record["token_ids"], record["prompt_tokens"], record.get("timings")
+        )
 
 
-def kept_token_ids(token_ids: Sequence[int], padding_mask: Sequence[bool], prompt_tokens: int,
-                   stop_token_ids: Iterable[int]) -> list[int]:
+def kept_token_ids(
+    token_ids: Sequence[int],
+    padding_mask: Sequence[bool],
+    prompt_tokens: int,
+    stop_token_ids: Iterable[int],
+) -> list[int]:
     """The ids of a generation's output buffer that a :class:`Generation` keeps.
 
     KerasHub's ``generate_step`` returns a fixed-length buffer and a mask that is true over the
@@ -69,8 +81,11 @@ def kept_token_ids(token_ids: Sequence[int], padding_mask: Sequence[bool], promp
     (``llm2tflite.trace``) computes the same in TensorFlow ops; a test holds them equal.
     """
     stops = {int(i) for i in stop_token_ids}
-    return [int(t) for position, (t, keep) in enumerate(zip(token_ids, padding_mask))
-            if keep and not (position >= prompt_tokens and int(t) in stops)]
+    return [
+        int(t)
+        for position, (t, keep) in enumerate(zip(token_ids, padding_mask))
+        if keep and not (position >= prompt_tokens and int(t) in stops)
+    ]
 
 
 class CausalLMRuntime(Protocol):
@@ -95,9 +110,14 @@ class CausalLMRuntime(Protocol):
     route: str
     load_seconds: float
 
-    def generate(self, prompt: str | bytes, max_length: int | None = None, sampler=None,
-                 on_text: Callable[[str], None] | None = None,
-                 timings: bool = False) -> Generation: ...
+    def generate(
+        self,
+        prompt: str | bytes,
+        max_length: int | None = None,
+        sampler=None,
+        on_text: Callable[[str], None] | None = None,
+        timings: bool = False,
+    ) -> Generation: ...
 
     def token_ids(self, text: str | bytes, with_start: bool = False) -> list[int]: ...
 

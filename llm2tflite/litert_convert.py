@@ -60,14 +60,14 @@ def _saved_model_converter(saved_model_dir, signature_keys):
     known = {key for graph in proto.meta_graphs for key in graph.signature_def}
     missing = [key for key in signature_keys if key not in known]
     if missing:
-        raise ValueError(f"{saved_model_dir} has no signature(s) {missing}; it has "
-                         f"{sorted(known)}")
+        raise ValueError(f"{saved_model_dir} has no signature(s) {missing}; it has {sorted(known)}")
     lite.TFLiteConverterBase._set_original_model_type(
-        lite.conversion_metadata_fb.ModelType.TF_SAVED_MODEL)
-    converter = lite.TFLiteSavedModelConverterV2(saved_model_dir, {"serve"},
-                                                 list(signature_keys))
+        lite.conversion_metadata_fb.ModelType.TF_SAVED_MODEL
+    )
+    converter = lite.TFLiteSavedModelConverterV2(saved_model_dir, {"serve"}, list(signature_keys))
     restored = types.SimpleNamespace(
-        graph_debug_info=debug_info or graph_debug_info_pb2.GraphDebugInfo())
+        graph_debug_info=debug_info or graph_debug_info_pb2.GraphDebugInfo()
+    )
     convert = converter.convert
 
     def convert_reading_debug_info_only():
@@ -95,8 +95,11 @@ def convert_builtins_only(saved_model_dir, signature_keys) -> bytes:
         return converter.convert()
     except ConverterError as error:
         ops = sorted({e.operator.name for e in getattr(error, "errors", []) if e.operator.name})
-        detail = f"ops without a TFLite builtin kernel: {', '.join(ops)}" if ops else \
-            _one_line(str(error).splitlines()[0] if str(error) else repr(error))
+        detail = (
+            f"ops without a TFLite builtin kernel: {', '.join(ops)}"
+            if ops
+            else _one_line(str(error).splitlines()[0] if str(error) else repr(error))
+        )
         raise BuiltinsOnlyError(f"builtins-only conversion failed: {detail}") from None
 
 
@@ -147,8 +150,9 @@ _builtin_names_cache: dict[int, str] = {}
 def _BUILTIN_NAMES() -> dict[int, str]:  # noqa: N802  (a constant, computed once)
     if not _builtin_names_cache:
         operators = _schema().BuiltinOperator
-        _builtin_names_cache.update({value: name for name, value in vars(operators).items()
-                                     if not name.startswith("_")})
+        _builtin_names_cache.update(
+            {value: name for name, value in vars(operators).items() if not name.startswith("_")}
+        )
     return _builtin_names_cache
 
 
@@ -199,9 +203,14 @@ def _reshape_op(model, subgraph, source: int, target: int, shape) -> object:
     import numpy as np
 
     schema = _schema()
-    shape_tensor = _add_tensor(model, subgraph, f"{_tensor_name(subgraph.tensors[target])}/shape",
-                               [len(shape)], schema.TensorType.INT32,
-                               np.asarray(shape, dtype=np.int32))
+    shape_tensor = _add_tensor(
+        model,
+        subgraph,
+        f"{_tensor_name(subgraph.tensors[target])}/shape",
+        [len(shape)],
+        schema.TensorType.INT32,
+        np.asarray(shape, dtype=np.int32),
+    )
     op = schema.OperatorT()
     op.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.RESHAPE)
     op.inputs = [source, shape_tensor]
@@ -227,10 +236,13 @@ def _is_embedding_gather(model, subgraph, op) -> bool:
     options = op.builtinOptions
     axis = getattr(options, "axis", 0)
     return (
-        len(table.shape) == 2 and table.type == schema.TensorType.FLOAT32
+        len(table.shape) == 2
+        and table.type == schema.TensorType.FLOAT32
         and _is_constant(model, table)
-        and ids.type == schema.TensorType.INT32 and not _is_constant(model, ids)
-        and axis in (0, -2) and getattr(options, "batchDims", 0) == 0
+        and ids.type == schema.TensorType.INT32
+        and not _is_constant(model, ids)
+        and axis in (0, -2)
+        and getattr(options, "batchDims", 0) == 0
     )
 
 
@@ -264,16 +276,30 @@ def rewrite_embedding_lookups(model) -> list[dict]:
                 operators.append(lookup)
             else:
                 base = _tensor_name(subgraph.tensors[output_index])
-                flat_ids = _add_tensor(model, subgraph, f"{base}/ids", [count],
-                                       schema.TensorType.INT32)
-                rows = _add_tensor(model, subgraph, f"{base}/rows", [count, table.shape[1]],
-                                   schema.TensorType.FLOAT32)
+                flat_ids = _add_tensor(
+                    model, subgraph, f"{base}/ids", [count], schema.TensorType.INT32
+                )
+                rows = _add_tensor(
+                    model,
+                    subgraph,
+                    f"{base}/rows",
+                    [count, table.shape[1]],
+                    schema.TensorType.FLOAT32,
+                )
                 lookup.inputs, lookup.outputs = [flat_ids, table_index], [rows]
-                operators += [_reshape_op(model, subgraph, ids_index, flat_ids, [count]),
-                              lookup,
-                              _reshape_op(model, subgraph, rows, output_index, output_shape)]
-            rewritten.append({"signature": signature, "table": _tensor_name(table),
-                              "table_shape": list(table.shape), "ids_shape": list(ids.shape)})
+                operators += [
+                    _reshape_op(model, subgraph, ids_index, flat_ids, [count]),
+                    lookup,
+                    _reshape_op(model, subgraph, rows, output_index, output_shape),
+                ]
+            rewritten.append(
+                {
+                    "signature": signature,
+                    "table": _tensor_name(table),
+                    "table_shape": list(table.shape),
+                    "ids_shape": list(ids.shape),
+                }
+            )
         subgraph.operators = operators
     _drop_unused_opcodes(model)
     return rewritten
@@ -304,7 +330,7 @@ def unique_tensor_names(model) -> int:
     counts = collections.Counter(_tensor_name(t) for sg in model.subgraphs for t in sg.tensors)
     renamed = 0
     for subgraph, signature in zip(model.subgraphs, _signatures_by_subgraph(model)):
-        for index, tensor in enumerate(subgraph.tensors):
+        for tensor in subgraph.tensors:
             name = _tensor_name(tensor)
             if counts[name] > 1:
                 tensor.name = f"{signature}/{name}"
@@ -329,11 +355,13 @@ def op_counts(model) -> dict[str, dict[str, int]]:
 
 def check_builtins_only(model) -> None:
     """Fail (one line) if any custom or Flex op is left."""
-    custom = sorted({name for ops in op_counts(model).values() for name in ops
-                     if name.startswith("CUSTOM:")})
+    custom = sorted(
+        {name for ops in op_counts(model).values() for name in ops if name.startswith("CUSTOM:")}
+    )
     if custom:
         raise BuiltinsOnlyError(
-            f"the model is not builtins-only: custom/Flex ops {', '.join(custom)}")
+            f"the model is not builtins-only: custom/Flex ops {', '.join(custom)}"
+        )
 
 
 def check_finite_constants(model) -> None:
@@ -345,8 +373,11 @@ def check_finite_constants(model) -> None:
     checked = set()
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
-            if tensor.type not in dtypes or tensor.buffer in checked or not _is_constant(
-                    model, tensor):
+            if (
+                tensor.type not in dtypes
+                or tensor.buffer in checked
+                or not _is_constant(model, tensor)
+            ):
                 continue
             checked.add(tensor.buffer)
             values = np.frombuffer(model.buffers[tensor.buffer].data, dtype=dtypes[tensor.type])
@@ -406,9 +437,11 @@ def main(argv=None):
         sys.exit(2)
     atomic.write_bytes(args.out, flatbuffer)
     atomic.write_json(args.report, report)
-    print(f"converted {args.saved_model} -> {args.out}: {report['size_bytes'] / 1e6:.1f} MB in "
-          f"{report['convert_seconds']} s, peak RSS {report['peak_rss_mb']} MB, "
-          f"{len(report['embedding_lookups'])} embedding lookups")
+    print(
+        f"converted {args.saved_model} -> {args.out}: {report['size_bytes'] / 1e6:.1f} MB in "
+        f"{report['convert_seconds']} s, peak RSS {report['peak_rss_mb']} MB, "
+        f"{len(report['embedding_lookups'])} embedding lookups"
+    )
 
 
 if __name__ == "__main__":

@@ -121,8 +121,9 @@ def resolve_settings(config: dict) -> dict:
     if lengths is None:
         lengths = [t for t in DEFAULT_PREFILL_LENGTHS if t <= cache_length] or [cache_length]
     settings = {
-        "variants": list(DEFAULT_VARIANTS if section.get("variants") is None
-                         else section["variants"]),
+        "variants": list(
+            DEFAULT_VARIANTS if section.get("variants") is None else section["variants"]
+        ),
         "cache_length": int(cache_length),
         "prefill_lengths": sorted({int(t) for t in lengths}),
         "prefill_logits": bool(section.get("prefill_logits", DEFAULT_PREFILL_LOGITS)),
@@ -145,16 +146,19 @@ def model_errors(config: dict, settings: dict) -> list[str]:
             continue  # the config check reports these
         limit = family.max_sequence_length(backbone or {})
         if limit is not None and settings["cache_length"] > limit:
-            errors.append(f"litert.cache_length: {settings['cache_length']} exceeds model "
-                          f"{name!r}'s {limit} positions; set litert.cache_length <= {limit}")
+            errors.append(
+                f"litert.cache_length: {settings['cache_length']} exceeds model "
+                f"{name!r}'s {limit} positions; set litert.cache_length <= {limit}"
+            )
     return errors
 
 
 def check_lengths(cache_length: int, prefill_lengths, max_positions: int | None = None) -> None:
     """Every prefill chunk must fit the cache; the cache must fit the model's positions."""
     if cache_length < 2:
-        raise LiteRTSettingsError(f"litert.cache_length: {cache_length} < 2 (the start token "
-                                  "and one new token)")
+        raise LiteRTSettingsError(
+            f"litert.cache_length: {cache_length} < 2 (the start token and one new token)"
+        )
     if not prefill_lengths:
         raise LiteRTSettingsError("litert.prefill_lengths: give at least one length")
     too_long = [t for t in prefill_lengths if t > cache_length or t < 1]
@@ -162,11 +166,13 @@ def check_lengths(cache_length: int, prefill_lengths, max_positions: int | None 
         raise LiteRTSettingsError(
             f"litert.prefill_lengths: {too_long} do not fit a cache of {cache_length} positions "
             "(DYNAMIC_UPDATE_SLICE would clamp the chunk over earlier rows); use lengths "
-            f"1..{cache_length} or raise litert.cache_length")
+            f"1..{cache_length} or raise litert.cache_length"
+        )
     if max_positions is not None and cache_length > max_positions:
         raise LiteRTSettingsError(
             f"litert.cache_length: {cache_length} exceeds the model's {max_positions} positions; "
-            f"set litert.cache_length (or generation.max_length) <= {max_positions}")
+            f"set litert.cache_length (or generation.max_length) <= {max_positions}"
+        )
 
 
 def litert_lm_prefill_chunks(count: int, prefill_lengths) -> list[tuple[int, int]]:
@@ -196,6 +202,7 @@ def litert_lm_max_num_tokens(cache_length: int, prefill_lengths) -> int:
     tail can overrun S and DYNAMIC_UPDATE_SLICE then moves it back over earlier rows. Every
     prompt of fewer ids than the returned value fits (decode positions stay below it too).
     """
+
     def fits(count):
         start, written = 0, 0
         for index, (length, ids) in enumerate(litert_lm_prefill_chunks(count, prefill_lengths)):
@@ -221,8 +228,11 @@ def _signature_specs(length: int, cache_length: int, cache_shapes):
     ]
     for layer, shape in enumerate(cache_shapes):
         for name in cache_names(layer):
-            specs.append(tf.TensorSpec([1, cache_length, shape.kv_heads, shape.head_dim],
-                                       tf.float32, name=name))
+            specs.append(
+                tf.TensorSpec(
+                    [1, cache_length, shape.kv_heads, shape.head_dim], tf.float32, name=name
+                )
+            )
     return specs
 
 
@@ -243,19 +253,24 @@ def build_module(causal_lm, cache_length: int, prefill_lengths, prefill_logits: 
             self.weights = [variable.value for variable in keras_variables]
 
         def forward(self, tokens, input_pos, mask, *flat_caches, with_logits: bool):
-            state_mapping = [(variable, tf.identity(weight))
-                             for variable, weight in zip(keras_variables, self.weights)]
+            state_mapping = [
+                (variable, tf.identity(weight))
+                for variable, weight in zip(keras_variables, self.weights)
+            ]
             kv_caches = list(zip(flat_caches[0::2], flat_caches[1::2]))
             with keras.StatelessScope(state_mapping=state_mapping):
                 hidden, new_caches = family.litert_decoder(
-                    causal_lm, tokens, input_pos, mask, kv_caches)
+                    causal_lm, tokens, input_pos, mask, kv_caches
+                )
                 outputs = {}
                 if with_logits:
                     logits = family.litert_logits(causal_lm, hidden)
                     outputs[LOGITS] = tf.cast(logits, tf.float32)
             if len(new_caches) != len(cache_shapes):
-                raise ValueError(f"{family.name}.litert_decoder returned {len(new_caches)} "
-                                 f"caches for {len(cache_shapes)} layers")
+                raise ValueError(
+                    f"{family.name}.litert_decoder returned {len(new_caches)} "
+                    f"caches for {len(cache_shapes)} layers"
+                )
             for layer, pair in enumerate(new_caches):
                 for name, cache in zip(cache_names(layer), pair):
                     outputs[name] = cache
@@ -266,6 +281,7 @@ def build_module(causal_lm, cache_length: int, prefill_lengths, prefill_logits: 
     for length in prefill_lengths:
         functions[prefill_signature(length)] = (length, bool(prefill_logits))
     functions[DECODE_SIGNATURE] = (1, True)
+
     def signature_function(length, with_logits):
         def call(*args):
             return module.forward(*args, with_logits=with_logits)
@@ -273,13 +289,16 @@ def build_module(causal_lm, cache_length: int, prefill_lengths, prefill_logits: 
         specs = _signature_specs(length, cache_length, cache_shapes)
         return tf.function(call, input_signature=specs, autograph=False).get_concrete_function()
 
-    signatures = {name: signature_function(length, with_logits)
-                  for name, (length, with_logits) in functions.items()}
+    signatures = {
+        name: signature_function(length, with_logits)
+        for name, (length, with_logits) in functions.items()
+    }
     return module, signatures
 
 
-def export_info(causal_lm, cache_length: int, prefill_lengths, prefill_logits: bool,
-                extra: dict | None = None) -> dict:
+def export_info(
+    causal_lm, cache_length: int, prefill_lengths, prefill_logits: bool, extra: dict | None = None
+) -> dict:
     """What a runtime needs to drive the exported signatures (``litert_export.json``)."""
     family = architectures.for_causal_lm(causal_lm)
     cache_shapes = list(family.litert_cache_shapes(causal_lm))
@@ -289,8 +308,11 @@ def export_info(causal_lm, cache_length: int, prefill_lengths, prefill_logits: b
     prefill = {prefill_signature(t): t for t in prefill_lengths}
 
     def io(length, with_logits):
-        inputs = {TOKENS: ["int32", [1, length]], INPUT_POS: ["int32", [length]],
-                  MASK: ["float32", [1, 1, length, cache_length]]}
+        inputs = {
+            TOKENS: ["int32", [1, length]],
+            INPUT_POS: ["int32", [length]],
+            MASK: ["float32", [1, 1, length, cache_length]],
+        }
         outputs = {LOGITS: ["float32", [1, length, vocabulary_size]]} if with_logits else {}
         for layer, shape in enumerate(cache_shapes):
             for name in cache_names(layer):
@@ -324,8 +346,12 @@ def export_info(causal_lm, cache_length: int, prefill_lengths, prefill_logits: b
         "pad_token_id": int(tokenizer.pad_token_id),
         # KerasHub's causal-LM preprocessor puts the start token before the prompt's ids.
         "add_start_token": bool(getattr(causal_lm.preprocessor, "add_start_token", True)),
-        "mask": {"dtype": "float32", "visible": 0.0, "hidden": MASK_HIDDEN,
-                 "rule": "query t sees cache positions s <= input_pos[t]"},
+        "mask": {
+            "dtype": "float32",
+            "visible": 0.0,
+            "hidden": MASK_HIDDEN,
+            "rule": "query t sees cache positions s <= input_pos[t]",
+        },
         "kv_cache_dtype": "float32",
         "runtime_duties": [
             "input_pos contiguous and input_pos[0] + T <= cache_length for every call "
@@ -343,8 +369,15 @@ def export_info(causal_lm, cache_length: int, prefill_lengths, prefill_logits: b
     }
 
 
-def export(causal_lm, out_dir, info_path, cache_length: int, prefill_lengths,
-           prefill_logits: bool = DEFAULT_PREFILL_LOGITS, extra_info: dict | None = None) -> dict:
+def export(
+    causal_lm,
+    out_dir,
+    info_path,
+    cache_length: int,
+    prefill_lengths,
+    prefill_logits: bool = DEFAULT_PREFILL_LOGITS,
+    extra_info: dict | None = None,
+) -> dict:
     """Write the SavedModel (``out_dir``) and its info JSON (``info_path``), atomically."""
     import tensorflow as tf
 
@@ -352,8 +385,10 @@ def export(causal_lm, out_dir, info_path, cache_length: int, prefill_lengths,
     prefill_lengths = sorted({int(t) for t in prefill_lengths})
     check_lengths(cache_length, prefill_lengths, family.litert_max_positions(causal_lm))
     if causal_lm.preprocessor is None:
-        raise ValueError("the causal LM has no preprocessor: its tokenizer gives the start and "
-                         "stop tokens of the export info")
+        raise ValueError(
+            "the causal LM has no preprocessor: its tokenizer gives the start and "
+            "stop tokens of the export info"
+        )
     started = time.perf_counter()
     module, signatures = build_module(causal_lm, cache_length, prefill_lengths, prefill_logits)
     info = export_info(causal_lm, cache_length, prefill_lengths, prefill_logits, extra_info)
@@ -384,22 +419,37 @@ def main(argv=None):
     parser.add_argument("--preset", required=True, help="KerasHub preset name or directory")
     parser.add_argument("--cache-length", type=int, required=True)
     parser.add_argument("--prefill-lengths", type=int, nargs="+", required=True)
-    parser.add_argument("--prefill-logits", action="store_true",
-                        help="prefill signatures output logits [1, T, V] too")
+    parser.add_argument(
+        "--prefill-logits",
+        action="store_true",
+        help="prefill signatures output logits [1, T, V] too",
+    )
     parser.add_argument("--out", required=True, help="SavedModel directory to write")
     parser.add_argument("--info", required=True, help="export info JSON to write")
     args = parser.parse_args(argv)
     try:
         causal_lm = load_causal_lm(args.preset)
-        info = export(causal_lm, args.out, args.info, args.cache_length, args.prefill_lengths,
-                      args.prefill_logits, extra_info={"preset": args.preset})
-    except (PresetUnavailableError, LiteRTSettingsError,
-            architectures.UnsupportedArchitectureError) as error:
+        info = export(
+            causal_lm,
+            args.out,
+            args.info,
+            args.cache_length,
+            args.prefill_lengths,
+            args.prefill_logits,
+            extra_info={"preset": args.preset},
+        )
+    except (
+        PresetUnavailableError,
+        LiteRTSettingsError,
+        architectures.UnsupportedArchitectureError,
+    ) as error:
         print(f"llm2tflite: error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"exported {args.preset} ({info['architecture']}) -> {args.out}: "
-          f"{', '.join(signature_keys(info))}, cache {info['cache_length']}, "
-          f"{info['export_seconds']} s")
+    print(
+        f"exported {args.preset} ({info['architecture']}) -> {args.out}: "
+        f"{', '.join(signature_keys(info))}, cache {info['cache_length']}, "
+        f"{info['export_seconds']} s"
+    )
 
 
 if __name__ == "__main__":

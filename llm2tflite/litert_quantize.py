@@ -61,10 +61,16 @@ def largest_float_constants(model, count: int = 5) -> list[dict]:
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
             if tensor.type == schema.TensorType.FLOAT32 and litert_convert._is_constant(
-                    model, tensor):
-                found.setdefault(tensor.buffer, {
-                    "name": litert_convert._tensor_name(tensor), "shape": list(tensor.shape),
-                    "bytes": len(model.buffers[tensor.buffer].data)})
+                model, tensor
+            ):
+                found.setdefault(
+                    tensor.buffer,
+                    {
+                        "name": litert_convert._tensor_name(tensor),
+                        "shape": list(tensor.shape),
+                        "bytes": len(model.buffers[tensor.buffer].data),
+                    },
+                )
     return sorted(found.values(), key=lambda entry: -entry["bytes"])[:count]
 
 
@@ -77,7 +83,9 @@ def quantize(fp32_path, variant: str) -> tuple[bytes, dict]:
     started = time.perf_counter()
     qt = quantizer.Quantizer(str(fp32_path))
     qt.load_quantization_recipe(_recipe(variant))
-    flatbuffer = bytes(qt.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model)
+    flatbuffer = bytes(
+        qt.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model
+    )
     seconds = time.perf_counter() - started
     del qt
     model = litert_convert.read_model(flatbuffer)
@@ -110,9 +118,11 @@ def main(argv=None):
         sys.exit(2)
     atomic.write_bytes(args.out, flatbuffer)
     atomic.write_json(args.report, report)
-    print(f"quantized {args.fp32} -> {args.out} ({args.variant}, {report['recipe']}): "
-          f"{report['size_bytes'] / 1e6:.1f} MB in {report['convert_seconds']} s, "
-          f"peak RSS {report['peak_rss_mb']} MB")
+    print(
+        f"quantized {args.fp32} -> {args.out} ({args.variant}, {report['recipe']}): "
+        f"{report['size_bytes'] / 1e6:.1f} MB in {report['convert_seconds']} s, "
+        f"peak RSS {report['peak_rss_mb']} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -79,8 +79,9 @@ def prefill_plan(count: int, lengths, cache_length: int, start: int = 0) -> list
     always holds (DYNAMIC_UPDATE_SLICE clamps a start past ``S - T``).
     """
     if start + count > cache_length:
-        raise ValueError(f"{count} tokens from position {start} exceed the cache of "
-                         f"{cache_length} positions")
+        raise ValueError(
+            f"{count} tokens from position {start} exceed the cache of {cache_length} positions"
+        )
     plan, position = [], start
     lengths = sorted(set(lengths))
     while count > 0:
@@ -111,8 +112,10 @@ def _as_sampler(sampler) -> Sampler:
         return sampler
     if isinstance(sampler, dict):
         return Sampler(**sampler)
-    raise ValueError(f"sampler {sampler!r}: give 'greedy', llm2tflite.sampling.Sampler(...) or "
-                     "its settings as a dict")
+    raise ValueError(
+        f"sampler {sampler!r}: give 'greedy', llm2tflite.sampling.Sampler(...) or "
+        "its settings as a dict"
+    )
 
 
 class _Signature:
@@ -139,10 +142,13 @@ class _Signature:
         self.length = int(self.tokens.shape[1])
         self.cache_names = sorted(
             (n for n in inputs if _CACHE_NAME.match(n)),
-            key=lambda n: (int(_CACHE_NAME.match(n).group(2)), _CACHE_NAME.match(n).group(1)))
+            key=lambda n: (int(_CACHE_NAME.match(n).group(2)), _CACHE_NAME.match(n).group(1)),
+        )
         if not self.cache_names or set(self.cache_names) - set(outputs):
-            raise LiteRTModelError(f"signature {name}: every kv_cache_* input must come back as "
-                                   f"an output of the same name ({sorted(outputs)})")
+            raise LiteRTModelError(
+                f"signature {name}: every kv_cache_* input must come back as "
+                f"an output of the same name ({sorted(outputs)})"
+            )
         self.cache_in = [view(inputs[n]) for n in self.cache_names]
         self.cache_out = [view(outputs[n]) for n in self.cache_names]
         self.logits = view(outputs[LOGITS]) if LOGITS in outputs else None
@@ -178,8 +184,10 @@ class LiteRTModel:
         self.threads = threads
         info_path = Path(info) if info else self.path.parent / INFO_FILE
         if not info_path.is_file():
-            raise LiteRTModelError(f"{info_path} is missing: the LiteRT model's export info "
-                                   "(written by the workflow's litert export) must lie beside it")
+            raise LiteRTModelError(
+                f"{info_path} is missing: the LiteRT model's export info "
+                "(written by the workflow's litert export) must lie beside it"
+            )
         self.info = json.loads(info_path.read_text(encoding="utf-8"))
         self.tokenizer = load_runtime_tokenizer(self.path.parent)
         expected = self.info.get("tokenizer_vocabulary_size")
@@ -187,17 +195,20 @@ class LiteRTModel:
             raise LiteRTModelError(
                 f"{self.tokenizer.path} has {self.tokenizer.vocabulary_size()} tokens, the model's "
                 f"tokenizer {expected}: not this model's tokenizer (rerun the runtime_tokenizer "
-                "rule)")
+                "rule)"
+            )
         self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
         names = list(self.interpreter.get_signature_list())
         prefill_names = [n for n in names if n.startswith(PREFILL_PREFIX)]
         if DECODE_SIGNATURE not in names or not prefill_names:
-            raise LiteRTModelError(f"{path}: signatures {names}, expected {DECODE_SIGNATURE} and "
-                                   f"{PREFILL_PREFIX}<T>")
+            raise LiteRTModelError(
+                f"{path}: signatures {names}, expected {DECODE_SIGNATURE} and {PREFILL_PREFIX}<T>"
+            )
         self._decode = _Signature(self.interpreter, DECODE_SIGNATURE)
         if self._decode.logits is None or self._decode.length != 1:
-            raise LiteRTModelError(f"{path}: {DECODE_SIGNATURE} must take one token and return "
-                                   f"{LOGITS}")
+            raise LiteRTModelError(
+                f"{path}: {DECODE_SIGNATURE} must take one token and return {LOGITS}"
+            )
         self._prefill = {}
         for name in prefill_names:
             signature = _Signature(self.interpreter, name)
@@ -205,13 +216,17 @@ class LiteRTModel:
         self.cache_length = int(self._decode.mask.shape[-1])
         for signature in self._signatures():
             if signature.mask.shape[-1] != self.cache_length:
-                raise LiteRTModelError(f"{path}: {signature.name}'s mask covers "
-                                       f"{signature.mask.shape[-1]} positions, decode's "
-                                       f"{self.cache_length}")
+                raise LiteRTModelError(
+                    f"{path}: {signature.name}'s mask covers "
+                    f"{signature.mask.shape[-1]} positions, decode's "
+                    f"{self.cache_length}"
+                )
         if self.info.get("cache_length", self.cache_length) != self.cache_length:
-            raise LiteRTModelError(f"{info_path} describes a cache of {self.info['cache_length']} "
-                                   f"positions, {path} has {self.cache_length}: not its export "
-                                   "info")
+            raise LiteRTModelError(
+                f"{info_path} describes a cache of {self.info['cache_length']} "
+                f"positions, {path} has {self.cache_length}: not its export "
+                "info"
+            )
         self.prefill_lengths = sorted(self._prefill)
         self.prefill_logits = all(s.logits is not None for s in self._prefill.values())
         self.start_token_id = int(self.info["start_token_id"])
@@ -219,8 +234,9 @@ class LiteRTModel:
         self.add_start_token = bool(self.info.get("add_start_token", True))
         # Generation defaults: the config's generation settings when the export recorded them,
         # else the whole cache.
-        self.max_length = min(int(self.info.get("max_length") or self.cache_length),
-                              self.cache_length)
+        self.max_length = min(
+            int(self.info.get("max_length") or self.cache_length), self.cache_length
+        )
         self.sequence_length = int(self.info.get("sequence_length") or self.max_length)
         self._hidden_ids = frozenset({self.start_token_id, *self.stop_token_ids})
         self._last = None  # the signature that ran last: its cache_out holds every row so far
@@ -241,8 +257,14 @@ class LiteRTModel:
         max_length = self._max_length(max_length)
         return max(1, min(self.sequence_length, max_length - 1))
 
-    def generate(self, prompt, max_length: int | None = None, sampler=None, on_text=None,
-                 timings: bool = False) -> Generation:
+    def generate(
+        self,
+        prompt,
+        max_length: int | None = None,
+        sampler=None,
+        on_text=None,
+        timings: bool = False,
+    ) -> Generation:
         """Continue ``prompt`` (str, or bytes: invalid UTF-8 becomes U+FFFD).
 
         ``max_length``: tokens in the result, start token included (default: the export's
@@ -308,17 +330,20 @@ class LiteRTModel:
         """
         ids = [int(i) for i in token_ids_with_start]
         if len(ids) > self.cache_length:
-            raise ValueError(f"{len(ids)} ids exceed the cache of {self.cache_length} positions; "
-                             "score shorter pieces")
+            raise ValueError(
+                f"{len(ids)} ids exceed the cache of {self.cache_length} positions; "
+                "score shorter pieces"
+            )
         if len(ids) < 2:
             return []
         self._reset()
         rows = []
         if self.prefill_logits:
             position = 0
-            for length, count in prefill_plan(len(ids) - 1, self.prefill_lengths,
-                                              self.cache_length):
-                chunk = ids[position: position + count]
+            for length, count in prefill_plan(
+                len(ids) - 1, self.prefill_lengths, self.cache_length
+            ):
+                chunk = ids[position : position + count]
                 if length == 1 and count == 1 and 1 not in self._prefill:
                     rows.append(np.array(self._decode_step(chunk[0], position), np.float64))
                 else:
@@ -366,8 +391,9 @@ class LiteRTModel:
     def _prefill_tokens(self, tokens, position: int) -> list[int]:
         """Prefill ``tokens`` from ``position`` (see ``prefill_plan``); the lengths used."""
         used = []
-        for length, count in prefill_plan(len(tokens), self.prefill_lengths, self.cache_length,
-                                          position):
+        for length, count in prefill_plan(
+            len(tokens), self.prefill_lengths, self.cache_length, position
+        ):
             chunk = tokens[:count]
             tokens = tokens[count:]
             if length == 1 and 1 not in self._prefill:
@@ -404,7 +430,7 @@ class LiteRTModel:
         decode.tokens[0, 0] = token
         decode.input_pos[0] = position
         if position >= decode.visible:
-            decode.mask[0, 0, 0, decode.visible: position + 1] = 0.0
+            decode.mask[0, 0, 0, decode.visible : position + 1] = 0.0
             decode.visible = position + 1
         decode.invoke()
         self._last = decode
@@ -429,11 +455,12 @@ class _TextStream:
     def _emit(self, text):
         # Decoding more ids only changes an incomplete character at the end (held back above).
         if len(text) > len(self.emitted) and text.startswith(self.emitted):
-            piece, self.emitted = text[len(self.emitted):], text
+            piece, self.emitted = text[len(self.emitted) :], text
             self._on_text(piece)
 
 
 # ---- measuring the Python loop -------------------------------------------------------------------
+
 
 def _naive_decode_steps(path, threads, steps: int) -> list[float]:
     """Seconds of each decode step of the contract followed literally: signature runner calls
@@ -441,26 +468,35 @@ def _naive_decode_steps(path, threads, steps: int) -> list[float]:
     from ai_edge_litert.interpreter import Interpreter
 
     decode = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(
-        DECODE_SIGNATURE)
+        DECODE_SIGNATURE
+    )
     details = decode.get_input_details()
-    caches = {name: np.zeros(d["shape"], np.float32) for name, d in details.items()
-              if _CACHE_NAME.match(name)}
+    caches = {
+        name: np.zeros(d["shape"], np.float32)
+        for name, d in details.items()
+        if _CACHE_NAME.match(name)
+    }
     length = details[MASK]["shape"][-1]
     mask = np.full((1, 1, 1, length), MASK_HIDDEN, np.float32)
     seconds = []
     for position in range(steps):
         started = time.perf_counter()
         mask[..., position] = 0
-        out = decode(tokens=np.array([[1]], np.int32),
-                     input_pos=np.array([position], np.int32), mask=mask, **caches)
+        out = decode(
+            tokens=np.array([[1]], np.int32),
+            input_pos=np.array([position], np.int32),
+            mask=mask,
+            **caches,
+        )
         caches = {name: out[name] for name in caches}
         int(np.argmax(out[LOGITS][0, 0]))
         seconds.append(time.perf_counter() - started)
     return seconds
 
 
-def measure_loop(path, threads: int | None = None, rounds: int = 5,
-                 prompt: str = "Estoy disfrutando de") -> dict:
+def measure_loop(
+    path, threads: int | None = None, rounds: int = 5, prompt: str = "Estoy disfrutando de"
+) -> dict:
     """Per-decode-step milliseconds, timed interleaved (A B C D A B C D ...) in this process.
 
     - ``invoke``: the ``decode`` signature alone (no Python work but the call), each call timed;
@@ -487,18 +523,27 @@ def measure_loop(path, threads: int | None = None, rounds: int = 5,
         generation = model.generate(prompt, max_length=model.cache_length, timings=True)
         figures["loop"] += generation.timings["decode_step_s"]
         stamps = []
-        model.generate(prompt, max_length=model.cache_length,
-                       on_text=lambda piece, stamp=stamps.append: stamp(clock()))
+        model.generate(
+            prompt,
+            max_length=model.cache_length,
+            on_text=lambda piece, stamp=stamps.append: stamp(clock()),
+        )
         figures["loop_streaming"] += [b - a for a, b in zip(stamps[1:], stamps[2:])]
         figures["naive"] += _naive_decode_steps(path, threads, steps)
-    return {"model": str(path), "threads": threads, "rounds": rounds, "steps": steps,
-            "ms_per_step": {k: statistics.median(v) * 1e3 for k, v in figures.items()},
-            "p90_ms": {k: float(np.percentile(v, 90)) * 1e3 for k, v in figures.items()}}
+    return {
+        "model": str(path),
+        "threads": threads,
+        "rounds": rounds,
+        "steps": steps,
+        "ms_per_step": {k: statistics.median(v) * 1e3 for k, v in figures.items()},
+        "p90_ms": {k: float(np.percentile(v, 90)) * 1e3 for k, v in figures.items()},
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description="Measure the LiteRT runtime's Python loop against bare decode invokes.")
+        description="Measure the LiteRT runtime's Python loop against bare decode invokes."
+    )
     parser.add_argument("models", nargs="+", help="LiteRT-route .tflite files (interleaved)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
@@ -508,13 +553,24 @@ def main(argv=None):
         for path in args.models:
             results[str(path)].append(measure_loop(path, args.threads, rounds=1))
     for path, mine in results.items():
-        median = {key: round(statistics.median(r["ms_per_step"][key] for r in mine), 4)
-                  for key in mine[0]["ms_per_step"]}
-        print(json.dumps({"model": path, "threads": args.threads, "rounds": args.rounds,
-                          "steps_per_round": mine[0]["steps"], "median_ms_per_step": median,
-                          "python_loop_overhead_ms": round(median["loop"] - median["invoke"], 4),
-                          "loop_over_invoke": round(median["loop"] / median["invoke"], 3),
-                          "naive_over_loop": round(median["naive"] / median["loop"], 3)}))
+        median = {
+            key: round(statistics.median(r["ms_per_step"][key] for r in mine), 4)
+            for key in mine[0]["ms_per_step"]
+        }
+        print(
+            json.dumps(
+                {
+                    "model": path,
+                    "threads": args.threads,
+                    "rounds": args.rounds,
+                    "steps_per_round": mine[0]["steps"],
+                    "median_ms_per_step": median,
+                    "python_loop_overhead_ms": round(median["loop"] - median["invoke"], 4),
+                    "loop_over_invoke": round(median["loop"] / median["invoke"], 3),
+                    "naive_over_loop": round(median["naive"] / median["loop"], 3),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ TOKENIZER_SECTIONS = {"tokenizer.json": "hf_tokenizer", "tokenizer.model": "sp_t
 
 # ---- metadata (plain data: no protobuf needed to compute it) ----------------------------------
 
+
 def sampler_params(sampler: dict | None, vocabulary_size: int) -> dict:
     """LiteRT-LM ``SamplerParameters`` for our sampler settings (``llm2tflite.sampling``).
 
@@ -81,16 +82,21 @@ def sampler_params(sampler: dict | None, vocabulary_size: int) -> dict:
     sampler = dict(sampler or {})
     unknown = set(sampler) - {"temperature", "top_k", "top_p", "seed"}
     if unknown:
-        raise ValueError(f"unknown sampler setting(s) {sorted(unknown)}; known: temperature, "
-                         "top_k, top_p, seed")
+        raise ValueError(
+            f"unknown sampler setting(s) {sorted(unknown)}; known: temperature, top_k, top_p, seed"
+        )
     temperature = float(sampler.get("temperature") or 0.0)
     top_k = sampler.get("top_k")
     if temperature == 0.0 or top_k == 1:
         params = {"type": "TOP_P", "k": 1, "p": 1.0, "temperature": 1.0}
     else:
         top_p = sampler.get("top_p")
-        params = {"type": "TOP_P", "k": int(top_k or vocabulary_size),
-                  "p": float(1.0 if top_p is None else top_p), "temperature": temperature}
+        params = {
+            "type": "TOP_P",
+            "k": int(top_k or vocabulary_size),
+            "p": float(1.0 if top_p is None else top_p),
+            "temperature": temperature,
+        }
     if sampler.get("seed") is not None:
         params["seed"] = int(sampler["seed"])
     return params
@@ -118,6 +124,7 @@ def _metadata_proto(fields: dict):
 
 
 # ---- build -------------------------------------------------------------------------------------
+
 
 def sha256_file(path) -> str:
     digest = hashlib.sha256()
@@ -149,11 +156,17 @@ def _reproducible_system_metadata(content_id: str):
     def populate(system_metadata):
         entries = [m for m in system_metadata if m.key not in ("uuid", "creation_timestamp")]
         string = litertlm_builder.DType.STRING
-        return [*entries,
-                litertlm_builder.Metadata(key="uuid", dtype=string, value=str(
-                    uuid.uuid5(uuid.NAMESPACE_URL, f"llm2tflite:{content_id}"))),
-                litertlm_builder.Metadata(key="creation_timestamp", dtype=string,
-                                          value=_creation_timestamp())]
+        return [
+            *entries,
+            litertlm_builder.Metadata(
+                key="uuid",
+                dtype=string,
+                value=str(uuid.uuid5(uuid.NAMESPACE_URL, f"llm2tflite:{content_id}")),
+            ),
+            litertlm_builder.Metadata(
+                key="creation_timestamp", dtype=string, value=_creation_timestamp()
+            ),
+        ]
 
     litertlm_builder.populate_system_metadata = populate
     try:
@@ -162,8 +175,15 @@ def _reproducible_system_metadata(content_id: str):
         litertlm_builder.populate_system_metadata = original
 
 
-def build_bundle(model, tokenizer, info: dict, out, sampler: dict | None = None,
-                 activation_type: str = DEFAULT_ACTIVATION_TYPE, authors: str = "llm2tflite"):
+def build_bundle(
+    model,
+    tokenizer,
+    info: dict,
+    out,
+    sampler: dict | None = None,
+    activation_type: str = DEFAULT_ACTIVATION_TYPE,
+    authors: str = "llm2tflite",
+):
     """Pack ``model`` + ``tokenizer`` + metadata into ``out`` (litert-lm-builder's Python API).
 
     Returns the ``LlmMetadata`` fields written. Same inputs, same bytes.
@@ -173,32 +193,51 @@ def build_bundle(model, tokenizer, info: dict, out, sampler: dict | None = None,
 
     tokenizer = Path(tokenizer)
     if tokenizer.name not in TOKENIZER_SECTIONS:
-        raise ValueError(f"{tokenizer}: not a runtime tokenizer file "
-                         f"({' or '.join(TOKENIZER_SECTIONS)})")
+        raise ValueError(
+            f"{tokenizer}: not a runtime tokenizer file ({' or '.join(TOKENIZER_SECTIONS)})"
+        )
     if activation_type not in ACTIVATION_TYPES:
         raise ValueError(f"activation type {activation_type!r}; known: {ACTIVATION_TYPES}")
     fields = llm_metadata(info, sampler)
     metadata_text = text_format.MessageToString(_metadata_proto(fields))
-    content_id = hashlib.sha256("\n".join([
-        sha256_file(model), sha256_file(tokenizer), metadata_text, activation_type, authors,
-    ]).encode()).hexdigest()
+    content_id = hashlib.sha256(
+        "\n".join(
+            [
+                sha256_file(model),
+                sha256_file(tokenizer),
+                metadata_text,
+                activation_type,
+                authors,
+            ]
+        ).encode()
+    ).hexdigest()
     builder = litertlm_builder.LitertLmFileBuilder()
-    builder.add_system_metadata(litertlm_builder.Metadata(
-        key="Authors", value=authors, dtype=litertlm_builder.DType.STRING))
-    with tempfile.TemporaryDirectory() as scratch, atomic.atomic_path(out) as tmp, \
-            _reproducible_system_metadata(content_id), contextlib.redirect_stdout(sys.stderr):
+    builder.add_system_metadata(
+        litertlm_builder.Metadata(key="Authors", value=authors, dtype=litertlm_builder.DType.STRING)
+    )
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        atomic.atomic_path(out) as tmp,
+        _reproducible_system_metadata(content_id),
+        contextlib.redirect_stdout(sys.stderr),
+    ):
         metadata_path = Path(scratch) / "llm_metadata.pbtxt"
         metadata_path.write_text(metadata_text)
         # A plain text-continuation model: no thinking channel, no tool calls (the builder's
         # validation asks for both to be stated).
-        builder.add_llm_metadata(str(metadata_path), supports_thinking=False,
-                                 supports_function_calling=False)
+        builder.add_llm_metadata(
+            str(metadata_path), supports_thinking=False, supports_function_calling=False
+        )
         if TOKENIZER_SECTIONS[tokenizer.name] == "hf_tokenizer":
             builder.add_hf_tokenizer(str(tokenizer))
         else:
             builder.add_sentencepiece_tokenizer(str(tokenizer))
-        builder.add_tflite_model(str(model), litertlm_builder.TfLiteModelType.PREFILL_DECODE,
-                                 backend_constraint="cpu", prefer_activation_type=activation_type)
+        builder.add_tflite_model(
+            str(model),
+            litertlm_builder.TfLiteModelType.PREFILL_DECODE,
+            backend_constraint="cpu",
+            prefer_activation_type=activation_type,
+        )
         with open(tmp, "wb") as stream:
             builder.build(stream, validate_metadata=True)
     return fields
@@ -206,8 +245,14 @@ def build_bundle(model, tokenizer, info: dict, out, sampler: dict | None = None,
 
 # ---- run a bundle with LiteRT-LM's Python engine ---------------------------------------------
 
-def open_engine(bundle, max_num_tokens: int | None = None, threads: int | None = None,
-                activation_type: str | None = DEFAULT_ACTIVATION_TYPE, cache_dir=None):
+
+def open_engine(
+    bundle,
+    max_num_tokens: int | None = None,
+    threads: int | None = None,
+    activation_type: str | None = DEFAULT_ACTIVATION_TYPE,
+    cache_dir=None,
+):
     """``litert_lm.Engine`` on CPU. ``cache_dir``: where LiteRT-LM may keep its XNNPACK weight
     cache (by default it writes ``<bundle>_<mtime>_<size>.xnnpack_cache`` next to the bundle)."""
     import litert_lm
@@ -217,9 +262,12 @@ def open_engine(bundle, max_num_tokens: int | None = None, threads: int | None =
     if activation_type is not None:
         options["activation_data_type"] = ActivationDataType.from_str(activation_type)
     return litert_lm.Engine(
-        str(bundle), backend=litert_lm.interfaces.Backend.CPU(thread_count=threads),
-        max_num_tokens=max_num_tokens, cache_dir=str(cache_dir) if cache_dir else None,
-        **options)
+        str(bundle),
+        backend=litert_lm.interfaces.Backend.CPU(thread_count=threads),
+        max_num_tokens=max_num_tokens,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        **options,
+    )
 
 
 def engine_generate(engine, prompt: str, sampler: dict | None = None) -> str:
@@ -231,8 +279,11 @@ def engine_generate(engine, prompt: str, sampler: dict | None = None) -> str:
     if sampler is not None:
         params = sampler_params(sampler, vocabulary_size=1 << 30)
         config = litert_lm.interfaces.SamplerConfig(
-            top_k=params["k"], top_p=params["p"], temperature=params["temperature"],
-            seed=params.get("seed"))
+            top_k=params["k"],
+            top_p=params["p"],
+            temperature=params["temperature"],
+            seed=params.get("seed"),
+        )
     session = engine.create_session(apply_prompt_template=False, sampler_config=config)
     try:
         session.run_prefill([prompt])
@@ -244,24 +295,33 @@ def engine_generate(engine, prompt: str, sampler: dict | None = None) -> str:
 def check_record(bundle, prompt: str, max_num_tokens: int, activation_type: str) -> dict:
     """LiteRT-LM's greedy continuation of ``prompt`` on the bundle."""
     with tempfile.TemporaryDirectory() as cache_dir:
-        engine = open_engine(bundle, max_num_tokens, activation_type=activation_type,
-                             cache_dir=cache_dir)
+        engine = open_engine(
+            bundle, max_num_tokens, activation_type=activation_type, cache_dir=cache_dir
+        )
         try:
             text = engine_generate(engine, prompt, {"temperature": 0})
         finally:
             engine.close()
-    return {"prompt": prompt, "continuation": text, "sampler": "greedy",
-            "max_num_tokens": max_num_tokens, "activation_type": activation_type}
+    return {
+        "prompt": prompt,
+        "continuation": text,
+        "sampler": "greedy",
+        "max_num_tokens": max_num_tokens,
+        "activation_type": activation_type,
+    }
 
 
 def _versions() -> dict:
     from importlib import metadata
 
-    return {name: metadata.version(name) for name in ("litert-lm", "litert-lm-builder",
-                                                     "litert-lm-api", "protobuf")}
+    return {
+        name: metadata.version(name)
+        for name in ("litert-lm", "litert-lm-builder", "litert-lm-api", "protobuf")
+    }
 
 
 # ---- the environment ---------------------------------------------------------------------------
+
 
 def create_venv(requirements, venv_dir, python: str | None = None) -> dict:
     """A fresh venv at ``venv_dir`` with ``requirements`` installed; its marker file last.
@@ -279,54 +339,83 @@ def create_venv(requirements, venv_dir, python: str | None = None) -> dict:
     started = time.perf_counter()
     subprocess.run([base, "-m", "venv", str(venv_dir)], check=True)
     venv_python = venv_dir / "bin" / "python"
-    subprocess.run([str(venv_python), "-m", "pip", "install", "--quiet",
-                    "--disable-pip-version-check", "-r", str(requirements)], check=True)
+    subprocess.run(
+        [
+            str(venv_python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(requirements),
+        ],
+        check=True,
+    )
     check = subprocess.run(
-        [str(venv_python), "-c", "import litert_lm, litert_lm_builder, google.protobuf as p; "
-                                 "print(p.__version__)"],
-        capture_output=True, text=True, check=True)
-    freeze = subprocess.run([str(venv_python), "-m", "pip", "freeze"], capture_output=True,
-                            text=True, check=True).stdout.split()
-    record = {"python": str(venv_python), "builder": str(venv_dir / "bin" / "litert-lm-builder"),
-              "protobuf": check.stdout.strip(), "requirements": str(requirements),
-              "requirements_sha256": sha256_file(requirements), "packages": freeze,
-              "seconds": round(time.perf_counter() - started, 1)}
+        [
+            str(venv_python),
+            "-c",
+            "import litert_lm, litert_lm_builder, google.protobuf as p; print(p.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    freeze = subprocess.run(
+        [str(venv_python), "-m", "pip", "freeze"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    record = {
+        "python": str(venv_python),
+        "builder": str(venv_dir / "bin" / "litert-lm-builder"),
+        "protobuf": check.stdout.strip(),
+        "requirements": str(requirements),
+        "requirements_sha256": sha256_file(requirements),
+        "packages": freeze,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     atomic.write_json(venv_dir / VENV_MARKER, record)
     return record
 
 
 # ---- CLI ---------------------------------------------------------------------------------------
 
+
 def _build_main(args):
     info = json.loads(Path(args.info).read_text(encoding="utf-8"))
     sampler = json.loads(args.sampler_json) if args.sampler_json else None
-    fields = build_bundle(args.model, args.tokenizer, info, args.out, sampler,
-                          args.activation_type)
+    fields = build_bundle(args.model, args.tokenizer, info, args.out, sampler, args.activation_type)
     record = {
         "bundle": str(args.out),
         "size_bytes": os.path.getsize(args.out),
         "sha256": sha256_file(args.out),
         "model": {"path": str(args.model), "sha256": sha256_file(args.model)},
-        "tokenizer": {"path": str(args.tokenizer), "section": TOKENIZER_SECTIONS[
-            Path(args.tokenizer).name]},
+        "tokenizer": {
+            "path": str(args.tokenizer),
+            "section": TOKENIZER_SECTIONS[Path(args.tokenizer).name],
+        },
         "llm_metadata": fields,
         "activation_type": args.activation_type,
         "versions": _versions(),
     }
     if args.check_prompt:
-        record["check"] = check_record(args.out, args.check_prompt, fields["max_num_tokens"],
-                                       args.activation_type)
+        record["check"] = check_record(
+            args.out, args.check_prompt, fields["max_num_tokens"], args.activation_type
+        )
     atomic.write_json(args.record, record)
     check = record.get("check", {})
-    print(f"packed {args.out} ({record['size_bytes'] / 1e6:.1f} MB): "
-          f"{check.get('prompt', '')!r} -> {check.get('continuation', '')!r}")
+    print(
+        f"packed {args.out} ({record['size_bytes'] / 1e6:.1f} MB): "
+        f"{check.get('prompt', '')!r} -> {check.get('continuation', '')!r}"
+    )
 
 
 def _generate_main(args):
     sampler = json.loads(args.sampler_json) if args.sampler_json else None
     with tempfile.TemporaryDirectory() as cache_dir:
-        engine = open_engine(args.bundle, args.max_num_tokens, args.threads,
-                             args.activation_type, cache_dir)
+        engine = open_engine(
+            args.bundle, args.max_num_tokens, args.threads, args.activation_type, cache_dir
+        )
         try:
             texts = [engine_generate(engine, prompt, sampler) for prompt in args.prompt]
         finally:
@@ -350,19 +439,23 @@ def main(argv=None):
     build.add_argument("--out", required=True, help=".litertlm to write")
     build.add_argument("--record", help="JSON to write (default: OUT.json)")
     build.add_argument("--sampler-json", help='default sampler, e.g. {"temperature": 0}')
-    build.add_argument("--activation-type", default=DEFAULT_ACTIVATION_TYPE,
-                       choices=ACTIVATION_TYPES)
-    build.add_argument("--check-prompt", default=DEFAULT_CHECK_PROMPT,
-                       help="prompt whose greedy continuation by LiteRT-LM goes in the record "
-                            "('' to skip)")
+    build.add_argument(
+        "--activation-type", default=DEFAULT_ACTIVATION_TYPE, choices=ACTIVATION_TYPES
+    )
+    build.add_argument(
+        "--check-prompt",
+        default=DEFAULT_CHECK_PROMPT,
+        help="prompt whose greedy continuation by LiteRT-LM goes in the record ('' to skip)",
+    )
 
     generate = commands.add_parser("generate", help="LiteRT-LM's continuations of prompts")
     generate.add_argument("bundle")
     generate.add_argument("prompt", nargs="+")
     generate.add_argument("--max-num-tokens", type=int)
     generate.add_argument("--threads", type=int)
-    generate.add_argument("--activation-type", default=DEFAULT_ACTIVATION_TYPE,
-                          choices=ACTIVATION_TYPES)
+    generate.add_argument(
+        "--activation-type", default=DEFAULT_ACTIVATION_TYPE, choices=ACTIVATION_TYPES
+    )
     generate.add_argument("--sampler-json", help="our sampler settings (default: the bundle's)")
 
     args = parser.parse_args(argv)

@@ -53,9 +53,12 @@ def keras_generate(causal_lm, prompt: str, max_length: int) -> Generation:
         raise RuntimeError(f"expected one call of the generate function, saw {len(calls)}")
     inputs, outputs, stops = calls[0]
     prompt_tokens = int(np.sum(np.asarray(inputs["padding_mask"])[0]))
-    ids = kept_token_ids(np.asarray(outputs["token_ids"])[0],
-                         np.asarray(outputs["padding_mask"])[0], prompt_tokens,
-                         stops if stops is not None else stop_token_ids(causal_lm))
+    ids = kept_token_ids(
+        np.asarray(outputs["token_ids"])[0],
+        np.asarray(outputs["padding_mask"])[0],
+        prompt_tokens,
+        stops if stops is not None else stop_token_ids(causal_lm),
+    )
     return Generation(text, ids, prompt_tokens)
 
 
@@ -64,14 +67,16 @@ def keras_generations(causal_lm, prompts, max_length: int) -> list[dict]:
     for prompt in prompts:
         started = time.perf_counter()
         generation = keras_generate(causal_lm, prompt, max_length)
-        results.append({
-            "prompt": prompt,
-            "output": generation.text,
-            "token_ids": generation.token_ids,
-            "prompt_tokens": generation.prompt_tokens,
-            "new_tokens": generation.new_tokens,
-            "latency_s": round(time.perf_counter() - started, 4),
-        })
+        results.append(
+            {
+                "prompt": prompt,
+                "output": generation.text,
+                "token_ids": generation.token_ids,
+                "prompt_tokens": generation.prompt_tokens,
+                "new_tokens": generation.new_tokens,
+                "latency_s": round(time.perf_counter() - started, 4),
+            }
+        )
     return results
 
 
@@ -81,17 +86,25 @@ def main(argv=None):
     parser.add_argument("--preset", required=True)
     parser.add_argument("--max-length", type=int, required=True)
     parser.add_argument("--sampler", default="greedy")
-    parser.add_argument("--prompts-json", required=True, type=json.loads, dest="prompts",
-                        help='JSON list of prompts, e.g. \'["Estoy disfrutando de"]\'')
+    parser.add_argument(
+        "--prompts-json",
+        required=True,
+        type=json.loads,
+        dest="prompts",
+        help="JSON list of prompts, e.g. '[\"Estoy disfrutando de\"]'",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     causal_lm = load_causal_lm(args.preset, sampler=args.sampler)
-    atomic.write_json(args.out, {
-        "preset": args.preset,
-        "max_length": args.max_length,
-        "sampler": args.sampler,
-        "generations": keras_generations(causal_lm, args.prompts, args.max_length),
-    })
+    atomic.write_json(
+        args.out,
+        {
+            "preset": args.preset,
+            "max_length": args.max_length,
+            "sampler": args.sampler,
+            "generations": keras_generations(causal_lm, args.prompts, args.max_length),
+        },
+    )
 
 
 if __name__ == "__main__":

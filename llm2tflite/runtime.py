@@ -87,7 +87,8 @@ def tflite_signatures(path) -> list[str]:
 def route_from_signatures(signatures) -> str | None:
     """``litert`` (decode + prefill_*), ``tflite`` (the codelab's signatures) or None."""
     if LITERT_DECODE_SIGNATURE in signatures and any(
-            s.startswith(LITERT_PREFILL_PREFIX) for s in signatures):
+        s.startswith(LITERT_PREFILL_PREFIX) for s in signatures
+    ):
         return LITERT_ROUTE
     if all(s in signatures for s in CODELAB_SIGNATURES):
         return TFLITE_ROUTE
@@ -100,8 +101,10 @@ def route_of(path) -> str:
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return TENSORFLOW_ROUTE
-        raise ModelOpenError(f"{path} is a directory without saved_model.pb: give a .tflite file "
-                             "or a traced SavedModel directory")
+        raise ModelOpenError(
+            f"{path} is a directory without saved_model.pb: give a .tflite file "
+            "or a traced SavedModel directory"
+        )
     if not path.is_file():
         raise ModelOpenError(f"model file {str(path)!r} does not exist")
     signatures = tflite_signatures(path)
@@ -111,7 +114,8 @@ def route_of(path) -> str:
     raise ModelOpenError(
         f"{path} has signatures {signatures or 'none'}: not a model of this workflow (expected "
         f"{' + '.join(CODELAB_SIGNATURES)} for the codelab route, or "
-        f"{LITERT_DECODE_SIGNATURE} + {LITERT_PREFILL_PREFIX}<T> for the LiteRT route)")
+        f"{LITERT_DECODE_SIGNATURE} + {LITERT_PREFILL_PREFIX}<T> for the LiteRT route)"
+    )
 
 
 def _litert_model_class(path):
@@ -122,7 +126,8 @@ def _litert_model_class(path):
             raise
         raise ModelOpenError(
             f"{path} is a LiteRT prefill/decode model, but this installation has no LiteRT "
-            "runtime (llm2tflite/litert_runtime.py is missing); update llm2tflite") from None
+            "runtime (llm2tflite/litert_runtime.py is missing); update llm2tflite"
+        ) from None
     return LiteRTModel
 
 
@@ -135,8 +140,10 @@ def open_model(path, threads: int | None = None):
         return SavedModelRuntime(path, threads=threads)
     model = _litert_model_class(path)(str(path), threads=threads)
     if getattr(model, "route", None) != LITERT_ROUTE:
-        raise ModelOpenError(f"llm2tflite.litert_runtime.LiteRTModel opened {path} with route "
-                             f"{getattr(model, 'route', None)!r}, expected {LITERT_ROUTE!r}")
+        raise ModelOpenError(
+            f"llm2tflite.litert_runtime.LiteRTModel opened {path} with route "
+            f"{getattr(model, 'route', None)!r}, expected {LITERT_ROUTE!r}"
+        )
     return model
 
 
@@ -154,8 +161,10 @@ def _decode(text: bytes) -> str:
 
 def check_traced_sampler(sampler) -> None:
     if sampler not in TRACED_SAMPLERS:
-        raise ValueError(f"sampler {sampler!r}: this model's sampler is fixed when it is traced "
-                         "(greedy); sample with a LiteRT-route model instead")
+        raise ValueError(
+            f"sampler {sampler!r}: this model's sampler is fixed when it is traced "
+            "(greedy); sample with a LiteRT-route model instead"
+        )
 
 
 class _TracedGraphModel:
@@ -167,8 +176,14 @@ class _TracedGraphModel:
     def _run(self, name: str, **inputs) -> dict:
         raise NotImplementedError
 
-    def generate(self, prompt: str | bytes, max_length: int | None = None, sampler=None,
-                 on_text=None, timings: bool = False) -> Generation:
+    def generate(
+        self,
+        prompt: str | bytes,
+        max_length: int | None = None,
+        sampler=None,
+        on_text=None,
+        timings: bool = False,
+    ) -> Generation:
         """One generation; the loop runs inside one signature call, so ``timings`` stays None."""
         check_traced_sampler(sampler)
         if max_length is not None and max_length < 1:
@@ -183,8 +198,9 @@ class _TracedGraphModel:
             # Greedy generation is causal: the first max_length ids are what a model traced with
             # max_length would have produced. The start token (first) is not text.
             kept = generation.token_ids[:max_length]
-            generation = Generation(self.text(kept[1:]), kept,
-                                    min(generation.prompt_tokens, max_length))
+            generation = Generation(
+                self.text(kept[1:]), kept, min(generation.prompt_tokens, max_length)
+            )
         if on_text is not None:
             on_text(generation.text)
         return generation
@@ -225,7 +241,8 @@ class TFLiteModel(_TracedGraphModel):
             raise ModelOpenError(
                 f"{model_path}: its {GENERATE_SIGNATURE} returns {sorted(outputs)}, not its token "
                 "ids: it was converted by an older llm2tflite; rebuild it (snakemake reruns trace "
-                "and convert)")
+                "and convert)"
+            )
         self._runners = {name: self.interpreter.get_signature_runner(name) for name in SIGNATURES}
         self.load_seconds = time.perf_counter() - started
 

@@ -34,11 +34,13 @@ class SafetyFilter:
         self.words = list(words)
         alternatives = sorted({re.escape(_normalize(w)) for w in self.words}, key=len, reverse=True)
         self._pattern = (
-            re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)") if alternatives else None
+            re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)")
+            if alternatives
+            else None
         )
 
     @classmethod
-    def from_file(cls, path: str | Path | None = None) -> "SafetyFilter":
+    def from_file(cls, path: str | Path | None = None) -> SafetyFilter:
         return cls(load_blocklist(path))
 
     def blocked_words(self, text: str) -> list[str]:
@@ -56,7 +58,7 @@ class RefusedError(RuntimeError):
         super().__init__(
             f"refused: the {what} contains language on the blocklist ({len(words)} match"
             f"{'es' if len(words) != 1 else ''}); rephrase the prompt"
-            if what == "prompt" else
-            f"refused: the generated text contains language on the blocklist "
+            if what == "prompt"
+            else f"refused: the generated text contains language on the blocklist "
             f"({len(words)} match{'es' if len(words) != 1 else ''}); it is not shown"
         )

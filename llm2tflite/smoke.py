@@ -20,8 +20,14 @@ import llm2tflite  # noqa: F401
 from llm2tflite import atomic
 
 
-def smoke_test(model_path: str, variant: str, prompts, keras_reference: dict | None,
-               blocklist: str | None = None, require_keras_match: bool = False) -> dict:
+def smoke_test(
+    model_path: str,
+    variant: str,
+    prompts,
+    keras_reference: dict | None,
+    blocklist: str | None = None,
+    require_keras_match: bool = False,
+) -> dict:
     from llm2tflite.runtime import open_model
     from llm2tflite.safety import RefusedError, SafetyFilter
 
@@ -44,7 +50,8 @@ def smoke_test(model_path: str, variant: str, prompts, keras_reference: dict | N
         equals_keras = None
         if keras is not None:
             equals_keras = output == keras_output and (
-                "token_ids" not in keras or generation.token_ids == keras["token_ids"])
+                "token_ids" not in keras or generation.token_ids == keras["token_ids"]
+            )
         blocked = safety.blocked_words(output)
         refused = bool(blocked)
         if refused:
@@ -90,28 +97,47 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help=".tflite file of either route")
     parser.add_argument("--variant", required=True)
-    parser.add_argument("--keras-reference", required=True, help="reference JSON of the Keras model")
-    parser.add_argument("--prompts-json", required=True, type=json.loads, dest="prompts",
-                        help='JSON list of prompts, e.g. \'["Estoy disfrutando de"]\'')
+    parser.add_argument(
+        "--keras-reference", required=True, help="reference JSON of the Keras model"
+    )
+    parser.add_argument(
+        "--prompts-json",
+        required=True,
+        type=json.loads,
+        dest="prompts",
+        help="JSON list of prompts, e.g. '[\"Estoy disfrutando de\"]'",
+    )
     parser.add_argument("--blocklist", help="safety filter word list (default: the package's)")
-    parser.add_argument("--require-keras-match", action="store_true",
-                        help="fail unless every output (ids and text) equals the Keras model's")
+    parser.add_argument(
+        "--require-keras-match",
+        action="store_true",
+        help="fail unless every output (ids and text) equals the Keras model's",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     with open(args.keras_reference, encoding="utf-8") as f:
         keras_reference = json.load(f)
-    report = smoke_test(args.model, args.variant, args.prompts, keras_reference, args.blocklist,
-                        require_keras_match=args.require_keras_match)
+    report = smoke_test(
+        args.model,
+        args.variant,
+        args.prompts,
+        keras_reference,
+        args.blocklist,
+        require_keras_match=args.require_keras_match,
+    )
     for record in report["results"]:
         if record["refused"]:
             print(f"[{args.variant}] {record['prompt']!r} -> refused ({record['refused']})")
         else:
-            print(f"[{args.variant}] {record['prompt']!r} -> {record['output']!r} "
-                  f"(+{record['new_tokens']} tokens, {record['latency_s']} s)")
+            print(
+                f"[{args.variant}] {record['prompt']!r} -> {record['output']!r} "
+                f"(+{record['new_tokens']} tokens, {record['latency_s']} s)"
+            )
     if not report["passed"]:
         # No output file: Snakemake must not take a failed smoke test for a finished one.
-        print(f"smoke test FAILED for {args.model}: " + "; ".join(report["failures"]),
-              file=sys.stderr)
+        print(
+            f"smoke test FAILED for {args.model}: " + "; ".join(report["failures"]), file=sys.stderr
+        )
         sys.exit(1)
     atomic.write_json(args.out, report)
 

@@ -64,8 +64,9 @@ def _load_records(paths, kind: str, name_keys) -> list[dict]:
         record = json.loads(path.read_text(encoding="utf-8"))
         # results/<model>/<route>/<stage>/<variant>.json
         layout = path.resolve().parents
-        model = next((record[k] for k in name_keys if isinstance(record.get(k), str)
-                      and record.get(k)), None)
+        model = next(
+            (record[k] for k in name_keys if isinstance(record.get(k), str) and record.get(k)), None
+        )
         record["_model"] = model or layout[2].name
         record["_route"] = str(record.get("route") or layout[1].name)
         record["_variant"] = str(record.get("variant") or path.stem)
@@ -126,6 +127,14 @@ def _pct(value, digits: int = 1) -> str:
     return "-" if _missing(value) else f"{100 * float(value):.{digits}f}%"
 
 
+def _decode_ms(row) -> str:
+    if _missing(row.get("decode_ms_per_token")):
+        return "-"
+    return (
+        f"{row['decode_ms_per_token']:.2f} ({row['decode_ms_p10']:.2f}-{row['decode_ms_p90']:.2f})"
+    )
+
+
 def _ms(seconds, digits: int = 1) -> str:
     return "-" if _missing(seconds) else f"{1000 * float(seconds):.{digits}f}"
 
@@ -137,8 +146,10 @@ def _markdown(rows: list[dict]) -> list[str]:
 
 
 def _by_model(records, model) -> list[dict]:
-    return sorted((r for r in records if r["_model"] == model),
-                  key=lambda r: row_order(r["_route"], r["_variant"]))
+    return sorted(
+        (r for r in records if r["_model"] == model),
+        key=lambda r: row_order(r["_route"], r["_variant"]),
+    )
 
 
 def _bench_rows(inputs, model) -> list[dict]:
@@ -157,8 +168,7 @@ def _speedup(row) -> str:
     if _missing(row.get("speedup_vs_tf")):
         return "-"
     mark = "" if row.get("equal_work") in (True, "True", 1) else UNEQUAL_WORK_MARK
-    return (f"{row['speedup_vs_tf']:.2f}{mark} ({row['speedup_min']:.2f}-"
-            f"{row['speedup_max']:.2f})")
+    return f"{row['speedup_vs_tf']:.2f}{mark} ({row['speedup_min']:.2f}-{row['speedup_max']:.2f})"
 
 
 def _benchmark_section(inputs, model) -> list[str]:
@@ -173,33 +183,54 @@ def _benchmark_section(inputs, model) -> list[str]:
         f"logical; threads per runtime: {_int(first.get('threads'))} ('-': the runtime's "
         f"default). {_int(first.get('runs'))} timed rounds, every model once per round in a "
         "rotating order (A B C, B C A, ...), each model in its own process, after one untimed "
-        "first call.", ""]
-    table = [{
-        "route": r["route"], "variant": r["variant"], "size MB": _fmt(r["size_mb"], 2),
-        "load s": _fmt(r["load_s"], 2), "first call s": _fmt(r["first_call_s"], 2),
-        "median s (min-max)": f"{_fmt(r['median_s'], 4)} ({_fmt(r['min_s'], 4)}-"
-                              f"{_fmt(r['max_s'], 4)})",
-        "speed-up vs tf (min-max)": _speedup(r),
-        "new tokens": _int(r["new_tokens"]), "tokens/s": _fmt(r["tokens_per_s"], 1),
-        "first token ms": _ms(r.get("first_token_s")), "prefill ms": _ms(r.get("prefill_s")),
-        "decode ms/token (p10-p90)": "-" if _missing(r.get("decode_ms_per_token")) else
-        f"{r['decode_ms_per_token']:.2f} ({r['decode_ms_p10']:.2f}-{r['decode_ms_p90']:.2f})",
-        "peak RSS MiB": _fmt(r["peak_rss_mb"], 0),
-    } for r in rows]
+        "first call.",
+        "",
+    ]
+    table = [
+        {
+            "route": r["route"],
+            "variant": r["variant"],
+            "size MB": _fmt(r["size_mb"], 2),
+            "load s": _fmt(r["load_s"], 2),
+            "first call s": _fmt(r["first_call_s"], 2),
+            "median s (min-max)": f"{_fmt(r['median_s'], 4)} ({_fmt(r['min_s'], 4)}-"
+            f"{_fmt(r['max_s'], 4)})",
+            "speed-up vs tf (min-max)": _speedup(r),
+            "new tokens": _int(r["new_tokens"]),
+            "tokens/s": _fmt(r["tokens_per_s"], 1),
+            "first token ms": _ms(r.get("first_token_s")),
+            "prefill ms": _ms(r.get("prefill_s")),
+            "decode ms/token (p10-p90)": _decode_ms(r),
+            "peak RSS MiB": _fmt(r["peak_rss_mb"], 0),
+        }
+        for r in rows
+    ]
     lines += _markdown(table)
     lines.append("")
-    unequal = [r for r in rows if not _missing(r.get("speedup_vs_tf"))
-               and r.get("equal_work") not in (True, "True", 1)]
+    unequal = [
+        r
+        for r in rows
+        if not _missing(r.get("speedup_vs_tf")) and r.get("equal_work") not in (True, "True", 1)
+    ]
     baseline = next((r for r in rows if r["route"] == BASELINE_ROUTE), None)
     if unequal and baseline is not None:
-        lines += [f"{UNEQUAL_WORK_MARK} Unequal work: " + ", ".join(
-            f"{_label(r['route'], r['variant'])} generated {_int(r['new_tokens'])} tokens"
-            for r in unequal) + f" where {TF_VARIANT} generated {_int(baseline['new_tokens'])}: "
-            "its speed-up is not a like-for-like comparison.", ""]
-    lines += ["Speed-up: per round, the baseline's time over the variant's time in that round; "
-              "median and min-max over rounds. Step columns ('-' for the codelab route, whose "
-              "generation loop runs inside one signature call) are measured per call by routes "
-              "that run the loop in Python. Peak RSS: the process that ran only that model.", ""]
+        lines += [
+            f"{UNEQUAL_WORK_MARK} Unequal work: "
+            + ", ".join(
+                f"{_label(r['route'], r['variant'])} generated {_int(r['new_tokens'])} tokens"
+                for r in unequal
+            )
+            + f" where {TF_VARIANT} generated {_int(baseline['new_tokens'])}: "
+            "its speed-up is not a like-for-like comparison.",
+            "",
+        ]
+    lines += [
+        "Speed-up: per round, the baseline's time over the variant's time in that round; "
+        "median and min-max over rounds. Step columns ('-' for the codelab route, whose "
+        "generation loop runs inside one signature call) are measured per call by routes "
+        "that run the loop in Python. Peak RSS: the process that ran only that model.",
+        "",
+    ]
     return lines
 
 
@@ -218,26 +249,37 @@ def _fidelity_section(inputs, model) -> list[str]:
     lines = ["### Fidelity (against the Keras model)", ""]
     if not records:
         return lines + ["(no fidelity results yet)", ""]
-    table = [{
-        "route": r["_route"], "variant": r["_variant"],
-        "exact match": _pct(r.get("exact_match_rate")),
-        "leading tokens agree (mean)": f"{_fmt(r.get('mean_leading_tokens_agree'), 1)} of "
-                                       f"{_fmt(r.get('mean_keras_new_tokens'), 1)}",
-        "perplexity": _fmt(r.get("perplexity"), 3),
-        "Keras perplexity": _fmt(r.get("keras_perplexity"), 3),
-        "difference": _pct(r.get("perplexity_relative_difference"), 2),
-        "prompts": len(r.get("prompts") or []),
-        "quality gates": _gate_verdict(r, inputs.get("gates")),
-    } for r in records]
+    table = [
+        {
+            "route": r["_route"],
+            "variant": r["_variant"],
+            "exact match": _pct(r.get("exact_match_rate")),
+            "leading tokens agree (mean)": f"{_fmt(r.get('mean_leading_tokens_agree'), 1)} of "
+            f"{_fmt(r.get('mean_keras_new_tokens'), 1)}",
+            "perplexity": _fmt(r.get("perplexity"), 3),
+            "Keras perplexity": _fmt(r.get("keras_perplexity"), 3),
+            "difference": _pct(r.get("perplexity_relative_difference"), 2),
+            "prompts": len(r.get("prompts") or []),
+            "quality gates": _gate_verdict(r, inputs.get("gates")),
+        }
+        for r in records
+    ]
     lines += _markdown(table)
     lines.append("")
     gates = inputs.get("gates") or {}
-    shown = [variant for variant in dict.fromkeys(r["_variant"] for r in records)
-             if gates.get(variant)]
+    shown = [
+        variant for variant in dict.fromkeys(r["_variant"] for r in records) if gates.get(variant)
+    ]
     if shown:
-        lines += ["Quality gates (config `quality_gates`): " + "; ".join(
-            f"{variant}: " + ", ".join(f"{k} {v}" for k, v in sorted(gates[variant].items())
-                                       if v is not None) for variant in shown), ""]
+        lines += [
+            "Quality gates (config `quality_gates`): "
+            + "; ".join(
+                f"{variant}: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(gates[variant].items()) if v is not None)
+                for variant in shown
+            ),
+            "",
+        ]
     return lines
 
 
@@ -251,30 +293,39 @@ def _ops_section(inputs, model) -> list[str]:
         counts = r.get("class_counts", {})
         codelab = (r.get("user_op_checks") or {}).get("codelab") or {}
         derived = (r.get("user_op_checks") or {}).get("conversion_report")
-        table.append({
-            "route": r["_route"], "variant": r["_variant"],
-            "subgraphs": _int(r.get("num_subgraphs")), "operators": _int(r.get("num_operators")),
-            "builtin": _int(counts.get("builtin")), "Flex": _int(counts.get("select_tf")),
-            "custom": _int(counts.get("custom")),
-            "Flex op types": len(r.get("flex_ops") or []),
-            "codelab list: used": ", ".join(codelab.get("used_as_flex") or []) or "none",
-            "codelab list: unused": ", ".join(codelab.get("not_used") or []) or "none",
-            "derived user ops": "-" if derived is None else (
-                ", ".join(derived.get("listed") or []) or "none"),
-        })
+        table.append(
+            {
+                "route": r["_route"],
+                "variant": r["_variant"],
+                "subgraphs": _int(r.get("num_subgraphs")),
+                "operators": _int(r.get("num_operators")),
+                "builtin": _int(counts.get("builtin")),
+                "Flex": _int(counts.get("select_tf")),
+                "custom": _int(counts.get("custom")),
+                "Flex op types": len(r.get("flex_ops") or []),
+                "codelab list: used": ", ".join(codelab.get("used_as_flex") or []) or "none",
+                "codelab list: unused": ", ".join(codelab.get("not_used") or []) or "none",
+                "derived user ops": "-"
+                if derived is None
+                else (", ".join(derived.get("listed") or []) or "none"),
+            }
+        )
     lines += _markdown(table)
     lines.append("")
     groups: dict[tuple, list[str]] = {}
     for r in records:
         groups.setdefault(tuple(r.get("flex_ops") or []), []).append(
-            _label(r["_route"], r["_variant"]))
+            _label(r["_route"], r["_variant"])
+        )
     for flex, labels in groups.items():
         label = "all variants" if len(groups) == 1 else ", ".join(labels)
         lines.append(f"Flex ops ({label}; {len(flex)}): {', '.join(flex) or 'none'}")
     outside = sorted({op for r in records for op in r.get("flex_ops_outside_core_tf") or []})
     if outside:
-        lines.append("Flex ops outside core TensorFlow (need their kernels in the Flex delegate): "
-                     + ", ".join(outside))
+        lines.append(
+            "Flex ops outside core TensorFlow (need their kernels in the Flex delegate): "
+            + ", ".join(outside)
+        )
     custom = sorted({op for r in records for op in r.get("custom_ops") or []})
     lines.append(f"Custom ops to register: {', '.join(custom) or 'none'}")
     return lines + [""]
@@ -289,10 +340,12 @@ def _smoke_section(inputs, model) -> list[str]:
         status = "passed" if r.get("passed") else "FAILED"
         lines.append(f"[{_label(r['_route'], r['_variant'])}] {status}")
         for result in r.get("results") or []:
-            lines.append(f"  {json.dumps(result.get('prompt'), ensure_ascii=False)} -> "
-                         f"{json.dumps(result.get('output'), ensure_ascii=False)} "
-                         f"(+{_int(result.get('new_tokens'))} tokens, "
-                         f"{_fmt(result.get('latency_s'))} s)")
+            lines.append(
+                f"  {json.dumps(result.get('prompt'), ensure_ascii=False)} -> "
+                f"{json.dumps(result.get('output'), ensure_ascii=False)} "
+                f"(+{_int(result.get('new_tokens'))} tokens, "
+                f"{_fmt(result.get('latency_s'))} s)"
+            )
         for failure in r.get("failures") or []:
             lines.append(f"  failure: {failure}")
     return lines + [""]
@@ -305,11 +358,19 @@ def render_summary(inputs, plot_paths: dict[str, Path] | None = None, out_md=Non
         return "\n".join(lines + ["(no results)"]) + "\n"
     for model in models:
         labels = {(str(r["route"]), str(r["variant"])) for r in _bench_rows(inputs, model)}
-        labels |= {(r["_route"], r["_variant"]) for k in ("fidelity", "ops", "smoke")
-                   for r in inputs[k] if r["_model"] == model}
+        labels |= {
+            (r["_route"], r["_variant"])
+            for k in ("fidelity", "ops", "smoke")
+            for r in inputs[k]
+            if r["_model"] == model
+        }
         ordered = sorted(labels, key=lambda label: row_order(*label))
-        lines += [f"## {model}", "",
-                  f"Models compared: {', '.join(_label(*label) for label in ordered)}", ""]
+        lines += [
+            f"## {model}",
+            "",
+            f"Models compared: {', '.join(_label(*label) for label in ordered)}",
+            "",
+        ]
         lines += _benchmark_section(inputs, model)
         lines += _fidelity_section(inputs, model)
         lines += _ops_section(inputs, model)
@@ -366,21 +427,30 @@ def place_labels(ax, points, texts, avoid=(), fontsize: float = 8, colors=None):
     labels = []
     colors = colors or ["black"] * len(points)
     for index, ((x, y), text) in enumerate(zip(points, texts)):
-        others = marker_boxes[:index] + marker_boxes[index + 1:]
+        others = marker_boxes[:index] + marker_boxes[index + 1 :]
         best = None
         for distance in _DISTANCES:
             for dx, dy in _DIRECTIONS:
                 annotation = ax.annotate(
-                    text, (x, y), xytext=(dx * distance, dy * distance),
-                    textcoords="offset points", fontsize=fontsize, color=colors[index],
+                    text,
+                    (x, y),
+                    xytext=(dx * distance, dy * distance),
+                    textcoords="offset points",
+                    fontsize=fontsize,
+                    color=colors[index],
                     ha={1: "left", -1: "right", 0: "center"}[dx],
                     va={1: "bottom", -1: "top", 0: "center"}[dy],
-                    arrowprops=None if distance <= _DISTANCES[0] else {
-                        "arrowstyle": "-", "color": "0.5", "lw": 0.6, "shrinkA": 0,
-                        "shrinkB": 4})
+                    arrowprops=None
+                    if distance <= _DISTANCES[0]
+                    else {"arrowstyle": "-", "color": "0.5", "lw": 0.6, "shrinkA": 0, "shrinkB": 4},
+                )
                 box = _text_box(annotation, renderer)
-                inside = (box.x0 >= figure_box.x0 and box.x1 <= figure_box.x1
-                          and box.y0 >= figure_box.y0 and box.y1 <= figure_box.y1)
+                inside = (
+                    box.x0 >= figure_box.x0
+                    and box.x1 <= figure_box.x1
+                    and box.y0 >= figure_box.y0
+                    and box.y1 <= figure_box.y1
+                )
                 if inside and not _overlaps(box, taken) and not _overlaps(box, others):
                     best = (annotation, box)
                     break
@@ -390,9 +460,14 @@ def place_labels(ax, points, texts, avoid=(), fontsize: float = 8, colors=None):
         if best is None:
             # Nowhere free: the first position, so the label is still shown.
             dx, dy = _DIRECTIONS[0]
-            annotation = ax.annotate(text, (x, y), xytext=(dx * 8, dy * 8),
-                                     textcoords="offset points", fontsize=fontsize,
-                                     color=colors[index])
+            annotation = ax.annotate(
+                text,
+                (x, y),
+                xytext=(dx * 8, dy * 8),
+                textcoords="offset points",
+                fontsize=fontsize,
+                color=colors[index],
+            )
             best = (annotation, _text_box(annotation, renderer))
         labels.append(best[0])
         taken.append(best[1])
@@ -407,13 +482,11 @@ def draw_model_plot(inputs, model: str):
     import matplotlib.pyplot as plt
 
     rows = _bench_rows(inputs, model)
-    fidelity = {(r["_route"], r["_variant"]): r for r in inputs["fidelity"]
-                if r["_model"] == model}
+    fidelity = {(r["_route"], r["_variant"]): r for r in inputs["fidelity"] if r["_model"] == model}
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100)
     labels = []
     if not rows:
-        ax.text(0.5, 0.5, "no benchmark results", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no benchmark results", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return fig, ax, labels
     points, texts = [], []
@@ -421,14 +494,15 @@ def draw_model_plot(inputs, model: str):
         route, variant = str(r["route"]), str(r["variant"])
         x, y = float(r["size_mb"]), float(r["median_s"])
         yerr = [[max(y - float(r["min_s"]), 0.0)], [max(float(r["max_s"]) - y, 0.0)]]
-        name = (f"{variant} (TF SavedModel)" if route == BASELINE_ROUTE
-                else _label(route, variant))
+        name = f"{variant} (TF SavedModel)" if route == BASELINE_ROUTE else _label(route, variant)
         ax.errorbar([x], [y], yerr=yerr, fmt="o", capsize=4, color=f"C{i % 10}", label=name)
         text = name
         fid = fidelity.get((route, variant))
         if fid is not None:
-            text += (f"\nexact {_pct(fid.get('exact_match_rate'), 0)}, "
-                     f"ppl {_fmt(fid.get('perplexity'), 2)}")
+            text += (
+                f"\nexact {_pct(fid.get('exact_match_rate'), 0)}, "
+                f"ppl {_fmt(fid.get('perplexity'), 2)}"
+            )
             verdict = _gate_verdict(fid, inputs.get("gates"))
             if verdict.startswith("FAIL"):
                 text += ", gate FAILED"
@@ -440,8 +514,14 @@ def draw_model_plot(inputs, model: str):
     ax.set_ylim(bottom=0, top=max(float(r["max_s"]) for r in rows) * 1.45)
     ax.grid(True, alpha=0.3)
     legend = ax.legend(loc="upper left", fontsize=7)
-    keras_ppl = next((f.get("keras_perplexity") for f in fidelity.values()
-                      if not _missing(f.get("keras_perplexity"))), None)
+    keras_ppl = next(
+        (
+            f.get("keras_perplexity")
+            for f in fidelity.values()
+            if not _missing(f.get("keras_perplexity"))
+        ),
+        None,
+    )
     title = f"{model}: size vs median latency"
     if keras_ppl is not None:
         title += f" (Keras perplexity {_fmt(keras_ppl, 2)})"
@@ -451,8 +531,9 @@ def draw_model_plot(inputs, model: str):
     fig.tight_layout()
     fig.canvas.draw()
     legend_box = legend.get_window_extent(fig.canvas.get_renderer())
-    labels = place_labels(ax, points, texts, avoid=[legend_box],
-                          colors=[f"C{i % 10}" for i in range(len(points))])
+    labels = place_labels(
+        ax, points, texts, avoid=[legend_box], colors=[f"C{i % 10}" for i in range(len(points))]
+    )
     return fig, ax, labels
 
 
@@ -479,13 +560,19 @@ def write_summary(inputs, out_md, plot_dir) -> dict[str, Path]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benchmarks", default=None,
-                        help="benchmarks.csv (python -m llm2tflite.bench table)")
+    parser.add_argument(
+        "--benchmarks", default=None, help="benchmarks.csv (python -m llm2tflite.bench table)"
+    )
     parser.add_argument("--fidelity", nargs="*", default=[], help="fidelity JSONs")
     parser.add_argument("--ops", nargs="*", default=[], help="op audit JSONs (llm2tflite.audit)")
     parser.add_argument("--smoke", nargs="*", default=[], help="smoke-test JSONs")
-    parser.add_argument("--gates-json", type=json.loads, default=None, dest="gates",
-                        help="the quality gates by variant (config quality_gates), for verdicts")
+    parser.add_argument(
+        "--gates-json",
+        type=json.loads,
+        default=None,
+        dest="gates",
+        help="the quality gates by variant (config quality_gates), for verdicts",
+    )
     parser.add_argument("--out-md", required=True)
     parser.add_argument("--plot-dir", required=True, help="one <model>.png per model")
     args = parser.parse_args(argv)

@@ -48,14 +48,18 @@ def runtime_file(tokenizer_kind: str) -> str:
     try:
         return FILE_BY_KIND[tokenizer_kind]
     except KeyError:
-        raise ValueError(f"no runtime tokenizer for tokenizer kind {tokenizer_kind!r}; known: "
-                         f"{', '.join(FILE_BY_KIND)}") from None
+        raise ValueError(
+            f"no runtime tokenizer for tokenizer kind {tokenizer_kind!r}; known: "
+            f"{', '.join(FILE_BY_KIND)}"
+        ) from None
 
 
 # ---- writing -----------------------------------------------------------------------------------
 
-def byte_level_bpe_json(vocabulary: Mapping[str, int], merges: Iterable[str],
-                        special_tokens: Iterable[str] = ()) -> str:
+
+def byte_level_bpe_json(
+    vocabulary: Mapping[str, int], merges: Iterable[str], special_tokens: Iterable[str] = ()
+) -> str:
     """A ``tokenizer.json`` for a GPT-2-style byte-level BPE: token -> id, "a b" merges."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
@@ -82,8 +86,9 @@ def write_runtime_tokenizer(keras_tokenizer, tokenizer_kind: str, out_dir) -> Pa
     out_path = Path(out_dir) / runtime_file(tokenizer_kind)
     if tokenizer_kind == "byte_level_bpe":
         specials = list(getattr(keras_tokenizer, "unsplittable_tokens", None) or [])
-        text = byte_level_bpe_json(dict(keras_tokenizer.vocabulary), list(keras_tokenizer.merges),
-                                   specials)
+        text = byte_level_bpe_json(
+            dict(keras_tokenizer.vocabulary), list(keras_tokenizer.merges), specials
+        )
         atomic.write_bytes(out_path, text.encode("utf-8"))
     elif tokenizer_kind == "sentencepiece":
         # KerasHub keeps the serialized model proto, however the tokenizer was made.
@@ -102,10 +107,12 @@ def load_keras_tokenizer(preset: str):
     except Exception as error:  # noqa: BLE001  (same advice for every load failure)
         raise PresetUnavailableError(
             f"could not load the tokenizer of preset {preset!r} ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200] if str(error) else ''})") from error
+            f"{str(error).splitlines()[0][:200] if str(error) else ''})"
+        ) from error
 
 
 # ---- reading -----------------------------------------------------------------------------------
+
 
 class HuggingFaceTokenizer:
     """``tokenizer.json`` read with Hugging Face ``tokenizers``."""
@@ -150,8 +157,10 @@ class SentencePieceTokenizer:
         return int(self._processor.get_piece_size())
 
 
-_READER_BY_FILE = {TOKENIZER_JSON: HuggingFaceTokenizer,
-                   SENTENCEPIECE_MODEL: SentencePieceTokenizer}
+_READER_BY_FILE = {
+    TOKENIZER_JSON: HuggingFaceTokenizer,
+    SENTENCEPIECE_MODEL: SentencePieceTokenizer,
+}
 
 
 def find_runtime_tokenizer(directory) -> Path:
@@ -161,7 +170,8 @@ def find_runtime_tokenizer(directory) -> Path:
     if len(found) != 1:
         raise FileNotFoundError(
             f"{directory} must hold exactly one tokenizer file ({' or '.join(_READER_BY_FILE)}), "
-            f"found {len(found)}; the workflow's runtime_tokenizer rule writes it")
+            f"found {len(found)}; the workflow's runtime_tokenizer rule writes it"
+        )
     return found[0]
 
 
@@ -173,8 +183,9 @@ def load_runtime_tokenizer(path):
     try:
         reader = _READER_BY_FILE[path.name]
     except KeyError:
-        raise ValueError(f"{path}: not a runtime tokenizer file "
-                         f"({' or '.join(_READER_BY_FILE)})") from None
+        raise ValueError(
+            f"{path}: not a runtime tokenizer file ({' or '.join(_READER_BY_FILE)})"
+        ) from None
     return reader(path)
 
 
@@ -196,11 +207,17 @@ def main(argv=None) -> None:
     runtime = load_runtime_tokenizer(path)
     if runtime.vocabulary_size() != keras_tokenizer.vocabulary_size():
         path.unlink()
-        print(f"llm2tflite: error: {path.name} has {runtime.vocabulary_size()} tokens, the "
-              f"KerasHub tokenizer {keras_tokenizer.vocabulary_size()}", file=sys.stderr)
+        print(
+            f"llm2tflite: error: {path.name} has {runtime.vocabulary_size()} tokens, the "
+            f"KerasHub tokenizer {keras_tokenizer.vocabulary_size()}",
+            file=sys.stderr,
+        )
         sys.exit(1)
-    summary = {"file": str(path), "kind": family.tokenizer_kind,
-               "vocabulary_size": runtime.vocabulary_size()}
+    summary = {
+        "file": str(path),
+        "kind": family.tokenizer_kind,
+        "vocabulary_size": runtime.vocabulary_size(),
+    }
     print(json.dumps(summary))
 
 

@@ -90,10 +90,12 @@ def generated_token_ids(generated, prompt_length, stop_token_ids, max_length: in
     token_ids = tf.cast(generated["token_ids"], tf.int32)
     positions = tf.range(max_length, dtype=tf.int32)[tf.newaxis, :]
     is_stop = tf.reduce_any(
-        tf.equal(token_ids[:, :, tf.newaxis], tf.constant(stop_token_ids, tf.int32)), axis=-1)
+        tf.equal(token_ids[:, :, tf.newaxis], tf.constant(stop_token_ids, tf.int32)), axis=-1
+    )
     generated_stop = tf.logical_and(positions >= prompt_length, is_stop)
-    keep = tf.logical_and(tf.cast(generated["padding_mask"], tf.bool),
-                          tf.logical_not(generated_stop))
+    keep = tf.logical_and(
+        tf.cast(generated["padding_mask"], tf.bool), tf.logical_not(generated_stop)
+    )
     return {
         "token_ids": tf.boolean_mask(token_ids, keep)[tf.newaxis, :],
         "prompt_tokens": tf.reshape(tf.cast(prompt_length, tf.int32), [1]),
@@ -163,8 +165,9 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
             padding_mask = tf.reshape(padding_mask, [1, max_length])
             prompt_length = tf.reduce_sum(tf.cast(padding_mask, tf.int32))
             state_mapping = self._read_weights_once()
-            with keras.StatelessScope(state_mapping=state_mapping), family.fast_decoding(
-                causal_lm, prompt_length
+            with (
+                keras.StatelessScope(state_mapping=state_mapping),
+                family.fast_decoding(causal_lm, prompt_length),
             ):
                 generated = causal_lm.generate_step(
                     {"token_ids": token_ids, "padding_mask": padding_mask},
@@ -231,16 +234,26 @@ def export_saved_model(
         "stop_token_ids": architectures.for_causal_lm(causal_lm).stop_token_ids(tokenizer),
         "num_parameters": int(causal_lm.count_params()),
         "signatures": {
-            GENERATE_SIGNATURE: {"inputs": {"prompt": "string[1]"},
-                                 "outputs": {"generated_text": "string[1]",
-                                             "token_ids": "int32[1,n]",
-                                             "prompt_tokens": "int32[1]"}},
-            TOKENIZE_SIGNATURE: {"inputs": {"prompt": "string[1]"},
-                                 "outputs": {"token_ids": "int32[1,1+n]"}},
-            DETOKENIZE_SIGNATURE: {"inputs": {"token_ids": "int32[1,n]"},
-                                   "outputs": {"text": "string[1]"}},
-            SCORE_SIGNATURE: {"inputs": {"token_ids": "int32[1,n]"},
-                              "outputs": {"log_likelihoods": "float32[1,n-1]"}},
+            GENERATE_SIGNATURE: {
+                "inputs": {"prompt": "string[1]"},
+                "outputs": {
+                    "generated_text": "string[1]",
+                    "token_ids": "int32[1,n]",
+                    "prompt_tokens": "int32[1]",
+                },
+            },
+            TOKENIZE_SIGNATURE: {
+                "inputs": {"prompt": "string[1]"},
+                "outputs": {"token_ids": "int32[1,1+n]"},
+            },
+            DETOKENIZE_SIGNATURE: {
+                "inputs": {"token_ids": "int32[1,n]"},
+                "outputs": {"text": "string[1]"},
+            },
+            SCORE_SIGNATURE: {
+                "inputs": {"token_ids": "int32[1,n]"},
+                "outputs": {"log_likelihoods": "float32[1,n-1]"},
+            },
         },
         **(extra_info or {}),
     }
@@ -266,7 +279,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     causal_lm = load_causal_lm(args.preset, sampler=args.sampler)
     info = export_saved_model(
-        causal_lm, args.out, args.max_length, args.sequence_length,
+        causal_lm,
+        args.out,
+        args.max_length,
+        args.sequence_length,
         extra_info={"preset": args.preset, "sampler": args.sampler},
     )
     print(f"traced {args.preset} -> {args.out} in {info['trace_seconds']} s")

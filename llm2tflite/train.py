@@ -91,8 +91,12 @@ def enable_determinism() -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def build_causal_lm(vocab_dir, architecture: str = architectures.DEFAULT_TRAIN_ARCHITECTURE,
-                    model: dict | None = None, fit: dict | None = None):
+def build_causal_lm(
+    vocab_dir,
+    architecture: str = architectures.DEFAULT_TRAIN_ARCHITECTURE,
+    model: dict | None = None,
+    fit: dict | None = None,
+):
     """A freshly initialised causal LM of the family on the tokenizer files in `vocab_dir`.
 
     Seeded (deterministic). Not compiled; `train_causal_lm` compiles it for training.
@@ -137,8 +141,10 @@ class PackedLines:
 
     def split(self, index: int) -> tuple[PackedLines, PackedLines]:
         fields = (self.token_ids, self.padding_mask, self.labels, self.sample_weight)
-        return (PackedLines(*(a[:index] for a in fields)),
-                PackedLines(*(a[index:] for a in fields)))
+        return (
+            PackedLines(*(a[:index] for a in fields)),
+            PackedLines(*(a[index:] for a in fields)),
+        )
 
 
 def line_preprocessor(causal_lm):
@@ -159,8 +165,7 @@ def pack_lines(preprocessor, lines: list[str], batch_size: int = 1024) -> Packed
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(lines, dtype=tf.string))
     parts = [[], [], [], []]
     for x, labels, sample_weight in dataset.batch(batch_size).map(preprocessor):
-        for part, array in zip(parts, (x["token_ids"], x["padding_mask"], labels,
-                                       sample_weight)):
+        for part, array in zip(parts, (x["token_ids"], x["padding_mask"], labels, sample_weight)):
             part.append(array.numpy())
     return PackedLines(*(np.concatenate(part) for part in parts))
 
@@ -188,26 +193,32 @@ def _batched_dataset(packed: PackedLines, batch_size: int, shuffle_seed: int | N
     """
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((
-        {"token_ids": packed.token_ids, "padding_mask": packed.padding_mask},
-        packed.labels,
-        packed.sample_weight,
-    ))
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (
+            {"token_ids": packed.token_ids, "padding_mask": packed.padding_mask},
+            packed.labels,
+            packed.sample_weight,
+        )
+    )
     if shuffle_seed is not None:
         # A fixed seed: the same batches in the same order on every run.
         dataset = dataset.shuffle(len(packed), seed=shuffle_seed, reshuffle_each_iteration=True)
     boundaries = _length_bucket_boundaries(packed.token_ids.shape[1])
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda x, labels, weight: tf.reduce_sum(
-            tf.cast(x["padding_mask"], tf.int32)),
+            tf.cast(x["padding_mask"], tf.int32)
+        ),
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
     )
 
     def cut_padding_columns(x, labels, sample_weight):
         length = tf.reduce_max(tf.reduce_sum(tf.cast(x["padding_mask"], tf.int32), axis=1))
-        return ({name: value[:, :length] for name, value in x.items()},
-                labels[:, :length], sample_weight[:, :length])
+        return (
+            {name: value[:, :length] for name, value in x.items()},
+            labels[:, :length],
+            sample_weight[:, :length],
+        )
 
     return dataset.map(cut_padding_columns).prefetch(2)
 
@@ -230,8 +241,11 @@ def heldout_loss(causal_lm, heldout, batch_size: int = 64) -> dict:
     lines, not batches), padding excluded: every token of each line after the start token,
     and its end token, as packed for training. Needs no compile().
     """
-    packed = heldout if isinstance(heldout, PackedLines) else pack_lines(
-        line_preprocessor(causal_lm), heldout)
+    packed = (
+        heldout
+        if isinstance(heldout, PackedLines)
+        else pack_lines(line_preprocessor(causal_lm), heldout)
+    )
     total = 0.0
     with _preprocessor_detached(causal_lm):
         for x, labels, sample_weight in _batched_dataset(packed, batch_size):
@@ -280,16 +294,18 @@ def compile_for_training(causal_lm, fit: dict, total_steps: int) -> None:
     )
 
 
-def train_causal_lm(causal_lm, train, fit: dict | None = None,
-                    max_steps: int | None = None, verbose: int = 2):
+def train_causal_lm(
+    causal_lm, train, fit: dict | None = None, max_steps: int | None = None, verbose: int = 2
+):
     """Compile and fit `causal_lm` on `train` (lines or PackedLines); return the Keras History.
 
     `max_steps` (for quick runs) stops after that many batches instead of `epochs` passes.
     """
     fit = resolve_fit(fit)
     batch_size, epochs = fit["batch_size"], fit["epochs"]
-    packed = train if isinstance(train, PackedLines) else pack_lines(
-        line_preprocessor(causal_lm), train)
+    packed = (
+        train if isinstance(train, PackedLines) else pack_lines(line_preprocessor(causal_lm), train)
+    )
     # Repeated, with the exact batch count per epoch, so Keras knows where epochs end.
     dataset = _batched_dataset(packed, batch_size, shuffle_seed=fit["seed"]).repeat()
     if max_steps is not None:
@@ -298,8 +314,9 @@ def train_causal_lm(causal_lm, train, fit: dict | None = None,
         steps_per_epoch = batches_per_epoch(packed, batch_size)
     compile_for_training(causal_lm, fit, steps_per_epoch * epochs)
     with _preprocessor_detached(causal_lm):
-        return causal_lm.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                             verbose=verbose)
+        return causal_lm.fit(
+            dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose
+        )
 
 
 def generate_sample(causal_lm, prompt: str = PROMPT, max_length: int = SAMPLE_MAX_LENGTH) -> str:
@@ -308,8 +325,9 @@ def generate_sample(causal_lm, prompt: str = PROMPT, max_length: int = SAMPLE_MA
     return causal_lm.generate(prompt, max_length=max_length)
 
 
-def save_preset(causal_lm, out_dir, prompt: str = PROMPT,
-                max_length: int = SAMPLE_MAX_LENGTH) -> str:
+def save_preset(
+    causal_lm, out_dir, prompt: str = PROMPT, max_length: int = SAMPLE_MAX_LENGTH
+) -> str:
     """Save a KerasHub preset to `out_dir` atomically, after checking that it reloads.
 
     The check runs on the temporary directory: a preset that cannot be loaded, or that
@@ -323,8 +341,9 @@ def save_preset(causal_lm, out_dir, prompt: str = PROMPT,
         causal_lm.save_to_preset(str(tmp_dir))
         reloaded = keras_hub.models.CausalLM.from_preset(str(tmp_dir))
         if type(reloaded) is not type(causal_lm):
-            raise TrainingFailedError(f"preset reloads as {type(reloaded).__name__}, not "
-                                      f"{type(causal_lm).__name__}")
+            raise TrainingFailedError(
+                f"preset reloads as {type(reloaded).__name__}, not {type(causal_lm).__name__}"
+            )
         generated = generate_sample(reloaded, prompt, max_length)
         if generated != expected:
             raise TrainingFailedError(
@@ -333,10 +352,15 @@ def save_preset(causal_lm, out_dir, prompt: str = PROMPT,
     return generated
 
 
-def train_and_evaluate(train_lines: list[str], heldout_lines: list[str], vocab_dir,
-                       architecture: str = architectures.DEFAULT_TRAIN_ARCHITECTURE,
-                       model: dict | None = None, fit: dict | None = None,
-                       max_steps: int | None = None):
+def train_and_evaluate(
+    train_lines: list[str],
+    heldout_lines: list[str],
+    vocab_dir,
+    architecture: str = architectures.DEFAULT_TRAIN_ARCHITECTURE,
+    model: dict | None = None,
+    fit: dict | None = None,
+    max_steps: int | None = None,
+):
     """Build, measure the untrained held-out loss, fit, measure again.
 
     Returns (causal_lm, metrics). The untrained loss is the same seeded model before fit().
@@ -345,18 +369,23 @@ def train_and_evaluate(train_lines: list[str], heldout_lines: list[str], vocab_d
     causal_lm = build_causal_lm(vocab_dir, architecture, model, fit)
     # One pass of the tokenizer graph for both files.
     train, heldout = pack_lines(line_preprocessor(causal_lm), train_lines + heldout_lines).split(
-        len(train_lines))
+        len(train_lines)
+    )
     untrained = heldout_loss(causal_lm, heldout)
-    print(f"held-out loss before training: {untrained['loss']:.4f} "
-          f"({untrained['tokens']} tokens)", flush=True)
+    print(
+        f"held-out loss before training: {untrained['loss']:.4f} ({untrained['tokens']} tokens)",
+        flush=True,
+    )
 
     started = time.perf_counter()
     history = train_causal_lm(causal_lm, train, fit, max_steps=max_steps)
     train_seconds = time.perf_counter() - started
 
     trained = heldout_loss(causal_lm, heldout)
-    print(f"held-out loss after training: {trained['loss']:.4f} "
-          f"({train_seconds:.1f} s of training)", flush=True)
+    print(
+        f"held-out loss after training: {trained['loss']:.4f} ({train_seconds:.1f} s of training)",
+        flush=True,
+    )
     tokenizer = causal_lm.preprocessor.tokenizer
     sequence_length = fit["sequence_length"]
     metrics = {
@@ -370,12 +399,14 @@ def train_and_evaluate(train_lines: list[str], heldout_lines: list[str], vocab_d
         "train_tokens": train.num_tokens,
         # Lines that fill the whole window may have lost their end: should be none or few.
         "lines_at_sequence_length": int(
-            (train.lengths == sequence_length).sum() + (heldout.lengths == sequence_length).sum()),
+            (train.lengths == sequence_length).sum() + (heldout.lengths == sequence_length).sum()
+        ),
         "final_train_token_loss": float(history.history["token_loss"][-1]),
         "train_seconds": round(train_seconds, 2),
         "epochs": len(history.history["loss"]),
-        "steps": max_steps if max_steps is not None else (
-            batches_per_epoch(train, fit["batch_size"]) * fit["epochs"]),
+        "steps": max_steps
+        if max_steps is not None
+        else (batches_per_epoch(train, fit["batch_size"]) * fit["epochs"]),
         "num_parameters": int(causal_lm.backbone.count_params()),
         "vocabulary_size": int(tokenizer.vocabulary_size()),
         "end_token_id": int(tokenizer.end_token_id),
@@ -401,23 +432,43 @@ def main(argv=None) -> None:
         prog="python -m llm2tflite.train",
         description="Train a small KerasHub causal LM and save it as a KerasHub preset.",
     )
-    parser.add_argument("--architecture", default=architectures.DEFAULT_TRAIN_ARCHITECTURE,
-                        choices=sorted(architectures.BY_NAME), help="the model family")
+    parser.add_argument(
+        "--architecture",
+        default=architectures.DEFAULT_TRAIN_ARCHITECTURE,
+        choices=sorted(architectures.BY_NAME),
+        help="the model family",
+    )
     parser.add_argument("--corpus", required=True, help="Training text, one sentence per line.")
     parser.add_argument("--heldout", required=True, help="Held-out text for the loss check.")
-    parser.add_argument("--vocab-dir", required=True,
-                        help="The family's tokenizer files (python -m llm2tflite.vocab).")
-    parser.add_argument("--model-json", default="{}",
-                        help="JSON object: the family's backbone settings (config `model:`)")
-    parser.add_argument("--fit-json", default="{}",
-                        help=f"JSON object overriding the fit defaults {json.dumps(FIT_DEFAULTS)}")
+    parser.add_argument(
+        "--vocab-dir",
+        required=True,
+        help="The family's tokenizer files (python -m llm2tflite.vocab).",
+    )
+    parser.add_argument(
+        "--model-json",
+        default="{}",
+        help="JSON object: the family's backbone settings (config `model:`)",
+    )
+    parser.add_argument(
+        "--fit-json",
+        default="{}",
+        help=f"JSON object overriding the fit defaults {json.dumps(FIT_DEFAULTS)}",
+    )
     parser.add_argument("--out-preset", required=True, help="Preset directory to create.")
     parser.add_argument("--out-metrics", required=True, help="Metrics JSON file to write.")
-    parser.add_argument("--max-loss-ratio", type=float, default=MAX_LOSS_RATIO,
-                        help="Fail unless trained held-out loss < this x untrained (default: "
-                             f"{MAX_LOSS_RATIO}).")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="Stop after this many batches (quick checks; default: full epochs).")
+    parser.add_argument(
+        "--max-loss-ratio",
+        type=float,
+        default=MAX_LOSS_RATIO,
+        help=f"Fail unless trained held-out loss < this x untrained (default: {MAX_LOSS_RATIO}).",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="Stop after this many batches (quick checks; default: full epochs).",
+    )
     args = parser.parse_args(argv)
     try:
         settings = {}
@@ -430,19 +481,30 @@ def main(argv=None) -> None:
     except ValueError as error:  # json.JSONDecodeError is a ValueError
         parser.error(str(error))
     family = architectures.by_name(args.architecture)
-    for path in (args.corpus, args.heldout,
-                 *(Path(args.vocab_dir) / name for name in family.tokenizer_files)):
+    for path in (
+        args.corpus,
+        args.heldout,
+        *(Path(args.vocab_dir) / name for name in family.tokenizer_files),
+    ):
         if not Path(path).is_file():
             parser.error(f"missing input file {path}")
-    print(f"{args.architecture}: model {json.dumps(model, sort_keys=True)}, "
-          f"fit {json.dumps(fit, sort_keys=True)}", flush=True)
+    print(
+        f"{args.architecture}: model {json.dumps(model, sort_keys=True)}, "
+        f"fit {json.dumps(fit, sort_keys=True)}",
+        flush=True,
+    )
     enable_determinism()
 
     # XLA's and oneDNN's notes during training reach no log setting (see tf_logging).
     with tf_logging.native_notes_hidden():
         causal_lm, metrics = train_and_evaluate(
-            read_lines(args.corpus), read_lines(args.heldout), args.vocab_dir, args.architecture,
-            model, fit, max_steps=args.max_steps,
+            read_lines(args.corpus),
+            read_lines(args.heldout),
+            args.vocab_dir,
+            args.architecture,
+            model,
+            fit,
+            max_steps=args.max_steps,
         )
         try:
             check_improvement(metrics, args.max_loss_ratio)
@@ -452,14 +514,18 @@ def main(argv=None) -> None:
             print(f"llm2tflite.train: error: {error}", file=sys.stderr)
             sys.exit(1)
     metrics["sample_generation"] = {
-        "prompt": PROMPT, "max_length": SAMPLE_MAX_LENGTH, "sampler": "greedy",
+        "prompt": PROMPT,
+        "max_length": SAMPLE_MAX_LENGTH,
+        "sampler": "greedy",
         "output": generated,
     }
     atomic.write_json(args.out_metrics, metrics)
     print(f"sample: {generated!r}")
-    print(f"wrote {args.out_preset} and {args.out_metrics} "
-          f"(held-out loss {metrics['heldout_loss_untrained']:.3f} -> "
-          f"{metrics['heldout_loss_trained']:.3f}, {metrics['train_seconds']:.0f} s)")
+    print(
+        f"wrote {args.out_preset} and {args.out_metrics} "
+        f"(held-out loss {metrics['heldout_loss_untrained']:.3f} -> "
+        f"{metrics['heldout_loss_trained']:.3f}, {metrics['train_seconds']:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,11 @@ def build_twin(shape_of: str, tokenizer_dir, seed: int = 0):
 
     family, backbone_config = architectures.for_preset(shape_of)
     tokenizer_dir = Path(tokenizer_dir)
-    missing = [str(tokenizer_dir / name) for name in family.tokenizer_files
-               if not (tokenizer_dir / name).is_file()]
+    missing = [
+        str(tokenizer_dir / name)
+        for name in family.tokenizer_files
+        if not (tokenizer_dir / name).is_file()
+    ]
     if missing:
         raise FileNotFoundError(f"{family.name} tokenizer files missing: {', '.join(missing)}")
     # Every initializer draws from the global seed: same seed, same weights, bit for bit.
@@ -85,9 +88,11 @@ def build_twin(shape_of: str, tokenizer_dir, seed: int = 0):
     count = causal_lm.backbone.count_params()
     published = family.preset_parameters.get(shape_of)
     if count != family.parameter_count(backbone_config) or count != published:
-        raise AssertionError(f"{shape_of}: {count} parameters; the family module computes "
-                             f"{family.parameter_count(backbone_config)}, KerasHub publishes "
-                             f"{published}")
+        raise AssertionError(
+            f"{shape_of}: {count} parameters; the family module computes "
+            f"{family.parameter_count(backbone_config)}, KerasHub publishes "
+            f"{published}"
+        )
     return causal_lm
 
 
@@ -148,7 +153,7 @@ def save_twin(shape_of: str, tokenizer_dir, seed: int, out_preset) -> dict:
         "num_parameters": int(causal_lm.count_params()),
         "tokenizer_vocabulary_size": int(causal_lm.preprocessor.tokenizer.vocabulary_size()),
         "weights": "seeded random (the family's own initializers; equal tensors permuted); "
-                   f"embedding rows of ids beyond the tokenizer scaled by {UNUSED_ROW_SCALE}",
+        f"embedding rows of ids beyond the tokenizer scaled by {UNUSED_ROW_SCALE}",
     }
     with atomic.atomic_path(out_preset, is_dir=True) as tmp:
         causal_lm.save_to_preset(str(tmp))
@@ -159,11 +164,18 @@ def save_twin(shape_of: str, tokenizer_dir, seed: int, out_preset) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape-of", required=True, choices=shape_names(),
-                        help="KerasHub preset whose architecture the twin copies")
-    parser.add_argument("--tokenizer-dir", required=True,
-                        help="the family's tokenizer files (GPT-2: vocab.json + merges.txt; "
-                             "SentencePiece families: tokenizer.model)")
+    parser.add_argument(
+        "--shape-of",
+        required=True,
+        choices=shape_names(),
+        help="KerasHub preset whose architecture the twin copies",
+    )
+    parser.add_argument(
+        "--tokenizer-dir",
+        required=True,
+        help="the family's tokenizer files (GPT-2: vocab.json + merges.txt; "
+        "SentencePiece families: tokenizer.model)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-preset", required=True, help="preset directory to write")
     args = parser.parse_args(argv)
@@ -172,8 +184,10 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as error:
         print(f"llm2tflite: error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"twin of {args.shape_of} ({info['num_parameters']:,} parameters, seed {args.seed}) "
-          f"-> {args.out_preset} in {info['build_seconds']} s")
+    print(
+        f"twin of {args.shape_of} ({info['num_parameters']:,} parameters, seed {args.seed}) "
+        f"-> {args.out_preset} in {info['build_seconds']} s"
+    )
 
 
 if __name__ == "__main__":

@@ -49,10 +49,16 @@ TOKENIZER_KINDS = ("byte_level_bpe", "sentencepiece")
 # </s> 2, no padding piece, a dummy prefix space). A family's ``sentencepiece_layout`` replaces
 # any of these and may add user-defined pieces (``user_defined_symbols``), placed in order at the
 # lowest ids the special pieces leave free.
-SENTENCEPIECE_DEFAULT_LAYOUT = {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1,
-                                "add_dummy_prefix": True}
-_LAYOUT_KEYS = {f"{name}_{what}" for name in ("unk", "bos", "eos", "pad")
-                for what in ("id", "piece")} | {"user_defined_symbols", "add_dummy_prefix"}
+SENTENCEPIECE_DEFAULT_LAYOUT = {
+    "unk_id": 0,
+    "bos_id": 1,
+    "eos_id": 2,
+    "pad_id": -1,
+    "add_dummy_prefix": True,
+}
+_LAYOUT_KEYS = {
+    f"{name}_{what}" for name in ("unk", "bos", "eos", "pad") for what in ("id", "piece")
+} | {"user_defined_symbols", "add_dummy_prefix"}
 # The most pieces one SentencePiece model may ask for when the corpus decides (``at_most``).
 _NO_LIMIT = 1 << 20
 
@@ -100,8 +106,9 @@ def sentencepiece_layout(layout: dict | None = None) -> dict:
     layout = dict(layout or {})
     unknown = sorted(set(layout) - _LAYOUT_KEYS)
     if unknown:
-        raise ValueError(f"unknown SentencePiece layout key(s) {unknown}; known: "
-                         f"{sorted(_LAYOUT_KEYS)}")
+        raise ValueError(
+            f"unknown SentencePiece layout key(s) {unknown}; known: {sorted(_LAYOUT_KEYS)}"
+        )
     merged = {**SENTENCEPIECE_DEFAULT_LAYOUT, **layout}
     if "user_defined_symbols" in merged:
         merged["user_defined_symbols"] = list(merged["user_defined_symbols"])
@@ -109,12 +116,14 @@ def sentencepiece_layout(layout: dict | None = None) -> dict:
 
 
 def _special_piece_count(layout: dict) -> int:
-    return (len([key for key in ("unk_id", "bos_id", "eos_id", "pad_id") if layout[key] >= 0])
-            + len(layout.get("user_defined_symbols", ())))
+    return len([key for key in ("unk_id", "bos_id", "eos_id", "pad_id") if layout[key] >= 0]) + len(
+        layout.get("user_defined_symbols", ())
+    )
 
 
-def sentencepiece_trainer_options(vocab_size: int, layout: dict | None = None,
-                                  at_most: bool = False) -> dict:
+def sentencepiece_trainer_options(
+    vocab_size: int, layout: dict | None = None, at_most: bool = False
+) -> dict:
     """SentencePiece trainer options: Llama 2's tokenizer recipe, made deterministic.
 
     As Llama's tokenizer: BPE, byte fallback (a character outside the vocabulary becomes its
@@ -146,8 +155,13 @@ def sentencepiece_trainer_options(vocab_size: int, layout: dict | None = None,
     )
 
 
-def train_sentencepiece(lines: list[str], vocab_size: int | None, seed: int = 0,
-                        layout: dict | None = None, at_most: bool = False) -> bytes:
+def train_sentencepiece(
+    lines: list[str],
+    vocab_size: int | None,
+    seed: int = 0,
+    layout: dict | None = None,
+    at_most: bool = False,
+) -> bytes:
     """A serialized SentencePiece model proto learned from `lines` (same lines, same bytes).
 
     ``vocab_size`` pieces exactly, or with ``at_most`` as many as the corpus supports up to
@@ -161,23 +175,30 @@ def train_sentencepiece(lines: list[str], vocab_size: int | None, seed: int = 0,
     # Every id below the special pieces + 256 is a special or byte piece; then learned pieces.
     smallest = specials + 256 + 1
     if limit < smallest:
-        raise ValueError(f"vocab_size must be at least {smallest} ({specials} special pieces, "
-                         f"256 byte pieces and the corpus's characters), got {limit}")
+        raise ValueError(
+            f"vocab_size must be at least {smallest} ({specials} special pieces, "
+            f"256 byte pieces and the corpus's characters), got {limit}"
+        )
     model = io.BytesIO()
     # The trainer draws no random numbers with these options; seeded all the same, so a future
     # option that samples stays reproducible.
     spm.set_random_generator_seed(seed)
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines), model_writer=model,
-            **sentencepiece_trainer_options(limit, layout, at_most=at_most))
+            sentence_iterator=iter(lines),
+            model_writer=model,
+            **sentencepiece_trainer_options(limit, layout, at_most=at_most),
+        )
     except RuntimeError as error:
         # e.g. "Vocabulary size too high (20000). Please set it to a value <= 4186."
-        most = re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)",
-                         str(error))
+        most = re.search(
+            r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)", str(error)
+        )
         if most:
-            raise ValueError(f"the corpus supports at most {most.group(1)} SentencePiece pieces, "
-                             f"asked for {vocab_size}: lower the vocabulary size") from None
+            raise ValueError(
+                f"the corpus supports at most {most.group(1)} SentencePiece pieces, "
+                f"asked for {vocab_size}: lower the vocabulary size"
+            ) from None
         raise ValueError(f"SentencePiece training failed: {str(error).splitlines()[0]}") from None
     return model.getvalue()
 
@@ -222,22 +243,38 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m llm2tflite.vocab",
         description="Learn a tokenizer vocabulary: GPT-2 byte-level BPE (vocab.json + "
-                    "merges.txt) or SentencePiece (tokenizer.model).",
+        "merges.txt) or SentencePiece (tokenizer.model).",
     )
     parser.add_argument("--corpus", required=True, help="UTF-8 text, one sentence per line.")
-    parser.add_argument("--kind", choices=TOKENIZER_KINDS, default=None,
-                        help="the tokenizer kind (default: the --architecture's, else "
-                             "byte_level_bpe)")
-    parser.add_argument("--architecture", default=None,
-                        help="the model family (llm2tflite/architectures/): its tokenizer kind "
-                             "and SentencePiece special pieces")
-    parser.add_argument("--vocab-size", type=int, default=2048,
-                        help="Total size including special tokens (default: 2048).")
-    parser.add_argument("--at-most", action="store_true",
-                        help="sentencepiece: as many pieces as the corpus supports, at most "
-                             "--vocab-size")
-    parser.add_argument("--min-frequency", type=int, default=2,
-                        help="byte_level_bpe: least count of a pair to merge (default: 2)")
+    parser.add_argument(
+        "--kind",
+        choices=TOKENIZER_KINDS,
+        default=None,
+        help="the tokenizer kind (default: the --architecture's, else byte_level_bpe)",
+    )
+    parser.add_argument(
+        "--architecture",
+        default=None,
+        help="the model family (llm2tflite/architectures/): its tokenizer kind "
+        "and SentencePiece special pieces",
+    )
+    parser.add_argument(
+        "--vocab-size",
+        type=int,
+        default=2048,
+        help="Total size including special tokens (default: 2048).",
+    )
+    parser.add_argument(
+        "--at-most",
+        action="store_true",
+        help="sentencepiece: as many pieces as the corpus supports, at most --vocab-size",
+    )
+    parser.add_argument(
+        "--min-frequency",
+        type=int,
+        default=2,
+        help="byte_level_bpe: least count of a pair to merge (default: 2)",
+    )
     parser.add_argument("--out-dir", required=True, help="Directory to create (replaced).")
     args = parser.parse_args(argv)
     layout, kind = None, args.kind
@@ -257,28 +294,35 @@ def main(argv=None) -> None:
     lines = read_lines(args.corpus)
     if kind == "sentencepiece":
         try:
-            model_proto = train_sentencepiece(lines, args.vocab_size, layout=layout,
-                                              at_most=args.at_most)
+            model_proto = train_sentencepiece(
+                lines, args.vocab_size, layout=layout, at_most=args.at_most
+            )
         except ValueError as error:
             parser.error(str(error))
         write_sentencepiece(args.out_dir, model_proto)
         import sentencepiece as spm
 
         pieces = spm.SentencePieceProcessor(model_proto=model_proto).get_piece_size()
-        note = (f" (all the corpus supports; at most {args.vocab_size})" if args.at_most
-                else "")
-        print(f"wrote a {pieces}-piece SentencePiece model{note} ({len(model_proto)} bytes) "
-              f"to {Path(args.out_dir) / SENTENCEPIECE_FILENAME}")
+        note = f" (all the corpus supports; at most {args.vocab_size})" if args.at_most else ""
+        print(
+            f"wrote a {pieces}-piece SentencePiece model{note} ({len(model_proto)} bytes) "
+            f"to {Path(args.out_dir) / SENTENCEPIECE_FILENAME}"
+        )
         return
     try:
         vocab, merges = train_byte_level_bpe(lines, args.vocab_size, args.min_frequency)
     except ValueError as error:
         parser.error(str(error))
     write_vocabulary(args.out_dir, vocab, merges)
-    note = "" if len(vocab) == args.vocab_size else (
-        f" (the corpus supports no more merges than this; asked for {args.vocab_size})")
-    print(f"wrote {len(vocab)} tokens and {len(merges)} merges to {args.out_dir}{note}; "
-          f"{END_OF_TEXT} = {vocab[END_OF_TEXT]}")
+    note = (
+        ""
+        if len(vocab) == args.vocab_size
+        else (f" (the corpus supports no more merges than this; asked for {args.vocab_size})")
+    )
+    print(
+        f"wrote {len(vocab)} tokens and {len(merges)} merges to {args.out_dir}{note}; "
+        f"{END_OF_TEXT} = {vocab[END_OF_TEXT]}"
+    )
 
 
 if __name__ == "__main__":

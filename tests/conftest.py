@@ -247,22 +247,32 @@ SMALL_LITERT_CACHE_LENGTH = SMALL_MAX_LENGTH
 SMALL_LITERT_PREFILL_LENGTHS = (8, 16)
 
 
-def export_litert(causal_lm, out: Path, variants=("fp32",), prefill_logits: bool = False,
-                  cache_length: int = SMALL_LITERT_CACHE_LENGTH,
-                  prefill_lengths=SMALL_LITERT_PREFILL_LENGTHS) -> dict:
+def export_litert(
+    causal_lm,
+    out: Path,
+    variants=("fp32",),
+    prefill_logits: bool = False,
+    cache_length: int = SMALL_LITERT_CACHE_LENGTH,
+    prefill_lengths=SMALL_LITERT_PREFILL_LENGTHS,
+) -> dict:
     """What the workflow writes to results/<model>/litert/: export info, tokenizer, .tflite."""
     from llm2tflite import architectures, atomic, litert_convert, litert_export, litert_quantize
     from llm2tflite.tokenizer_files import write_runtime_tokenizer
 
     info = litert_export.export(
-        causal_lm, out / "saved_model", out / litert_export.INFO_FILE, cache_length,
-        prefill_lengths, prefill_logits,
-        extra_info={"max_length": SMALL_MAX_LENGTH, "sequence_length": SMALL_SEQUENCE_LENGTH})
+        causal_lm,
+        out / "saved_model",
+        out / litert_export.INFO_FILE,
+        cache_length,
+        prefill_lengths,
+        prefill_logits,
+        extra_info={"max_length": SMALL_MAX_LENGTH, "sequence_length": SMALL_SEQUENCE_LENGTH},
+    )
     family = architectures.for_causal_lm(causal_lm)
-    tokenizer = write_runtime_tokenizer(causal_lm.preprocessor.tokenizer, family.tokenizer_kind,
-                                        out)
-    flatbuffer, _ = litert_convert.convert(out / "saved_model",
-                                           litert_export.signature_keys(info))
+    tokenizer = write_runtime_tokenizer(
+        causal_lm.preprocessor.tokenizer, family.tokenizer_kind, out
+    )
+    flatbuffer, _ = litert_convert.convert(out / "saved_model", litert_export.signature_keys(info))
     atomic.write_bytes(out / "fp32.tflite", flatbuffer)
     files = {"fp32": out / "fp32.tflite"}
     for variant in variants:
@@ -276,8 +286,11 @@ def export_litert(causal_lm, out: Path, variants=("fp32",), prefill_logits: bool
 @pytest.fixture(scope="session")
 def small_litert(small_export, tmp_path_factory):
     """The small model through the LiteRT route: fp32 and int8 files, info and tokenizer.json."""
-    exported = export_litert(small_export["causal_lm"], tmp_path_factory.mktemp("small_litert"),
-                             variants=("fp32", "int8"))
+    exported = export_litert(
+        small_export["causal_lm"],
+        tmp_path_factory.mktemp("small_litert"),
+        variants=("fp32", "int8"),
+    )
     return {**exported, "causal_lm": small_export["causal_lm"], "preset": small_export["preset"]}
 
 
@@ -285,16 +298,24 @@ def small_litert(small_export, tmp_path_factory):
 
 # A real LlamaBackbone with grouped-query attention (2 query heads per key/value head), small
 # enough to trace and convert in seconds.
-SMALL_LLAMA = {"num_layers": 2, "num_query_heads": 4, "num_key_value_heads": 2, "hidden_dim": 32,
-               "intermediate_dim": 64}
+SMALL_LLAMA = {
+    "num_layers": 2,
+    "num_query_heads": 4,
+    "num_key_value_heads": 2,
+    "hidden_dim": 32,
+    "intermediate_dim": 64,
+}
 
 
 def default_llama_train_config() -> dict:
     import yaml
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    (train,) = [source["train"] for source in config["models"].values()
-                if "train" in source and source["train"].get("architecture") == "llama"]
+    (train,) = [
+        source["train"]
+        for source in config["models"].values()
+        if "train" in source and source["train"].get("architecture") == "llama"
+    ]
     return train
 
 
@@ -303,9 +324,19 @@ def sentencepiece_vocab(default_corpus_and_vocab, tmp_path_factory):
     """The default Llama model's SentencePiece vocabulary, by the stage CLI, on the corpus."""
     out = tmp_path_factory.mktemp("sentencepiece") / "vocab"
     subprocess.run(
-        [sys.executable, "-m", "llm2tflite.vocab", "--kind", "sentencepiece",
-         "--corpus", str(default_corpus_and_vocab / "train.txt"), "--vocab-size",
-         str(default_llama_train_config()["vocabulary"]["size"]), "--out-dir", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.vocab",
+            "--kind",
+            "sentencepiece",
+            "--corpus",
+            str(default_corpus_and_vocab / "train.txt"),
+            "--vocab-size",
+            str(default_llama_train_config()["vocabulary"]["size"]),
+            "--out-dir",
+            str(out),
+        ],
         check=True,
     )
     return out
@@ -324,8 +355,10 @@ def small_llama(sentencepiece_vocab, tmp_path_factory):
     out = tmp_path_factory.mktemp("small_llama")
     keras.utils.set_random_seed(0)
     tokenizer = llama.load_tokenizer(sentencepiece_vocab)
-    backbone_config = {**llama.train_model_config(SMALL_LLAMA),
-                       "vocabulary_size": tokenizer.vocabulary_size()}
+    backbone_config = {
+        **llama.train_model_config(SMALL_LLAMA),
+        "vocabulary_size": tokenizer.vocabulary_size(),
+    }
     llama.build_causal_lm(backbone_config, tokenizer, 32).save_to_preset(str(out / "preset"))
     return {"dir": out, "preset": out / "preset", "causal_lm": load_causal_lm(str(out / "preset"))}
 
@@ -334,6 +367,9 @@ def small_llama(sentencepiece_vocab, tmp_path_factory):
 def small_llama_litert(small_llama, tmp_path_factory):
     """The small Llama through the LiteRT route: fp32, int8 and int4 files, info and
     tokenizer.model (the cache and prefill lengths of ``small_litert``)."""
-    exported = export_litert(small_llama["causal_lm"], tmp_path_factory.mktemp("llama_litert"),
-                             variants=("fp32", "int8", "int4"))
+    exported = export_litert(
+        small_llama["causal_lm"],
+        tmp_path_factory.mktemp("llama_litert"),
+        variants=("fp32", "int8", "int4"),
+    )
     return {**exported, "causal_lm": small_llama["causal_lm"], "preset": small_llama["preset"]}

@@ -64,8 +64,7 @@ def test_signatures_read_from_the_tflite(handoff, small_export):
     generated = outputs["generated_text"]
     assert generated["dtype"] == "string" and generated["declared"] == "string[1]"
     # The generated ids, so an app counts tokens without a tokenizer of its own.
-    assert (outputs["token_ids"]["dtype"], outputs["prompt_tokens"]["dtype"]) == ("int32",
-                                                                                   "int32")
+    assert (outputs["token_ids"]["dtype"], outputs["prompt_tokens"]["dtype"]) == ("int32", "int32")
     (token_ids,) = signatures["tokenize"]["outputs"]
     assert (token_ids["name"], token_ids["dtype"]) == ("token_ids", "int32")
 

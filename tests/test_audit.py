@@ -23,18 +23,26 @@ def crafted_tflite(tmp_path_factory):
     """
     import tensorflow as tf
 
-    @tf.function(experimental_implements=(
-        'name: "MyFusedScale" attr {key: "tfl_fusable_op" value { b: true } }'))
+    @tf.function(
+        experimental_implements=(
+            'name: "MyFusedScale" attr {key: "tfl_fusable_op" value { b: true } }'
+        )
+    )
     def fused_scale(x):
         return x * 3.0
 
     class Crafted(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([2], tf.string, name="text"),
-                                      tf.TensorSpec([1, 3], tf.float32, name="x")])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([2], tf.string, name="text"),
+                tf.TensorSpec([1, 3], tf.float32, name="x"),
+            ]
+        )
         def main(self, text, x):
             lengths = tf.cast(tf.strings.length(text), tf.float32)
-            bounds = tf.raw_ops.UpperBound(sorted_inputs=tf.constant([[1.0, 2.0, 3.0]]),
-                                           values=x, out_type=tf.int32)
+            bounds = tf.raw_ops.UpperBound(
+                sorted_inputs=tf.constant([[1.0, 2.0, 3.0]]), values=x, out_type=tf.int32
+            )
             return {"y": fused_scale(x) + tf.reduce_sum(lengths), "bounds": bounds}
 
         @tf.function(input_signature=[tf.TensorSpec([2], tf.string, name="text")])
@@ -43,9 +51,12 @@ def crafted_tflite(tmp_path_factory):
 
     module = Crafted()
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [module.main.get_concrete_function(), module.second.get_concrete_function()], module)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
-                                           tf.lite.OpsSet.SELECT_TF_OPS]
+        [module.main.get_concrete_function(), module.second.get_concrete_function()], module
+    )
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
     converter.allow_custom_ops = True
     converter.target_spec.experimental_select_user_tf_ops = ["UpperBound"]
     path = tmp_path_factory.mktemp("crafted") / "crafted.tflite"
@@ -60,8 +71,11 @@ def _counts(report) -> dict:
 def test_classification_known_answer(crafted_tflite):
     report = audit.audit_flatbuffer(crafted_tflite.read_bytes())
     assert _counts(report) == {
-        ("builtin", "ADD"): 2, ("builtin", "CAST"): 1, ("builtin", "SUM"): 1,
-        ("select_tf", "StringLength"): 2, ("select_tf", "UpperBound"): 1,
+        ("builtin", "ADD"): 2,
+        ("builtin", "CAST"): 1,
+        ("builtin", "SUM"): 1,
+        ("select_tf", "StringLength"): 2,
+        ("select_tf", "UpperBound"): 1,
         ("custom", "MyFusedScale"): 1,
     }
     assert report["class_counts"] == {"builtin": 4, "select_tf": 3, "custom": 1}
@@ -81,23 +95,41 @@ def test_classify_operator_code():
     names = audit._builtin_names()
     custom = schema.BuiltinOperator.CUSTOM
     assert audit.classify_operator_code(custom, "FlexUnsortedSegmentJoin", names) == (
-        "select_tf", "UnsortedSegmentJoin")
+        "select_tf",
+        "UnsortedSegmentJoin",
+    )
     tf_text_kernel = "TFText>WhitespaceTokenizeWithOffsetsV2"
-    assert audit.classify_operator_code(custom, tf_text_kernel, names) == (
-        "custom", tf_text_kernel)
+    assert audit.classify_operator_code(custom, tf_text_kernel, names) == ("custom", tf_text_kernel)
     assert audit.classify_operator_code(schema.BuiltinOperator.FULLY_CONNECTED, None, names) == (
-        "builtin", "FULLY_CONNECTED")
+        "builtin",
+        "FULLY_CONNECTED",
+    )
     # Codes above 127 exist only in builtin_code (deprecated_builtin_code is an int8).
     assert audit.classify_operator_code(schema.BuiltinOperator.GELU, None, names) == (
-        "builtin", "GELU")
+        "builtin",
+        "GELU",
+    )
 
 
 def test_user_op_checks(crafted_tflite, tmp_path):
     report_path = tmp_path / "V.conversion.json"
     report_path.write_text(json.dumps({"select_user_tf_ops": ["UpperBound", "Bucketize"]}))
-    audit.main(["--model", str(crafted_tflite), "--variant", "fp32", "--model-name", "crafted",
-                "--conversion-report", str(report_path),
-                "--out-json", str(tmp_path / "ops.json"), "--out-md", str(tmp_path / "ops.md")])
+    audit.main(
+        [
+            "--model",
+            str(crafted_tflite),
+            "--variant",
+            "fp32",
+            "--model-name",
+            "crafted",
+            "--conversion-report",
+            str(report_path),
+            "--out-json",
+            str(tmp_path / "ops.json"),
+            "--out-md",
+            str(tmp_path / "ops.md"),
+        ]
+    )
     report = json.loads((tmp_path / "ops.json").read_text())
     codelab = report["user_op_checks"]["codelab"]
     assert codelab["listed"] == ["UnsortedSegmentJoin", "UpperBound"]
@@ -110,8 +142,7 @@ def test_user_op_checks(crafted_tflite, tmp_path):
     assert derived["flex_ops_beyond_list"] == ["StringLength"]
     assert report["model_name"] == "crafted" and report["variant"] == "fp32"
     assert report["size_bytes"] == crafted_tflite.stat().st_size
-    assert report["flex_op_libraries"] == {"StringLength": "tensorflow",
-                                           "UpperBound": "tensorflow"}
+    assert report["flex_op_libraries"] == {"StringLength": "tensorflow", "UpperBound": "tensorflow"}
     assert report["flex_ops_outside_core_tf"] == []
 
     markdown = (tmp_path / "ops.md").read_text()
@@ -130,8 +161,13 @@ def test_without_conversion_report(crafted_tflite):
 
 def test_check_user_ops_is_set_arithmetic():
     check = audit.check_user_ops(["B", "A", "B"], ["C", "A"], "x")
-    assert check == {"source": "x", "listed": ["B", "A"], "used_as_flex": ["A"],
-                     "not_used": ["B"], "flex_ops_beyond_list": ["C"]}
+    assert check == {
+        "source": "x",
+        "listed": ["B", "A"],
+        "used_as_flex": ["A"],
+        "not_used": ["B"],
+        "flex_ops_beyond_list": ["C"],
+    }
 
 
 def test_real_model_matches_tflite_analyzer(small_export):
@@ -167,21 +203,33 @@ def _prefill_decode_tflite(path, with_flex: bool):
         def prefill(self, tokens):
             return {"logits": tokens * 2.0}
 
-        @tf.function(input_signature=[tf.TensorSpec([1, 1], tf.float32, name="tokens"),
-                                      tf.TensorSpec([1], tf.string, name="text")])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([1, 1], tf.float32, name="tokens"),
+                tf.TensorSpec([1], tf.string, name="text"),
+            ]
+        )
         def decode(self, tokens, text):
             extra = tf.cast(tf.strings.length(text), tf.float32) if with_flex else 0.0
             return {"logits": tokens + extra}
 
     module = PrefillDecode()
     saved = path.with_suffix(".saved")
-    tf.saved_model.save(module, str(saved), signatures={
-        "prefill_2": module.prefill.get_concrete_function(),
-        "decode": module.decode.get_concrete_function()})
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved),
-                                                         signature_keys=["prefill_2", "decode"])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
-                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    tf.saved_model.save(
+        module,
+        str(saved),
+        signatures={
+            "prefill_2": module.prefill.get_concrete_function(),
+            "decode": module.decode.get_concrete_function(),
+        },
+    )
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(saved), signature_keys=["prefill_2", "decode"]
+    )
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
     path.write_bytes(converter.convert())
     return path
 
@@ -192,9 +240,22 @@ def test_litert_route_must_be_builtins_only(tmp_path):
 
     def run(model):
         return subprocess.run(
-            [sys.executable, "-m", "llm2tflite.audit", "--model", str(model), "--variant", "int8",
-             "--out-json", str(tmp_path / f"{model.stem}.json"),
-             "--out-md", str(tmp_path / f"{model.stem}.md")], capture_output=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "llm2tflite.audit",
+                "--model",
+                str(model),
+                "--variant",
+                "int8",
+                "--out-json",
+                str(tmp_path / f"{model.stem}.json"),
+                "--out-md",
+                str(tmp_path / f"{model.stem}.md"),
+            ],
+            capture_output=True,
+            text=True,
+        )
 
     clean = _prefill_decode_tflite(tmp_path / "clean.tflite", with_flex=False)
     completed = run(clean)
@@ -205,8 +266,14 @@ def test_litert_route_must_be_builtins_only(tmp_path):
     completed = run(flex)
     assert completed.returncode == 1 and not (tmp_path / "flex.json").exists()
     (line,) = [x for x in completed.stderr.splitlines() if "op audit FAILED" in x]
-    assert line == (f"op audit FAILED: {flex} is a LiteRT-route model but has 1 Select TF (Flex) "
-                    "op types (StringLength); it must contain TFLite builtin ops only")
+    assert line == (
+        f"op audit FAILED: {flex} is a LiteRT-route model but has 1 Select TF (Flex) "
+        "op types (StringLength); it must contain TFLite builtin ops only"
+    )
     # The codelab route needs its Flex ops: no such check.
-    assert audit.builtins_only_failures({"route": "tflite", "flex_ops": ["StringLength"],
-                                         "custom_ops": []}) == []
+    assert (
+        audit.builtins_only_failures(
+            {"route": "tflite", "flex_ops": ["StringLength"], "custom_ops": []}
+        )
+        == []
+    )

@@ -15,21 +15,42 @@ PROMPT = "Estoy disfrutando de"
 
 def _entry(route, variant, run_s, new_tokens=10, size_bytes=1_000_000, steps=None):
     return {
-        "route": route, "variant": variant, "model_path": f"{route}/{variant}",
-        "size_bytes": size_bytes, "import_s": 1.0, "load_s": 0.5, "first_call_s": 2.0,
-        "run_s": run_s, "median_s": statistics.median(run_s), "min_s": min(run_s),
-        "max_s": max(run_s), "stdev_s": statistics.stdev(run_s), "prompt_tokens": 5,
-        "new_tokens": new_tokens, "output": "x", "token_ids": [], "deterministic": True,
-        "tokens_per_s": new_tokens / statistics.median(run_s), "rss_before_load_mb": 400.0,
-        "rss_after_load_mb": 500.0, "peak_rss_mb": 700.0, "versions": {}, "steps": steps,
+        "route": route,
+        "variant": variant,
+        "model_path": f"{route}/{variant}",
+        "size_bytes": size_bytes,
+        "import_s": 1.0,
+        "load_s": 0.5,
+        "first_call_s": 2.0,
+        "run_s": run_s,
+        "median_s": statistics.median(run_s),
+        "min_s": min(run_s),
+        "max_s": max(run_s),
+        "stdev_s": statistics.stdev(run_s),
+        "prompt_tokens": 5,
+        "new_tokens": new_tokens,
+        "output": "x",
+        "token_ids": [],
+        "deterministic": True,
+        "tokens_per_s": new_tokens / statistics.median(run_s),
+        "rss_before_load_mb": 400.0,
+        "rss_after_load_mb": 500.0,
+        "peak_rss_mb": 700.0,
+        "versions": {},
+        "steps": steps,
     }
 
 
 def _record(model, entries, threads=2):
     bench._add_comparisons(entries)
-    return {"model_name": model, "prompt": PROMPT, "runs": len(entries[0]["run_s"]),
-            "threads": threads, "machine": {"cpu_model": "Test CPU", "logical_cpus": 2},
-            "entries": entries}
+    return {
+        "model_name": model,
+        "prompt": PROMPT,
+        "runs": len(entries[0]["run_s"]),
+        "threads": threads,
+        "machine": {"cpu_model": "Test CPU", "logical_cpus": 2},
+        "entries": entries,
+    }
 
 
 def test_speedup_is_computed_per_round():
@@ -37,26 +58,38 @@ def test_speedup_is_computed_per_round():
     baseline = _entry("tensorflow", "tf", [2.0, 4.0, 2.2])
     variant = _entry("tflite", "int8", [1.0, 2.0, 1.0])
     bench._add_comparisons([baseline, variant])
-    assert variant["speedup_vs_tf"] == {"per_round": [2.0, 2.0, 2.2], "median": 2.0,
-                                        "min": 2.0, "max": 2.2}
+    assert variant["speedup_vs_tf"] == {
+        "per_round": [2.0, 2.0, 2.2],
+        "median": 2.0,
+        "min": 2.0,
+        "max": 2.2,
+    }
     assert baseline["speedup_vs_tf"]["per_round"] == [1.0, 1.0, 1.0]
     # The ratio of medians would say 2.2 / 1.0 = 2.2: not what was measured round by round.
     assert variant["speedup_vs_tf"]["median"] != baseline["median_s"] / variant["median_s"]
 
 
 def test_unequal_work_is_flagged():
-    entries = [_entry("tensorflow", "tf", [2.0, 2.0], new_tokens=94),
-               _entry("tflite", "fp32", [1.0, 1.0], new_tokens=94),
-               _entry("tflite", "int8", [0.5, 0.5], new_tokens=40)]
+    entries = [
+        _entry("tensorflow", "tf", [2.0, 2.0], new_tokens=94),
+        _entry("tflite", "fp32", [1.0, 1.0], new_tokens=94),
+        _entry("tflite", "int8", [0.5, 0.5], new_tokens=40),
+    ]
     bench._add_comparisons(entries)
     assert [e["equal_work"] for e in entries] == [True, True, False]
 
 
 def test_step_figures_from_route_timings():
-    generations = [{"timings": {"prefill_s": 0.010, "first_token_s": 0.013,
-                                "decode_step_s": [0.003, 0.004, 0.005]}},
-                   {"timings": {"prefill_s": 0.012, "first_token_s": 0.015,
-                                "decode_step_s": [0.003, 0.006]}}]
+    generations = [
+        {
+            "timings": {
+                "prefill_s": 0.010,
+                "first_token_s": 0.013,
+                "decode_step_s": [0.003, 0.004, 0.005],
+            }
+        },
+        {"timings": {"prefill_s": 0.012, "first_token_s": 0.015, "decode_step_s": [0.003, 0.006]}},
+    ]
     steps = bench._steps_summary(generations)
     assert steps["prefill_s"] == pytest.approx(0.011)
     assert steps["first_token_s"] == pytest.approx(0.014)
@@ -71,16 +104,33 @@ def test_step_figures_from_route_timings():
 
 
 def test_table_rows_order_and_columns(tmp_path):
-    steps = {"first_token_s": 0.02, "prefill_s": 0.015, "decode_tokens_per_s": 300.0,
-             "decode_step_ms": {"median": 3.3, "p10": 3.1, "p90": 3.9, "min": 3.0,
-                                "max": 4.2, "count": 300}}
-    alpha = _record("alpha", [
-        _entry("tensorflow", "tf", [2.0, 2.2, 2.4], size_bytes=10_000_000),
-        _entry("litert", "int8", [0.4, 0.44, 0.6], steps=steps, size_bytes=2_500_000),
-        _entry("tflite", "int8", [1.0, 1.1, 1.2], size_bytes=2_500_000),
-        _entry("tflite", "fp32", [1.0, 1.0, 1.0], new_tokens=9, size_bytes=5_000_000)])
-    beta = _record("beta", [_entry("tensorflow", "tf", [1.0, 1.0]),
-                            _entry("tflite", "fp16", [0.5, 0.5])], threads=None)
+    steps = {
+        "first_token_s": 0.02,
+        "prefill_s": 0.015,
+        "decode_tokens_per_s": 300.0,
+        "decode_step_ms": {
+            "median": 3.3,
+            "p10": 3.1,
+            "p90": 3.9,
+            "min": 3.0,
+            "max": 4.2,
+            "count": 300,
+        },
+    }
+    alpha = _record(
+        "alpha",
+        [
+            _entry("tensorflow", "tf", [2.0, 2.2, 2.4], size_bytes=10_000_000),
+            _entry("litert", "int8", [0.4, 0.44, 0.6], steps=steps, size_bytes=2_500_000),
+            _entry("tflite", "int8", [1.0, 1.1, 1.2], size_bytes=2_500_000),
+            _entry("tflite", "fp32", [1.0, 1.0, 1.0], new_tokens=9, size_bytes=5_000_000),
+        ],
+    )
+    beta = _record(
+        "beta",
+        [_entry("tensorflow", "tf", [1.0, 1.0]), _entry("tflite", "fp16", [0.5, 0.5])],
+        threads=None,
+    )
     paths = []
     for record in (beta, alpha):
         path = tmp_path / record["model_name"] / "bench.json"
@@ -95,8 +145,13 @@ def test_table_rows_order_and_columns(tmp_path):
     table = pd.read_csv(out)
     assert list(table.columns) == bench.COLUMNS
     assert list(zip(table["model"], table["route"], table["variant"])) == [
-        ("alpha", "tensorflow", "tf"), ("alpha", "tflite", "fp32"), ("alpha", "tflite", "int8"),
-        ("alpha", "litert", "int8"), ("beta", "tensorflow", "tf"), ("beta", "tflite", "fp16")]
+        ("alpha", "tensorflow", "tf"),
+        ("alpha", "tflite", "fp32"),
+        ("alpha", "tflite", "int8"),
+        ("alpha", "litert", "int8"),
+        ("beta", "tensorflow", "tf"),
+        ("beta", "tflite", "fp16"),
+    ]
     alpha_rows = table[table["model"] == "alpha"].set_index(["route", "variant"])
     assert alpha_rows.loc[("tflite", "int8"), "speedup_vs_tf"] == 2.0
     assert alpha_rows.loc[("litert", "int8"), "speedup_vs_tf"] == 5.0
@@ -116,11 +171,24 @@ def test_table_rows_order_and_columns(tmp_path):
 
 
 def test_row_order_is_the_one_display_order():
-    rows = [("litert", "int4"), ("tflite", "int8"), ("litert", "fp32"), ("tensorflow", "tf"),
-            ("tflite", "fp16"), ("tflite", "fp32"), ("tflite", "zz")]
+    rows = [
+        ("litert", "int4"),
+        ("tflite", "int8"),
+        ("litert", "fp32"),
+        ("tensorflow", "tf"),
+        ("tflite", "fp16"),
+        ("tflite", "fp32"),
+        ("tflite", "zz"),
+    ]
     assert sorted(rows, key=lambda r: bench.row_order(*r)) == [
-        ("tensorflow", "tf"), ("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"),
-        ("tflite", "zz"), ("litert", "fp32"), ("litert", "int4")]
+        ("tensorflow", "tf"),
+        ("tflite", "fp32"),
+        ("tflite", "fp16"),
+        ("tflite", "int8"),
+        ("tflite", "zz"),
+        ("litert", "fp32"),
+        ("litert", "int4"),
+    ]
 
 
 def test_cpu_model_is_read_from_proc_cpuinfo():
@@ -133,7 +201,10 @@ def test_cpu_model_is_read_from_proc_cpuinfo():
 
 def test_entry_syntax():
     assert bench.parse_entry("tflite/int8=results/a/tflite/int8.tflite") == (
-        "tflite", "int8", "results/a/tflite/int8.tflite")
+        "tflite",
+        "int8",
+        "results/a/tflite/int8.tflite",
+    )
     with pytest.raises(ValueError, match="ROUTE/VARIANT=PATH"):
         bench.parse_entry("int8=results/a/tflite/int8.tflite")
 
@@ -142,19 +213,40 @@ def test_a_wrong_entry_fails_before_any_timing(small_export, tmp_path):
     not_a_model = tmp_path / "notes.tflite"
     not_a_model.write_bytes(b"not a flatbuffer at all")
     with pytest.raises(Exception, match="not a TFLite flatbuffer"):
-        bench.benchmark_model("small", small_export["dir"] / "traced",
-                              [("tflite", "fp32", str(not_a_model))], runs=1)
+        bench.benchmark_model(
+            "small", small_export["dir"] / "traced", [("tflite", "fp32", str(not_a_model))], runs=1
+        )
     with pytest.raises(ValueError, match="is a 'tflite' model, not 'litert'"):
-        bench.benchmark_model("small", small_export["dir"] / "traced",
-                              [("litert", "fp32", str(small_export["tflite"]))], runs=1)
+        bench.benchmark_model(
+            "small",
+            small_export["dir"] / "traced",
+            [("litert", "fp32", str(small_export["tflite"]))],
+            runs=1,
+        )
 
 
 @pytest.fixture(scope="module")
 def small_record(small_export, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    bench.main(["run", "--model-name", "small", "--baseline", str(small_export["dir"] / "traced"),
-                "--entry", f"tflite/fp32={small_export['tflite']}", "--prompt", PROMPT,
-                "--runs", "3", "--threads", "2", "--out", str(out)])
+    bench.main(
+        [
+            "run",
+            "--model-name",
+            "small",
+            "--baseline",
+            str(small_export["dir"] / "traced"),
+            "--entry",
+            f"tflite/fp32={small_export['tflite']}",
+            "--prompt",
+            PROMPT,
+            "--runs",
+            "3",
+            "--threads",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     return json.loads(out.read_text())
 
 
@@ -177,7 +269,8 @@ def test_interleaved_record_on_a_real_model(small_record, small_export):
         assert entry["steps"] is None  # one signature call: nothing measured per step
     # The speed-up is the per-round ratio of the times measured in the same round.
     assert fp32["speedup_vs_tf"]["per_round"] == pytest.approx(
-        [b / v for b, v in zip(baseline["run_s"], fp32["run_s"])], rel=1e-3)
+        [b / v for b, v in zip(baseline["run_s"], fp32["run_s"])], rel=1e-3
+    )
     # The same graph in TF and in the fp32 .tflite: the same ids, so equal work.
     assert fp32["token_ids"] == baseline["token_ids"] and fp32["equal_work"] is True
     # New tokens are the ids the model generated, as its runtime reports them...
@@ -192,8 +285,19 @@ def test_interleaved_record_on_a_real_model(small_record, small_export):
 
 def test_runs_must_be_positive(tmp_path):
     with pytest.raises(SystemExit):
-        bench.main(["run", "--model-name", "m", "--baseline", "traced", "--runs", "0",
-                    "--out", str(tmp_path / "unused.json")])
+        bench.main(
+            [
+                "run",
+                "--model-name",
+                "m",
+                "--baseline",
+                "traced",
+                "--runs",
+                "0",
+                "--out",
+                str(tmp_path / "unused.json"),
+            ]
+        )
     assert not (tmp_path / "unused.json").exists()
 
 

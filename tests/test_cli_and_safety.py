@@ -11,8 +11,9 @@ from llm2tflite.safety import SafetyFilter, load_blocklist
 
 
 def run_cli(*args, check_code=None):
-    completed = subprocess.run([sys.executable, "-m", "llm2tflite", "generate", *args],
-                               capture_output=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "llm2tflite", "generate", *args], capture_output=True
+    )
     stdout = completed.stdout.decode("utf-8", errors="replace")
     stderr = completed.stderr.decode("utf-8", errors="replace")
     if check_code is not None:
@@ -56,8 +57,9 @@ def test_offensive_output_is_refused(model_path, tmp_path):
     generated_word = next(w for w in clean.split()[3:] if w.isalpha())
     blocklist = tmp_path / "words.txt"
     blocklist.write_text(f"# test list\n{generated_word}\n", encoding="utf-8")
-    code, stdout, stderr = run_cli(model_path, "Estoy disfrutando de", "--blocklist",
-                                   str(blocklist), check_code=3)
+    code, stdout, stderr = run_cli(
+        model_path, "Estoy disfrutando de", "--blocklist", str(blocklist), check_code=3
+    )
     assert stdout == ""
     assert "refused: the generated text contains language on the blocklist" in stderr
 
@@ -77,8 +79,10 @@ def test_missing_model_is_an_error(tmp_path):
 def test_a_file_that_is_not_a_model_is_an_error(tmp_path):
     (tmp_path / "notes.tflite").write_text("not a model")
     _, _, stderr = run_cli(str(tmp_path / "notes.tflite"), "hola", check_code=2)
-    assert stderr.strip() == (f"llm2tflite: error: {tmp_path / 'notes.tflite'} is not a TFLite "
-                              "flatbuffer (no TFL3 identifier)")
+    assert stderr.strip() == (
+        f"llm2tflite: error: {tmp_path / 'notes.tflite'} is not a TFLite "
+        "flatbuffer (no TFL3 identifier)"
+    )
 
 
 def test_max_length_cuts_the_output(model_path, small_export):
@@ -113,8 +117,16 @@ def test_non_ascii_prompts(model_path, prompt):
 
 def test_invalid_utf8_bytes_are_replaced(model_path):
     completed = subprocess.run(
-        [sys.executable.encode(), b"-m", b"llm2tflite", b"generate", model_path.encode(),
-         b"hola \xff\xfe mundo"], capture_output=True)
+        [
+            sys.executable.encode(),
+            b"-m",
+            b"llm2tflite",
+            b"generate",
+            model_path.encode(),
+            b"hola \xff\xfe mundo",
+        ],
+        capture_output=True,
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.decode("utf-8").startswith("hola \ufffd\ufffd mundo")
 

@@ -24,41 +24,70 @@ import sys
 import numpy as np
 import pytest
 import yaml
-
-from conftest import REPO, SMALL_MAX_LENGTH, SMALL_SEQUENCE_LENGTH, copy_default_config, \
-    run_snakemake
-from llm2tflite import architectures, vocab
 from test_llama import _flex_ops_per_subgraph
 from test_tokenizer_parity import HARD_CASES
+
+from llm2tflite import architectures, vocab
+
+from conftest import (
+    REPO,
+    SMALL_MAX_LENGTH,
+    SMALL_SEQUENCE_LENGTH,
+    copy_default_config,
+    run_snakemake,
+)
 
 GEMMA3 = architectures.by_name("gemma3")
 # Seven layers: sliding, sliding, sliding, sliding, sliding, global, sliding. A window of 8
 # positions against SMALL_MAX_LENGTH = 40: every sliding layer hides old positions while decoding.
-SMALL_GEMMA3 = {"num_layers": 7, "num_query_heads": 4, "num_key_value_heads": 1,
-                "hidden_dim": 32, "intermediate_dim": 64, "head_dim": 8,
-                "sliding_window_size": 8}
+SMALL_GEMMA3 = {
+    "num_layers": 7,
+    "num_query_heads": 4,
+    "num_key_value_heads": 1,
+    "hidden_dim": 32,
+    "intermediate_dim": 64,
+    "head_dim": 8,
+    "sliding_window_size": 8,
+}
 # The small model's embedding has rows the tokenizer has no piece for, as the twin's does.
 EXTRA_EMBEDDING_ROWS = 195
-PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "¿Dónde está la estación?",
-           "Mañana, el pingüino come 3 piñas 🤖", "<start_of_turn>user\nHola<end_of_turn>", ""]
+PROMPTS = [
+    "Estoy disfrutando de",
+    "I am enjoying the",
+    "¿Dónde está la estación?",
+    "Mañana, el pingüino come 3 piñas 🤖",
+    "<start_of_turn>user\nHola<end_of_turn>",
+    "",
+]
 STOP_PROMPT = "My sister likes"
 
 
 # ================================================================ parameter count, registry
 
 
-@pytest.mark.parametrize("shape", [
-    SMALL_GEMMA3,
-    {**SMALL_GEMMA3, "num_key_value_heads": 2, "use_query_key_norm": False},
-    {**SMALL_GEMMA3, "use_post_attention_norm": False, "use_post_ffw_norm": False,
-     "num_query_heads": 2, "num_key_value_heads": 2, "head_dim": 12},
-])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        SMALL_GEMMA3,
+        {**SMALL_GEMMA3, "num_key_value_heads": 2, "use_query_key_norm": False},
+        {
+            **SMALL_GEMMA3,
+            "use_post_attention_norm": False,
+            "use_post_ffw_norm": False,
+            "num_query_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 12,
+        },
+    ],
+)
 def test_parameter_count_equals_keras_hub(shape):
     import keras_hub
 
     config = {**GEMMA3.train_model_config(shape), "vocabulary_size": 301}
-    assert GEMMA3.parameter_count(config) == keras_hub.models.Gemma3Backbone(
-        image_size=None, **config).count_params()
+    assert (
+        GEMMA3.parameter_count(config)
+        == keras_hub.models.Gemma3Backbone(image_size=None, **config).count_params()
+    )
 
 
 def test_preset_parameter_counts_are_the_published_ones():
@@ -66,7 +95,8 @@ def test_preset_parameter_counts_are_the_published_ones():
 
     assert set(GEMMA3.presets) == set(GEMMA3.preset_parameters)
     assert {"gemma3_270m", "gemma3_instruct_270m", "gemma3_1b", "gemma3_instruct_1b"} <= set(
-        GEMMA3.presets)
+        GEMMA3.presets
+    )
     for preset, config in GEMMA3.presets.items():
         assert GEMMA3.parameter_count(config) == GEMMA3.preset_parameters[preset], preset
         assert GEMMA3.preset_parameters[preset] == backbone_presets[preset]["metadata"]["params"]
@@ -84,18 +114,25 @@ def test_registry_knows_gemma3():
     assert architectures.by_name("gpt2").twin_tokenizer == "published"
 
 
-@pytest.mark.parametrize("model, message", [
-    ({"head_dim": 7}, r"head_dim: 7 must be even"),
-    ({"num_key_value_heads": 3}, r"num_query_heads: 4 is not a multiple of num_key_value_heads 3"),
-    ({"num_heads": 4}, r"unknown key 'num_heads'"),
-    ({"final_logit_soft_cap": -1}, r"final_logit_soft_cap"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ({"head_dim": 7}, r"head_dim: 7 must be even"),
+        (
+            {"num_key_value_heads": 3},
+            r"num_query_heads: 4 is not a multiple of num_key_value_heads 3",
+        ),
+        ({"num_heads": 4}, r"unknown key 'num_heads'"),
+        ({"final_logit_soft_cap": -1}, r"final_logit_soft_cap"),
+    ],
+)
 def test_config_check_names_the_bad_gemma3_setting(model, message):
     from llm2tflite.config_check import ConfigError, check_config
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    train = json.loads(json.dumps(next(s["train"] for s in config["models"].values()
-                                       if "train" in s)))
+    train = json.loads(
+        json.dumps(next(s["train"] for s in config["models"].values() if "train" in s))
+    )
     train["architecture"] = "gemma3"
     train["model"] = {**GEMMA3.train_model_config(), **model}
     config["models"] = {"small_gemma": {"train": train}}
@@ -122,8 +159,11 @@ def test_twin_weights_are_distinct_and_unused_rows_quiet(gemma3_vocab):
     causal_lm = GEMMA3.build_causal_lm(config, GEMMA3.load_tokenizer(gemma3_vocab), 16)
 
     def repeats():
-        digests = [hashlib.sha256(w.numpy().tobytes()).digest() for w in causal_lm.weights
-                   if w.numpy().min() != w.numpy().max()]
+        digests = [
+            hashlib.sha256(w.numpy().tobytes()).digest()
+            for w in causal_lm.weights
+            if w.numpy().min() != w.numpy().max()
+        ]
         return len(digests) - len(set(digests))
 
     assert repeats() == 2 * SMALL_GEMMA3["num_layers"]  # (key, value), (query, output)
@@ -147,10 +187,24 @@ def gemma3_vocab(default_corpus_and_vocab, tmp_path_factory):
     """A twin-style Gemma 3 vocabulary: the stage CLI, every piece the corpus supports."""
     out = tmp_path_factory.mktemp("gemma3_vocab") / "vocab"
     completed = subprocess.run(
-        [sys.executable, "-m", "llm2tflite.vocab", "--architecture", "gemma3",
-         "--corpus", str(default_corpus_and_vocab / "train.txt"), "--vocab-size", "262144",
-         "--at-most", "--out-dir", str(out)],
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.vocab",
+            "--architecture",
+            "gemma3",
+            "--corpus",
+            str(default_corpus_and_vocab / "train.txt"),
+            "--vocab-size",
+            "262144",
+            "--at-most",
+            "--out-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "all the corpus supports; at most 262144" in completed.stdout
     return out
 
@@ -165,8 +219,12 @@ def test_vocabulary_has_gemma3_special_pieces_at_their_ids(gemma3_vocab):
     assert pieces[:6] == ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "[multimodal]"]
     assert pieces[6:105] == [f"<unused{i}>" for i in range(99)]
     assert pieces[105:] == ["<start_of_turn>", "<end_of_turn>"]
-    assert (processor.pad_id(), processor.eos_id(), processor.bos_id(),
-            processor.unk_id()) == (0, 1, 2, 3)
+    assert (processor.pad_id(), processor.eos_id(), processor.bos_id(), processor.unk_id()) == (
+        0,
+        1,
+        2,
+        3,
+    )
     model = sentencepiece_model_pb2.ModelProto.FromString(proto)
     user_defined = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
     assert all(model.pieces[i].type == user_defined for i in range(4, 107))
@@ -191,10 +249,12 @@ def test_at_most_is_a_bound_and_exact_sizes_still_fail_loudly(default_corpus_and
 
     lines = vocab.read_lines(default_corpus_and_vocab / "train.txt")[:3000]
     layout = GEMMA3.sentencepiece_layout
-    supported = spm.SentencePieceProcessor(model_proto=vocab.train_sentencepiece(
-        lines, None, layout=layout)).get_piece_size()
-    bounded = spm.SentencePieceProcessor(model_proto=vocab.train_sentencepiece(
-        lines, supported - 100, layout=layout, at_most=True)).get_piece_size()
+    supported = spm.SentencePieceProcessor(
+        model_proto=vocab.train_sentencepiece(lines, None, layout=layout)
+    ).get_piece_size()
+    bounded = spm.SentencePieceProcessor(
+        model_proto=vocab.train_sentencepiece(lines, supported - 100, layout=layout, at_most=True)
+    ).get_piece_size()
     assert bounded == supported - 100
     with pytest.raises(ValueError, match=f"the corpus supports at most {supported}"):
         vocab.train_sentencepiece(lines, supported + 1, layout=layout)
@@ -207,14 +267,31 @@ def test_twin_dag_learns_the_tokenizer_from_the_corpus(tmp_path):
     the GPT-2 twin still fetches GPT-2's real tokenizer and trains none."""
     copy_default_config(tmp_path)
     # Targets before --configfile, which takes every argument after it.
-    gemma = run_snakemake(tmp_path, "results/gemma3_270m_twin/preset", "-n", "-p", "--cores",
-                          "1", "--configfile", "config/gemma3_270m_twin.yaml")
-    assert re.search(r"llm2tflite\.vocab --architecture gemma3 .*--vocab-size 262144 --at-most",
-                     gemma.stdout), gemma.stdout[-3000:]
+    gemma = run_snakemake(
+        tmp_path,
+        "results/gemma3_270m_twin/preset",
+        "-n",
+        "-p",
+        "--cores",
+        "1",
+        "--configfile",
+        "config/gemma3_270m_twin.yaml",
+    )
+    assert re.search(
+        r"llm2tflite\.vocab --architecture gemma3 .*--vocab-size 262144 --at-most", gemma.stdout
+    ), gemma.stdout[-3000:]
     assert "rule corpus:" in gemma.stdout and "rule gpt2_tokenizer:" not in gemma.stdout
     assert "--tokenizer-dir results/gemma3_270m_twin/vocab" in gemma.stdout
-    gpt2 = run_snakemake(tmp_path, "results/gpt2_124m_twin/preset", "-n", "-p", "--cores", "1",
-                         "--configfile", "config/gpt2_124m_twin.yaml")
+    gpt2 = run_snakemake(
+        tmp_path,
+        "results/gpt2_124m_twin/preset",
+        "-n",
+        "-p",
+        "--cores",
+        "1",
+        "--configfile",
+        "config/gpt2_124m_twin.yaml",
+    )
     assert "rule gpt2_tokenizer:" in gpt2.stdout
     assert "rule corpus:" not in gpt2.stdout and "llm2tflite.vocab" not in gpt2.stdout
 
@@ -231,19 +308,42 @@ def test_train_cli_trains_a_gemma3_preset(gemma3_vocab, default_corpus_and_vocab
     lines = {}
     for name, count in (("train.txt", 3000), ("heldout.txt", 300)):
         lines[name] = tmp_path / name
-        lines[name].write_text("\n".join((default_corpus_and_vocab / name).read_text(
-            encoding="utf-8").splitlines()[:count]) + "\n", encoding="utf-8")
+        lines[name].write_text(
+            "\n".join(
+                (default_corpus_and_vocab / name).read_text(encoding="utf-8").splitlines()[:count]
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     preset, metrics_path = tmp_path / "preset", tmp_path / "metrics.json"
-    fit = {"seed": 3, "sequence_length": 32, "batch_size": 32, "epochs": 1,
-           "learning_rate": 0.01}
+    fit = {"seed": 3, "sequence_length": 32, "batch_size": 32, "epochs": 1, "learning_rate": 0.01}
     completed = subprocess.run(
-        [sys.executable, "-m", "llm2tflite.train", "--architecture", "gemma3",
-         "--corpus", str(lines["train.txt"]), "--heldout", str(lines["heldout.txt"]),
-         "--vocab-dir", str(gemma3_vocab),
-         "--model-json", json.dumps({**SMALL_GEMMA3, "num_layers": 2}),
-         "--fit-json", json.dumps(fit), "--max-steps", "60",
-         "--out-preset", str(preset), "--out-metrics", str(metrics_path)],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.train",
+            "--architecture",
+            "gemma3",
+            "--corpus",
+            str(lines["train.txt"]),
+            "--heldout",
+            str(lines["heldout.txt"]),
+            "--vocab-dir",
+            str(gemma3_vocab),
+            "--model-json",
+            json.dumps({**SMALL_GEMMA3, "num_layers": 2}),
+            "--fit-json",
+            json.dumps(fit),
+            "--max-steps",
+            "60",
+            "--out-preset",
+            str(preset),
+            "--out-metrics",
+            str(metrics_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     assert metrics["architecture"] == "gemma3"
@@ -278,8 +378,10 @@ def gemma3_export(gemma3_vocab, tmp_path_factory):
     keras.utils.set_random_seed(0)
     tokenizer = GEMMA3.load_tokenizer(gemma3_vocab)
     used = tokenizer.vocabulary_size()
-    backbone_config = {**GEMMA3.train_model_config(SMALL_GEMMA3),
-                       "vocabulary_size": used + EXTRA_EMBEDDING_ROWS}
+    backbone_config = {
+        **GEMMA3.train_model_config(SMALL_GEMMA3),
+        "vocabulary_size": used + EXTRA_EMBEDDING_ROWS,
+    }
     causal_lm = GEMMA3.build_causal_lm(backbone_config, tokenizer, 32)
     assert quiet_unused_embedding_rows(causal_lm, used) == EXTRA_EMBEDDING_ROWS
     causal_lm.compile(sampler="greedy")
@@ -293,12 +395,21 @@ def gemma3_export(gemma3_vocab, tmp_path_factory):
     table.assign(values)
     causal_lm.save_to_preset(str(out / "preset"))
     causal_lm = load_causal_lm(str(out / "preset"))
-    info = export_saved_model(causal_lm, out / "traced", max_length=SMALL_MAX_LENGTH,
-                              sequence_length=SMALL_SEQUENCE_LENGTH)
+    info = export_saved_model(
+        causal_lm,
+        out / "traced",
+        max_length=SMALL_MAX_LENGTH,
+        sequence_length=SMALL_SEQUENCE_LENGTH,
+    )
     flatbuffer, report = convert_saved_model(str(out / "traced"), "fp32", SIGNATURES)
     atomic.write_bytes(out / "fp32.tflite", flatbuffer)
-    return {"dir": out, "causal_lm": causal_lm, "info": info, "tflite": out / "fp32.tflite",
-            "conversion": report}
+    return {
+        "dir": out,
+        "causal_lm": causal_lm,
+        "info": info,
+        "tflite": out / "fp32.tflite",
+        "conversion": report,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -308,21 +419,37 @@ def gemma3_tflite(gemma3_export):
     return TFLiteModel(gemma3_export["tflite"])
 
 
-def test_tflite_tokenizer_equals_sentencepiece(gemma3_tflite, gemma3_vocab,
-                                               default_corpus_and_vocab):
+def test_tflite_tokenizer_equals_sentencepiece(
+    gemma3_tflite, gemma3_vocab, default_corpus_and_vocab
+):
     import sentencepiece as spm
 
     processor = spm.SentencePieceProcessor(
-        model_file=str(gemma3_vocab / vocab.SENTENCEPIECE_FILENAME))
+        model_file=str(gemma3_vocab / vocab.SENTENCEPIECE_FILENAME)
+    )
     lines = (default_corpus_and_vocab / "heldout.txt").read_text(encoding="utf-8").splitlines()
-    texts = lines[:1000] + HARD_CASES + ["🤖", "\u3000", " leading space", "trailing  ",
-                                         "<start_of_turn>user\n¿Qué tal?<end_of_turn>\n"]
+    texts = (
+        lines[:1000]
+        + HARD_CASES
+        + [
+            "🤖",
+            "\u3000",
+            " leading space",
+            "trailing  ",
+            "<start_of_turn>user\n¿Qué tal?<end_of_turn>\n",
+        ]
+    )
     assert len(texts) > 1000
-    mismatches = [(text, [2, *ids], got) for text, ids in zip(texts, processor.encode(texts))
-                  if (got := gemma3_tflite.token_ids(text, with_start=True)) != [2, *ids]]
-    assert not mismatches, (f"{len(mismatches)}/{len(texts)} differ; first "
-                            f"{mismatches[0][0][:60]!r}: {mismatches[0][1][:12]} vs "
-                            f"{mismatches[0][2][:12]}")
+    mismatches = [
+        (text, [2, *ids], got)
+        for text, ids in zip(texts, processor.encode(texts))
+        if (got := gemma3_tflite.token_ids(text, with_start=True)) != [2, *ids]
+    ]
+    assert not mismatches, (
+        f"{len(mismatches)}/{len(texts)} differ; first "
+        f"{mismatches[0][0][:60]!r}: {mismatches[0][1][:12]} vs "
+        f"{mismatches[0][2][:12]}"
+    )
     assert 3 not in gemma3_tflite.token_ids("emoji 🤖🎉👍🏽 日本語")  # byte fallback, no <unk>
 
 
@@ -353,12 +480,16 @@ def test_codelab_graph_ops(gemma3_export):
     (TFText>RoundRobinTrim) is not needed; the loop reads the cache with builtins."""
     from llm2tflite.audit import audit_model
 
-    report = audit_model(gemma3_export["tflite"], "fp32",
-                         conversion_report=gemma3_export["conversion"])
+    report = audit_model(
+        gemma3_export["tflite"], "fp32", conversion_report=gemma3_export["conversion"]
+    )
     assert gemma3_export["conversion"]["select_user_tf_ops"] == []
     sentencepiece_ops = sorted(op for op in report["flex_ops"] if op.startswith("Sentencepiece"))
-    assert sentencepiece_ops == ["SentencepieceDetokenizeOp", "SentencepieceOp",
-                                 "SentencepieceTokenizeOp"]
+    assert sentencepiece_ops == [
+        "SentencepieceDetokenizeOp",
+        "SentencepieceOp",
+        "SentencepieceTokenizeOp",
+    ]
     assert all(report["flex_op_libraries"][op] == "tensorflow_text" for op in sentencepiece_ops)
     assert not [op for op in report["flex_ops"] if "RoundRobin" in op]
     assert report["custom_ops"] == []
@@ -382,10 +513,16 @@ def gemma3_litert(gemma3_export):
 
     out = gemma3_export["dir"] / "litert"
     causal_lm = gemma3_export["causal_lm"]
-    info = litert_export.export(causal_lm, out / "saved_model", out / "litert_export.json",
-                                LITERT_CACHE_LENGTH, LITERT_PREFILL_LENGTHS)
-    flatbuffer, report = litert_convert.convert(out / "saved_model",
-                                                litert_export.signature_keys(info))
+    info = litert_export.export(
+        causal_lm,
+        out / "saved_model",
+        out / "litert_export.json",
+        LITERT_CACHE_LENGTH,
+        LITERT_PREFILL_LENGTHS,
+    )
+    flatbuffer, report = litert_convert.convert(
+        out / "saved_model", litert_export.signature_keys(info)
+    )
     atomic.write_bytes(out / "fp32.tflite", flatbuffer)
     files = {"info": info, "fp32": out / "fp32.tflite", "reports": {"fp32": report}}
     for variant in ("int8", "int4"):
@@ -402,15 +539,17 @@ def test_litert_fp32_logits_equal_keras(gemma3_export, gemma3_litert):
 
     info = gemma3_litert["info"]
     assert info["stop_token_ids"] == [1, 106] and info["vocabulary_size"] == (
-        info["tokenizer_vocabulary_size"] + EXTRA_EMBEDDING_ROWS)
+        info["tokenizer_vocabulary_size"] + EXTRA_EMBEDDING_ROWS
+    )
     ids = [2, *_random_ids(LITERT_CACHE_LENGTH - 1, info["tokenizer_vocabulary_size"])]
     expected = _keras_logits(gemma3_export["causal_lm"], ids)[0]
     session = Session(gemma3_litert["fp32"], info)
     session.prefill(ids[:19])  # prefill_16 + prefill_4 (1 padding row)
     scale = float(np.abs(expected).max())
     for position in range(19, len(ids)):
-        np.testing.assert_allclose(session.decode(ids[position]), expected[position],
-                                   rtol=0, atol=1e-5 * scale)
+        np.testing.assert_allclose(
+            session.decode(ids[position]), expected[position], rtol=0, atol=1e-5 * scale
+        )
 
 
 def test_litert_fp32_greedy_ids_equal_keras_generate(gemma3_export, gemma3_litert):
@@ -419,21 +558,25 @@ def test_litert_fp32_greedy_ids_equal_keras_generate(gemma3_export, gemma3_liter
 
     causal_lm, info = gemma3_export["causal_lm"], gemma3_litert["info"]
     prompts = [*PROMPTS[:4], STOP_PROMPT]
-    packed = causal_lm.preprocessor.generate_preprocess(prompts,
-                                                        sequence_length=LITERT_CACHE_LENGTH)
+    packed = causal_lm.preprocessor.generate_preprocess(
+        prompts, sequence_length=LITERT_CACHE_LENGTH
+    )
     # generate_step: Gemma3CausalLM.generate() without a preprocessor cannot return ids (it
     # returns "images": None, which its output normalization chokes on).
     generated = causal_lm.generate_step(packed, stop_token_ids=info["stop_token_ids"])
     stopped = False
     for row, prompt in enumerate(prompts):
         prompt_ids = np.asarray(packed["token_ids"][row])[
-            np.asarray(packed["padding_mask"][row], bool)].tolist()
+            np.asarray(packed["padding_mask"][row], bool)
+        ].tolist()
         expected = np.asarray(generated["token_ids"][row])[
-            np.asarray(generated["padding_mask"][row], bool)].tolist()
+            np.asarray(generated["padding_mask"][row], bool)
+        ].tolist()
         if expected[-1] in info["stop_token_ids"]:  # KerasHub keeps the stop token
             expected, stopped = expected[:-1], True
-        got = Session(gemma3_litert["fp32"], info).greedy(prompt_ids, LITERT_CACHE_LENGTH,
-                                                          info["stop_token_ids"])
+        got = Session(gemma3_litert["fp32"], info).greedy(
+            prompt_ids, LITERT_CACHE_LENGTH, info["stop_token_ids"]
+        )
         assert got == expected, prompt
     assert stopped  # STOP_PROMPT ends at <end_of_turn>
 
@@ -454,10 +597,13 @@ def test_litert_builtins_only_with_one_quantized_table(gemma3_litert):
             assert ops["SELECT_V2"] == 1 and ops["LESS_EQUAL"] == 1, (variant, ops)
         if variant == "fp32":
             continue
-        tables = {tensor.buffer: tensor.type for subgraph in model.subgraphs
-                  for tensor in subgraph.tensors
-                  if list(tensor.shape) == [vocabulary, SMALL_GEMMA3["hidden_dim"]]
-                  and litert_convert._is_constant(model, tensor)}
+        tables = {
+            tensor.buffer: tensor.type
+            for subgraph in model.subgraphs
+            for tensor in subgraph.tensors
+            if list(tensor.shape) == [vocabulary, SMALL_GEMMA3["hidden_dim"]]
+            and litert_convert._is_constant(model, tensor)
+        }
         expected_type = {"int8": schema.TensorType.INT8, "int4": schema.TensorType.INT4}[variant]
         assert list(tables.values()) == [expected_type], variant
         largest = litert_quantize.largest_float_constants(model)
@@ -490,8 +636,9 @@ def test_litert_window_no_longer_than_cache_adds_no_ops(gemma3_export, tmp_path)
     from llm2tflite import litert_convert, litert_export
 
     window = SMALL_GEMMA3["sliding_window_size"]
-    info = litert_export.export(gemma3_export["causal_lm"], tmp_path / "sm",
-                                tmp_path / "info.json", window, [4])
+    info = litert_export.export(
+        gemma3_export["causal_lm"], tmp_path / "sm", tmp_path / "info.json", window, [4]
+    )
     _, report = litert_convert.convert(tmp_path / "sm", litert_export.signature_keys(info))
     for signature, ops in report["op_counts"].items():
         assert "SELECT_V2" not in ops and "LESS_EQUAL" not in ops, (signature, ops)

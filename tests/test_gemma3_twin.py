@@ -17,8 +17,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import copy_default_config, run_snakemake
 from llm2tflite import architectures
+
+from conftest import copy_default_config, run_snakemake
 
 MODEL = "gemma3_270m_twin"
 PROMPT = "Estoy disfrutando de"
@@ -68,23 +69,29 @@ def test_gemma3_twin_dag_runs_to_completion(tmp_path):
         flatbuffer = (results / "tflite" / f"{variant}.tflite").read_bytes()
         assert b"VarHandleOp" not in flatbuffer
         conversion = json.loads((results / "tflite" / f"{variant}.conversion.json").read_text())
-        print(f"codelab convert {variant}: {conversion['convert_seconds']} s, peak RSS "
-              f"{conversion['peak_rss_mb']} MiB, {conversion['size_bytes'] / 1e6:.1f} MB")
+        print(
+            f"codelab convert {variant}: {conversion['convert_seconds']} s, peak RSS "
+            f"{conversion['peak_rss_mb']} MiB, {conversion['size_bytes'] / 1e6:.1f} MB"
+        )
         smoke = json.loads((results / "smoke" / f"{variant}.json").read_text())
         assert smoke["passed"], smoke["failures"]
         for result in smoke["results"]:
             assert result["output"].startswith(result["prompt"]) and result["new_tokens"] >= 1
             assert "<bos>" not in result["output"]
-    assert all(r["equals_keras"] for r in json.loads(
-        (results / "smoke" / "fp32.json").read_text())["results"])
+    assert all(
+        r["equals_keras"]
+        for r in json.loads((results / "smoke" / "fp32.json").read_text())["results"]
+    )
     fidelity = json.loads((results / "fidelity" / "fp32.json").read_text())
     print(f"fidelity fp32: {json.dumps(fidelity)[:400]}")
     for variant in ("tf", "fp32", "int8"):
         record = json.loads((results / "bench" / f"{variant}.json").read_text())
-        print(f"codelab bench {variant}: median {record['median_s']} s for "
-              f"{record['new_tokens']} new tokens, load {record['load_s']} s, first call "
-              f"{record['first_call_s']} s, peak RSS {record['peak_rss_mb']} MiB, "
-              f"breakdown {record['breakdown']}")
+        print(
+            f"codelab bench {variant}: median {record['median_s']} s for "
+            f"{record['new_tokens']} new tokens, load {record['load_s']} s, first call "
+            f"{record['first_call_s']} s, peak RSS {record['peak_rss_mb']} MiB, "
+            f"breakdown {record['breakdown']}"
+        )
         assert record["new_tokens"] >= 1 and record["deterministic"]
 
     # The LiteRT route: builtins only, the tied table once, fp32 greedy ids = KerasHub's.
@@ -97,28 +104,37 @@ def test_gemma3_twin_dag_runs_to_completion(tmp_path):
         report = json.loads((litert / f"{variant}.conversion.json").read_text())
         seconds = report.get("convert_seconds", report.get("quantize_seconds"))
         sizes[variant] = report["size_bytes"]
-        print(f"litert {variant}: {seconds} s, peak RSS {report['peak_rss_mb']} MiB, "
-              f"{report['size_bytes'] / 1e6:.1f} MB")
+        print(
+            f"litert {variant}: {seconds} s, peak RSS {report['peak_rss_mb']} MiB, "
+            f"{report['size_bytes'] / 1e6:.1f} MB"
+        )
         litert_convert.check_builtins_only(
-            litert_convert.read_model((litert / f"{variant}.tflite").read_bytes()))
+            litert_convert.read_model((litert / f"{variant}.tflite").read_bytes())
+        )
     # 268M weights: int8 one byte each (the 262,144 x 640 table once), int4 about half that.
     assert sizes["int8"] < 0.3 * sizes["fp32"] and sizes["int4"] < 0.6 * sizes["int8"]
 
     causal_lm = load_causal_lm(str(results / "preset"))
     packed = causal_lm.preprocessor.generate_preprocess(
-        [PROMPT], sequence_length=litert_info["cache_length"])
+        [PROMPT], sequence_length=litert_info["cache_length"]
+    )
     generated = causal_lm.generate_step(packed, stop_token_ids=litert_info["stop_token_ids"])
     keras_ids = np.asarray(generated["token_ids"][0])[
-        np.asarray(generated["padding_mask"][0], bool)].tolist()
+        np.asarray(generated["padding_mask"][0], bool)
+    ].tolist()
     prompt_ids = np.asarray(packed["token_ids"][0])[
-        np.asarray(packed["padding_mask"][0], bool)].tolist()
+        np.asarray(packed["padding_mask"][0], bool)
+    ].tolist()
     del causal_lm
     for variant in ("fp32", "int8", "int4"):
-        ids, steps = _litert_greedy(litert / f"{variant}.tflite", litert_info, prompt_ids,
-                                    litert_info["cache_length"])
-        print(f"litert decode {variant}: median {1000 * statistics.median(steps[1:]):.1f} ms/token "
-              f"(min {1000 * min(steps[1:]):.1f}, first step {1000 * steps[0]:.0f} ms, "
-              f"{len(steps)} steps, Python signature-runner loop, 2 threads)")
+        ids, steps = _litert_greedy(
+            litert / f"{variant}.tflite", litert_info, prompt_ids, litert_info["cache_length"]
+        )
+        print(
+            f"litert decode {variant}: median {1000 * statistics.median(steps[1:]):.1f} ms/token "
+            f"(min {1000 * min(steps[1:]):.1f}, first step {1000 * steps[0]:.0f} ms, "
+            f"{len(steps)} steps, Python signature-runner loop, 2 threads)"
+        )
         if variant == "fp32":
             assert ids == [i for i in keras_ids if i not in litert_info["stop_token_ids"]]
     print((tmp_path / "results" / "summary.md").read_text())

@@ -67,7 +67,8 @@ ANDROID_MODEL = MODELS[0]  # config `android: model: null`: the first model
 def gated(*variants, models=MODELS):
     """The fidelity of these variants, their quality gates, and the hand-off that needs one."""
     jobs = per_variant("fidelity", *variants, models=models) | per_variant(
-        "quality_gate", *variants, models=models)
+        "quality_gate", *variants, models=models
+    )
     if ANDROID_VARIANT in variants and ANDROID_MODEL in models:
         jobs.add(("android", ""))
     return jobs
@@ -75,8 +76,11 @@ def gated(*variants, models=MODELS):
 
 def converted(*variants, models=MODELS):
     """The conversion of these variants and every job that reads the converted files."""
-    jobs = {job for rule in ("convert", *DOWNSTREAM_OF_VARIANT)
-            for job in per_variant(rule, *variants, models=models)}
+    jobs = {
+        job
+        for rule in ("convert", *DOWNSTREAM_OF_VARIANT)
+        for job in per_variant(rule, *variants, models=models)
+    }
     # One benchmark job per model times every variant against the baseline.
     jobs |= of_model("bench", models=models) | {("benchmark_table", "")}
     if ANDROID_VARIANT in variants and ANDROID_MODEL in models:
@@ -92,7 +96,8 @@ def traced(models=MODELS):
 def litert_exported(models=MODELS):
     """The LiteRT route's export and every LiteRT variant (workflow/rules/litert.smk)."""
     return of_model("litert_export", "litert_convert", models=models) | {
-        ("litert_quantize", f"model={m}, variant={v}") for m in models for v in ("int8", "int4")}
+        ("litert_quantize", f"model={m}, variant={v}") for m in models for v in ("int8", "int4")
+    }
 
 
 CASES = {
@@ -115,8 +120,8 @@ CASES = {
     ),
     "training hyperparameter": (  # tiny's alone
         ("epochs: 2", "epochs: 3"),
-        traced(models=("tiny",)) | of_model("train", "reference",
-                                             "keras_fidelity_reference", models=("tiny",))
+        traced(models=("tiny",))
+        | of_model("train", "reference", "keras_fidelity_reference", models=("tiny",))
         | litert_exported(models=("tiny",)),
     ),
     "fidelity prompts": (
@@ -153,8 +158,10 @@ def trained():
         ("convert", converted(*ALL_VARIANTS)),
         ("train", trained()),
         # Modules a stage imports: once missing from the hand-written code inputs.
-        ("vocab", {("vocab", "model=tiny"), ("vocab_sentencepiece", "model=tiny_llama")}
-         | trained()),
+        (
+            "vocab",
+            {("vocab", "model=tiny"), ("vocab_sentencepiece", "model=tiny_llama")} | trained(),
+        ),
         # Every stage that loads a preset or imports the trace (which does).
         ("sources", traced() | of_model("reference", "keras_fidelity_reference")),
         ("safety", per_variant("smoke", *ALL_VARIANTS)),

@@ -34,9 +34,10 @@ def test_attention_over_the_cache(heads, kv_heads):
     mask = np.full((1, 1, t, s), -0.7 * np.finfo(np.float32).max, np.float32)
     for row, position in enumerate([2, 3, 4]):
         mask[0, 0, row, : position + 1] = 0
-    got = np.asarray(litert_ops.attention(query, keys, values, mask, scale=d ** -0.5))
-    np.testing.assert_allclose(got, _reference_attention(query, keys, values, mask, d ** -0.5),
-                               rtol=1e-5, atol=1e-6)
+    got = np.asarray(litert_ops.attention(query, keys, values, mask, scale=d**-0.5))
+    np.testing.assert_allclose(
+        got, _reference_attention(query, keys, values, mask, d**-0.5), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_update_cache_writes_rows_at_start():
@@ -53,8 +54,12 @@ def _rotary_layer(kind):
     from keras_hub.layers import RotaryEmbedding
     from keras_hub.src.models.llama.llama_rotary_embedding import LlamaRotaryEmbedding
 
-    llama31 = dict(frequency_adjustment_factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                   pretraining_sequence_length=64)  # short: every frequency band is hit
+    llama31 = dict(
+        frequency_adjustment_factor=8.0,
+        low_freq_factor=1.0,
+        high_freq_factor=4.0,
+        pretraining_sequence_length=64,
+    )  # short: every frequency band is hit
     return {
         "llama": lambda: LlamaRotaryEmbedding(max_wavelength=10000),
         # KerasHub's Llama ignores its position scaling (its _get_inverse_freq drops it): so
@@ -64,13 +69,15 @@ def _rotary_layer(kind):
         "linear_scaling": lambda: RotaryEmbedding(max_wavelength=1000000, scaling_factor=8.0),
         "dynamic": lambda: RotaryEmbedding(scaling_factor=2.0, rope_type="dynamic"),
         "yarn_truncated": lambda: RotaryEmbedding(
-            scaling_factor=4.0, rope_type="yarn", original_max_position_embeddings=20,
-            truncate=True),
+            scaling_factor=4.0, rope_type="yarn", original_max_position_embeddings=20, truncate=True
+        ),
     }[kind]()
 
 
-@pytest.mark.parametrize("kind", ["llama", "llama_position_scaling", "llama3.1",
-                                  "linear_scaling", "dynamic", "yarn_truncated"])
+@pytest.mark.parametrize(
+    "kind",
+    ["llama", "llama_position_scaling", "llama3.1", "linear_scaling", "dynamic", "yarn_truncated"],
+)
 def test_rotary_at_input_pos_equals_the_layer(kind):
     """rotary_cos_sin + apply_rotary at input_pos give what the layer itself computes from a
     start index (KerasHub's cached decoding) and from positions, for queries and keys."""
@@ -95,14 +102,16 @@ def test_rotary_at_input_pos_equals_the_layer(kind):
 
 def test_rotary_key_and_unknown_rotary_layers():
     from keras_hub.layers import RotaryEmbedding
+
     from llm2tflite.architectures import litert_ops
 
-    assert litert_ops.rotary_key(RotaryEmbedding(name="a")) == \
-        litert_ops.rotary_key(RotaryEmbedding(name="b"))
-    assert litert_ops.rotary_key(RotaryEmbedding()) != \
-        litert_ops.rotary_key(RotaryEmbedding(scaling_factor=8.0))
+    assert litert_ops.rotary_key(RotaryEmbedding(name="a")) == litert_ops.rotary_key(
+        RotaryEmbedding(name="b")
+    )
     assert litert_ops.rotary_key(RotaryEmbedding()) != litert_ops.rotary_key(
-        _rotary_layer("llama"))
+        RotaryEmbedding(scaling_factor=8.0)
+    )
+    assert litert_ops.rotary_key(RotaryEmbedding()) != litert_ops.rotary_key(_rotary_layer("llama"))
 
     class Interleaved(RotaryEmbedding):
         def _apply_rotary_pos_emb(self, tensor, cos_emb, sin_emb):
@@ -139,9 +148,14 @@ def lookup_model(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("lookup")
     module = Module()
-    tf.saved_model.save(module, str(out / "sm"), signatures={
-        "two_d": module.two_d.get_concrete_function(),
-        "one_d": module.one_d.get_concrete_function()})
+    tf.saved_model.save(
+        module,
+        str(out / "sm"),
+        signatures={
+            "two_d": module.two_d.get_concrete_function(),
+            "one_d": module.one_d.get_concrete_function(),
+        },
+    )
     flatbuffer = litert_convert.convert_builtins_only(out / "sm", ["two_d", "one_d"])
     return {"dir": out, "table": table, "flatbuffer": flatbuffer}
 
@@ -194,8 +208,9 @@ def test_op_without_builtin_fails_conversion_in_one_line(tmp_path):
             return {"n": tf.strings.length(text)}
 
     module = Module()
-    tf.saved_model.save(module, str(tmp_path / "sm"),
-                        signatures={"lengths": module.lengths.get_concrete_function()})
+    tf.saved_model.save(
+        module, str(tmp_path / "sm"), signatures={"lengths": module.lengths.get_concrete_function()}
+    )
     with pytest.raises(litert_convert.BuiltinsOnlyError) as error:
         litert_convert.convert_builtins_only(tmp_path / "sm", ["lengths"])
     message = str(error.value)
@@ -230,9 +245,12 @@ def test_settings_defaults_and_refusals():
     from llm2tflite.litert_export import LiteRTSettingsError, resolve_settings
 
     config = {"generation": {"max_length": 100}}
-    assert resolve_settings(config) == {"variants": ["fp32", "int8", "int4"],
-                                        "cache_length": 100, "prefill_lengths": [8, 32],
-                                        "prefill_logits": False}
+    assert resolve_settings(config) == {
+        "variants": ["fp32", "int8", "int4"],
+        "cache_length": 100,
+        "prefill_lengths": [8, 32],
+        "prefill_logits": False,
+    }
     small = resolve_settings({"generation": {"max_length": 20}})
     assert small["prefill_lengths"] == [8]
     assert resolve_settings({**config, "litert": {"variants": []}})["variants"] == []
@@ -259,10 +277,13 @@ def test_converter_without_python_restores_gives_the_same_bytes(lookup_model):
         litert_convert.convert_builtins_only(saved_model, ["decode"])
 
 
-@pytest.mark.parametrize("cache_length,lengths,expected", [
-    (100, [8, 32], 97), (128, [8, 32], 128), (40, [4, 16], 37), (100, [100], 100)])
-def test_litert_lm_max_num_tokens_keeps_every_chunk_inside_the_cache(cache_length, lengths,
-                                                                     expected):
+@pytest.mark.parametrize(
+    "cache_length,lengths,expected",
+    [(100, [8, 32], 97), (128, [8, 32], 128), (40, [4, 16], 37), (100, [100], 100)],
+)
+def test_litert_lm_max_num_tokens_keeps_every_chunk_inside_the_cache(
+    cache_length, lengths, expected
+):
     """Below the limit no LiteRT-LM prefill chunk overruns the cache; at it one does."""
     from llm2tflite.litert_export import litert_lm_max_num_tokens, litert_lm_prefill_chunks
 

@@ -14,8 +14,11 @@ import pytest
 
 CACHE_LENGTH = 40
 PREFILL_LENGTHS = (4, 16)
-PROMPTS = ["Estoy disfrutando de", "I am enjoying the",
-           "Mañana por la mañana vamos a la playa con mis amigos y después"]
+PROMPTS = [
+    "Estoy disfrutando de",
+    "I am enjoying the",
+    "Mañana por la mañana vamos a la playa con mis amigos y después",
+]
 
 
 def _build_preset(vocab_dir, out_dir):
@@ -25,11 +28,17 @@ def _build_preset(vocab_dir, out_dir):
 
     keras.utils.set_random_seed(1)
     tokenizer = keras_hub.models.GPT2Tokenizer(
-        vocabulary=str(vocab_dir / "vocab.json"), merges=str(vocab_dir / "merges.txt"))
+        vocabulary=str(vocab_dir / "vocab.json"), merges=str(vocab_dir / "merges.txt")
+    )
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=32)
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=tokenizer.vocabulary_size(), num_layers=2, num_heads=4, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=64)
+        vocabulary_size=tokenizer.vocabulary_size(),
+        num_layers=2,
+        num_heads=4,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=64,
+    )
     keras_hub.models.GPT2CausalLM(backbone, preprocessor).save_to_preset(str(out_dir))
     return out_dir
 
@@ -43,13 +52,21 @@ def litert_files(default_corpus_and_vocab, tmp_path_factory):
     out = tmp_path_factory.mktemp("litert")
     preset = _build_preset(default_corpus_and_vocab / "vocab", out / "preset")
     causal_lm = load_causal_lm(str(preset))
-    info = litert_export.export(causal_lm, out / "saved_model", out / "litert_export.json",
-                                CACHE_LENGTH, PREFILL_LENGTHS)
-    flatbuffer, report = litert_convert.convert(out / "saved_model",
-                                                litert_export.signature_keys(info))
+    info = litert_export.export(
+        causal_lm, out / "saved_model", out / "litert_export.json", CACHE_LENGTH, PREFILL_LENGTHS
+    )
+    flatbuffer, report = litert_convert.convert(
+        out / "saved_model", litert_export.signature_keys(info)
+    )
     atomic.write_bytes(out / "fp32.tflite", flatbuffer)
-    files = {"dir": out, "preset": preset, "causal_lm": causal_lm, "info": info,
-             "fp32": out / "fp32.tflite", "reports": {"fp32": report}}
+    files = {
+        "dir": out,
+        "preset": preset,
+        "causal_lm": causal_lm,
+        "info": info,
+        "fp32": out / "fp32.tflite",
+        "reports": {"fp32": report},
+    }
     for variant in ("int8", "int4"):
         flatbuffer, report = litert_quantize.quantize(out / "fp32.tflite", variant)
         atomic.write_bytes(out / f"{variant}.tflite", flatbuffer)
@@ -70,8 +87,7 @@ class Session:
         self.cache_length = info["cache_length"]
         self.hidden = np.float32(info["mask"]["hidden"])
         self.caches = {
-            name: np.zeros((1, self.cache_length, layer["kv_heads"], layer["head_dim"]),
-                           np.float32)
+            name: np.zeros((1, self.cache_length, layer["kv_heads"], layer["head_dim"]), np.float32)
             for index, layer in enumerate(info["layers"])
             for name in litert_export.cache_names(index)
         }
@@ -91,8 +107,9 @@ class Session:
         tokens = np.zeros((1, length), np.int32)
         tokens[0, :count] = ids
         runner = self.interpreter.get_signature_runner(signature)
-        outputs = runner(tokens=tokens, input_pos=positions,
-                         mask=self._mask(positions, length), **self.caches)
+        outputs = runner(
+            tokens=tokens, input_pos=positions, mask=self._mask(positions, length), **self.caches
+        )
         self.caches = {name: outputs[name] for name in self.caches}
         self.position += count
         return outputs.get("logits")
@@ -145,8 +162,9 @@ def test_fp32_decode_logits_equal_keras(litert_files):
     session = Session(litert_files["fp32"], info)
     assert session.prefill(ids[:19]) is None  # prefill_16 + prefill_4 (1 padding row)
     for position in range(19, 30):
-        np.testing.assert_allclose(session.decode(ids[position]), expected[position],
-                                   rtol=0, atol=2e-5)
+        np.testing.assert_allclose(
+            session.decode(ids[position]), expected[position], rtol=0, atol=2e-5
+        )
 
 
 def test_fp32_prefill_logits_equal_keras(litert_files, tmp_path):
@@ -154,8 +172,14 @@ def test_fp32_prefill_logits_equal_keras(litert_files, tmp_path):
     from llm2tflite import atomic, litert_convert, litert_export
 
     causal_lm, info = litert_files["causal_lm"], litert_files["info"]
-    info = litert_export.export(causal_lm, tmp_path / "sm", tmp_path / "info.json",
-                                CACHE_LENGTH, PREFILL_LENGTHS, prefill_logits=True)
+    info = litert_export.export(
+        causal_lm,
+        tmp_path / "sm",
+        tmp_path / "info.json",
+        CACHE_LENGTH,
+        PREFILL_LENGTHS,
+        prefill_logits=True,
+    )
     flatbuffer, _ = litert_convert.convert(tmp_path / "sm", litert_export.signature_keys(info))
     atomic.write_bytes(tmp_path / "fp32.tflite", flatbuffer)
     ids = _random_ids(22, info["vocabulary_size"], seed=1)
@@ -177,12 +201,15 @@ def test_fp32_greedy_ids_equal_keras_generate(litert_files):
         causal_lm.preprocessor = preprocessor
     for row, prompt in enumerate(PROMPTS):
         prompt_ids = np.asarray(packed["token_ids"][row])[
-            np.asarray(packed["padding_mask"][row], bool)].tolist()
+            np.asarray(packed["padding_mask"][row], bool)
+        ].tolist()
         expected = np.asarray(generated["token_ids"][row])[
-            np.asarray(generated["padding_mask"][row], bool)].tolist()
+            np.asarray(generated["padding_mask"][row], bool)
+        ].tolist()
         assert prompt_ids[0] == info["start_token_id"]
-        got = Session(litert_files["fp32"], info).greedy(prompt_ids, CACHE_LENGTH,
-                                                        info["stop_token_ids"])
+        got = Session(litert_files["fp32"], info).greedy(
+            prompt_ids, CACHE_LENGTH, info["stop_token_ids"]
+        )
         assert got == expected, prompt
         assert len(got) > len(prompt_ids)
 
@@ -218,10 +245,14 @@ def test_signatures_and_tensor_names(litert_files):
         assert sorted(signatures) == ["decode", "prefill_16", "prefill_4"]
         for name, expected in info["signatures"].items():
             runner = interpreter.get_signature_runner(name)
-            inputs = {k: [str(np.dtype(v["dtype"])), v["shape"].tolist()]
-                      for k, v in runner.get_input_details().items()}
-            outputs = {k: [str(np.dtype(v["dtype"])), v["shape"].tolist()]
-                       for k, v in runner.get_output_details().items()}
+            inputs = {
+                k: [str(np.dtype(v["dtype"])), v["shape"].tolist()]
+                for k, v in runner.get_input_details().items()
+            }
+            outputs = {
+                k: [str(np.dtype(v["dtype"])), v["shape"].tolist()]
+                for k, v in runner.get_output_details().items()
+            }
             assert inputs == expected["inputs"] and outputs == expected["outputs"], (variant, name)
         model = litert_convert.read_model(litert_files[variant].read_bytes())
         assert litert_convert.tensor_names_unique(model), variant
@@ -242,7 +273,9 @@ def test_builtin_ops_only_and_embedding_lookups(litert_files):
         litert_convert.check_builtins_only(model)
     lookups = litert_files["reports"]["fp32"]["embedding_lookups"]
     assert {tuple(entry["table_shape"]) for entry in lookups} == {
-        (litert_files["info"]["vocabulary_size"], 32), (64, 32)}
+        (litert_files["info"]["vocabulary_size"], 32),
+        (64, 32),
+    }
 
 
 def test_tied_table_stored_once_quantized(litert_files):
@@ -252,14 +285,17 @@ def test_tied_table_stored_once_quantized(litert_files):
 
     vocabulary = litert_files["info"]["vocabulary_size"]
     schema = litert_convert._schema()
-    for variant, tensor_type in (("int8", schema.TensorType.INT8),
-                                 ("int4", schema.TensorType.INT4)):
+    for variant, tensor_type in (
+        ("int8", schema.TensorType.INT8),
+        ("int4", schema.TensorType.INT4),
+    ):
         model = litert_convert.read_model(litert_files[variant].read_bytes())
         tables = {}
         for subgraph in model.subgraphs:
             for tensor in subgraph.tensors:
                 if list(tensor.shape) == [vocabulary, 32] and litert_convert._is_constant(
-                        model, tensor):
+                    model, tensor
+                ):
                     tables[tensor.buffer] = tensor.type
         assert list(tables.values()) == [tensor_type], variant
         largest = litert_quantize.largest_float_constants(model)
@@ -270,8 +306,11 @@ def test_quantized_sizes(litert_files):
     """Weights: int8 one byte each, int4 half a byte (plus scales); the files shrink."""
     causal_lm = litert_files["causal_lm"]
     # Every matrix (embedding tables, kernels) is quantized; vectors (biases, norms) stay float.
-    weights = sum(int(np.prod(v.shape)) for v in causal_lm.backbone.weights
-                  if len(v.shape) >= 2 and "bias" not in v.path)
+    weights = sum(
+        int(np.prod(v.shape))
+        for v in causal_lm.backbone.weights
+        if len(v.shape) >= 2 and "bias" not in v.path
+    )
     sizes = {v: litert_files[v].stat().st_size for v in ("fp32", "int8", "int4")}
     int8_bytes = litert_files["reports"]["int8"]["constants"]["INT8"]["bytes"]
     int4_bytes = litert_files["reports"]["int4"]["constants"]["INT4"]["bytes"]
@@ -293,9 +332,12 @@ def test_dynamic_update_slice_clamps_a_chunk_past_the_cache(litert_files):
 
     runner = Interpreter(model_path=str(litert_files["fp32"])).get_signature_runner("prefill_4")
     start = CACHE_LENGTH - 2  # rows 38..41 asked for; only 38..39 exist
-    outputs = runner(tokens=np.ones((1, 4), np.int32),
-                     input_pos=np.arange(start, start + 4, dtype=np.int32),
-                     mask=np.zeros((1, 1, 4, CACHE_LENGTH), np.float32), **session.caches)
+    outputs = runner(
+        tokens=np.ones((1, 4), np.int32),
+        input_pos=np.arange(start, start + 4, dtype=np.int32),
+        mask=np.zeros((1, 1, 4, CACHE_LENGTH), np.float32),
+        **session.caches,
+    )
     written = np.flatnonzero(np.abs(outputs["kv_cache_k_0"][0]).sum(axis=(1, 2)))
     assert written.tolist() == list(range(CACHE_LENGTH - 4, CACHE_LENGTH))
 
@@ -304,11 +346,17 @@ def test_prefill_chunk_that_does_not_fit_is_refused(litert_files, tmp_path):
     from llm2tflite import litert_export
 
     with pytest.raises(litert_export.LiteRTSettingsError, match="do not fit a cache of 40"):
-        litert_export.export(litert_files["causal_lm"], tmp_path / "sm", tmp_path / "i.json",
-                             CACHE_LENGTH, [4, CACHE_LENGTH + 1])
+        litert_export.export(
+            litert_files["causal_lm"],
+            tmp_path / "sm",
+            tmp_path / "i.json",
+            CACHE_LENGTH,
+            [4, CACHE_LENGTH + 1],
+        )
     with pytest.raises(litert_export.LiteRTSettingsError, match="exceeds the model's 64"):
-        litert_export.export(litert_files["causal_lm"], tmp_path / "sm", tmp_path / "i.json",
-                             65, [4])
+        litert_export.export(
+            litert_files["causal_lm"], tmp_path / "sm", tmp_path / "i.json", 65, [4]
+        )
     assert not (tmp_path / "sm").exists()
 
 

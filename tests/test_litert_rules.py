@@ -45,15 +45,21 @@ def test_only_int4_still_converts_fp32_first(tmp_path):
     assert jobs == {"litert_export": "1", "litert_convert": "1", "litert_quantize": "1"}, output
 
 
-@pytest.mark.parametrize("block,expected", [
-    ("  prefill_lengths: [8, 128]\n",
-     r"litert.prefill_lengths: \[128\] do not fit a cache of 100 positions"),
-    ("  cache_length: 16\n  prefill_lengths: [32]\n",
-     r"litert.prefill_lengths: \[32\] do not fit a cache of 16 positions"),
-    ("  cache_length: 300\n",
-     r"litert.cache_length: 300 exceeds model 'tiny'.s 256 positions"),
-    ("  variants: [int3]\n", r"litert.variants\[0\]: 'int3' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "block,expected",
+    [
+        (
+            "  prefill_lengths: [8, 128]\n",
+            r"litert.prefill_lengths: \[128\] do not fit a cache of 100 positions",
+        ),
+        (
+            "  cache_length: 16\n  prefill_lengths: [32]\n",
+            r"litert.prefill_lengths: \[32\] do not fit a cache of 16 positions",
+        ),
+        ("  cache_length: 300\n", r"litert.cache_length: 300 exceeds model 'tiny'.s 256 positions"),
+        ("  variants: [int3]\n", r"litert.variants\[0\]: 'int3' is not allowed"),
+    ],
+)
 def test_bad_litert_settings_fail_at_parse_time(tmp_path, block, expected):
     config_file = copy_default_config(tmp_path)
     _set_litert(config_file, block)
@@ -68,8 +74,9 @@ def test_litert_edits_rerun_only_the_litert_route(default_run):
     route's jobs it affects, nothing of the codelab route."""
     import os
 
-    from conftest import REPO
     from test_invalidation import AGGREGATES, planned_jobs
+
+    from conftest import REPO
 
     workdir, _ = default_run
     export = {("litert_export", "model=tiny"), ("litert_convert", "model=tiny")}
@@ -77,8 +84,9 @@ def test_litert_edits_rerun_only_the_litert_route(default_run):
     config_file = workdir / "config" / "config.yaml"
     original = config_file.read_text()
     try:
-        config_file.write_text(original.replace("  prefill_lengths: null",
-                                                "  prefill_lengths: [8, 16]", 1))
+        config_file.write_text(
+            original.replace("  prefill_lengths: null", "  prefill_lengths: [8, 16]", 1)
+        )
         assert planned_jobs(workdir) - AGGREGATES == export | quantized
     finally:
         config_file.write_text(original)

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from conftest import SMALL_LITERT_CACHE_LENGTH, SMALL_MAX_LENGTH, SMALL_SEQUENCE_LENGTH
 
-PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "", "emoji 🤖🎉 y ñandú",
-           "uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce",
-           "Mañana por la mañana vamos a la playa con mis amigos y mi hermana " * 3]
+PROMPTS = [
+    "Estoy disfrutando de",
+    "I am enjoying the",
+    "",
+    "emoji 🤖🎉 y ñandú",
+    "uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce",
+    "Mañana por la mañana vamos a la playa con mis amigos y mi hermana " * 3,
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +39,9 @@ def keras_greedy_ids(causal_lm, prompt_ids, max_length, stop_ids):
     padding_mask[0, : len(prompt_ids)] = True
     causal_lm.preprocessor = None  # ids in, ids out
     try:
-        output = causal_lm.generate({"token_ids": token_ids, "padding_mask": padding_mask},
-                                    stop_token_ids=sorted(stop_ids))
+        output = causal_lm.generate(
+            {"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=sorted(stop_ids)
+        )
     finally:
         causal_lm.preprocessor = preprocessor
     ids = [int(t) for t, keep in zip(output["token_ids"][0], output["padding_mask"][0]) if keep]
@@ -49,19 +56,27 @@ def _log_softmax_at(logits, targets):
 def naive_decode_logits(path, ids):
     """The contract followed literally: signature runner calls, whole caches passed back."""
     from ai_edge_litert.interpreter import Interpreter
+
     from llm2tflite.litert_export import MASK_HIDDEN
 
     decode = Interpreter(model_path=str(path), num_threads=1).get_signature_runner("decode")
     details = decode.get_input_details()
-    caches = {name: np.zeros(d["shape"], np.float32) for name, d in details.items()
-              if name.startswith("kv_cache_")}
+    caches = {
+        name: np.zeros(d["shape"], np.float32)
+        for name, d in details.items()
+        if name.startswith("kv_cache_")
+    }
     length = details["mask"]["shape"][-1]
     rows = []
     for position, token in enumerate(ids):
         mask = np.full((1, 1, 1, length), MASK_HIDDEN, np.float32)
         mask[..., : position + 1] = 0
-        out = decode(tokens=np.array([[token]], np.int32),
-                     input_pos=np.array([position], np.int32), mask=mask, **caches)
+        out = decode(
+            tokens=np.array([[token]], np.int32),
+            input_pos=np.array([position], np.int32),
+            mask=mask,
+            **caches,
+        )
         caches = {name: out[name] for name in caches}
         rows.append(out["logits"][0, 0])
     return np.stack(rows)
@@ -113,14 +128,16 @@ def test_prefill_chunks_never_clamp_and_fall_back_to_decode(model, small_litert)
     assert fallback.timings["prefill_steps"] == [16, 16] + [1] * 6
     assert fallback.token_ids == normal.token_ids
     kept = normal.token_ids[: normal.prompt_tokens]
-    assert normal.token_ids == keras_greedy_ids(small_litert["causal_lm"], kept,
-                                                SMALL_LITERT_CACHE_LENGTH, model.stop_token_ids)
+    assert normal.token_ids == keras_greedy_ids(
+        small_litert["causal_lm"], kept, SMALL_LITERT_CACHE_LENGTH, model.stop_token_ids
+    )
 
 
 def test_fast_paths_compute_what_the_naive_loop_computes(model, small_litert):
     ids = model.token_ids(PROMPTS[4], with_start=True)
-    expected = _log_softmax_at(naive_decode_logits(small_litert["tflite"]["fp32"], ids[:-1]),
-                               ids[1:])
+    expected = _log_softmax_at(
+        naive_decode_logits(small_litert["tflite"]["fp32"], ids[:-1]), ids[1:]
+    )
     assert not model.prefill_logits
     # Interleaved with generations, so state left by one call must not leak into the next.
     model.generate(PROMPTS[5])
@@ -131,16 +148,20 @@ def test_fast_paths_compute_what_the_naive_loop_computes(model, small_litert):
 
 
 def test_log_likelihoods_equal_keras(model, small_litert, tmp_path):
-    from conftest import export_litert
-
     from llm2tflite.litert_runtime import LiteRTModel
+
+    from conftest import export_litert
 
     causal_lm = small_litert["causal_lm"]
     ids = model.token_ids("El libro que leo es muy interesante y largo.", with_start=True)
-    logits = np.asarray(causal_lm.backbone.token_embedding(
-        causal_lm.backbone({"token_ids": np.array([ids]),
-                            "padding_mask": np.ones((1, len(ids)), bool)}),
-        reverse=True))[0, :-1]
+    logits = np.asarray(
+        causal_lm.backbone.token_embedding(
+            causal_lm.backbone(
+                {"token_ids": np.array([ids]), "padding_mask": np.ones((1, len(ids)), bool)}
+            ),
+            reverse=True,
+        )
+    )[0, :-1]
     expected = _log_softmax_at(logits, ids[1:])
     from_decode = np.array(model.log_likelihoods(ids))
     np.testing.assert_allclose(from_decode, expected, rtol=1e-4, atol=1e-5)
@@ -161,8 +182,10 @@ def test_prompt_limit_and_max_length(model):
     long_prompt = PROMPTS[-1] * 2
     generation = model.generate(long_prompt)
     assert generation.prompt_tokens == model.prompt_token_limit()
-    assert generation.token_ids[1: generation.prompt_tokens] == \
-        model.token_ids(long_prompt)[: generation.prompt_tokens - 1]
+    assert (
+        generation.token_ids[1 : generation.prompt_tokens]
+        == model.token_ids(long_prompt)[: generation.prompt_tokens - 1]
+    )
     assert model.generate(long_prompt, max_length=10).prompt_tokens == 9
     # Above the cache: capped; the start token alone: nothing generated.
     assert len(model.generate("hola", max_length=500).token_ids) <= SMALL_LITERT_CACHE_LENGTH
@@ -227,10 +250,11 @@ def test_streamed_pieces_add_up_and_never_split_a_character(model):
 def test_timings_per_step(model):
     generation = model.generate("Estoy disfrutando de", timings=True)
     timings = generation.timings
-    assert len(timings["decode_step_s"]) == len(timings["decode_invoke_s"]) >= \
-        generation.new_tokens
-    assert all(0 < invoke <= step for invoke, step in
-               zip(timings["decode_invoke_s"], timings["decode_step_s"]))
+    assert len(timings["decode_step_s"]) == len(timings["decode_invoke_s"]) >= generation.new_tokens
+    assert all(
+        0 < invoke <= step
+        for invoke, step in zip(timings["decode_invoke_s"], timings["decode_step_s"])
+    )
     assert timings["first_token_s"] >= timings["prefill_s"] > 0
     assert model.generate("Estoy disfrutando de").timings is None
 
@@ -281,7 +305,6 @@ def test_a_tokenizer_of_another_model_is_refused(small_litert, tmp_path):
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocabulary = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
     vocabulary["<|endoftext|>"] = len(vocabulary)
-    (tmp_path / "tokenizer.json").write_text(
-        byte_level_bpe_json(vocabulary, [], ["<|endoftext|>"]))
+    (tmp_path / "tokenizer.json").write_text(byte_level_bpe_json(vocabulary, [], ["<|endoftext|>"]))
     with pytest.raises(LiteRTModelError, match="not this model's tokenizer"):
         LiteRTModel(tmp_path / "fp32.tflite")

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from test_cli_and_safety import run_cli
 
 PROMPT = "Estoy disfrutando de"
@@ -49,8 +48,9 @@ def test_sampling_flags(litert_path, model):
 
 
 def test_sampling_flags_are_refused_for_the_codelab_route(small_export):
-    code, stdout, stderr = run_cli(str(small_export["tflite"]), PROMPT, "--temperature", "0.7",
-                                   "--seed", "1", check_code=2)
+    code, stdout, stderr = run_cli(
+        str(small_export["tflite"]), PROMPT, "--temperature", "0.7", "--seed", "1", check_code=2
+    )
     assert stdout == ""
     assert "--temperature, --seed" in stderr and "fixed when it is traced" in stderr
 
@@ -58,13 +58,12 @@ def test_sampling_flags_are_refused_for_the_codelab_route(small_export):
 def test_blocklisted_word_stops_the_stream(litert_path, tmp_path):
     _, clean, _ = run_cli(litert_path, PROMPT, check_code=0)
     clean = clean.rstrip("\n")
-    words = clean[len(PROMPT):].split()
+    words = clean[len(PROMPT) :].split()
     # A whole word of the continuation that is not its first or last word.
     word = next(w for w in words[1:-1] if w.isalpha() and clean.count(w) == 1)
     blocklist = tmp_path / "words.txt"
     blocklist.write_text(f"{word}\n", encoding="utf-8")
-    code, stdout, stderr = run_cli(litert_path, PROMPT, "--blocklist", str(blocklist),
-                                   check_code=3)
+    code, stdout, stderr = run_cli(litert_path, PROMPT, "--blocklist", str(blocklist), check_code=3)
     printed = stdout.rstrip("\n")
     assert printed and clean.startswith(printed)
     assert word not in printed.split() and len(printed) <= clean.index(word)
@@ -82,16 +81,27 @@ def test_lengths_and_inputs(litert_path, model):
     _, stdout, stderr = run_cli(litert_path, PROMPT, "--max-length", "500", check_code=0)
     assert "exceeds the model's context of 40 tokens" in stderr
     prompt_tokens = len(model.token_ids(PROMPT, with_start=True))
-    _, stdout, _ = run_cli(litert_path, PROMPT, "--max-length", str(prompt_tokens + 3),
-                           check_code=0)
+    _, stdout, _ = run_cli(
+        litert_path, PROMPT, "--max-length", str(prompt_tokens + 3), check_code=0
+    )
     assert len(model.token_ids(stdout.rstrip("\n"))) == prompt_tokens - 1 + 3
     long_prompt = "Estoy disfrutando de la música con mis amigos en la playa. " * 20
     _, stdout, stderr = run_cli(litert_path, long_prompt, check_code=0)
     assert "prompt was longer than the model's prompt limit" in stderr
     assert long_prompt.startswith(stdout.split(" ")[0])
     completed = subprocess.run(
-        [sys.executable.encode(), b"-m", b"llm2tflite", b"generate", litert_path.encode(),
-         b"hola \xff\xfe mundo", b"--threads", b"1"], capture_output=True)
+        [
+            sys.executable.encode(),
+            b"-m",
+            b"llm2tflite",
+            b"generate",
+            litert_path.encode(),
+            b"hola \xff\xfe mundo",
+            b"--threads",
+            b"1",
+        ],
+        capture_output=True,
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.decode("utf-8").startswith("hola \ufffd\ufffd mundo")
     _, _, stderr = run_cli(litert_path, PROMPT, "--threads", "0", check_code=2)

@@ -10,8 +10,14 @@ from __future__ import annotations
 import pytest
 from test_tokenizer_parity import HARD_CASES, _assert_same, _ids_keras, _parity_texts
 
-SPECIAL_CASES = ["x<|endoftext|>y", "<|endoftext|><|endoftext|> z", "a <|endoftext|> b",
-                 "<|endoftext", "|endoftext|>", "year 2026 and 123456 and 3.14"]
+SPECIAL_CASES = [
+    "x<|endoftext|>y",
+    "<|endoftext|><|endoftext|> z",
+    "a <|endoftext|> b",
+    "<|endoftext",
+    "|endoftext|>",
+    "year 2026 and 123456 and 3.14",
+]
 
 
 def _runtime_ids(tokenizer, texts):
@@ -36,22 +42,35 @@ def test_default_vocabulary_from_the_preset(default_corpus_and_vocab, tmp_path):
     import subprocess
     import sys
 
-    from conftest import build_random_preset
-
     from llm2tflite import architectures
     from llm2tflite.tokenizer_files import load_runtime_tokenizer
 
+    from conftest import build_random_preset
+
     preset = build_random_preset(default_corpus_and_vocab / "vocab", tmp_path / "preset")
     completed = subprocess.run(
-        [sys.executable, "-m", "llm2tflite.tokenizer_files", "--preset", str(preset),
-         "--out-dir", str(tmp_path / "litert")], capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.tokenizer_files",
+            "--preset",
+            str(preset),
+            "--out-dir",
+            str(tmp_path / "litert"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     summary = json.loads(completed.stdout.strip().splitlines()[-1])
     assert summary["file"].endswith("tokenizer.json") and summary["kind"] == "byte_level_bpe"
     runtime = load_runtime_tokenizer(tmp_path / "litert")
     keras_tokenizer = architectures.by_name("gpt2").load_tokenizer(
-        default_corpus_and_vocab / "vocab")
-    assert runtime.vocabulary_size() == keras_tokenizer.vocabulary_size() == \
-        summary["vocabulary_size"]
+        default_corpus_and_vocab / "vocab"
+    )
+    assert (
+        runtime.vocabulary_size() == keras_tokenizer.vocabulary_size() == summary["vocabulary_size"]
+    )
     texts = _parity_texts(default_corpus_and_vocab / "heldout.txt") + SPECIAL_CASES
     ids = _check_parity(keras_tokenizer, runtime, texts)
     end = keras_tokenizer.end_token_id
@@ -92,10 +111,18 @@ def test_sentencepiece_model_is_shipped_as_is(default_corpus_and_vocab, tmp_path
     # Llama-style settings: BPE with byte fallback (emoji and any script round-trip), digits
     # split, no normalization, a dummy prefix space.
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines[:5000]), model_writer=proto, vocab_size=800,
-        model_type="bpe", byte_fallback=True, split_digits=True,
-        normalization_rule_name="identity", remove_extra_whitespaces=False,
-        character_coverage=1.0, num_threads=1, minloglevel=2)
+        sentence_iterator=iter(lines[:5000]),
+        model_writer=proto,
+        vocab_size=800,
+        model_type="bpe",
+        byte_fallback=True,
+        split_digits=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        character_coverage=1.0,
+        num_threads=1,
+        minloglevel=2,
+    )
     keras_tokenizer = keras_hub.models.LlamaTokenizer(proto=proto.getvalue())
     path = write_runtime_tokenizer(keras_tokenizer, "sentencepiece", tmp_path)
     assert path.name == SENTENCEPIECE_MODEL and path.read_bytes() == proto.getvalue()

@@ -19,9 +19,9 @@ import time
 
 import pytest
 import yaml
+from test_layout import _pins
 
 from conftest import REPO
-from test_layout import _pins
 
 PROMPT = "Estoy disfrutando de"
 VARIANTS = ("fp32", "int8")
@@ -47,11 +47,20 @@ def test_metadata_fields():
     assert sampler_params(None, 100) == {"type": "TOP_P", "k": 1, "p": 1.0, "temperature": 1.0}
     assert sampler_params({"temperature": 0.7, "top_k": 1}, 100)["k"] == 1
     assert sampler_params({"temperature": 0.7, "top_p": 0.9, "seed": 5}, 100) == {
-        "type": "TOP_P", "k": 100, "p": 0.9, "temperature": 0.7, "seed": 5}
+        "type": "TOP_P",
+        "k": 100,
+        "p": 0.9,
+        "temperature": 0.7,
+        "seed": 5,
+    }
     with pytest.raises(ValueError, match="unknown sampler"):
         sampler_params({"beam": 4}, 100)
-    info = {"start_token_id": 7, "stop_token_ids": [7, 9], "cache_length": 64,
-            "vocabulary_size": 100}
+    info = {
+        "start_token_id": 7,
+        "stop_token_ids": [7, 9],
+        "cache_length": 64,
+        "vocabulary_size": 100,
+    }
     fields = llm_metadata(info, {"temperature": 0})
     assert fields["start_token"] == {"token_ids": {"ids": [7]}}
     assert fields["stop_tokens"] == [{"token_ids": {"ids": [7]}}, {"token_ids": {"ids": [9]}}]
@@ -65,12 +74,24 @@ def litertlm_env(tmp_path_factory):
     venv = tmp_path_factory.mktemp("litert_lm") / "venv"
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "llm2tflite.litertlm", "venv", "--requirements",
-         str(REPO / "requirements-litert-lm.txt"), "--dir", str(venv)],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.litertlm",
+            "venv",
+            "--requirements",
+            str(REPO / "requirements-litert-lm.txt"),
+            "--dir",
+            str(venv),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if completed.returncode != 0:
-        if "Could not find a version" in completed.stderr or "connection" in \
-                completed.stderr.lower():
+        if (
+            "Could not find a version" in completed.stderr
+            or "connection" in completed.stderr.lower()
+        ):
             pytest.skip(f"PyPI unreachable: {completed.stderr[-300:]}")
         raise AssertionError(completed.stderr[-3000:])
     print(f"litert-lm venv created in {time.perf_counter() - started:.1f} s")
@@ -81,11 +102,11 @@ def _in_env(env, *args, home=None, check=True):
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
     if home is not None:
         environment["HOME"] = str(home)
-    completed = subprocess.run([*map(str, args)], capture_output=True, text=True,
-                               env=environment)
+    completed = subprocess.run([*map(str, args)], capture_output=True, text=True, env=environment)
     if check and completed.returncode != 0:
-        raise AssertionError(f"{args[:3]} failed:\n{completed.stdout[-2000:]}\n"
-                             f"{completed.stderr[-3000:]}")
+        raise AssertionError(
+            f"{args[:3]} failed:\n{completed.stdout[-2000:]}\n{completed.stderr[-3000:]}"
+        )
     return completed
 
 
@@ -101,11 +122,23 @@ def bundles(litertlm_env, litert_model, tmp_path_factory):
     built = {}
     for variant in VARIANTS:
         bundle = out / f"{variant}.litertlm"
-        _in_env(litertlm_env, litertlm_env / "bin" / "python", "-m", "llm2tflite.litertlm",
-                "build", "--model", litert_model["tflite"][variant],
-                "--info", litert_model["dir"] / "litert_export.json",
-                "--tokenizer", litert_model["tokenizer"], "--out", bundle,
-                "--check-prompt", PROMPT)
+        _in_env(
+            litertlm_env,
+            litertlm_env / "bin" / "python",
+            "-m",
+            "llm2tflite.litertlm",
+            "build",
+            "--model",
+            litert_model["tflite"][variant],
+            "--info",
+            litert_model["dir"] / "litert_export.json",
+            "--tokenizer",
+            litert_model["tokenizer"],
+            "--out",
+            bundle,
+            "--check-prompt",
+            PROMPT,
+        )
         built[variant] = bundle
     return built
 
@@ -120,15 +153,19 @@ def test_marker_records_the_environment(litertlm_env):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_litert_lm_cli_greedy_text_equals_ours(bundles, litert_model, litertlm_env, variant,
-                                                tmp_path):
+def test_litert_lm_cli_greedy_text_equals_ours(
+    bundles, litert_model, litertlm_env, variant, tmp_path
+):
     from llm2tflite.litert_runtime import LiteRTModel
 
     record = json.loads((bundles[variant].parent / f"{variant}.litertlm.json").read_text())
     max_num_tokens = record["llm_metadata"]["max_num_tokens"]
     # The context LiteRT-LM may use without a prefill chunk running past the cache.
-    assert max_num_tokens == litert_model["info"]["litert_lm_max_num_tokens"] <= \
-        litert_model["info"]["cache_length"]
+    assert (
+        max_num_tokens
+        == litert_model["info"]["litert_lm_max_num_tokens"]
+        <= litert_model["info"]["cache_length"]
+    )
     model = LiteRTModel(litert_model["tflite"][variant], threads=2)
     ours = model.generate(PROMPT, max_length=max_num_tokens)
     continuation = _continuation(model, ours, PROMPT)
@@ -137,16 +174,38 @@ def test_litert_lm_cli_greedy_text_equals_ours(bundles, litert_model, litertlm_e
     assert record["activation_type"] == "fp32"
     # The runtime tokenizer file, as is, in the section LiteRT-LM reads for its kind.
     section = {"byte_level_bpe": "hf_tokenizer", "sentencepiece": "sp_tokenizer"}[
-        litert_model["info"]["tokenizer_kind"]]
+        litert_model["info"]["tokenizer_kind"]
+    ]
     assert record["tokenizer"]["section"] == section
-    _in_env(litertlm_env, litertlm_env / "bin" / "litert-lm", "unpack", bundles[variant],
-            "--output-dir", tmp_path / "unpacked", home=tmp_path)
+    _in_env(
+        litertlm_env,
+        litertlm_env / "bin" / "litert-lm",
+        "unpack",
+        bundles[variant],
+        "--output-dir",
+        tmp_path / "unpacked",
+        home=tmp_path,
+    )
     (unpacked,) = (tmp_path / "unpacked").glob("Section*_Tokenizer*")
     assert _section_bytes(unpacked) == litert_model["tokenizer"].read_bytes()
-    completed = _in_env(litertlm_env, litertlm_env / "bin" / "litert-lm", "run",
-                        bundles[variant], "--no-template", "--prompt", PROMPT, "--cache", "no",
-                        "--cpu-thread-count", "2", "--top-k", "1",
-                        "--max-num-tokens", max_num_tokens, home=tmp_path)
+    completed = _in_env(
+        litertlm_env,
+        litertlm_env / "bin" / "litert-lm",
+        "run",
+        bundles[variant],
+        "--no-template",
+        "--prompt",
+        PROMPT,
+        "--cache",
+        "no",
+        "--cpu-thread-count",
+        "2",
+        "--top-k",
+        "1",
+        "--max-num-tokens",
+        max_num_tokens,
+        home=tmp_path,
+    )
     assert completed.stdout.strip() == continuation.strip()
     assert not list(bundles[variant].parent.glob("*.xnnpack_cache"))
 
@@ -165,26 +224,39 @@ def _section_bytes(path):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_litert_lm_engine_equals_ours_for_every_prompt_length(bundles, litert_model,
-                                                               litertlm_env, variant):
+def test_litert_lm_engine_equals_ours_for_every_prompt_length(
+    bundles, litert_model, litertlm_env, variant
+):
     from llm2tflite.litert_runtime import LiteRTModel
 
     model = LiteRTModel(litert_model["tflite"][variant], threads=2)
     max_num_tokens = litert_model["info"]["litert_lm_max_num_tokens"]
-    words = ("uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce "
-             "quince dieciséis diecisiete dieciocho diecinueve veinte ") * 2
+    words = (
+        "uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce "
+        "quince dieciséis diecisiete dieciocho diecinueve veinte "
+    ) * 2
     ids = model.token_ids(words)
     # 1 .. prompt limit - 1 prompt tokens: one to several prefill chunks (lengths 8 and 16).
     prompts = [model.text(ids[:n]) for n in range(1, model.prompt_token_limit())]
     # Within the prompt limit: LiteRT-LM takes a prompt whole, we keep a long one's first tokens.
     prompts += ["emoji 🤖🎉 y ñandú", "日本語", "¿Qué tal?"]
     assert all(len(model.token_ids(p)) < model.prompt_token_limit() for p in prompts)
-    ours = [_continuation(model, model.generate(p, max_length=max_num_tokens), p)
-            for p in prompts]
-    completed = _in_env(litertlm_env, litertlm_env / "bin" / "python", "-m",
-                        "llm2tflite.litertlm", "generate", bundles[variant], *prompts,
-                        "--max-num-tokens", max_num_tokens, "--threads", "2",
-                        "--sampler-json", '{"temperature": 0}')
+    ours = [_continuation(model, model.generate(p, max_length=max_num_tokens), p) for p in prompts]
+    completed = _in_env(
+        litertlm_env,
+        litertlm_env / "bin" / "python",
+        "-m",
+        "llm2tflite.litertlm",
+        "generate",
+        bundles[variant],
+        *prompts,
+        "--max-num-tokens",
+        max_num_tokens,
+        "--threads",
+        "2",
+        "--sampler-json",
+        '{"temperature": 0}',
+    )
     theirs = json.loads(completed.stdout.strip().splitlines()[-1])["continuations"]
     mismatches = [(p, o, t) for p, o, t in zip(prompts, ours, theirs) if o != t]
     assert not mismatches, mismatches[:3]
@@ -197,7 +269,7 @@ def _continuation(model, generation, prompt):
     space a text starts with, so there the continuation lacks the word boundary after the
     prompt that our full text keeps (the space is a piece of the first generated id).
     """
-    continuation = model.text(generation.token_ids[generation.prompt_tokens:])
+    continuation = model.text(generation.token_ids[generation.prompt_tokens :])
     if model.info["tokenizer_kind"] == "byte_level_bpe" or not continuation:
         assert generation.text == prompt + continuation
     else:
@@ -213,12 +285,26 @@ def test_android_handoff_of_a_bundle(bundles, litert_model, tmp_path):
     record_path = bundles["fp32"].parent / "fp32.litertlm.json"
     assets = tmp_path / "app" / "src" / "main" / "assets"
     arguments = [
-        "--route", "litert", "--model", str(bundles["fp32"]), "--bundle-record", str(record_path),
-        "--tflite", str(litert_model["tflite"]["fp32"]),
-        "--export-info", str(litert_model["dir"] / "litert_export.json"),
-        "--model-name", "small", "--variant", "fp32", "--prompt", PROMPT,
-        "--out-model", str(assets / "autocomplete.litertlm"),
-        "--out-json", str(assets / "autocomplete.json"),
+        "--route",
+        "litert",
+        "--model",
+        str(bundles["fp32"]),
+        "--bundle-record",
+        str(record_path),
+        "--tflite",
+        str(litert_model["tflite"]["fp32"]),
+        "--export-info",
+        str(litert_model["dir"] / "litert_export.json"),
+        "--model-name",
+        "small",
+        "--variant",
+        "fp32",
+        "--prompt",
+        PROMPT,
+        "--out-model",
+        str(assets / "autocomplete.litertlm"),
+        "--out-json",
+        str(assets / "autocomplete.json"),
     ]
     android.main(arguments)
     handoff = json.loads((assets / "autocomplete.json").read_text())
@@ -237,10 +323,12 @@ def test_android_handoff_of_a_bundle(bundles, litert_model, tmp_path):
     notes = " ".join(handoff["android"]["notes"])
     assert "EngineConfig" in notes and "no Flex" in notes
     sentencepiece = litert_model["info"]["tokenizer_kind"] == "sentencepiece"
-    assert ("SentencePiece tokenizer: LiteRT-LM decodes the continuation on its own" in notes) \
-        is sentencepiece
+    assert (
+        "SentencePiece tokenizer: LiteRT-LM decodes the continuation on its own" in notes
+    ) is sentencepiece
     assert handoff["android"]["dependencies"][0].startswith(
-        "com.google.ai.edge.litertlm:litertlm-android")
+        "com.google.ai.edge.litertlm:litertlm-android"
+    )
     # A record of another bundle is refused, and nothing is written.
     stale = dict(record, sha256="0" * 64)
     (tmp_path / "stale.json").write_text(json.dumps(stale))
@@ -298,5 +386,6 @@ def test_config_chooses_the_bundles_and_the_android_route(tmp_path):
 
     wrong = _dry_run(tmp_path / "route", codelab_variant_for_the_litert_route)
     assert wrong.returncode != 0
-    assert "android.variant: fp16 is not a variant of the litert route" in \
-        wrong.stdout + wrong.stderr
+    assert (
+        "android.variant: fp16 is not a variant of the litert route" in wrong.stdout + wrong.stderr
+    )

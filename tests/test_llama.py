@@ -18,6 +18,9 @@ import sys
 
 import pytest
 import yaml
+from test_tokenizer_parity import HARD_CASES
+
+from llm2tflite import architectures
 
 from conftest import (
     REPO,
@@ -26,30 +29,40 @@ from conftest import (
     SMALL_SEQUENCE_LENGTH,
     default_llama_train_config,
 )
-from llm2tflite import architectures
-from test_tokenizer_parity import HARD_CASES
 
 LLAMA = architectures.by_name("llama")
-PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "¿Dónde está la estación?",
-           "Mañana, el pingüino come 3 piñas 🤖", ""]
+PROMPTS = [
+    "Estoy disfrutando de",
+    "I am enjoying the",
+    "¿Dónde está la estación?",
+    "Mañana, el pingüino come 3 piñas 🤖",
+    "",
+]
 
 
 # ================================================================ parameter count, config
 
 
-@pytest.mark.parametrize("shape", [
-    SMALL_LLAMA,
-    {**SMALL_LLAMA, "num_key_value_heads": 4},  # multi-head attention (Llama 2 7B's kind)
-    {**SMALL_LLAMA, "num_key_value_heads": 1, "num_layers": 3},  # multi-query attention
-    {**SMALL_LLAMA, "hidden_dim": 48, "num_query_heads": 2, "intermediate_dim": 50,
-     "tie_word_embeddings": True},
-])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        SMALL_LLAMA,
+        {**SMALL_LLAMA, "num_key_value_heads": 4},  # multi-head attention (Llama 2 7B's kind)
+        {**SMALL_LLAMA, "num_key_value_heads": 1, "num_layers": 3},  # multi-query attention
+        {
+            **SMALL_LLAMA,
+            "hidden_dim": 48,
+            "num_query_heads": 2,
+            "intermediate_dim": 50,
+            "tie_word_embeddings": True,
+        },
+    ],
+)
 def test_parameter_count_equals_keras_hub(shape):
     import keras_hub
 
     config = {**shape, "vocabulary_size": 301}
-    assert LLAMA.parameter_count(config) == keras_hub.models.LlamaBackbone(
-        **config).count_params()
+    assert LLAMA.parameter_count(config) == keras_hub.models.LlamaBackbone(**config).count_params()
 
 
 def test_preset_parameter_counts_are_the_published_ones():
@@ -73,21 +86,28 @@ def test_registry_knows_llama():
     assert issubclass(keras_hub.models.Llama3CausalLM, keras_hub.models.LlamaCausalLM)
 
 
-@pytest.mark.parametrize("model, message", [
-    ({"hidden_dim": 30}, r"hidden_dim: 30 is not a multiple of num_query_heads 4"),
-    ({"hidden_dim": 12}, r"head size hidden_dim / num_query_heads = 3 must be even"),
-    ({"num_key_value_heads": 3}, r"num_query_heads: 4 is not a multiple of num_key_value_heads 3"),
-    ({"num_heads": 4}, r"unknown key 'num_heads'; allowed keys: dropout, hidden_dim"),
-    ({"tie_word_embeddings": True}, r"unknown key 'tie_word_embeddings'"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ({"hidden_dim": 30}, r"hidden_dim: 30 is not a multiple of num_query_heads 4"),
+        ({"hidden_dim": 12}, r"head size hidden_dim / num_query_heads = 3 must be even"),
+        (
+            {"num_key_value_heads": 3},
+            r"num_query_heads: 4 is not a multiple of num_key_value_heads 3",
+        ),
+        ({"num_heads": 4}, r"unknown key 'num_heads'; allowed keys: dropout, hidden_dim"),
+        ({"tie_word_embeddings": True}, r"unknown key 'tie_word_embeddings'"),
+    ],
+)
 def test_config_check_names_the_bad_llama_setting(model, message):
     import re
 
     from llm2tflite.config_check import ConfigError, check_config
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    name = next(n for n, s in config["models"].items()
-                if s.get("train", {}).get("architecture") == "llama")
+    name = next(
+        n for n, s in config["models"].items() if s.get("train", {}).get("architecture") == "llama"
+    )
     config["models"][name]["train"]["model"].update(model)
     with pytest.raises(ConfigError) as error:
         check_config(config, REPO / "config" / "config.schema.yaml")
@@ -99,8 +119,7 @@ def test_config_check_names_the_bad_llama_setting(model, message):
 # ================================================================ vocabulary, training
 
 
-def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and_vocab,
-                                         tmp_path):
+def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and_vocab, tmp_path):
     """80 steps of a 2-layer 32-wide Llama: the loss drops, the preset reloads as Llama."""
     import keras_hub
 
@@ -108,29 +127,57 @@ def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and
     lines = {}
     for name, count in (("train.txt", 3000), ("heldout.txt", 300)):
         lines[name] = tmp_path / name
-        lines[name].write_text("\n".join((default_corpus_and_vocab / name).read_text(
-            encoding="utf-8").splitlines()[:count]) + "\n", encoding="utf-8")
+        lines[name].write_text(
+            "\n".join(
+                (default_corpus_and_vocab / name).read_text(encoding="utf-8").splitlines()[:count]
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     preset, metrics_path = tmp_path / "preset", tmp_path / "metrics.json"
-    fit = {"seed": 3, "sequence_length": 32, "batch_size": 32, "epochs": 1,
-           "learning_rate": 0.01}
+    fit = {"seed": 3, "sequence_length": 32, "batch_size": 32, "epochs": 1, "learning_rate": 0.01}
     completed = subprocess.run(
-        [sys.executable, "-m", "llm2tflite.train", "--architecture", "llama",
-         "--corpus", str(lines["train.txt"]), "--heldout", str(lines["heldout.txt"]),
-         "--vocab-dir", str(sentencepiece_vocab), "--model-json", json.dumps(SMALL_LLAMA),
-         "--fit-json", json.dumps(fit), "--max-steps", "80",
-         "--out-preset", str(preset), "--out-metrics", str(metrics_path)],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.train",
+            "--architecture",
+            "llama",
+            "--corpus",
+            str(lines["train.txt"]),
+            "--heldout",
+            str(lines["heldout.txt"]),
+            "--vocab-dir",
+            str(sentencepiece_vocab),
+            "--model-json",
+            json.dumps(SMALL_LLAMA),
+            "--fit-json",
+            json.dumps(fit),
+            "--max-steps",
+            "80",
+            "--out-preset",
+            str(preset),
+            "--out-metrics",
+            str(metrics_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     assert metrics["architecture"] == "llama"
     assert metrics["heldout_loss_trained"] < 0.8 * metrics["heldout_loss_untrained"]
     assert metrics["num_parameters"] == LLAMA.parameter_count(
-        {**LLAMA.train_model_config(SMALL_LLAMA),
-         "vocabulary_size": default_llama_train_config()["vocabulary"]["size"]})
+        {
+            **LLAMA.train_model_config(SMALL_LLAMA),
+            "vocabulary_size": default_llama_train_config()["vocabulary"]["size"],
+        }
+    )
     assert (metrics["end_token_id"], metrics["lines_at_sequence_length"]) == (2, 0)
     # The preset carries the very SentencePiece model the vocabulary stage wrote.
     assert (preset / "assets" / "tokenizer" / "vocabulary.spm").read_bytes() == (
-        sentencepiece_vocab / "tokenizer.model").read_bytes()
+        sentencepiece_vocab / "tokenizer.model"
+    ).read_bytes()
     reloaded = keras_hub.models.CausalLM.from_preset(str(preset))
     assert type(reloaded) is keras_hub.models.LlamaCausalLM
     assert metrics["sample_generation"]["output"].startswith("Estoy disfrutando de")
@@ -148,12 +195,21 @@ def llama_export(small_llama, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("llama_export")
     causal_lm = small_llama["causal_lm"]
-    info = export_saved_model(causal_lm, out / "traced", max_length=SMALL_MAX_LENGTH,
-                              sequence_length=SMALL_SEQUENCE_LENGTH)
+    info = export_saved_model(
+        causal_lm,
+        out / "traced",
+        max_length=SMALL_MAX_LENGTH,
+        sequence_length=SMALL_SEQUENCE_LENGTH,
+    )
     flatbuffer, report = convert_saved_model(str(out / "traced"), "fp32", SIGNATURES)
     atomic.write_bytes(out / "fp32.tflite", flatbuffer)
-    return {"dir": out, "causal_lm": causal_lm, "info": info, "tflite": out / "fp32.tflite",
-            "conversion": report}
+    return {
+        "dir": out,
+        "causal_lm": causal_lm,
+        "info": info,
+        "tflite": out / "fp32.tflite",
+        "conversion": report,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -176,22 +232,26 @@ def _parity_texts(default_corpus_and_vocab, count=1000):
     return lines[:count] + HARD_CASES + ["🤖", "\u3000", " leading space", "trailing  "]
 
 
-def test_tflite_tokenizer_equals_sentencepiece(llama_tflite, sentencepiece_processor,
-                                               default_corpus_and_vocab):
+def test_tflite_tokenizer_equals_sentencepiece(
+    llama_tflite, sentencepiece_processor, default_corpus_and_vocab
+):
     texts = _parity_texts(default_corpus_and_vocab)
     expected = sentencepiece_processor.encode(texts)
     got = [llama_tflite.token_ids(text, with_start=True) for text in texts]
     mismatches = [(t, e, g) for t, e, g in zip(texts, expected, got) if [1, *e] != g]
-    assert not mismatches, (f"{len(mismatches)}/{len(texts)} differ; first "
-                            f"{mismatches[0][0][:60]!r}: {mismatches[0][1][:12]} vs "
-                            f"{mismatches[0][2][:13]}")
+    assert not mismatches, (
+        f"{len(mismatches)}/{len(texts)} differ; first "
+        f"{mismatches[0][0][:60]!r}: {mismatches[0][1][:12]} vs "
+        f"{mismatches[0][2][:13]}"
+    )
     assert sum(len(ids) for ids in expected) > 5 * len(texts)
     # Byte fallback inside TFLite: emoji become their UTF-8 bytes, never <unk> (id 0).
     assert 0 not in llama_tflite.token_ids("emoji 🤖🎉👍🏽 日本語")
 
 
-def test_tflite_detokenizer_equals_sentencepiece(llama_tflite, sentencepiece_processor,
-                                                 default_corpus_and_vocab):
+def test_tflite_detokenizer_equals_sentencepiece(
+    llama_tflite, sentencepiece_processor, default_corpus_and_vocab
+):
     """Exact, except that TF Text's SentencePiece drops a text's leading spaces.
 
     TF Text 2.18's kernel strips the spaces a text starts with; the `sentencepiece` library
@@ -217,11 +277,15 @@ def test_fp32_greedy_equals_keras_generate(llama_export, llama_tflite):
 def test_sentencepiece_ops_are_select_tf_ops_of_tf_text(llama_export):
     from llm2tflite.audit import audit_model
 
-    report = audit_model(llama_export["tflite"], "fp32",
-                         conversion_report=llama_export["conversion"])
+    report = audit_model(
+        llama_export["tflite"], "fp32", conversion_report=llama_export["conversion"]
+    )
     sentencepiece_ops = sorted(op for op in report["flex_ops"] if op.startswith("Sentencepiece"))
-    assert sentencepiece_ops == ["SentencepieceDetokenizeOp", "SentencepieceOp",
-                                 "SentencepieceTokenizeOp"]
+    assert sentencepiece_ops == [
+        "SentencepieceDetokenizeOp",
+        "SentencepieceOp",
+        "SentencepieceTokenizeOp",
+    ]
     assert all(report["flex_op_libraries"][op] == "tensorflow_text" for op in sentencepiece_ops)
     assert set(sentencepiece_ops) <= set(report["flex_ops_outside_core_tf"])
     assert report["custom_ops"] == []
@@ -234,15 +298,18 @@ def _flex_ops_per_subgraph(tflite_file) -> dict[str, set[str]]:
     from llm2tflite.audit import _root_model
 
     model = _root_model(tflite_file.read_bytes())
-    codes = [(model.OperatorCodes(i).CustomCode() or b"").decode()
-             for i in range(model.OperatorCodesLength())]
+    codes = [
+        (model.OperatorCodes(i).CustomCode() or b"").decode()
+        for i in range(model.OperatorCodesLength())
+    ]
     flex = {}
     for index in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(index)
         flex[(subgraph.Name() or b"").decode()] = {
             codes[subgraph.Operators(j).OpcodeIndex()].removeprefix("Flex")
             for j in range(subgraph.OperatorsLength())
-            if codes[subgraph.Operators(j).OpcodeIndex()].startswith("Flex")}
+            if codes[subgraph.Operators(j).OpcodeIndex()].startswith("Flex")
+        }
     return flex
 
 
@@ -277,8 +344,9 @@ def test_weights_frozen_check_reads_operators_not_tensor_names(tmp_path):
             return {"y": self.weight.read_value() * 2}
 
     module = Module()
-    tf.saved_model.save(module, str(tmp_path), signatures={"read": module.read,
-                                                           "update": module.update})
+    tf.saved_model.save(
+        module, str(tmp_path), signatures={"read": module.read, "update": module.update}
+    )
     converted = {}
     for key in ("read", "update"):
         converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path), signature_keys=[key])
@@ -287,7 +355,6 @@ def test_weights_frozen_check_reads_operators_not_tensor_names(tmp_path):
     assert b"ReadVariableOp" in converted["read"]  # a tensor name: the weight is a constant
     assert variable_ops(converted["read"]) == []
     _check_weights_frozen(converted["read"])
-    assert variable_ops(converted["update"]) == ["ASSIGN_VARIABLE", "READ_VARIABLE",
-                                                 "VAR_HANDLE"]
+    assert variable_ops(converted["update"]) == ["ASSIGN_VARIABLE", "READ_VARIABLE", "VAR_HANDLE"]
     with pytest.raises(WeightsNotFrozenError, match="VAR_HANDLE"):
         _check_weights_frozen(converted["update"])

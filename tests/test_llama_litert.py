@@ -21,16 +21,21 @@ import sys
 
 import numpy as np
 import pytest
-
-from conftest import SMALL_LITERT_CACHE_LENGTH, SMALL_MAX_LENGTH
 from test_litert_route import Session, _keras_logits, _random_ids
 from test_litert_runtime import keras_greedy_ids
-from test_tokenizer_parity import HARD_CASES, _assert_same, _ids_keras, _parity_texts
+from test_tokenizer_parity import _assert_same, _ids_keras, _parity_texts
 
-PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "", "¿Dónde está la estación?",
-           "Mañana, el pingüino come 3 piñas 🤖 y 日本語",
-           "uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce",
-           "Mañana por la mañana vamos a la playa con mis amigos y mi hermana " * 3]
+from conftest import SMALL_LITERT_CACHE_LENGTH, SMALL_MAX_LENGTH
+
+PROMPTS = [
+    "Estoy disfrutando de",
+    "I am enjoying the",
+    "",
+    "¿Dónde está la estación?",
+    "Mañana, el pingüino come 3 piñas 🤖 y 日本語",
+    "uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce",
+    "Mañana por la mañana vamos a la playa con mis amigos y mi hermana " * 3,
+]
 # fp32 logits of the converted file against Keras's, relative to the largest |logit|: the same
 # float32 math apart from the order of some sums (XNNPACK's matrix products, attention scaled
 # before the product). Measured: <= 3.1e-7 (7.5e-8 on logits of at most 0.24).
@@ -77,8 +82,14 @@ def test_fp32_prefill_logits_equal_keras(small_llama_litert, tmp_path):
     from llm2tflite import atomic, litert_convert, litert_export
 
     causal_lm = small_llama_litert["causal_lm"]
-    info = litert_export.export(causal_lm, tmp_path / "sm", tmp_path / "info.json",
-                                SMALL_LITERT_CACHE_LENGTH, [8, 16], prefill_logits=True)
+    info = litert_export.export(
+        causal_lm,
+        tmp_path / "sm",
+        tmp_path / "info.json",
+        SMALL_LITERT_CACHE_LENGTH,
+        [8, 16],
+        prefill_logits=True,
+    )
     flatbuffer, _ = litert_convert.convert(tmp_path / "sm", litert_export.signature_keys(info))
     atomic.write_bytes(tmp_path / "fp32.tflite", flatbuffer)
     ids = _random_ids(27, info["vocabulary_size"], seed=4)
@@ -126,24 +137,44 @@ def test_streamed_text_adds_up_without_broken_characters(model):
     assert not any("\ufffd" in piece for piece in streamed)
 
 
-def test_runtime_tokenizer_equals_keras_hub(model, small_llama_litert, default_corpus_and_vocab,
-                                            tmp_path):
+def test_runtime_tokenizer_equals_keras_hub(
+    model, small_llama_litert, default_corpus_and_vocab, tmp_path
+):
     """The workflow's runtime_tokenizer CLI ships the preset's SentencePiece model as is; read
     with ``sentencepiece`` it gives LlamaTokenizer's ids (TensorFlow graph path) on >= 1,000
     held-out lines and hard cases, and the ids decode to the text."""
     completed = subprocess.run(
-        [sys.executable, "-m", "llm2tflite.tokenizer_files", "--preset",
-         str(small_llama_litert["preset"]), "--out-dir", str(tmp_path)],
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.tokenizer_files",
+            "--preset",
+            str(small_llama_litert["preset"]),
+            "--out-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     summary = json.loads(completed.stdout.strip().splitlines()[-1])
     assert summary["kind"] == "sentencepiece" and summary["file"].endswith("tokenizer.model")
     written = (tmp_path / "tokenizer.model").read_bytes()
-    assert written == small_llama_litert["tokenizer"].read_bytes() == (
-        small_llama_litert["preset"] / "assets" / "tokenizer" / "vocabulary.spm").read_bytes()
+    assert (
+        written
+        == small_llama_litert["tokenizer"].read_bytes()
+        == (small_llama_litert["preset"] / "assets" / "tokenizer" / "vocabulary.spm").read_bytes()
+    )
 
     keras_tokenizer = small_llama_litert["causal_lm"].preprocessor.tokenizer
     texts = _parity_texts(default_corpus_and_vocab / "heldout.txt") + [
-        "🤖", "\u3000", " leading space", "trailing  ", "<s> and </s> as text", "\u200b"]
+        "🤖",
+        "\u3000",
+        " leading space",
+        "trailing  ",
+        "<s> and </s> as text",
+        "\u200b",
+    ]
     keras_ids = _ids_keras(keras_tokenizer, texts)
     runtime_ids = [model.token_ids(text) for text in texts]
     _assert_same("runtime tokenizer", runtime_ids, "KerasHub", keras_ids, texts)
@@ -179,10 +210,10 @@ def test_builtins_only_and_the_cache_read_once_per_layer(small_llama_litert):
                 assert litert_convert.op_name(model, writer) == "DYNAMIC_UPDATE_SLICE"
                 updated = writer.outputs[0]
                 assert updated == outputs[cache]
-                assert list(subgraph.tensors[updated].shape) == [
-                    1, info["cache_length"], 2, 8]
-                readers = [litert_convert.op_name(model, op)
-                           for op in _consumers(subgraph, updated)]
+                assert list(subgraph.tensors[updated].shape) == [1, info["cache_length"], 2, 8]
+                readers = [
+                    litert_convert.op_name(model, op) for op in _consumers(subgraph, updated)
+                ]
                 # A prefill without logits never reads the last layer's attention output: the
                 # converter drops that attention, and the cache is only written.
                 unread = "logits" not in outputs and cache.endswith(f"_{layers - 1}")
@@ -225,15 +256,18 @@ def test_both_embedding_matrices_quantized_once(small_llama_litert):
     schema = litert_convert._schema()
     weights = sum(int(np.prod(v.shape)) for v in causal_lm.backbone.weights if len(v.shape) >= 2)
     sizes = {}
-    for variant, tensor_type in (("int8", schema.TensorType.INT8),
-                                 ("int4", schema.TensorType.INT4)):
+    for variant, tensor_type in (
+        ("int8", schema.TensorType.INT8),
+        ("int4", schema.TensorType.INT4),
+    ):
         path = small_llama_litert["tflite"][variant]
         model = litert_convert.read_model(path.read_bytes())
         tables = {}
         for subgraph in model.subgraphs:
             for tensor in subgraph.tensors:
-                if sorted(tensor.shape) == sorted([vocabulary, hidden]) and \
-                        litert_convert._is_constant(model, tensor):
+                if sorted(tensor.shape) == sorted(
+                    [vocabulary, hidden]
+                ) and litert_convert._is_constant(model, tensor):
                     tables[tensor.buffer] = tensor.type
         assert list(tables.values()) == [tensor_type, tensor_type], variant
         largest = litert_quantize.largest_float_constants(model)

@@ -158,6 +158,8 @@ def test_two_clean_runs_are_identical(default_run, second_run):
     ]
     assert not differing, f"not byte-identical across two clean runs: {differing}"
     for variant in ("fp32", "int8"):
-        outputs = [json.loads((d / f"results/tiny/tflite/smoke/{variant}.json").read_text())[
-            "results"] for d in (first, second_run)]
+        outputs = [
+            json.loads((d / f"results/tiny/tflite/smoke/{variant}.json").read_text())["results"]
+            for d in (first, second_run)
+        ]
         assert [r["output"] for r in outputs[0]] == [r["output"] for r in outputs[1]]

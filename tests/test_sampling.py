@@ -103,8 +103,16 @@ def test_top_k_then_top_p_renormalise_within_the_k():
     assert set(_draws(Sampler(temperature=1.0, top_k=2, top_p=0.6, seed=0), logits, 500)) == {0, 1}
 
 
-@pytest.mark.parametrize("arguments", [dict(temperature=-1), dict(temperature=float("nan")),
-                                       dict(top_k=0), dict(top_p=0.0), dict(top_p=1.5)])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        dict(temperature=-1),
+        dict(temperature=float("nan")),
+        dict(top_k=0),
+        dict(top_p=0.0),
+        dict(top_p=1.5),
+    ],
+)
 def test_invalid_settings_are_refused(arguments):
     with pytest.raises(ValueError):
         Sampler(**arguments)
@@ -113,4 +121,5 @@ def test_invalid_settings_are_refused(arguments):
 def test_describe():
     assert GREEDY.describe() == "greedy"
     assert Sampler(temperature=0.7, top_k=40, top_p=0.9, seed=5).describe() == (
-        "temperature=0.7, top_k=40, top_p=0.9, seed=5")
+        "temperature=0.7, top_k=40, top_p=0.9, seed=5"
+    )

@@ -29,9 +29,22 @@ def small_corpus(tmp_path_factory):
 
 def _vocab_cli(corpus_file, out_dir, size=SMALL_VOCAB_SIZE):
     return subprocess.run(
-        [sys.executable, "-m", "llm2tflite.vocab", "--kind", "sentencepiece",
-         "--corpus", str(corpus_file), "--vocab-size", str(size), "--out-dir", str(out_dir)],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.vocab",
+            "--kind",
+            "sentencepiece",
+            "--corpus",
+            str(corpus_file),
+            "--vocab-size",
+            str(size),
+            "--out-dir",
+            str(out_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_sentencepiece_cli_is_deterministic(small_corpus, tmp_path):
@@ -46,16 +59,19 @@ def test_sentencepiece_cli_is_deterministic(small_corpus, tmp_path):
     other_lines = vocab.read_lines(small_corpus / "train.txt")[: SMALL_TRAIN_LINES // 2]
     assert vocab.train_sentencepiece(other_lines, SMALL_VOCAB_SIZE) != first
     # No path, host or time in the proto: a model trained in-process is the same bytes.
-    assert vocab.train_sentencepiece(vocab.read_lines(small_corpus / "train.txt"),
-                                     SMALL_VOCAB_SIZE) == first
+    assert (
+        vocab.train_sentencepiece(vocab.read_lines(small_corpus / "train.txt"), SMALL_VOCAB_SIZE)
+        == first
+    )
 
 
 def test_sentencepiece_model_is_llama_style(small_corpus):
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2
 
-    proto = vocab.train_sentencepiece(vocab.read_lines(small_corpus / "train.txt"),
-                                      SMALL_VOCAB_SIZE)
+    proto = vocab.train_sentencepiece(
+        vocab.read_lines(small_corpus / "train.txt"), SMALL_VOCAB_SIZE
+    )
     model = sentencepiece_model_pb2.ModelProto.FromString(proto)
     spec = model.trainer_spec
     assert spec.model_type == sentencepiece_model_pb2.TrainerSpec.BPE
@@ -65,15 +81,20 @@ def test_sentencepiece_model_is_llama_style(small_corpus):
     processor = spm.SentencePieceProcessor(model_proto=proto)
     assert processor.get_piece_size() == SMALL_VOCAB_SIZE
     assert [processor.id_to_piece(i) for i in range(3)] == ["<unk>", "<s>", "</s>"]
-    assert (processor.unk_id(), processor.bos_id(), processor.eos_id(),
-            processor.pad_id()) == (0, 1, 2, -1)
+    assert (processor.unk_id(), processor.bos_id(), processor.eos_id(), processor.pad_id()) == (
+        0,
+        1,
+        2,
+        -1,
+    )
     # Byte fallback: text outside the corpus's alphabet round-trips, never becomes <unk>.
     for text in ["emoji 🤖👨‍👩‍👧 日本語", "Estoy disfrutando de", "  two  spaces\t\n"]:
         ids = processor.encode(text)
         assert processor.unk_id() not in ids
         assert processor.decode(ids) == text
-    assert processor.encode("2026") == [processor.piece_to_id(p) for p in
-                                        ["▁", "2", "0", "2", "6"]]  # digits one per piece
+    assert processor.encode("2026") == [
+        processor.piece_to_id(p) for p in ["▁", "2", "0", "2", "6"]
+    ]  # digits one per piece
 
 
 def test_llama_tokenizer_reads_it_with_the_ids_keras_hub_expects(small_corpus, tmp_path):

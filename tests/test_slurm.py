@@ -561,8 +561,10 @@ REAL_DAG_ARTIFACTS: tuple[str, ...] = (
 
 
 def _smoke_outputs(root: Path) -> dict[str, list]:
-    return {p.name: [r.get("output") for r in json.loads(p.read_text())["results"]]
-            for p in sorted((root / "results/tiny/tflite/smoke").glob("*.json"))}
+    return {
+        p.name: [r.get("output") for r in json.loads(p.read_text())["results"]]
+        for p in sorted((root / "results/tiny/tflite/smoke").glob("*.json"))
+    }
 
 
 def test_real_dag_on_slurm_matches_local(slurm_cluster, default_run, tmp_path):

@@ -50,7 +50,8 @@ def test_traced_generation_equals_keras(small_export, keras_outputs):
     import tensorflow as tf
 
     generate = tf.saved_model.load(str(small_export["dir"] / "traced")).signatures[
-        "serving_default"]
+        "serving_default"
+    ]
     for prompt, expected in keras_outputs.items():
         raw = generate(prompt=tf.constant([prompt]))["generated_text"].numpy()[0]
         # A random model can stop inside a multi-byte character; Keras decodes with replacement.
@@ -72,14 +73,15 @@ def test_generated_ids_are_the_text(tflite_model, keras_generations):
     for prompt in keras_generations:
         generation = tflite_model.generate(prompt)
         assert tflite_model.text(generation.token_ids[1:]) == generation.text
-        assert generation.token_ids[:generation.prompt_tokens] == tflite_model.token_ids(
-            prompt, with_start=True)
+        assert generation.token_ids[: generation.prompt_tokens] == tflite_model.token_ids(
+            prompt, with_start=True
+        )
 
 
 def test_max_length_argument_cuts_the_generated_ids(tflite_model):
     full = tflite_model.generate("Estoy disfrutando de")
     cut = tflite_model.generate("Estoy disfrutando de", max_length=full.prompt_tokens + 3)
-    assert cut.token_ids == full.token_ids[:full.prompt_tokens + 3] and cut.new_tokens == 3
+    assert cut.token_ids == full.token_ids[: full.prompt_tokens + 3] and cut.new_tokens == 3
     assert full.text.startswith(cut.text) and cut.text == tflite_model.text(cut.token_ids[1:])
     pieces = []
     tflite_model.generate("Estoy disfrutando de", on_text=pieces.append)
@@ -118,9 +120,19 @@ def test_int8_variant_is_smaller_and_runs(small_export, tmp_path):
     from llm2tflite.runtime import TFLiteModel
 
     subprocess.run(
-        [sys.executable, "-m", "llm2tflite.convert", "--saved-model",
-         str(small_export["dir"] / "traced"), "--variant", "int8",
-         "--out", str(tmp_path / "int8.tflite"), "--report", str(tmp_path / "int8.json")],
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.convert",
+            "--saved-model",
+            str(small_export["dir"] / "traced"),
+            "--variant",
+            "int8",
+            "--out",
+            str(tmp_path / "int8.tflite"),
+            "--report",
+            str(tmp_path / "int8.json"),
+        ],
         check=True,
     )
     assert (tmp_path / "int8.tflite").stat().st_size < small_export["tflite"].stat().st_size
@@ -143,10 +155,12 @@ def test_user_tf_ops_are_derived_from_converter_errors():
 
     data = converter_error_data_pb2.ConverterErrorData
     errors = []
-    for code, name in [(data.ERROR_NEEDS_CUSTOM_OPS, "tf.UpperBound"),
-                       (data.ERROR_NEEDS_FLEX_OPS, "tf.MatMul"),
-                       (data.ERROR_NEEDS_CUSTOM_OPS, "tf.UnsortedSegmentJoin"),
-                       (data.ERROR_NEEDS_CUSTOM_OPS, "tf.UpperBound")]:
+    for code, name in [
+        (data.ERROR_NEEDS_CUSTOM_OPS, "tf.UpperBound"),
+        (data.ERROR_NEEDS_FLEX_OPS, "tf.MatMul"),
+        (data.ERROR_NEEDS_CUSTOM_OPS, "tf.UnsortedSegmentJoin"),
+        (data.ERROR_NEEDS_CUSTOM_OPS, "tf.UpperBound"),
+    ]:
         error = data(error_code=code)
         error.operator.name = name
         errors.append(error)
@@ -162,11 +176,19 @@ def test_user_tf_ops_are_derived_from_converter_errors():
 def test_smoke_passes_and_records(small_export, keras_generations, tmp_path):
     from llm2tflite.smoke import smoke_test
 
-    reference = {"generations": [
-        {"prompt": p, "output": g.text, "token_ids": g.token_ids, "new_tokens": g.new_tokens}
-        for p, g in keras_generations.items()]}
-    report = smoke_test(str(small_export["tflite"]), "fp32", list(keras_generations), reference,
-                        require_keras_match=True)
+    reference = {
+        "generations": [
+            {"prompt": p, "output": g.text, "token_ids": g.token_ids, "new_tokens": g.new_tokens}
+            for p, g in keras_generations.items()
+        ]
+    }
+    report = smoke_test(
+        str(small_export["tflite"]),
+        "fp32",
+        list(keras_generations),
+        reference,
+        require_keras_match=True,
+    )
     assert report["passed"], report["failures"]
     assert report["route"] == "tflite"
     for record in report["results"]:
@@ -175,21 +197,47 @@ def test_smoke_passes_and_records(small_export, keras_generations, tmp_path):
         assert record["latency_s"] > 0
     # Same text, different ids (e.g. another tokenization of it): not equal to Keras.
     reference["generations"][0]["token_ids"] = reference["generations"][0]["token_ids"][:-1]
-    report = smoke_test(str(small_export["tflite"]), "fp32", list(keras_generations)[:1],
-                        reference, require_keras_match=True)
+    report = smoke_test(
+        str(small_export["tflite"]),
+        "fp32",
+        list(keras_generations)[:1],
+        reference,
+        require_keras_match=True,
+    )
     assert not report["passed"] and "differs from Keras" in report["failures"][0]
 
 
 def test_smoke_fails_on_keras_mismatch(small_export, tmp_path):
     reference = tmp_path / "keras.json"
-    reference.write_text(json.dumps({"generations": [
-        {"prompt": "Estoy disfrutando de", "output": "Estoy disfrutando de otra cosa"}]}))
+    reference.write_text(
+        json.dumps(
+            {
+                "generations": [
+                    {"prompt": "Estoy disfrutando de", "output": "Estoy disfrutando de otra cosa"}
+                ]
+            }
+        )
+    )
     out = tmp_path / "smoke.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "llm2tflite.smoke", "--model", str(small_export["tflite"]),
-         "--variant", "fp32", "--keras-reference", str(reference),
-         "--prompts-json", '["Estoy disfrutando de"]', "--require-keras-match", "--out", str(out)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.smoke",
+            "--model",
+            str(small_export["tflite"]),
+            "--variant",
+            "fp32",
+            "--keras-reference",
+            str(reference),
+            "--prompts-json",
+            '["Estoy disfrutando de"]',
+            "--require-keras-match",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert completed.returncode == 1
     (line,) = [line for line in completed.stderr.splitlines() if "FAILED" in line]
@@ -221,18 +269,25 @@ def prefill_decode_file(tmp_path_factory):
 
     module = PrefillDecode()
     directory = tmp_path_factory.mktemp("prefill_decode")
-    tf.saved_model.save(module, str(directory / "saved"), signatures={
-        "prefill_4": module.prefill.get_concrete_function(),
-        "decode": module.decode.get_concrete_function()})
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(directory / "saved"),
-                                                         signature_keys=["prefill_4", "decode"])
+    tf.saved_model.save(
+        module,
+        str(directory / "saved"),
+        signatures={
+            "prefill_4": module.prefill.get_concrete_function(),
+            "decode": module.decode.get_concrete_function(),
+        },
+    )
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(directory / "saved"), signature_keys=["prefill_4", "decode"]
+    )
     path = directory / "model.tflite"
     path.write_bytes(converter.convert())
     return path
 
 
-def test_open_model_tells_the_routes_apart(small_export, tflite_model, prefill_decode_file,
-                                           monkeypatch):
+def test_open_model_tells_the_routes_apart(
+    small_export, tflite_model, prefill_decode_file, monkeypatch
+):
     from llm2tflite import runtime
 
     assert runtime.route_of(small_export["tflite"]) == "tflite"
@@ -247,8 +302,9 @@ def test_open_model_tells_the_routes_apart(small_export, tflite_model, prefill_d
 
     # The LiteRT route's runtime is imported only for a LiteRT file; without it: one clear line.
     monkeypatch.setitem(sys.modules, "llm2tflite.litert_runtime", None)
-    with pytest.raises(runtime.ModelOpenError, match="LiteRT prefill/decode model.*no LiteRT "
-                                                     "runtime"):
+    with pytest.raises(
+        runtime.ModelOpenError, match="LiteRT prefill/decode model.*no LiteRT runtime"
+    ):
         runtime.open_model(prefill_decode_file)
 
     class FakeLiteRTModel:
@@ -304,9 +360,21 @@ def test_remote_preset_offline_fails_with_clear_message(monkeypatch):
 
 def test_missing_preset_directory_cli_exits_cleanly(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "llm2tflite.trace", "--preset", str(tmp_path / "nope"),
-         "--max-length", "10", "--sequence-length", "8", "--out", str(tmp_path / "traced")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.trace",
+            "--preset",
+            str(tmp_path / "nope"),
+            "--max-length",
+            "10",
+            "--sequence-length",
+            "8",
+            "--out",
+            str(tmp_path / "traced"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert completed.returncode == 2
     assert "does not exist" in completed.stderr and "Traceback" not in completed.stderr

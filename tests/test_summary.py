@@ -11,17 +11,31 @@ import pytest
 from llm2tflite import bench, summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-GATES = {"fp32": {"min_exact_match_rate": 1.0, "max_perplexity_relative_difference": 0.001},
-         "int8": {"min_mean_leading_tokens_agree": 3, "max_perplexity_relative_difference": 0.05}}
+GATES = {
+    "fp32": {"min_exact_match_rate": 1.0, "max_perplexity_relative_difference": 0.001},
+    "int8": {"min_mean_leading_tokens_agree": 3, "max_perplexity_relative_difference": 0.05},
+}
 
 
 def _entry(route, variant, run_s, size_bytes, new_tokens=12, steps=None):
     return {
-        "route": route, "variant": variant, "model_path": "m", "size_bytes": size_bytes,
-        "load_s": 1.5, "first_call_s": 3.0, "run_s": run_s, "median_s": sorted(run_s)[1],
-        "min_s": min(run_s), "max_s": max(run_s), "stdev_s": 0.02, "prompt_tokens": 5,
-        "new_tokens": new_tokens, "tokens_per_s": new_tokens / sorted(run_s)[1],
-        "rss_after_load_mb": 800.0, "peak_rss_mb": 1000.0, "steps": steps,
+        "route": route,
+        "variant": variant,
+        "model_path": "m",
+        "size_bytes": size_bytes,
+        "load_s": 1.5,
+        "first_call_s": 3.0,
+        "run_s": run_s,
+        "median_s": sorted(run_s)[1],
+        "min_s": min(run_s),
+        "max_s": max(run_s),
+        "stdev_s": 0.02,
+        "prompt_tokens": 5,
+        "new_tokens": new_tokens,
+        "tokens_per_s": new_tokens / sorted(run_s)[1],
+        "rss_after_load_mb": 800.0,
+        "peak_rss_mb": 1000.0,
+        "steps": steps,
     }
 
 
@@ -33,9 +47,14 @@ def _bench_csv(tmp_path, records):
 
 def _bench_record(model, entries):
     bench._add_comparisons(entries)
-    return {"model_name": model, "runs": 3, "threads": 2, "prompt": "p",
-            "machine": {"cpu_model": "Test CPU 9000", "physical_cores": 1, "logical_cpus": 2},
-            "entries": entries}
+    return {
+        "model_name": model,
+        "runs": 3,
+        "threads": 2,
+        "prompt": "p",
+        "machine": {"cpu_model": "Test CPU 9000", "physical_cores": 1, "logical_cpus": 2},
+        "entries": entries,
+    }
 
 
 def _json(path, obj):
@@ -45,27 +64,44 @@ def _json(path, obj):
 
 
 def _ops(model, variant, flex):
-    return {"model_name": model, "variant": variant, "num_subgraphs": 3, "num_operators": 40,
-            "class_counts": {"builtin": 30, "select_tf": 10, "custom": 0},
-            "flex_ops": flex, "custom_ops": [],
-            "flex_ops_outside_core_tf": ["RegexSplitWithOffsets"],
-            "user_op_checks": {
-                "codelab": {"used_as_flex": ["UnsortedSegmentJoin"], "not_used": ["UpperBound"]},
-                "conversion_report": {"listed": []}}}
+    return {
+        "model_name": model,
+        "variant": variant,
+        "num_subgraphs": 3,
+        "num_operators": 40,
+        "class_counts": {"builtin": 30, "select_tf": 10, "custom": 0},
+        "flex_ops": flex,
+        "custom_ops": [],
+        "flex_ops_outside_core_tf": ["RegexSplitWithOffsets"],
+        "user_op_checks": {
+            "codelab": {"used_as_flex": ["UnsortedSegmentJoin"], "not_used": ["UpperBound"]},
+            "conversion_report": {"listed": []},
+        },
+    }
 
 
 def _fidelity(model, variant, exact, leading, ppl, keras_ppl=5.60, route="tflite"):
-    return {"model": model, "route": route, "variant": variant, "exact_match_rate": exact,
-            "mean_leading_tokens_agree": leading, "mean_keras_new_tokens": 20.0,
-            "perplexity": ppl, "keras_perplexity": keras_ppl,
-            "perplexity_relative_difference": abs(ppl - keras_ppl) / keras_ppl,
-            "prompts": ["a", "b", "c"]}
+    return {
+        "model": model,
+        "route": route,
+        "variant": variant,
+        "exact_match_rate": exact,
+        "mean_leading_tokens_agree": leading,
+        "mean_keras_new_tokens": 20.0,
+        "perplexity": ppl,
+        "keras_perplexity": keras_ppl,
+        "perplexity_relative_difference": abs(ppl - keras_ppl) / keras_ppl,
+        "prompts": ["a", "b", "c"],
+    }
 
 
 def _smoke(prompt, output):
-    return {"model": "results/x/tflite/v.tflite", "passed": True, "failures": [],
-            "results": [{"prompt": prompt, "output": output, "new_tokens": 3,
-                         "latency_s": 0.12}]}
+    return {
+        "model": "results/x/tflite/v.tflite",
+        "passed": True,
+        "failures": [],
+        "results": [{"prompt": prompt, "output": output, "new_tokens": 3, "latency_s": 0.12}],
+    }
 
 
 def _row(section: str, label: str) -> list[str]:
@@ -80,42 +116,87 @@ def _row(section: str, label: str) -> list[str]:
 
 @pytest.fixture()
 def written(tmp_path):
-    steps = {"first_token_s": 0.021, "prefill_s": 0.0155, "decode_tokens_per_s": 300.0,
-             "decode_step_ms": {"median": 3.3, "p10": 3.1, "p90": 3.9, "min": 3.0, "max": 4.2,
-                                "count": 300}}
+    steps = {
+        "first_token_s": 0.021,
+        "prefill_s": 0.0155,
+        "decode_tokens_per_s": 300.0,
+        "decode_step_ms": {
+            "median": 3.3,
+            "p10": 3.1,
+            "p90": 3.9,
+            "min": 3.0,
+            "max": 4.2,
+            "count": 300,
+        },
+    }
     records = [
-        _bench_record("alpha", [
-            _entry("tensorflow", "tf", [2.0, 2.4, 2.2], 30_000_000),
-            _entry("tflite", "fp32", [1.0, 1.2, 1.0], 15_000_000),
-            # Rounds 2 and 3 faster than round 1: per-round ratios 4.0, 4.8, 4.0 -> median 4.0.
-            _entry("tflite", "int8", [0.5, 0.5, 0.55], 9_000_000, new_tokens=7),
-            _entry("litert", "int8", [0.25, 0.3, 0.275], 9_000_000, steps=steps)]),
-        _bench_record("beta", [_entry("tensorflow", "tf", [1.4, 1.4, 1.4], 8_000_000),
-                               _entry("tflite", "int8", [0.7, 0.7, 0.7], 4_000_000)]),
+        _bench_record(
+            "alpha",
+            [
+                _entry("tensorflow", "tf", [2.0, 2.4, 2.2], 30_000_000),
+                _entry("tflite", "fp32", [1.0, 1.2, 1.0], 15_000_000),
+                # Rounds 2 and 3 faster than round 1: per-round ratios 4.0, 4.8, 4.0 -> median 4.0.
+                _entry("tflite", "int8", [0.5, 0.5, 0.55], 9_000_000, new_tokens=7),
+                _entry("litert", "int8", [0.25, 0.3, 0.275], 9_000_000, steps=steps),
+            ],
+        ),
+        _bench_record(
+            "beta",
+            [
+                _entry("tensorflow", "tf", [1.4, 1.4, 1.4], 8_000_000),
+                _entry("tflite", "int8", [0.7, 0.7, 0.7], 4_000_000),
+            ],
+        ),
     ]
     csv = _bench_csv(tmp_path, records)
     results = tmp_path / "results"
     fidelity = [
-        _json(results / "alpha" / "tflite" / "fidelity" / "fp32.json",
-              _fidelity("alpha", "fp32", 1.0, 20.0, 5.6001)),
-        _json(results / "alpha" / "tflite" / "fidelity" / "int8.json",
-              _fidelity("alpha", "int8", 0.8, 12.3, 5.67)),
+        _json(
+            results / "alpha" / "tflite" / "fidelity" / "fp32.json",
+            _fidelity("alpha", "fp32", 1.0, 20.0, 5.6001),
+        ),
+        _json(
+            results / "alpha" / "tflite" / "fidelity" / "int8.json",
+            _fidelity("alpha", "int8", 0.8, 12.3, 5.67),
+        ),
         # Scrambled weights: far from Keras.
-        _json(results / "alpha" / "litert" / "fidelity" / "int8.json",
-              _fidelity("alpha", "int8", 0.0, 0.2, 812.5, route="litert")),
+        _json(
+            results / "alpha" / "litert" / "fidelity" / "int8.json",
+            _fidelity("alpha", "int8", 0.0, 0.2, 812.5, route="litert"),
+        ),
     ]
     flex = ["RegexSplitWithOffsets", "UnsortedSegmentJoin"]
-    ops = [_json(results / "alpha" / "tflite" / "ops" / f"{v}.json", _ops("alpha", v, flex))
-           for v in ("fp32", "int8")]
+    ops = [
+        _json(results / "alpha" / "tflite" / "ops" / f"{v}.json", _ops("alpha", v, flex))
+        for v in ("fp32", "int8")
+    ]
     # Smoke reports carry no model name: it comes from results/<model>/<route>/smoke/<v>.json.
-    smoke = [_json(results / "beta" / "tflite" / "smoke" / "int8.json",
-                   {**_smoke("Estoy disfrutando de", "Estoy disfrutando de la playa"),
-                    "variant": "int8"})]
+    smoke = [
+        _json(
+            results / "beta" / "tflite" / "smoke" / "int8.json",
+            {**_smoke("Estoy disfrutando de", "Estoy disfrutando de la playa"), "variant": "int8"},
+        )
+    ]
     out_md, plot_dir = results / "summary.md", results / "plots"
-    summary.main(["--benchmarks", str(csv), "--fidelity", *fidelity,
-                  str(results / "*" / "fidelity" / "*.json"),  # an unmatched glob: skipped
-                  "--ops", *ops, "--smoke", *smoke, "--gates-json", json.dumps(GATES),
-                  "--out-md", str(out_md), "--plot-dir", str(plot_dir)])
+    summary.main(
+        [
+            "--benchmarks",
+            str(csv),
+            "--fidelity",
+            *fidelity,
+            str(results / "*" / "fidelity" / "*.json"),  # an unmatched glob: skipped
+            "--ops",
+            *ops,
+            "--smoke",
+            *smoke,
+            "--gates-json",
+            json.dumps(GATES),
+            "--out-md",
+            str(out_md),
+            "--plot-dir",
+            str(plot_dir),
+        ]
+    )
     text = out_md.read_text()
     alpha, beta = text.split("## alpha", 1)[1].split("## beta", 1)
     return {"text": text, "alpha": alpha, "beta": beta, "plot_dir": plot_dir}
@@ -123,8 +204,7 @@ def written(tmp_path):
 
 def test_benchmark_table_says_what_was_measured(written):
     alpha = written["alpha"].split("### Fidelity")[0]
-    assert ("Machine: Test CPU 9000; cores: 1 physical, 2 logical; threads per runtime: 2"
-            in alpha)
+    assert "Machine: Test CPU 9000; cores: 1 physical, 2 logical; threads per runtime: 2" in alpha
     # Speed-up: median of per-round ratios (2.0/1.0, 2.4/1.2, 2.2/1.0 -> 2.0, 2.0, 2.2).
     assert _row(alpha, "tflite/fp32")[6] == "2.00 (2.00-2.20)"
     assert _row(alpha, "tensorflow/tf")[6] == "1.00 (1.00-1.00)"
@@ -141,7 +221,11 @@ def test_benchmark_table_says_what_was_measured(written):
     assert codelab[9:12] == ["-", "-", "-"]
     rows = [line for line in alpha.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip() + "/" + r.split("|")[2].strip() for r in rows] == [
-        "tensorflow/tf", "tflite/fp32", "tflite/int8", "litert/int8"]
+        "tensorflow/tf",
+        "tflite/fp32",
+        "tflite/int8",
+        "litert/int8",
+    ]
 
 
 def test_fidelity_table_shows_gate_verdicts(written):
@@ -150,12 +234,16 @@ def test_fidelity_table_shows_gate_verdicts(written):
     # 1.25% from Keras and 12.3 leading tokens: within the int8 gates.
     assert _row(fidelity, "tflite/int8")[-1] == "pass"
     verdict = _row(fidelity, "litert/int8")[-1]
-    assert verdict == ("FAIL: 0.2 leading generated tokens agree with Keras on average (gate: "
-                       "at least 3.0); perplexity 812.5000 differs from Keras's 5.6000 by "
-                       "14408.93% (gate: at most 5.00%)")
-    assert ("Quality gates (config `quality_gates`): fp32: max_perplexity_relative_difference "
-            "0.001, min_exact_match_rate 1.0; int8: max_perplexity_relative_difference 0.05, "
-            "min_mean_leading_tokens_agree 3") in fidelity
+    assert verdict == (
+        "FAIL: 0.2 leading generated tokens agree with Keras on average (gate: "
+        "at least 3.0); perplexity 812.5000 differs from Keras's 5.6000 by "
+        "14408.93% (gate: at most 5.00%)"
+    )
+    assert (
+        "Quality gates (config `quality_gates`): fp32: max_perplexity_relative_difference "
+        "0.001, min_exact_match_rate 1.0; int8: max_perplexity_relative_difference 0.05, "
+        "min_mean_leading_tokens_agree 3"
+    ) in fidelity
     assert _row(fidelity, "tflite/int8")[2:4] == ["80.0%", "12.3 of 20.0"]
     assert "(no fidelity results yet)" in written["beta"]
 
@@ -179,16 +267,23 @@ def test_plot_labels_do_not_overlap(tmp_path):
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
 
-    entries = [_entry("tensorflow", "tf", [2.0, 2.1, 2.2], 12_000_000),
-               _entry("tflite", "fp32", [1.0, 1.05, 1.1], 6_000_000),
-               _entry("tflite", "fp16", [0.50, 0.51, 0.52], 3_100_000),
-               _entry("tflite", "int8", [0.49, 0.50, 0.51], 3_000_000),
-               _entry("litert", "int8", [0.48, 0.49, 0.50], 2_950_000),
-               _entry("litert", "int4", [0.47, 0.48, 0.49], 2_900_000)]
+    entries = [
+        _entry("tensorflow", "tf", [2.0, 2.1, 2.2], 12_000_000),
+        _entry("tflite", "fp32", [1.0, 1.05, 1.1], 6_000_000),
+        _entry("tflite", "fp16", [0.50, 0.51, 0.52], 3_100_000),
+        _entry("tflite", "int8", [0.49, 0.50, 0.51], 3_000_000),
+        _entry("litert", "int8", [0.48, 0.49, 0.50], 2_950_000),
+        _entry("litert", "int4", [0.47, 0.48, 0.49], 2_900_000),
+    ]
     csv = _bench_csv(tmp_path, [_bench_record("crowded", entries)])
     results = tmp_path / "results"
-    fidelity = [_json(results / "crowded" / "tflite" / "fidelity" / f"{v}.json",
-                      _fidelity("crowded", v, 0.9, 10.0, 5.7)) for v in ("fp16", "int8")]
+    fidelity = [
+        _json(
+            results / "crowded" / "tflite" / "fidelity" / f"{v}.json",
+            _fidelity("crowded", v, 0.9, 10.0, 5.7),
+        )
+        for v in ("fp16", "int8")
+    ]
     inputs = summary.load_inputs(str(csv), fidelity, gates=GATES)
     fig, ax, labels = summary.draw_model_plot(inputs, "crowded")
     try:
@@ -203,8 +298,9 @@ def test_plot_labels_do_not_overlap(tmp_path):
             assert not a.overlaps(b), (labels[i].get_text(), labels[j].get_text())
         legend = ax.get_legend().get_window_extent(renderer)
         assert not any(box.overlaps(legend) for box in boxes)
-        assert all(fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
-                   for box in boxes)
+        assert all(
+            fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1) for box in boxes
+        )
         texts = [label.get_text() for label in labels]
         assert any(re.match(r"tflite/int8\nexact 90%, ppl 5.70", t) for t in texts)
     finally:
@@ -212,11 +308,23 @@ def test_plot_labels_do_not_overlap(tmp_path):
 
 
 def test_summary_without_benchmarks(tmp_path):
-    smoke = _json(tmp_path / "results" / "gamma" / "tflite" / "smoke" / "fp32.json",
-                  {**_smoke("Hi", "Hi there"), "variant": "fp32"})
+    smoke = _json(
+        tmp_path / "results" / "gamma" / "tflite" / "smoke" / "fp32.json",
+        {**_smoke("Hi", "Hi there"), "variant": "fp32"},
+    )
     out_md = tmp_path / "summary.md"
-    summary.main(["--benchmarks", str(tmp_path / "missing.csv"), "--smoke", smoke,
-                  "--out-md", str(out_md), "--plot-dir", str(tmp_path / "plots")])
+    summary.main(
+        [
+            "--benchmarks",
+            str(tmp_path / "missing.csv"),
+            "--smoke",
+            smoke,
+            "--out-md",
+            str(out_md),
+            "--plot-dir",
+            str(tmp_path / "plots"),
+        ]
+    )
     text = out_md.read_text()
     assert "## gamma" in text and "(no benchmark results)" in text
     assert "(no fidelity results yet)" in text and "(no op audit results)" in text

@@ -13,8 +13,9 @@ import json
 
 import pytest
 
-from conftest import copy_default_config, run_snakemake
 from llm2tflite import architectures
+
+from conftest import copy_default_config, run_snakemake
 
 MODEL = "gpt2_124m_twin"
 
@@ -35,22 +36,28 @@ def test_twin_dag_runs_to_completion(tmp_path):
         flatbuffer = (results / "tflite" / f"{variant}.tflite").read_bytes()
         assert b"VarHandleOp" not in flatbuffer
         conversion = json.loads((results / "tflite" / f"{variant}.conversion.json").read_text())
-        print(f"convert {variant}: {conversion['convert_seconds']} s, peak RSS "
-              f"{conversion['peak_rss_mb']} MiB, {conversion['size_bytes'] / 1e6:.1f} MB")
+        print(
+            f"convert {variant}: {conversion['convert_seconds']} s, peak RSS "
+            f"{conversion['peak_rss_mb']} MiB, {conversion['size_bytes'] / 1e6:.1f} MB"
+        )
         smoke = json.loads((results / "tflite" / "smoke" / f"{variant}.json").read_text())
         assert smoke["passed"], smoke["failures"]
         for result in smoke["results"]:
             # Random weights: mechanics only. GPT-2's start token must not leak into the text.
             assert result["output"].startswith(result["prompt"]) and result["new_tokens"] >= 1
             assert "<|endoftext|>" not in result["output"]
-    assert all(r["equals_keras"] for r in json.loads(
-        (results / "tflite" / "smoke" / "fp32.json").read_text())["results"])
+    assert all(
+        r["equals_keras"]
+        for r in json.loads((results / "tflite" / "smoke" / "fp32.json").read_text())["results"]
+    )
 
     for variant in ("fp32", "int8"):
         fidelity = json.loads((results / "tflite" / "fidelity" / f"{variant}.json").read_text())
-        print(f"fidelity {variant}: exact match {fidelity['exact_match_rate']}, leading tokens "
-              f"{fidelity['mean_leading_tokens_agree']} of {fidelity['mean_keras_new_tokens']}, "
-              f"perplexity {fidelity['perplexity']} (Keras {fidelity['keras_perplexity']})")
+        print(
+            f"fidelity {variant}: exact match {fidelity['exact_match_rate']}, leading tokens "
+            f"{fidelity['mean_leading_tokens_agree']} of {fidelity['mean_keras_new_tokens']}, "
+            f"perplexity {fidelity['perplexity']} (Keras {fidelity['keras_perplexity']})"
+        )
         assert (results / "tflite" / "gate" / f"{variant}.json").is_file()
     record = json.loads((results / "bench.json").read_text())
     from llm2tflite.bench import format_record

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
 from llm2tflite import architectures
+
+from conftest import REPO, run_snakemake
 
 # The default config's models: a GPT-2 and a Llama, each trained by the workflow.
 MODELS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]
@@ -22,21 +23,38 @@ def test_default_run_builds_every_artifact(default_run, model):
     results = workdir / "results" / model
     tokenizer_files = architectures.for_model_source(MODELS[model]).tokenizer_files
     for relative in [
-        "corpus/train.txt", "corpus/heldout.txt", *(f"vocab/{f}" for f in tokenizer_files),
-        "preset/config.json", "train_metrics.json", "traced/saved_model.pb",
-        "tflite/fp32.tflite", "tflite/int8.tflite", "tflite/fp16.tflite", "reference/smoke.json",
-        "reference/fidelity.json", "bench.json",
-        *[f"tflite/{stage}/{variant}.json" for stage in ("smoke", "fidelity", "gate", "ops")
-          for variant in VARIANTS],
+        "corpus/train.txt",
+        "corpus/heldout.txt",
+        *(f"vocab/{f}" for f in tokenizer_files),
+        "preset/config.json",
+        "train_metrics.json",
+        "traced/saved_model.pb",
+        "tflite/fp32.tflite",
+        "tflite/int8.tflite",
+        "tflite/fp16.tflite",
+        "reference/smoke.json",
+        "reference/fidelity.json",
+        "bench.json",
+        *[
+            f"tflite/{stage}/{variant}.json"
+            for stage in ("smoke", "fidelity", "gate", "ops")
+            for variant in VARIANTS
+        ],
     ]:
         assert (results / relative).is_file(), relative
-    for relative in ["benchmarks.csv", "summary.md", f"plots/{model}.png", "manifest.json",
-                     "android/app/src/main/assets/autocomplete.tflite",
-                     "android/app/src/main/assets/autocomplete.json"]:
+    for relative in [
+        "benchmarks.csv",
+        "summary.md",
+        f"plots/{model}.png",
+        "manifest.json",
+        "android/app/src/main/assets/autocomplete.tflite",
+        "android/app/src/main/assets/autocomplete.json",
+    ]:
         assert (workdir / "results/reports/default" / relative).is_file(), relative
     # Quantization must shrink the model (int8 weights vs float32).
     assert (results / "tflite/int8.tflite").stat().st_size < 0.6 * (
-        results / "tflite/fp32.tflite").stat().st_size
+        results / "tflite/fp32.tflite"
+    ).stat().st_size
     # No temporary write left behind.
     assert not list(workdir.glob("results/**/.*.tmp-*"))
 
@@ -74,8 +92,10 @@ def test_new_tokens_are_the_generated_ids(default_run):
     workdir, _ = default_run
     results = workdir / "results/tiny"
     record = json.loads((results / "bench.json").read_text())
-    keras = {g["prompt"]: g for g in
-             json.loads((results / "reference/smoke.json").read_text())["generations"]}
+    keras = {
+        g["prompt"]: g
+        for g in json.loads((results / "reference/smoke.json").read_text())["generations"]
+    }
     max_length = json.loads((results / "traced/llm2tflite_export.json").read_text())["max_length"]
     for entry in record["entries"]:
         assert entry["new_tokens"] == len(entry["token_ids"]) - entry["prompt_tokens"] >= 1
@@ -90,7 +110,8 @@ def test_new_tokens_are_the_generated_ids(default_run):
     assert fp32["prompt_tokens"] + fp32["new_tokens"] < max_length - 1
     smoke = json.loads((results / "tflite/smoke/fp32.json").read_text())["results"]
     assert [r["new_tokens"] for r in smoke if r["prompt"] == record["prompt"]] == [
-        fp32["new_tokens"]]
+        fp32["new_tokens"]
+    ]
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -116,14 +137,16 @@ def test_fidelity_of_every_variant_meets_its_gates(default_run, model):
     workdir, _ = default_run
     config = yaml.safe_load((workdir / "config/config.yaml").read_text())
     for variant in VARIANTS:
-        fidelity = json.loads((workdir / f"results/{model}/tflite/fidelity/{variant}.json")
-                              .read_text())
+        fidelity = json.loads(
+            (workdir / f"results/{model}/tflite/fidelity/{variant}.json").read_text()
+        )
         gates = config["quality_gates"][variant]
         assert gate_failures(fidelity, gates) == []
-        assert fidelity["perplexity_relative_difference"] <= gates[
-            "max_perplexity_relative_difference"]
-        verdict = json.loads((workdir / f"results/{model}/tflite/gate/{variant}.json")
-                             .read_text())
+        assert (
+            fidelity["perplexity_relative_difference"]
+            <= gates["max_perplexity_relative_difference"]
+        )
+        verdict = json.loads((workdir / f"results/{model}/tflite/gate/{variant}.json").read_text())
         assert verdict["passed"] is True and verdict["gates"] == gates
     fp32 = json.loads((workdir / f"results/{model}/tflite/fidelity/fp32.json").read_text())
     assert fp32["exact_match_rate"] == 1.0
@@ -134,9 +157,11 @@ def test_fidelity_of_every_variant_meets_its_gates(default_run, model):
     summary = (workdir / "results/reports/default/summary.md").read_text()
     section = summary.split(f"## {model}\n")[1].split("\n## ")[0]
     fidelity_table = section.split("### Fidelity")[1].split("###")[0]
-    assert [line.rstrip(" |").rsplit("|", 1)[1].strip()
-            for line in fidelity_table.splitlines() if line.startswith("| tflite")] == [
-        "pass"] * len(VARIANTS)
+    assert [
+        line.rstrip(" |").rsplit("|", 1)[1].strip()
+        for line in fidelity_table.splitlines()
+        if line.startswith("| tflite")
+    ] == ["pass"] * len(VARIANTS)
 
 
 def test_benchmark_table_has_every_variant_and_the_baseline(default_run):
@@ -149,7 +174,11 @@ def test_benchmark_table_has_every_variant_and_the_baseline(default_run):
     assert sorted(table["model"].unique()) == sorted(MODELS)
     for model in MODELS:
         assert list(zip(*[table[table["model"] == model][c] for c in ("route", "variant")])) == [
-            ("tensorflow", "tf"), ("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8")]
+            ("tensorflow", "tf"),
+            ("tflite", "fp32"),
+            ("tflite", "fp16"),
+            ("tflite", "int8"),
+        ]
     assert (table["median_s"] > 0).all() and table["speedup_vs_tf"].notna().all()
     assert set(table["cpu_model"]) == {cpu_model()} and set(table["threads"]) == {2}
     # The codelab route cannot measure per-step figures: empty, not estimated.
@@ -179,7 +208,8 @@ def test_android_hand_off(default_run):
     workdir, _ = default_run
     assets = workdir / "results/reports/default/android/app/src/main/assets"
     assert (assets / "autocomplete.tflite").read_bytes() == (
-        workdir / "results/tiny/tflite/int8.tflite").read_bytes()
+        workdir / "results/tiny/tflite/int8.tflite"
+    ).read_bytes()
     description = json.loads((assets / "autocomplete.json").read_text())
     assert description["variant"] == "int8"
 
@@ -200,9 +230,12 @@ def scramble_largest_buffer(path, seed=0) -> str:
     data = bytearray(path.read_bytes())
     model = schema.Model.GetRootAs(data, 0)
     _, index = max((model.Buffers(i).DataLength(), i) for i in range(model.BuffersLength()))
-    readers = [model.Subgraphs(s).Tensors(t) for s in range(model.SubgraphsLength())
-               for t in range(model.Subgraphs(s).TensorsLength())
-               if model.Subgraphs(s).Tensors(t).Buffer() == index]
+    readers = [
+        model.Subgraphs(s).Tensors(t)
+        for s in range(model.SubgraphsLength())
+        for t in range(model.Subgraphs(s).TensorsLength())
+        if model.Subgraphs(s).Tensors(t).Buffer() == index
+    ]
     item_size = _ITEM_SIZE[readers[0].Type()]
     elements = model.Buffers(index).DataAsNumpy().reshape(-1, item_size)  # a view into data
     elements[:] = elements[np.random.default_rng(seed).permutation(len(elements))]
@@ -219,8 +252,9 @@ def test_a_scrambled_model_fails_its_quality_gate(default_run, tmp_path):
     size = model.stat().st_size
     scramble_largest_buffer(model)
     assert model.stat().st_size == size
-    completed = run_snakemake(copy, "--cores", "2", "results/tiny/tflite/gate/int8.json",
-                              check=False)
+    completed = run_snakemake(
+        copy, "--cores", "2", "results/tiny/tflite/gate/int8.json", check=False
+    )
     output = completed.stdout + completed.stderr
     assert completed.returncode != 0, output[-3000:]
     reasons = [line for line in output.splitlines() if "quality gate FAILED" in line]

@@ -44,7 +44,8 @@ def by_name(name: str) -> Architecture:
         return BY_NAME[name]
     except KeyError:
         raise UnsupportedArchitectureError(
-            f"unsupported architecture {name!r}; supported: {supported()}") from None
+            f"unsupported architecture {name!r}; supported: {supported()}"
+        ) from None
 
 
 def by_class_name(class_name: str) -> Architecture:
@@ -90,13 +91,15 @@ def for_preset(preset: str) -> tuple[Architecture, dict | None]:
         if class_name is None:
             raise UnsupportedArchitectureError(
                 f"{preset!r} has no task.json: not a KerasHub causal LM preset directory "
-                "(save one with causal_lm.save_to_preset(DIR))")
+                "(save one with causal_lm.save_to_preset(DIR))"
+            )
         return by_class_name(class_name), preset_backbone_config(preset)
     presets = known_presets()
     if preset not in presets:
         raise UnsupportedArchitectureError(
             f"unknown KerasHub preset {preset!r}; known presets of the supported families: "
-            f"{', '.join(sorted(presets))}")
+            f"{', '.join(sorted(presets))}"
+        )
     family = presets[preset]
     return family, dict(family.presets[preset])
 

@@ -77,8 +77,10 @@ class Architecture:
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - set(self.train_model_defaults))
         if unknown:
-            raise ValueError(f"{self.name}: unknown model setting(s) {unknown}; known: "
-                             f"{sorted(self.train_model_defaults)}")
+            raise ValueError(
+                f"{self.name}: unknown model setting(s) {unknown}; known: "
+                f"{sorted(self.train_model_defaults)}"
+            )
         return {**self.train_model_defaults, **overrides}
 
     def semantic_errors(self, model_config: Mapping, where: str) -> list[str]:
@@ -110,8 +112,9 @@ class Architecture:
         packs (no end token). The default is the preprocessor's StartEndPacker."""
 
         def pack(token_ids, sequence_length):
-            return preprocessor.packer(token_ids, sequence_length=sequence_length,
-                                       add_end_value=False)
+            return preprocessor.packer(
+                token_ids, sequence_length=sequence_length, add_end_value=False
+            )
 
         return pack
 

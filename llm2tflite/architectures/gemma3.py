@@ -31,12 +31,21 @@ from llm2tflite.architectures.base import Architecture, KVCacheShape
 # passes for a Flax Gemma 3 config without vision encoder. No soft caps (final_logit_softcap
 # and attn_logits_soft_cap are None in every Gemma 3 config), query/key norm, post-attention and
 # post-MLP norms, sliding windows on, epsilon 1e-6.
-_TEXT = dict(image_size=None, query_head_dim_normalize=True, use_query_key_norm=True,
-             use_post_ffw_norm=True, use_post_attention_norm=True,
-             attention_logit_soft_cap=None, final_logit_soft_cap=None,
-             use_sliding_window_attention=True, local_rope_scaling_factor=1.0,
-             global_rope_scaling_factor=1.0, vision_encoder=None, layer_norm_epsilon=1e-6,
-             dropout=0)
+_TEXT = dict(
+    image_size=None,
+    query_head_dim_normalize=True,
+    use_query_key_norm=True,
+    use_post_ffw_norm=True,
+    use_post_attention_norm=True,
+    attention_logit_soft_cap=None,
+    final_logit_soft_cap=None,
+    use_sliding_window_attention=True,
+    local_rope_scaling_factor=1.0,
+    global_rope_scaling_factor=1.0,
+    vision_encoder=None,
+    layer_norm_epsilon=1e-6,
+    dropout=0,
+)
 
 # The Flax configs the presets were converted from (google-deepmind/gemma, gemma/gm/nn/_gemma.py:
 # Gemma3_270M, Gemma3_1B, Gemma3_4B, Gemma3_12B, Gemma3_27B; layer counts from the same file and
@@ -44,22 +53,65 @@ _TEXT = dict(image_size=None, query_head_dim_normalize=True, use_query_key_norm=
 # hidden_dim -> intermediate_dim, num_heads/num_kv_heads/head_dim, sliding_window_size,
 # global_scale_factor -> global_rope_scaling_factor, query_pre_attn_norm
 # BY_ONE_OVER_SQRT_EMBED_DIM_DIV_NUM_HEADS -> query_head_dim_normalize=False (27B).
-_GEMMA3_270M = dict(_TEXT, vocabulary_size=262_144, num_layers=18, num_query_heads=4,
-                    num_key_value_heads=1, hidden_dim=640, intermediate_dim=2048, head_dim=256,
-                    sliding_window_size=512)
-_GEMMA3_1B = dict(_TEXT, vocabulary_size=262_144, num_layers=26, num_query_heads=4,
-                  num_key_value_heads=1, hidden_dim=1152, intermediate_dim=6 * 1152, head_dim=256,
-                  sliding_window_size=512)
-_GEMMA3_4B = dict(_TEXT, vocabulary_size=262_144, num_layers=34, num_query_heads=8,
-                  num_key_value_heads=4, hidden_dim=2560, intermediate_dim=2560 * 8 // 2,
-                  head_dim=256, sliding_window_size=1024, global_rope_scaling_factor=8.0)
-_GEMMA3_12B = dict(_TEXT, vocabulary_size=262_144, num_layers=48, num_query_heads=16,
-                   num_key_value_heads=8, hidden_dim=30 * 128, intermediate_dim=8 * 30 * 128 // 2,
-                   head_dim=256, sliding_window_size=1024, global_rope_scaling_factor=8.0)
-_GEMMA3_27B = dict(_TEXT, vocabulary_size=262_144, num_layers=62, num_query_heads=32,
-                   num_key_value_heads=16, hidden_dim=5376, intermediate_dim=5376 * 8 // 2,
-                   head_dim=128, sliding_window_size=1024, global_rope_scaling_factor=8.0,
-                   query_head_dim_normalize=False)
+_GEMMA3_270M = dict(
+    _TEXT,
+    vocabulary_size=262_144,
+    num_layers=18,
+    num_query_heads=4,
+    num_key_value_heads=1,
+    hidden_dim=640,
+    intermediate_dim=2048,
+    head_dim=256,
+    sliding_window_size=512,
+)
+_GEMMA3_1B = dict(
+    _TEXT,
+    vocabulary_size=262_144,
+    num_layers=26,
+    num_query_heads=4,
+    num_key_value_heads=1,
+    hidden_dim=1152,
+    intermediate_dim=6 * 1152,
+    head_dim=256,
+    sliding_window_size=512,
+)
+_GEMMA3_4B = dict(
+    _TEXT,
+    vocabulary_size=262_144,
+    num_layers=34,
+    num_query_heads=8,
+    num_key_value_heads=4,
+    hidden_dim=2560,
+    intermediate_dim=2560 * 8 // 2,
+    head_dim=256,
+    sliding_window_size=1024,
+    global_rope_scaling_factor=8.0,
+)
+_GEMMA3_12B = dict(
+    _TEXT,
+    vocabulary_size=262_144,
+    num_layers=48,
+    num_query_heads=16,
+    num_key_value_heads=8,
+    hidden_dim=30 * 128,
+    intermediate_dim=8 * 30 * 128 // 2,
+    head_dim=256,
+    sliding_window_size=1024,
+    global_rope_scaling_factor=8.0,
+)
+_GEMMA3_27B = dict(
+    _TEXT,
+    vocabulary_size=262_144,
+    num_layers=62,
+    num_query_heads=32,
+    num_key_value_heads=16,
+    hidden_dim=5376,
+    intermediate_dim=5376 * 8 // 2,
+    head_dim=128,
+    sliding_window_size=1024,
+    global_rope_scaling_factor=8.0,
+    query_head_dim_normalize=False,
+)
 
 # Gemma 3's SentencePiece vocabulary (google-deepmind/gemma, gemma/gm/text/_tokenizer.py,
 # _Gemma3SpecialTokens): <pad> 0, <eos> 1, <bos> 2, <unk> 3, <mask> 4, [multimodal] 5,
@@ -78,14 +130,23 @@ class Gemma3(Architecture):
     # trains a SentencePiece model with Gemma's special-piece layout on its corpus.
     twin_tokenizer = "trained"
     sentencepiece_layout = {
-        "pad_id": 0, "pad_piece": "<pad>",
-        "eos_id": 1, "eos_piece": "<eos>",
-        "bos_id": 2, "bos_piece": "<bos>",
-        "unk_id": 3, "unk_piece": "<unk>",
+        "pad_id": 0,
+        "pad_piece": "<pad>",
+        "eos_id": 1,
+        "eos_piece": "<eos>",
+        "bos_id": 2,
+        "bos_piece": "<bos>",
+        "unk_id": 3,
+        "unk_piece": "<unk>",
         # Typed USER_DEFINED, as in Gemma's vocabulary: a chat template's "<start_of_turn>"
         # written in the text encodes to its single id.
-        "user_defined_symbols": ("<mask>", "[multimodal]", *_UNUSED_PIECES, START_OF_TURN,
-                                 END_OF_TURN),
+        "user_defined_symbols": (
+            "<mask>",
+            "[multimodal]",
+            *_UNUSED_PIECES,
+            START_OF_TURN,
+            END_OF_TURN,
+        ),
         "add_dummy_prefix": False,
     }
     # Gemma3Backbone arguments of KerasHub 0.31's text-only Gemma 3 causal-LM presets (the
@@ -184,14 +245,19 @@ class Gemma3(Architecture):
             raise ValueError("gemma3: embedding models are not causal LMs")
         d, f = backbone_config["hidden_dim"], backbone_config["intermediate_dim"]
         head_dim = backbone_config["head_dim"]
-        heads, kv_heads = (backbone_config["num_query_heads"],
-                           backbone_config["num_key_value_heads"])
+        heads, kv_heads = (
+            backbone_config["num_query_heads"],
+            backbone_config["num_key_value_heads"],
+        )
         attention = 2 * d * heads * head_dim + 2 * d * kv_heads * head_dim
         if backbone_config.get("use_query_key_norm", True):
             attention += 2 * head_dim
         gated_mlp = 3 * d * f
-        norms = d * (2 + bool(backbone_config.get("use_post_attention_norm", False))
-                     + bool(backbone_config.get("use_post_ffw_norm", False)))
+        norms = d * (
+            2
+            + bool(backbone_config.get("use_post_attention_norm", False))
+            + bool(backbone_config.get("use_post_ffw_norm", False))
+        )
         per_layer = attention + gated_mlp + norms
         embedding = backbone_config["vocabulary_size"] * d  # tied: one table
         return embedding + backbone_config["num_layers"] * per_layer + d
@@ -204,12 +270,16 @@ class Gemma3(Architecture):
         heads, kv_heads = model["num_query_heads"], model["num_key_value_heads"]
         errors = []
         if model["head_dim"] % 2:
-            errors.append(f"{where}.head_dim: {model['head_dim']} must be even (rotary "
-                          "embeddings rotate pairs)")
+            errors.append(
+                f"{where}.head_dim: {model['head_dim']} must be even (rotary "
+                "embeddings rotate pairs)"
+            )
         if heads % kv_heads:
-            errors.append(f"{where}.num_query_heads: {heads} is not a multiple of "
-                          f"num_key_value_heads {kv_heads} (grouped-query attention shares each "
-                          "key/value head among a whole number of query heads)")
+            errors.append(
+                f"{where}.num_query_heads: {heads} is not a multiple of "
+                f"num_key_value_heads {kv_heads} (grouped-query attention shares each "
+                "key/value head among a whole number of query heads)"
+            )
         return errors
 
     # ---- heavy ----------------------------------------------------------------------------------
@@ -233,7 +303,8 @@ class Gemma3(Architecture):
 
         # No image converter: the text-only preprocessor (token_ids and padding_mask only).
         preprocessor = keras_hub.models.Gemma3CausalLMPreprocessor(
-            tokenizer, sequence_length=sequence_length)
+            tokenizer, sequence_length=sequence_length
+        )
         config = {"image_size": None, **backbone_config}
         backbone = keras_hub.models.Gemma3Backbone(**config)
         return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=preprocessor)
@@ -262,8 +333,12 @@ class Gemma3(Architecture):
         from keras_hub.layers import StartEndPacker
 
         tokenizer = preprocessor.tokenizer
-        packer = StartEndPacker(sequence_length=None, start_value=tokenizer.start_token_id,
-                                pad_value=tokenizer.pad_token_id, return_padding_mask=True)
+        packer = StartEndPacker(
+            sequence_length=None,
+            start_value=tokenizer.start_token_id,
+            pad_value=tokenizer.pad_token_id,
+            return_padding_mask=True,
+        )
 
         def pack(token_ids, sequence_length):
             return packer(token_ids, sequence_length=sequence_length)
@@ -290,16 +365,21 @@ class Gemma3(Architecture):
         from keras_hub.models import Gemma3CausalLM
 
         model_class = type(causal_lm)
-        if (model_class.call_with_cache is not Gemma3CausalLM.call_with_cache
-                or model_class._build_cache is not Gemma3CausalLM._build_cache):
+        if (
+            model_class.call_with_cache is not Gemma3CausalLM.call_with_cache
+            or model_class._build_cache is not Gemma3CausalLM._build_cache
+        ):
             yield
             return
         call_with_cache = _call_with_builtin_cache_slices(causal_lm)
         # Instance attributes shadow the methods for generate_step; set through
         # object.__setattr__ so Keras does not track the functions as layer attributes.
         object.__setattr__(causal_lm, "call_with_cache", call_with_cache)
-        object.__setattr__(causal_lm, "_build_cache",
-                           _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length))
+        object.__setattr__(
+            causal_lm,
+            "_build_cache",
+            _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length),
+        )
         try:
             yield
         finally:
@@ -310,9 +390,12 @@ class Gemma3(Architecture):
 
     def litert_cache_shapes(self, causal_lm):
         backbone = _text_backbone(causal_lm)
-        return [KVCacheShape(kv_heads=layer.attention.num_key_value_heads,
-                             head_dim=layer.attention.head_dim)
-                for layer in backbone.transformer_layers]
+        return [
+            KVCacheShape(
+                kv_heads=layer.attention.num_key_value_heads, head_dim=layer.attention.head_dim
+            )
+            for layer in backbone.transformer_layers
+        ]
 
     def litert_decoder(self, causal_lm, token_ids, input_pos, mask, kv_caches):
         """Gemma3Backbone's forward pass with each layer's attention over the external cache.
@@ -362,7 +445,8 @@ class Gemma3(Architecture):
             key = rotary._apply_rotary_pos_emb(key, cos, sin)
             key_cache = litert_ops.update_cache(key_cache, key, start)
             value_cache = litert_ops.update_cache(
-                value_cache, attention.value_dense(normalized), start)
+                value_cache, attention.value_dense(normalized), start
+            )
             layer_mask = mask
             window = attention.sliding_window_size
             if attention.use_sliding_window_attention and cache_length > window:
@@ -373,8 +457,9 @@ class Gemma3(Architecture):
                 scale = 1.0 / math.sqrt(attention.head_dim)
             else:
                 scale = 1.0 / math.sqrt(attention.hidden_dim // attention.num_query_heads)
-            attended = litert_ops.attention(query, key_cache, value_cache, layer_mask, scale,
-                                            soft_cap=attention.logit_soft_cap)
+            attended = litert_ops.attention(
+                query, key_cache, value_cache, layer_mask, scale, soft_cap=attention.logit_soft_cap
+            )
             attended = attention.output_dense(attended)
             if layer.use_post_attention_norm:
                 attended = layer.post_attention_norm(attended)
@@ -398,11 +483,11 @@ def _text_backbone(causal_lm):
     """The backbone, checked to be what the LiteRT forward pass mirrors: text-only, causal."""
     backbone = causal_lm.backbone
     if backbone.vision_encoder is not None:
-        raise ValueError("gemma3: the LiteRT route exports text-only models (this backbone has "
-                         "a vision encoder)")
+        raise ValueError(
+            "gemma3: the LiteRT route exports text-only models (this backbone has a vision encoder)"
+        )
     if backbone.use_bidirectional_attention or backbone.is_embedding_model:
-        raise ValueError("gemma3: an embedding model (bidirectional attention) is not a "
-                         "causal LM")
+        raise ValueError("gemma3: an embedding model (bidirectional attention) is not a causal LM")
     return backbone
 
 
@@ -424,8 +509,10 @@ def _rotary_cos_sin(rotary, input_pos, head_dim):
     positions = ops.cast(input_pos, "float32")
     freq = ops.multiply(positions[:, None], inverse_freq[None, :])  # [T, head_dim / 2]
     embedding = ops.concatenate([freq, freq], axis=-1)[None, :, None, :]
-    return (ops.cast(ops.cos(embedding), rotary.compute_dtype),
-            ops.cast(ops.sin(embedding), rotary.compute_dtype))
+    return (
+        ops.cast(ops.cos(embedding), rotary.compute_dtype),
+        ops.cast(ops.sin(embedding), rotary.compute_dtype),
+    )
 
 
 def _gelu_tanh(x):
@@ -466,9 +553,16 @@ def _call_with_builtin_cache_slices(causal_lm):
 
     backbone = causal_lm.backbone
 
-    def call_with_cache(token_ids, cache, cache_update_index, img_embeddings=None,
-                        vision_mask=None, padding_mask=None, vision_indices=None,
-                        cache_update_mask=None):
+    def call_with_cache(
+        token_ids,
+        cache,
+        cache_update_index,
+        img_embeddings=None,
+        vision_mask=None,
+        padding_mask=None,
+        vision_indices=None,
+        cache_update_mask=None,
+    ):
         if img_embeddings is not None:
             raise ValueError("gemma3: the codelab route traces text-only generation")
         x = backbone.token_embedding(token_ids)
@@ -519,11 +613,18 @@ def _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length):
         if img_embeddings is not None:
             raise ValueError("gemma3: the codelab route traces text-only generation")
         batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        shape = [batch_size, backbone.num_layers, 2, max_length, backbone.num_key_value_heads,
-                 backbone.head_dim]
+        shape = [
+            batch_size,
+            backbone.num_layers,
+            2,
+            max_length,
+            backbone.num_key_value_heads,
+            backbone.head_dim,
+        ]
         cache = ops.zeros(shape, dtype=causal_lm.compute_dtype)
         _, hidden_states, cache = call_with_cache(
-            token_ids[:, :prompt_length], cache, 0, padding_mask=padding_mask)
+            token_ids[:, :prompt_length], cache, 0, padding_mask=padding_mask
+        )
         hidden_states = ops.pad(hidden_states, [[0, 0], [0, max_length - prompt_length], [0, 0]])
         return hidden_states, cache
 

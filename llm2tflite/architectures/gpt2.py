@@ -14,8 +14,15 @@ from collections.abc import Mapping
 
 from llm2tflite.architectures.base import Architecture, KVCacheShape
 
-_BASE = dict(vocabulary_size=50257, num_layers=12, num_heads=12, hidden_dim=768,
-             intermediate_dim=3072, max_sequence_length=1024, dropout=0.1)
+_BASE = dict(
+    vocabulary_size=50257,
+    num_layers=12,
+    num_heads=12,
+    hidden_dim=768,
+    intermediate_dim=3072,
+    max_sequence_length=1024,
+    dropout=0.1,
+)
 
 
 class GPT2(Architecture):
@@ -29,12 +36,15 @@ class GPT2(Architecture):
     presets = {
         "gpt2_base_en": _BASE,
         "gpt2_base_en_cnn_dailymail": _BASE,
-        "gpt2_medium_en": dict(_BASE, num_layers=24, num_heads=16, hidden_dim=1024,
-                               intermediate_dim=4096),
-        "gpt2_large_en": dict(_BASE, num_layers=36, num_heads=20, hidden_dim=1280,
-                              intermediate_dim=5120),
-        "gpt2_extra_large_en": dict(_BASE, num_layers=48, num_heads=25, hidden_dim=1600,
-                                    intermediate_dim=6400),
+        "gpt2_medium_en": dict(
+            _BASE, num_layers=24, num_heads=16, hidden_dim=1024, intermediate_dim=4096
+        ),
+        "gpt2_large_en": dict(
+            _BASE, num_layers=36, num_heads=20, hidden_dim=1280, intermediate_dim=5120
+        ),
+        "gpt2_extra_large_en": dict(
+            _BASE, num_layers=48, num_heads=25, hidden_dim=1600, intermediate_dim=6400
+        ),
     }
     # keras_hub/src/models/gpt2/gpt2_presets.py, "params".
     preset_parameters = {
@@ -72,15 +82,18 @@ class GPT2(Architecture):
         feedforward = 2 * d * f + f + d
         layer_norms = 2 * 2 * d
         per_layer = attention + feedforward + layer_norms
-        embeddings = (backbone_config["vocabulary_size"]
-                      + backbone_config["max_sequence_length"]) * d
+        embeddings = (
+            backbone_config["vocabulary_size"] + backbone_config["max_sequence_length"]
+        ) * d
         return embeddings + backbone_config["num_layers"] * per_layer + 2 * d
 
     def semantic_errors(self, model_config: Mapping, where: str) -> list[str]:
         model = self.train_model_config(model_config)
         if model["hidden_dim"] % model["num_heads"]:
-            return [f"{where}.hidden_dim: {model['hidden_dim']} is not a multiple of num_heads "
-                    f"{model['num_heads']}; change one of them"]
+            return [
+                f"{where}.hidden_dim: {model['hidden_dim']} is not a multiple of num_heads "
+                f"{model['num_heads']}; change one of them"
+            ]
         return []
 
     def load_tokenizer(self, tokenizer_dir):
@@ -97,7 +110,8 @@ class GPT2(Architecture):
         import keras_hub
 
         preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
-            tokenizer, sequence_length=sequence_length)
+            tokenizer, sequence_length=sequence_length
+        )
         backbone = keras_hub.models.GPT2Backbone(**backbone_config)
         return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
 
@@ -116,16 +130,21 @@ class GPT2(Architecture):
         from keras_hub.models import GPT2CausalLM
 
         model_class = type(causal_lm)
-        if (model_class.call_with_cache is not GPT2CausalLM.call_with_cache
-                or model_class._build_cache is not GPT2CausalLM._build_cache):
+        if (
+            model_class.call_with_cache is not GPT2CausalLM.call_with_cache
+            or model_class._build_cache is not GPT2CausalLM._build_cache
+        ):
             yield
             return
         call_with_cache = _call_with_builtin_cache_slices(causal_lm)
         # Instance attributes shadow the methods for generate_step; set through
         # object.__setattr__ so Keras does not track the functions as layer attributes.
         object.__setattr__(causal_lm, "call_with_cache", call_with_cache)
-        object.__setattr__(causal_lm, "_build_cache",
-                           _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length))
+        object.__setattr__(
+            causal_lm,
+            "_build_cache",
+            _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length),
+        )
         try:
             yield
         finally:
@@ -136,8 +155,10 @@ class GPT2(Architecture):
 
     def litert_cache_shapes(self, causal_lm):
         return [
-            KVCacheShape(kv_heads=layer._self_attention_layer._num_heads,
-                         head_dim=layer._self_attention_layer._key_dim)
+            KVCacheShape(
+                kv_heads=layer._self_attention_layer._num_heads,
+                head_dim=layer._self_attention_layer._key_dim,
+            )
             for layer in _decoder_layers(causal_lm)
         ]
 
@@ -164,8 +185,9 @@ class GPT2(Architecture):
             query = attention._query_dense(x)
             key_cache = litert_ops.update_cache(key_cache, attention._key_dense(x), start)
             value_cache = litert_ops.update_cache(value_cache, attention._value_dense(x), start)
-            x = litert_ops.attention(query, key_cache, value_cache, mask,
-                                     scale=attention._inverse_sqrt_key_dim)
+            x = litert_ops.attention(
+                query, key_cache, value_cache, mask, scale=attention._inverse_sqrt_key_dim
+            )
             x = attention._output_dense(x) + residual
             residual = x
             x = layer._feedforward_layer_norm(x)
@@ -186,7 +208,8 @@ def _decoder_layers(causal_lm):
         if not layer.normalize_first or layer._cross_attention_layer is not None:
             raise ValueError(
                 f"{layer.name}: the LiteRT export mirrors GPT-2's pre-norm decoder layer without "
-                "cross-attention; this layer differs")
+                "cross-attention; this layer differs"
+            )
     return layers
 
 

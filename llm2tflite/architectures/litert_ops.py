@@ -80,8 +80,12 @@ def attention(query, key_cache, value_cache, mask, scale, soft_cap=None):
 
 # What ``rotary_cos_sin`` mirrors: RotaryEmbedding.call with ``positions`` (KerasHub 0.31). A
 # subclass that overrides one of these computes something else: refused rather than guessed.
-_ROTARY_METHODS_MIRRORED = ("call", "_compute_cos_sin_embedding", "_compute_positions",
-                            "_apply_rotary_pos_emb")
+_ROTARY_METHODS_MIRRORED = (
+    "call",
+    "_compute_cos_sin_embedding",
+    "_compute_positions",
+    "_apply_rotary_pos_emb",
+)
 # Layer settings that change nothing in the computation (see rotary_key).
 _ROTARY_CONFIG_IGNORED = ("name", "trainable")
 
@@ -91,19 +95,31 @@ def _check_rotary_layer(rotary_layer):
 
     if not isinstance(rotary_layer, RotaryEmbedding):
         raise TypeError(f"{type(rotary_layer).__name__} is not a KerasHub RotaryEmbedding")
-    changed = [name for name in _ROTARY_METHODS_MIRRORED
-               if getattr(type(rotary_layer), name) is not getattr(RotaryEmbedding, name)]
+    changed = [
+        name
+        for name in _ROTARY_METHODS_MIRRORED
+        if getattr(type(rotary_layer), name) is not getattr(RotaryEmbedding, name)
+    ]
     if changed:
-        raise ValueError(f"{type(rotary_layer).__name__} overrides RotaryEmbedding.{changed[0]}: "
-                         "the LiteRT route's rotary_cos_sin does not know its computation")
+        raise ValueError(
+            f"{type(rotary_layer).__name__} overrides RotaryEmbedding.{changed[0]}: "
+            "the LiteRT route's rotary_cos_sin does not know its computation"
+        )
 
 
 def rotary_key(rotary_layer):
     """Hashable settings of a rotary layer: equal keys, equal cos/sin at the same positions."""
     config = rotary_layer.get_config()
-    return (type(rotary_layer).__name__,
-            tuple(sorted((key, repr(value)) for key, value in config.items()
-                         if key not in _ROTARY_CONFIG_IGNORED)))
+    return (
+        type(rotary_layer).__name__,
+        tuple(
+            sorted(
+                (key, repr(value))
+                for key, value in config.items()
+                if key not in _ROTARY_CONFIG_IGNORED
+            )
+        ),
+    )
 
 
 def rotary_cos_sin(rotary_layer, input_pos, head_dim: int):
@@ -131,18 +147,25 @@ def rotary_cos_sin(rotary_layer, input_pos, head_dim: int):
     inverse_freq = rotary_layer._get_inverse_freq(head_dim)  # [head_dim / 2], float32
     positions = ops.cast(input_pos, "float32")
     yarn = rotary_layer.rope_type == "yarn"
-    if yarn and rotary_layer.truncate and (
-            rotary_layer.original_max_position_embeddings is not None):
+    if (
+        yarn
+        and rotary_layer.truncate
+        and (rotary_layer.original_max_position_embeddings is not None)
+    ):
         positions = ops.minimum(
-            positions, ops.cast(rotary_layer.original_max_position_embeddings, "float32"))
+            positions, ops.cast(rotary_layer.original_max_position_embeddings, "float32")
+        )
     angles = ops.multiply(positions[:, None], inverse_freq[None, :])  # [T, head_dim / 2]
     angles = ops.concatenate([angles, angles], axis=-1)[None, :, None, :]
     cos = ops.cast(ops.cos(angles), dtype)
     sin = ops.cast(ops.sin(angles), dtype)
     if yarn:
-        factor = ops.add(ops.multiply(ops.cast(0.1, dtype),
-                                      ops.log(ops.cast(rotary_layer.scaling_factor, dtype))),
-                         ops.cast(1.0, dtype))
+        factor = ops.add(
+            ops.multiply(
+                ops.cast(0.1, dtype), ops.log(ops.cast(rotary_layer.scaling_factor, dtype))
+            ),
+            ops.cast(1.0, dtype),
+        )
         cos, sin = cos * factor, sin * factor
     return cos, sin
 
@@ -153,10 +176,13 @@ def apply_rotary(rotary_layer, x, cos, sin):
     _check_rotary_layer(rotary_layer)
     rank = len(x.shape)
     if (rotary_layer.sequence_axis % rank, rotary_layer.feature_axis % rank) != (1, rank - 1):
-        raise ValueError(f"{rotary_layer.name}: sequence axis {rotary_layer.sequence_axis}, "
-                         f"feature axis {rotary_layer.feature_axis}; apply_rotary takes "
-                         "[1, T, heads, head_dim]")
+        raise ValueError(
+            f"{rotary_layer.name}: sequence axis {rotary_layer.sequence_axis}, "
+            f"feature axis {rotary_layer.feature_axis}; apply_rotary takes "
+            "[1, T, heads, head_dim]"
+        )
     if x.shape[-1] != cos.shape[-1]:
-        raise ValueError(f"rotary cos/sin of size {cos.shape[-1]} for features of size "
-                         f"{x.shape[-1]}")
+        raise ValueError(
+            f"rotary cos/sin of size {cos.shape[-1]} for features of size {x.shape[-1]}"
+        )
     return rotary_layer._apply_rotary_pos_emb(x, cos, sin)

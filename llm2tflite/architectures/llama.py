@@ -20,9 +20,16 @@ from llm2tflite.architectures.base import Architecture, KVCacheShape
 
 # Llama 2 7B (Meta's params.json and the Hugging Face config KerasHub converted its presets from):
 # untied input/output embeddings, multi-head attention (as many key/value heads as query heads).
-_LLAMA2_7B = dict(vocabulary_size=32000, num_layers=32, num_query_heads=32,
-                  num_key_value_heads=32, hidden_dim=4096, intermediate_dim=11008,
-                  rope_max_wavelength=10000, layer_norm_epsilon=1e-5)
+_LLAMA2_7B = dict(
+    vocabulary_size=32000,
+    num_layers=32,
+    num_query_heads=32,
+    num_key_value_heads=32,
+    hidden_dim=4096,
+    intermediate_dim=11008,
+    rope_max_wavelength=10000,
+    layer_norm_epsilon=1e-5,
+)
 
 
 class Llama(Architecture):
@@ -34,8 +41,13 @@ class Llama(Architecture):
     # vocabulary has <unk> = 0, <s> = 1, </s> = 2 and no padding piece (SentencePiece's
     # defaults). Padding then reads as <unk>, never as end-of-text, and with byte fallback no
     # text ever encodes to <unk>.
-    sentencepiece_layout = {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1,
-                            "add_dummy_prefix": True}
+    sentencepiece_layout = {
+        "unk_id": 0,
+        "bos_id": 1,
+        "eos_id": 2,
+        "pad_id": -1,
+        "add_dummy_prefix": True,
+    }
     # LlamaBackbone arguments of KerasHub's float Llama presets. Its `_int8` presets (same
     # architecture, int8 weights) publish counts that include the quantization scales (e.g.
     # llama2_7b_en_int8: 6,739,839,488 = 6,738,415,616 + one scale per output channel of every
@@ -86,8 +98,10 @@ class Llama(Architecture):
         No biases anywhere; one RMSNorm scale vector before attention, one before the MLP.
         """
         d, f = backbone_config["hidden_dim"], backbone_config["intermediate_dim"]
-        heads, kv_heads = (backbone_config["num_query_heads"],
-                           backbone_config["num_key_value_heads"])
+        heads, kv_heads = (
+            backbone_config["num_query_heads"],
+            backbone_config["num_key_value_heads"],
+        )
         head_dim = d // heads
         attention = 2 * d * heads * head_dim + 2 * d * kv_heads * head_dim  # q, o; k, v
         gated_mlp = 3 * d * f  # gate, up (intermediate) and down (output) projections
@@ -101,19 +115,28 @@ class Llama(Architecture):
 
     def semantic_errors(self, model_config: Mapping, where: str) -> list[str]:
         model = self.train_model_config(model_config)
-        d, heads, kv_heads = (model["hidden_dim"], model["num_query_heads"],
-                              model["num_key_value_heads"])
+        d, heads, kv_heads = (
+            model["hidden_dim"],
+            model["num_query_heads"],
+            model["num_key_value_heads"],
+        )
         errors = []
         if d % heads:
-            errors.append(f"{where}.hidden_dim: {d} is not a multiple of num_query_heads "
-                          f"{heads}; change one of them")
+            errors.append(
+                f"{where}.hidden_dim: {d} is not a multiple of num_query_heads "
+                f"{heads}; change one of them"
+            )
         elif (d // heads) % 2:
-            errors.append(f"{where}.hidden_dim: the head size hidden_dim / num_query_heads = "
-                          f"{d // heads} must be even (rotary embeddings rotate pairs)")
+            errors.append(
+                f"{where}.hidden_dim: the head size hidden_dim / num_query_heads = "
+                f"{d // heads} must be even (rotary embeddings rotate pairs)"
+            )
         if heads % kv_heads:
-            errors.append(f"{where}.num_query_heads: {heads} is not a multiple of "
-                          f"num_key_value_heads {kv_heads} (grouped-query attention shares each "
-                          "key/value head among a whole number of query heads)")
+            errors.append(
+                f"{where}.num_query_heads: {heads} is not a multiple of "
+                f"num_key_value_heads {kv_heads} (grouped-query attention shares each "
+                "key/value head among a whole number of query heads)"
+            )
         return errors
 
     def load_tokenizer(self, tokenizer_dir):
@@ -130,7 +153,8 @@ class Llama(Architecture):
         import keras_hub
 
         preprocessor = keras_hub.models.LlamaCausalLMPreprocessor(
-            tokenizer, sequence_length=sequence_length)
+            tokenizer, sequence_length=sequence_length
+        )
         backbone = keras_hub.models.LlamaBackbone(**backbone_config)
         return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=preprocessor)
 
@@ -149,16 +173,21 @@ class Llama(Architecture):
         from keras_hub.models import LlamaCausalLM
 
         model_class = type(causal_lm)
-        if (model_class.call_with_cache is not LlamaCausalLM.call_with_cache
-                or model_class._build_cache is not LlamaCausalLM._build_cache):
+        if (
+            model_class.call_with_cache is not LlamaCausalLM.call_with_cache
+            or model_class._build_cache is not LlamaCausalLM._build_cache
+        ):
             yield
             return
         call_with_cache = _call_with_builtin_cache_slices(causal_lm)
         # Instance attributes shadow the methods for generate_step; set through
         # object.__setattr__ so Keras does not track the functions as layer attributes.
         object.__setattr__(causal_lm, "call_with_cache", call_with_cache)
-        object.__setattr__(causal_lm, "_build_cache",
-                           _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length))
+        object.__setattr__(
+            causal_lm,
+            "_build_cache",
+            _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length),
+        )
         try:
             yield
         finally:
@@ -170,8 +199,10 @@ class Llama(Architecture):
     def litert_cache_shapes(self, causal_lm):
         """Each layer's key/value heads (fewer than query heads: grouped-query attention)."""
         return [
-            KVCacheShape(kv_heads=attention.num_key_value_heads,
-                         head_dim=int(attention._key_dense.kernel.shape[-1]))
+            KVCacheShape(
+                kv_heads=attention.num_key_value_heads,
+                head_dim=int(attention._key_dense.kernel.shape[-1]),
+            )
             for attention in (layer._self_attention_layer for layer in _decoder_layers(causal_lm))
         ]
 
@@ -213,16 +244,19 @@ class Llama(Architecture):
             rotary = attention.rotary_embedding_layer
             settings = litert_ops.rotary_key(rotary)
             if settings not in rotations:
-                rotations[settings] = litert_ops.rotary_cos_sin(rotary, input_pos,
-                                                                int(key.shape[-1]))
+                rotations[settings] = litert_ops.rotary_cos_sin(
+                    rotary, input_pos, int(key.shape[-1])
+                )
             cos, sin = rotations[settings]
             query = litert_ops.apply_rotary(rotary, query, cos, sin)
             key = litert_ops.apply_rotary(rotary, key, cos, sin)
             key_cache = litert_ops.update_cache(key_cache, key, start)
-            value_cache = litert_ops.update_cache(value_cache, attention._value_dense(normalized),
-                                                  start)
-            attended = litert_ops.attention(query, key_cache, value_cache, mask,
-                                            scale=attention._inv_norm_factor)
+            value_cache = litert_ops.update_cache(
+                value_cache, attention._value_dense(normalized), start
+            )
+            attended = litert_ops.attention(
+                query, key_cache, value_cache, mask, scale=attention._inv_norm_factor
+            )
             x = attention._output_dense(attended) + residual
             residual = x
             normalized = layer._feedforward_layernorm(x)
@@ -250,11 +284,15 @@ def _decoder_layers(causal_lm):
     layers = causal_lm.backbone.transformer_layers
     for layer in layers:
         attention = getattr(layer, "_self_attention_layer", None)
-        if (type(layer).call is not LlamaTransformerDecoder.call
-                or type(attention).call is not LlamaAttention.call):
-            raise ValueError(f"{layer.name}: the LiteRT export mirrors LlamaTransformerDecoder "
-                             f"and LlamaAttention; {type(layer).__name__} computes something "
-                             "else")
+        if (
+            type(layer).call is not LlamaTransformerDecoder.call
+            or type(attention).call is not LlamaAttention.call
+        ):
+            raise ValueError(
+                f"{layer.name}: the LiteRT export mirrors LlamaTransformerDecoder "
+                f"and LlamaAttention; {type(layer).__name__} computes something "
+                "else"
+            )
     return layers
 
 
@@ -315,8 +353,14 @@ def _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length):
     def build_cache(token_ids):
         batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
         head_dim = backbone.hidden_dim // backbone.num_query_heads
-        shape = [batch_size, backbone.num_layers, 2, max_length, backbone.num_key_value_heads,
-                 head_dim]
+        shape = [
+            batch_size,
+            backbone.num_layers,
+            2,
+            max_length,
+            backbone.num_key_value_heads,
+            head_dim,
+        ]
         cache = ops.zeros(shape, dtype=causal_lm.compute_dtype)
         _, hidden_states, cache = call_with_cache(token_ids[:, :prompt_length], cache, 0)
         hidden_states = ops.pad(hidden_states, [[0, 0], [0, max_length - prompt_length], [0, 0]])

@@ -144,8 +144,12 @@ def twins_with_tokenizer(source):
 
 def models_with_tokenizer(kind):
     """A wildcard regex for the models with a learned tokenizer of `kind`."""
-    names = [m for m in MODELS if learns_tokenizer(m)
-             and architectures.for_model_source(model_source(m)).tokenizer_kind == kind]
+    names = [
+        m
+        for m in MODELS
+        if learns_tokenizer(m)
+        and architectures.for_model_source(model_source(m)).tokenizer_kind == kind
+    ]
     return "|".join(names) if names else "(?!)"
 
 
@@ -181,8 +185,10 @@ def architecture_name(wildcards):
 def twin_tokenizer_files(wildcards):
     """The tokenizer files a twin is built with: fetched (published) or learned (trained)."""
     if twin_tokenizer(wildcards.model) == "published":
-        return [f"results/{wildcards.model}/gpt2_tokenizer/{name}"
-                for name in ("vocab.json", "merges.txt")]
+        return [
+            f"results/{wildcards.model}/gpt2_tokenizer/{name}"
+            for name in ("vocab.json", "merges.txt")
+        ]
     return tokenizer_files(wildcards.model)
 
 
@@ -264,14 +270,21 @@ def manifest_inputs():
     artifacts = list(all_targets())
     for model in MODELS:
         if learns_tokenizer(model):
-            artifacts += [f"results/{model}/corpus/train.txt", f"results/{model}/corpus/heldout.txt",
-                          *tokenizer_files(model)]
+            artifacts += [
+                f"results/{model}/corpus/train.txt",
+                f"results/{model}/corpus/heldout.txt",
+                *tokenizer_files(model),
+            ]
         if trained_model(model):
             artifacts.append(f"results/{model}/preset")
-        artifacts += [f"results/{model}/traced", f"results/{model}/reference/smoke.json",
-                      f"results/{model}/reference/fidelity.json"]
-        artifacts += expand("results/{model}/tflite/{variant}.conversion.json", model=model,
-                            variant=VARIANTS)
+        artifacts += [
+            f"results/{model}/traced",
+            f"results/{model}/reference/smoke.json",
+            f"results/{model}/reference/fidelity.json",
+        ]
+        artifacts += expand(
+            "results/{model}/tflite/{variant}.conversion.json", model=model, variant=VARIANTS
+        )
     return artifacts
 
 
@@ -285,15 +298,18 @@ def requires_keras_match(wildcards):
 
 def bench_models(wildcards):
     """Every variant of every route of the model (the TF baseline apart), by route_variant."""
-    return {f"{route}_{variant}": f"results/{wildcards.model}/{route}/{variant}.tflite"
-            for route, variant in ROUTE_VARIANTS}
+    return {
+        f"{route}_{variant}": f"results/{wildcards.model}/{route}/{variant}.tflite"
+        for route, variant in ROUTE_VARIANTS
+    }
 
 
 def bench_entries(wildcards):
     """The --entry ROUTE/VARIANT=PATH options of the benchmark command."""
     paths = bench_models(wildcards)
-    entries = [f"{route}/{variant}={paths[f'{route}_{variant}']}"
-               for route, variant in ROUTE_VARIANTS]
+    entries = [
+        f"{route}/{variant}={paths[f'{route}_{variant}']}" for route, variant in ROUTE_VARIANTS
+    ]
     return " ".join(f"--entry {shlex.quote(entry)}" for entry in entries)
 
 
@@ -306,9 +322,16 @@ def bench_entries(wildcards):
 # quantization 1.9 GB. The 0.8 M-parameter default stays under 1.5 GB everywhere. MB per million
 # parameters above a fixed TensorFlow baseline, with ~20-25% margin over those figures:
 MEMORY_BASE_MB = 2000
-MEMORY_MB_PER_MILLION_PARAMETERS = {"train": 20, "trace": 10, "convert": 30, "keras": 12,
-                                    "tflite": 8, "litert_export": 10, "litert_convert": 28,
-                                    "litert_quantize": 5}
+MEMORY_MB_PER_MILLION_PARAMETERS = {
+    "train": 20,
+    "trace": 10,
+    "convert": 30,
+    "keras": 12,
+    "tflite": 8,
+    "litert_export": 10,
+    "litert_convert": 28,
+    "litert_quantize": 5,
+}
 
 
 def model_parameters(model):
@@ -337,9 +360,12 @@ def bench_mem_mb(wildcards):
     """Memory of a model's benchmark job: the TF baseline's process and one per variant."""
     millions = model_parameters(wildcards.model) / 1e6
     per_worker = {"trace": 1, "tflite": len(ROUTE_VARIANTS)}
-    return int(sum(
-        count * (BENCH_WORKER_BASE_MB + MEMORY_MB_PER_MILLION_PARAMETERS[stage] * millions)
-        for stage, count in per_worker.items()))
+    return int(
+        sum(
+            count * (BENCH_WORKER_BASE_MB + MEMORY_MB_PER_MILLION_PARAMETERS[stage] * millions)
+            for stage, count in per_worker.items()
+        )
+    )
 
 
 def mem_mb(stage):

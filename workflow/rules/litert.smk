@@ -5,28 +5,28 @@
 
 
 rule litert_export:
-    output:
-        saved_model=directory("results/{model}/litert/saved_model"),
-        info="results/{model}/litert/litert_export.json",
     input:
         preset=preset_inputs,
         code=stage_code("litert_export"),
-    params:
-        preset=preset_of,
-        cache_length=LITERT["cache_length"],
-        prefill_lengths=" ".join(map(str, LITERT["prefill_lengths"])),
-        prefill_logits="--prefill-logits" if LITERT["prefill_logits"] else "",
-    threads: 2
-    resources:
-        mem_mb=mem_mb("litert_export"),
-        runtime=runtime_minutes("trace"),
-        cpus_per_task=2,
+    output:
+        saved_model=directory("results/{model}/litert/saved_model"),
+        info="results/{model}/litert/litert_export.json",
     log:
         "logs/{model}/litert_export.log",
     benchmark:
         "results/benchmarks/{model}/litert_export.tsv"
     conda:
         ENV_FILE
+    threads: 2
+    resources:
+        mem_mb=mem_mb("litert_export"),
+        runtime=runtime_minutes("trace"),
+        cpus_per_task=2,
+    params:
+        preset=preset_of,
+        cache_length=LITERT["cache_length"],
+        prefill_lengths=" ".join(map(str, LITERT["prefill_lengths"])),
+        prefill_logits="--prefill-logits" if LITERT["prefill_logits"] else "",
     shell:
         "python -m llm2tflite.litert_export --preset {params.preset:q}"
         " --cache-length {params.cache_length} --prefill-lengths {params.prefill_lengths}"
@@ -34,48 +34,48 @@ rule litert_export:
 
 
 rule litert_convert:
-    output:
-        tflite="results/{model}/litert/fp32.tflite",
-        report="results/{model}/litert/fp32.conversion.json",
     input:
         saved_model="results/{model}/litert/saved_model",
         code=stage_code("litert_convert"),
-    threads: 2
-    resources:
-        mem_mb=mem_mb("litert_convert"),
-        runtime=runtime_minutes("convert"),
-        cpus_per_task=2,
+    output:
+        tflite="results/{model}/litert/fp32.tflite",
+        report="results/{model}/litert/fp32.conversion.json",
     log:
         "logs/{model}/litert_convert_fp32.log",
     benchmark:
         "results/benchmarks/{model}/litert_convert_fp32.tsv"
     conda:
         ENV_FILE
+    threads: 2
+    resources:
+        mem_mb=mem_mb("litert_convert"),
+        runtime=runtime_minutes("convert"),
+        cpus_per_task=2,
     shell:
         "python -m llm2tflite.litert_convert --saved-model {input.saved_model}"
         " --out {output.tflite} --report {output.report} > {log} 2>&1"
 
 
 rule litert_quantize:
-    wildcard_constraints:
-        variant="|".join(LITERT_RECIPES),
-    output:
-        tflite="results/{model}/litert/{variant}.tflite",
-        report="results/{model}/litert/{variant}.conversion.json",
     input:
         fp32="results/{model}/litert/fp32.tflite",
         code=stage_code("litert_quantize"),
+    output:
+        tflite="results/{model}/litert/{variant}.tflite",
+        report="results/{model}/litert/{variant}.conversion.json",
+    log:
+        "logs/{model}/litert_quantize_{variant}.log",
+    benchmark:
+        "results/benchmarks/{model}/litert_quantize_{variant}.tsv"
+    wildcard_constraints:
+        variant="|".join(LITERT_RECIPES),
+    conda:
+        ENV_FILE
     threads: 1
     resources:
         mem_mb=mem_mb("litert_quantize"),
         runtime=runtime_minutes("convert"),
         cpus_per_task=1,
-    log:
-        "logs/{model}/litert_quantize_{variant}.log",
-    benchmark:
-        "results/benchmarks/{model}/litert_quantize_{variant}.tsv"
-    conda:
-        ENV_FILE
     shell:
         "python -m llm2tflite.litert_quantize --fp32 {input.fp32} --variant {wildcards.variant}"
         " --out {output.tflite} --report {output.report} > {log} 2>&1"

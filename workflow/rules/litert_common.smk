@@ -9,8 +9,9 @@ try:
 except LiteRTSettingsError as error:
     raise WorkflowError(f"invalid config:\n  {error}") from None
 if LITERT["variants"] and model_errors(config, LITERT):
-    raise WorkflowError("invalid config:\n" + "\n".join(
-        f"  {line}" for line in model_errors(config, LITERT)))
+    raise WorkflowError(
+        "invalid config:\n" + "\n".join(f"  {line}" for line in model_errors(config, LITERT))
+    )
 LITERT_VARIANTS = LITERT["variants"]
 
 
@@ -62,7 +63,9 @@ def litertlm_targets(model):
     if not LITERT_VARIANTS:
         return []
     return [litert_tokenizer_file(model)] + expand(
-        "results/{model}/litert/{variant}.{suffix}", model=model, variant=LITERTLM_VARIANTS,
+        "results/{model}/litert/{variant}.{suffix}",
+        model=model,
+        variant=LITERTLM_VARIANTS,
         suffix=["litertlm", "litertlm.json"],
     )
 
@@ -73,8 +76,10 @@ def litert_runtime_files(wildcards):
     route = getattr(wildcards, "route", "litert")
     if route != "litert" or not LITERT_VARIANTS:
         return []
-    return [f"results/{wildcards.model}/litert/litert_export.json",
-            litert_tokenizer_file(wildcards.model)]
+    return [
+        f"results/{wildcards.model}/litert/litert_export.json",
+        litert_tokenizer_file(wildcards.model),
+    ]
 
 
 def litert_lm_env_inputs(wildcards):
@@ -128,7 +133,11 @@ def android_inputs(wildcards):
 
 def android_route_arguments(wildcards, input):
     if ANDROID_ROUTE == "litert":
-        return (f"--route litert --model {input.model} --bundle-record {input.record}"
-                f" --tflite {input.tflite} --export-info {input.info} --ops {input.ops}")
-    return (f"--model {input.model} --ops {input.ops}"
-            f" --export-info {input.saved_model}/llm2tflite_export.json")
+        return (
+            f"--route litert --model {input.model} --bundle-record {input.record}"
+            f" --tflite {input.tflite} --export-info {input.info} --ops {input.ops}"
+        )
+    return (
+        f"--model {input.model} --ops {input.ops}"
+        f" --export-info {input.saved_model}/llm2tflite_export.json"
+    )

@@ -14,67 +14,67 @@ localrules:
 
 
 rule runtime_tokenizer:
-    wildcard_constraints:
-        tokenizer_file="tokenizer\\.json|tokenizer\\.model",
-    output:
-        "results/{model}/litert/{tokenizer_file}",
     input:
         preset=preset_inputs,
         code=stage_code("tokenizer_files"),
-    params:
-        preset=preset_of,
+    output:
+        "results/{model}/litert/{tokenizer_file}",
     log:
         "logs/{model}/runtime_tokenizer_{tokenizer_file}.log",
+    wildcard_constraints:
+        tokenizer_file="tokenizer\\.json|tokenizer\\.model",
     conda:
         ENV_FILE
+    params:
+        preset=preset_of,
     shell:
         "python -m llm2tflite.tokenizer_files --preset {params.preset:q}"
         " --out-dir results/{wildcards.model}/litert > {log} 2>&1"
 
 
 rule litertlm_env:
-    output:
-        f"{LITERT_LM_VENV}/{LITERT_LM_VENV_MARKER}",
     input:
         requirements=str(Path(workflow.basedir) / LITERT_LM_REQUIREMENTS),
-    params:
-        venv=lambda wildcards, output: str(Path(output[0]).parent),
+    output:
+        f"{LITERT_LM_VENV}/{LITERT_LM_VENV_MARKER}",
     log:
         "logs/litertlm_env.log",
     conda:
         "../../envs/litert-lm.yaml"
+    params:
+        venv=lambda wildcards, output: str(Path(output[0]).parent),
     shell:
         "python -m llm2tflite.litertlm venv --requirements {input.requirements:q}"
         " --dir {params.venv:q} > {log} 2>&1"
 
 
 rule litertlm_bundle:
-    wildcard_constraints:
-        variant="|".join(LITERT_VARIANTS) or "(?!)",
-    output:
-        bundle="results/{model}/litert/{variant}.litertlm",
-        record="results/{model}/litert/{variant}.litertlm.json",
     input:
         tflite="results/{model}/litert/{variant}.tflite",
         info="results/{model}/litert/litert_export.json",
         tokenizer=lambda wildcards: litert_tokenizer_file(wildcards.model),
         env=litert_lm_env_inputs,
         code=stage_code("litertlm"),
+    output:
+        bundle="results/{model}/litert/{variant}.litertlm",
+        record="results/{model}/litert/{variant}.litertlm.json",
+    log:
+        "logs/{model}/litertlm_{variant}.log",
+    wildcard_constraints:
+        variant="|".join(LITERT_VARIANTS) or "(?!)",
+    conda:
+        "../../envs/litert-lm.yaml"
+    threads: 2
+    resources:
+        mem_mb=mem_mb("tflite"),
+        runtime=runtime_minutes("bench"),
+        cpus_per_task=2,
     params:
         python=litert_lm_python(),
         root=lambda wildcards: REPOSITORY_ROOT,
         sampler=as_json(LITERTLM_SAMPLER),
         activation_type=LITERTLM_ACTIVATION_TYPE,
         check_prompt=BENCHMARK["prompt"],
-    threads: 2
-    resources:
-        mem_mb=mem_mb("tflite"),
-        runtime=runtime_minutes("bench"),
-        cpus_per_task=2,
-    log:
-        "logs/{model}/litertlm_{variant}.log",
-    conda:
-        "../../envs/litert-lm.yaml"
     shell:
         "PYTHONPATH={params.root:q} {params.python} -m llm2tflite.litertlm build"
         " --model {input.tflite} --info {input.info} --tokenizer {input.tokenizer}"

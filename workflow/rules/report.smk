@@ -2,6 +2,10 @@
 
 
 rule audit:
+    input:
+        model="results/{model}/{route}/{variant}.tflite",
+        conversion="results/{model}/{route}/{variant}.conversion.json",
+        code=stage_code("audit"),
     output:
         json="results/{model}/{route}/ops/{variant}.json",
         md=report(
@@ -11,10 +15,6 @@ rule audit:
             subcategory="{model}",
             labels={"model": "{model}", "route": "{route}", "variant": "{variant}"},
         ),
-    input:
-        model="results/{model}/{route}/{variant}.tflite",
-        conversion="results/{model}/{route}/{variant}.conversion.json",
-        code=stage_code("audit"),
     log:
         "logs/{model}/{route}/audit_{variant}.log",
     benchmark:
@@ -30,18 +30,19 @@ rule audit:
 # One job per model: the TF baseline and every variant, each loaded once in its own process,
 # timed in interleaved rounds (llm2tflite.bench).
 rule bench:
-    output:
-        "results/{model}/bench.json",
     input:
         unpack(bench_models),
         litert_runtime=litert_runtime_files,  # workflow/rules/litert_common.smk
         saved_model="results/{model}/traced",
         code=stage_code("bench"),
-    params:
-        prompt=BENCHMARK["prompt"],
-        runs=BENCHMARK["runs"],
-        interpreter_threads=BENCHMARK["threads"],
-        entries=bench_entries,
+    output:
+        "results/{model}/bench.json",
+    log:
+        "logs/{model}/bench.log",
+    benchmark:
+        "results/benchmarks/{model}/bench.tsv"
+    conda:
+        ENV_FILE
     # All local cores (threads are capped at --cores): nothing else runs during a measurement.
     # On Slurm the job asks for cpus_per_task, the benchmark's own thread count.
     threads: BENCHMARK_EXCLUSIVE_THREADS
@@ -49,12 +50,11 @@ rule bench:
         mem_mb=bench_mem_mb,
         runtime=lambda wildcards: runtime_minutes("bench")(wildcards) * (1 + len(ROUTE_VARIANTS)),
         cpus_per_task=BENCHMARK["threads"],
-    log:
-        "logs/{model}/bench.log",
-    benchmark:
-        "results/benchmarks/{model}/bench.tsv"
-    conda:
-        ENV_FILE
+    params:
+        prompt=BENCHMARK["prompt"],
+        runs=BENCHMARK["runs"],
+        interpreter_threads=BENCHMARK["threads"],
+        entries=bench_entries,
     shell:
         "python -m llm2tflite.bench run --model-name {wildcards.model}"
         " --baseline {input.saved_model:q} {params.entries}"
@@ -63,15 +63,15 @@ rule bench:
 
 
 rule benchmark_table:
+    input:
+        runs=benchmark_jsons(),
+        code=stage_code("bench"),
     output:
         report(
             report_path("benchmarks.csv"),
             caption="../report/benchmarks.rst",
             category="Benchmarks",
         ),
-    input:
-        runs=benchmark_jsons(),
-        code=stage_code("bench"),
     log:
         report_log("benchmark_table"),
     conda:
@@ -81,6 +81,12 @@ rule benchmark_table:
 
 
 rule summary:
+    input:
+        benchmarks=report_path("benchmarks.csv"),
+        fidelity=per_variant_files("fidelity"),
+        ops=per_variant_files("ops"),
+        smoke=per_variant_files("smoke"),
+        code=stage_code("summary"),
     output:
         md=report(report_path("summary.md"), caption="../report/summary.rst", category="Summary"),
         plots=report(
@@ -88,19 +94,13 @@ rule summary:
             caption="../report/plot.rst",
             category="Trade-offs",
         ),
-    input:
-        benchmarks=report_path("benchmarks.csv"),
-        fidelity=per_variant_files("fidelity"),
-        ops=per_variant_files("ops"),
-        smoke=per_variant_files("smoke"),
-        code=stage_code("summary"),
-    params:
-        plot_dir=lambda wildcards, output: Path(output.plots[0]).parent,
-        gates=as_json(QUALITY_GATES),
     log:
         report_log("summary"),
     conda:
         ENV_FILE
+    params:
+        plot_dir=lambda wildcards, output: Path(output.plots[0]).parent,
+        gates=as_json(QUALITY_GATES),
     shell:
         "python -m llm2tflite.summary --benchmarks {input.benchmarks:q}"
         " --fidelity {input.fidelity:q} --ops {input.ops:q} --smoke {input.smoke:q}"
@@ -109,21 +109,21 @@ rule summary:
 
 
 rule android:
-    output:
-        model=report_path(f"android/app/src/main/assets/{ANDROID_ASSET}"),
-        json=report_path("android/app/src/main/assets/autocomplete.json"),
     input:
         unpack(android_inputs),  # workflow/rules/litert_common.smk: the route's files
         code=stage_code("android"),
+    output:
+        model=report_path(f"android/app/src/main/assets/{ANDROID_ASSET}"),
+        json=report_path("android/app/src/main/assets/autocomplete.json"),
+    log:
+        report_log("android"),
+    conda:
+        ENV_FILE
     params:
         model=ANDROID_MODEL,
         variant=ANDROID_VARIANT,
         prompt=BENCHMARK["prompt"],
         route_arguments=android_route_arguments,
-    log:
-        report_log("android"),
-    conda:
-        ENV_FILE
     shell:
         "python -m llm2tflite.android {params.route_arguments} --model-name {params.model}"
         " --variant {params.variant} --prompt {params.prompt:q}"
