@@ -1,4 +1,4 @@
-"""LiteRT-LM bundles (``.litertlm``): pack the LiteRT route's model, run bundles, build their env.
+"""LiteRT-LM bundles (``.litertlm``): pack the LiteRT route's model and run bundles.
 
 A bundle is what LiteRT-LM (its CLI, its Kotlin/Swift/C++ APIs) loads as one file: the
 prefill/decode ``.tflite``, the tokenizer (``tokenizer.json`` as ``hf_tokenizer``, or a
@@ -21,7 +21,8 @@ changes the numerics wherever the CPU computes in fp16.
 
 ``litert-lm-builder`` and ``litert_lm`` need protobuf >= 6.31, which TensorFlow 2.18.1 cannot
 import: this module runs in the LiteRT-LM environment (``requirements-litert-lm.txt``: a venv the
-workflow creates with ``venv``, or ``envs/litert-lm.yaml`` under ``--sdm conda``) with the
+workflow creates with ``llm2tflite.litertlm_env``, or ``envs/litert-lm.yaml`` under ``--sdm
+conda``) with the
 repository on ``PYTHONPATH``; it imports only the standard library at module level.
 
 Packing goes through litert-lm-builder's Python API (``LitertLmFileBuilder``), with the two
@@ -34,8 +35,6 @@ app running the bundle must print, and what ``llm2tflite.android`` compares with
 
 CLI (see ``--help`` of each)::
 
-    python -m llm2tflite.litertlm venv --requirements requirements-litert-lm.txt \
-        --dir .snakemake/litert-lm-venv
     <env>/bin/python -m llm2tflite.litertlm build --model results/M/litert/int8.tflite \
         --info results/M/litert/litert_export.json --tokenizer results/M/litert/tokenizer.json \
         --out results/M/litert/int8.litertlm [--sampler-json '{"temperature": 0}']
@@ -49,20 +48,14 @@ import contextlib
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from llm2tflite import atomic
+from llm2tflite.manifest import sha256_file
 
-REQUIREMENTS_FILE = "requirements-litert-lm.txt"
 ENV_FILE = "envs/litert-lm.yaml"
-#: Where the workflow creates the venv (relative to its working directory).
-DEFAULT_VENV_DIR = ".snakemake/litert-lm-venv"
-#: Written last by ``venv``: the rule's output (the venv is complete when it exists).
-VENV_MARKER = "llm2tflite-litert-lm-env.json"
 ACTIVATION_TYPES = ("fp32", "fp16", "fp32_fp16")
 DEFAULT_ACTIVATION_TYPE = "fp32"
 DEFAULT_CHECK_PROMPT = "Estoy disfrutando de"
@@ -124,14 +117,6 @@ def _metadata_proto(fields: dict):
 
 
 # ---- build -------------------------------------------------------------------------------------
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _creation_timestamp() -> str:
@@ -320,64 +305,6 @@ def _versions() -> dict:
     }
 
 
-# ---- the environment ---------------------------------------------------------------------------
-
-
-def create_venv(requirements, venv_dir, python: str | None = None) -> dict:
-    """A fresh venv at ``venv_dir`` with ``requirements`` installed; its marker file last.
-
-    ``python``: the interpreter the venv is based on (default: this one's base interpreter).
-    On a cluster, put ``venv_dir`` on the filesystem the jobs share (the workflow's working
-    directory is) and create it where PyPI is reachable (the workflow runs it as a local rule).
-    """
-    import shutil
-
-    venv_dir = Path(venv_dir).absolute()
-    if venv_dir.exists():
-        shutil.rmtree(venv_dir)
-    base = python or getattr(sys, "_base_executable", None) or sys.executable
-    started = time.perf_counter()
-    subprocess.run([base, "-m", "venv", str(venv_dir)], check=True)
-    venv_python = venv_dir / "bin" / "python"
-    subprocess.run(
-        [
-            str(venv_python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-            str(requirements),
-        ],
-        check=True,
-    )
-    check = subprocess.run(
-        [
-            str(venv_python),
-            "-c",
-            "import litert_lm, litert_lm_builder, google.protobuf as p; print(p.__version__)",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    freeze = subprocess.run(
-        [str(venv_python), "-m", "pip", "freeze"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    record = {
-        "python": str(venv_python),
-        "builder": str(venv_dir / "bin" / "litert-lm-builder"),
-        "protobuf": check.stdout.strip(),
-        "requirements": str(requirements),
-        "requirements_sha256": sha256_file(requirements),
-        "packages": freeze,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    atomic.write_json(venv_dir / VENV_MARKER, record)
-    return record
-
-
 # ---- CLI ---------------------------------------------------------------------------------------
 
 
@@ -427,11 +354,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    venv = commands.add_parser("venv", help="create the LiteRT-LM venv")
-    venv.add_argument("--requirements", default=REQUIREMENTS_FILE)
-    venv.add_argument("--dir", default=DEFAULT_VENV_DIR)
-    venv.add_argument("--python", help="base interpreter (default: this one's)")
-
     build = commands.add_parser("build", help="pack a LiteRT-route model into a .litertlm")
     build.add_argument("--model", required=True, help="the LiteRT route's .tflite")
     build.add_argument("--info", required=True, help="its litert_export.json")
@@ -459,10 +381,7 @@ def main(argv=None):
     generate.add_argument("--sampler-json", help="our sampler settings (default: the bundle's)")
 
     args = parser.parse_args(argv)
-    if args.command == "venv":
-        record = create_venv(args.requirements, args.dir, args.python)
-        print(f"created {args.dir} (protobuf {record['protobuf']}, {record['seconds']} s)")
-    elif args.command == "build":
+    if args.command == "build":
         args.record = args.record or f"{args.out}.json"
         _build_main(args)
     else:

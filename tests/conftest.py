@@ -30,6 +30,7 @@ PROJECT_FILES = (
     "pyproject.toml",
     "README.md",
     "requirements.txt",
+    "requirements-litert-lm.txt",
 )
 # tests/import_record/sitecustomize.py: with this variable set, every Python process started
 # under the tests records the modules it imported into that directory when it exits.

@@ -141,7 +141,9 @@ def test_valid_config_passes_check():
     check_config(config, REPO / "config/config.schema.yaml", [REPO / "config/config.yaml"])
 
 
-@pytest.mark.parametrize("config_file", ["gpt2_124m_twin.yaml", "gpt2_base_en.yaml"])
+@pytest.mark.parametrize(
+    "config_file", ["gpt2_124m_twin.yaml", "gpt2_base_en.yaml", "gemma3_270m_twin.yaml"]
+)
 def test_other_configs_state_only_what_differs(config_file):
     """Every key of a --configfile differs from the default config (the schema's defaults)."""
     default = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -156,7 +158,7 @@ def test_other_configs_state_only_what_differs(config_file):
             assert value != default[section], f"{section} is the default"
     check_config(other, REPO / "config/config.schema.yaml", [REPO / "config" / config_file])
     assert other["generation"] == default["generation"]
-    assert other["android"] == {"model": None, "variant": "int8"}
+    assert other["android"] == {"model": None, "route": "tflite", "variant": "int8"}
 
 
 def test_default_config_spells_out_every_schema_default():
@@ -193,9 +195,10 @@ def test_config_option_alone_amends_the_default_config(tmp_path):
     completed = run_snakemake(
         tmp_path, "--dry-run", "--config", "variants=[fp32]", "android={variant: fp32}"
     )
-    assert "variant=int8" not in completed.stdout and "model=tiny, variant=fp32" in (
-        completed.stdout
-    )
+    # The codelab route's variants change; the LiteRT route keeps its own (litert.variants).
+    assert "results/tiny/tflite/int8.tflite" not in completed.stdout
+    assert "results/tiny/tflite/fp32.tflite" in completed.stdout
+    assert "results/tiny/litert/int8.tflite" in completed.stdout
 
 
 def test_config_file_name_must_make_a_directory_name(tmp_path):

@@ -280,7 +280,7 @@ def test_twin_dag_learns_the_tokenizer_from_the_corpus(tmp_path):
     assert re.search(
         r"llm2tflite\.vocab --architecture gemma3 .*--vocab-size 262144 --at-most", gemma.stdout
     ), gemma.stdout[-3000:]
-    assert "rule corpus:" in gemma.stdout and "rule gpt2_tokenizer:" not in gemma.stdout
+    assert "rule corpus:" in gemma.stdout and "rule gpt2_assets:" not in gemma.stdout
     assert "--tokenizer-dir results/gemma3_270m_twin/vocab" in gemma.stdout
     gpt2 = run_snakemake(
         tmp_path,
@@ -292,7 +292,7 @@ def test_twin_dag_learns_the_tokenizer_from_the_corpus(tmp_path):
         "--configfile",
         "config/gpt2_124m_twin.yaml",
     )
-    assert "rule gpt2_tokenizer:" in gpt2.stdout
+    assert "rule gpt2_assets:" in gpt2.stdout
     assert "rule corpus:" not in gpt2.stdout and "llm2tflite.vocab" not in gpt2.stdout
 
 
@@ -459,7 +459,7 @@ def test_fp32_greedy_equals_keras_generate(gemma3_export, gemma3_tflite):
     assert gemma3_export["info"]["stop_token_ids"] == [1, 106]
     for prompt in PROMPTS:
         expected = causal_lm.generate(prompt, max_length=SMALL_MAX_LENGTH)
-        assert gemma3_tflite.generate(prompt) == expected, prompt
+        assert gemma3_tflite.generate(prompt).text == expected, prompt
         assert expected.startswith(prompt) and len(expected) > len(prompt)
 
 
@@ -472,7 +472,7 @@ def test_generation_stops_at_end_of_turn_as_keras_hub_does(gemma3_export, gemma3
     assert expected.endswith("<end_of_turn>"), expected
     tokenizer = causal_lm.preprocessor.tokenizer
     assert len(tokenizer(expected)) < SMALL_MAX_LENGTH - 1
-    assert gemma3_tflite.generate(STOP_PROMPT) == expected
+    assert gemma3_tflite.generate(STOP_PROMPT).text == expected
 
 
 def test_codelab_graph_ops(gemma3_export):

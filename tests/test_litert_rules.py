@@ -26,8 +26,9 @@ def test_default_run_builds_every_litert_variant(tmp_path):
     copy_default_config(tmp_path)
     _, output = _dry_run(tmp_path)
     jobs = dict(re.findall(r"^(litert_\w+)\s+(\d+)$", output, re.MULTILINE))
-    # One export and one fp32 conversion per model; int8 and int4 quantized from it.
-    assert jobs == {"litert_export": "1", "litert_convert": "1", "litert_quantize": "2"}, output
+    # Both default models (tiny, tiny_llama): one export and one fp32 conversion each; int8 and
+    # int4 quantized from it.
+    assert jobs == {"litert_export": "2", "litert_convert": "2", "litert_quantize": "4"}, output
 
 
 def test_variants_empty_turns_the_route_off(tmp_path):
@@ -42,7 +43,7 @@ def test_only_int4_still_converts_fp32_first(tmp_path):
     _set_litert(config_file, "  variants: [int4]\n")
     _, output = _dry_run(tmp_path)
     jobs = dict(re.findall(r"^(litert_\w+)\s+(\d+)$", output, re.MULTILINE))
-    assert jobs == {"litert_export": "1", "litert_convert": "1", "litert_quantize": "1"}, output
+    assert jobs == {"litert_export": "2", "litert_convert": "2", "litert_quantize": "2"}, output
 
 
 @pytest.mark.parametrize(

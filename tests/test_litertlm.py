@@ -1,7 +1,7 @@
 """LiteRT-LM bundles: built in their own environment, run by the real LiteRT-LM, same text as ours.
 
-The environment is created the way the workflow creates it (``python -m llm2tflite.litertlm
-venv`` from requirements-litert-lm.txt; PyPI needed). LiteRT-LM runs each bundle greedily through
+The environment is created the way the workflow creates it (``python -m llm2tflite.litertlm_env``
+from requirements-litert-lm.txt; PyPI needed). LiteRT-LM runs each bundle greedily through
 its CLI (``litert-lm run``, HOME pointed at a scratch directory) and its Python ``Engine``; the
 text must equal our runtime's on the same ``.tflite`` (fp32 and int8), for prompts of every
 length up to the cache (one to several prefill chunks). Both tokenizer kinds: the small GPT-2
@@ -21,7 +21,7 @@ import pytest
 import yaml
 from test_layout import _pins
 
-from conftest import REPO
+from conftest import REPO, skip_or_fail
 
 PROMPT = "Estoy disfrutando de"
 VARIANTS = ("fp32", "int8")
@@ -77,8 +77,7 @@ def litertlm_env(tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "llm2tflite.litertlm",
-            "venv",
+            "llm2tflite.litertlm_env",
             "--requirements",
             str(REPO / "requirements-litert-lm.txt"),
             "--dir",
@@ -92,7 +91,7 @@ def litertlm_env(tmp_path_factory):
             "Could not find a version" in completed.stderr
             or "connection" in completed.stderr.lower()
         ):
-            pytest.skip(f"PyPI unreachable: {completed.stderr[-300:]}")
+            skip_or_fail(f"PyPI unreachable: {completed.stderr[-300:]}")
         raise AssertionError(completed.stderr[-3000:])
     print(f"litert-lm venv created in {time.perf_counter() - started:.1f} s")
     return venv
@@ -144,7 +143,7 @@ def bundles(litertlm_env, litert_model, tmp_path_factory):
 
 
 def test_marker_records_the_environment(litertlm_env):
-    from llm2tflite.litertlm import VENV_MARKER
+    from llm2tflite.litertlm_env import VENV_MARKER
 
     record = json.loads((litertlm_env / VENV_MARKER).read_text())
     assert int(record["protobuf"].split(".")[0]) >= 6

@@ -82,8 +82,21 @@ def test_registry_knows_llama():
     assert architectures.by_name("llama") is LLAMA
     assert architectures.by_class_name("LlamaCausalLM") is LLAMA
     assert "llama (LlamaCausalLM)" in architectures.supported()
-    # Llama 3 subclasses LlamaCausalLM: same decoder and cache, handled by the same module.
+    # Llama 3 subclasses LlamaCausalLM but tokenizes with byte-level BPE, not SentencePiece:
+    # it is not the llama module's family, and is refused rather than run with the wrong
+    # tokenizer; a user's own subclass of LlamaCausalLM is Llama.
     assert issubclass(keras_hub.models.Llama3CausalLM, keras_hub.models.LlamaCausalLM)
+    llama3 = keras_hub.models.Llama3CausalLM.__new__(keras_hub.models.Llama3CausalLM)
+    with pytest.raises(
+        architectures.UnsupportedArchitectureError,
+        match=r"^Llama3CausalLM is not a supported model family; supported: gpt2 ",
+    ):
+        architectures.for_causal_lm(llama3)
+
+    class MyLlama(keras_hub.models.LlamaCausalLM):
+        pass
+
+    assert architectures.for_causal_lm(MyLlama.__new__(MyLlama)) is LLAMA
 
 
 @pytest.mark.parametrize(
@@ -270,7 +283,7 @@ def test_fp32_greedy_equals_keras_generate(llama_export, llama_tflite):
     causal_lm.compile(sampler="greedy")
     for prompt in PROMPTS:
         expected = causal_lm.generate(prompt, max_length=SMALL_MAX_LENGTH)
-        assert llama_tflite.generate(prompt) == expected, prompt
+        assert llama_tflite.generate(prompt).text == expected, prompt
         assert expected.startswith(prompt) and len(expected) > len(prompt)
 
 

@@ -58,10 +58,13 @@ def by_class_name(class_name: str) -> Architecture:
 
 
 def for_causal_lm(causal_lm) -> Architecture:
-    """The family of a loaded KerasHub causal LM (a subclass counts as its KerasHub parent)."""
+    """The family of a loaded KerasHub causal LM: its class, or for a user's subclass the first
+    KerasHub class it derives from. Only that class counts: KerasHub derives some families from
+    others (``Llama3CausalLM`` from ``LlamaCausalLM``, with another tokenizer), and a parent's
+    module would handle them wrongly."""
     for cls in type(causal_lm).__mro__:
-        if cls.__name__ in ARCHITECTURES:
-            return ARCHITECTURES[cls.__name__]
+        if cls.__module__.split(".")[0] == "keras_hub":
+            return by_class_name(cls.__name__)
     return by_class_name(type(causal_lm).__name__)
 
 

@@ -186,3 +186,31 @@ class Architecture:
         """Final normalization and output projection (tied or not, soft-capped if the model
         caps): hidden [1, T, hidden_dim] -> logits float32 [1, T, vocabulary_size]."""
         raise NotImplementedError(f"{self.name}: no LiteRT route (litert_logits)")
+
+
+@contextlib.contextmanager
+def cache_methods_replaced(causal_lm, family_class, call_with_cache, build_cache):
+    """While the codelab route traces: ``causal_lm``'s ``call_with_cache`` and ``_build_cache``
+    replaced by the family's faster equivalents (made by ``call_with_cache(causal_lm)`` and
+    ``build_cache(causal_lm, faster_call_with_cache)``).
+
+    A subclass of ``family_class`` that overrides either method is traced unchanged: its own
+    code may compute something else.
+    """
+    model_class = type(causal_lm)
+    if (
+        model_class.call_with_cache is not family_class.call_with_cache
+        or model_class._build_cache is not family_class._build_cache
+    ):
+        yield
+        return
+    faster_call = call_with_cache(causal_lm)
+    # Instance attributes shadow the methods for generate_step; set through object.__setattr__
+    # so Keras does not track the functions as layer attributes.
+    object.__setattr__(causal_lm, "call_with_cache", faster_call)
+    object.__setattr__(causal_lm, "_build_cache", build_cache(causal_lm, faster_call))
+    try:
+        yield
+    finally:
+        object.__delattr__(causal_lm, "call_with_cache")
+        object.__delattr__(causal_lm, "_build_cache")

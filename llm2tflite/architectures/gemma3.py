@@ -24,7 +24,7 @@ import contextlib
 import math
 from collections.abc import Mapping
 
-from llm2tflite.architectures.base import Architecture, KVCacheShape
+from llm2tflite.architectures.base import Architecture, KVCacheShape, cache_methods_replaced
 
 # Gemma3Backbone arguments shared by every KerasHub text preset: what KerasHub's conversion
 # script (keras-hub tools/checkpoint_conversion/convert_gemma3_checkpoints.py, convert_model)
@@ -364,27 +364,13 @@ class Gemma3(Architecture):
         """
         from keras_hub.models import Gemma3CausalLM
 
-        model_class = type(causal_lm)
-        if (
-            model_class.call_with_cache is not Gemma3CausalLM.call_with_cache
-            or model_class._build_cache is not Gemma3CausalLM._build_cache
+        with cache_methods_replaced(
+            causal_lm,
+            Gemma3CausalLM,
+            _call_with_builtin_cache_slices,
+            lambda model, call: _build_cache_over_prompt(model, call, prompt_length),
         ):
             yield
-            return
-        call_with_cache = _call_with_builtin_cache_slices(causal_lm)
-        # Instance attributes shadow the methods for generate_step; set through
-        # object.__setattr__ so Keras does not track the functions as layer attributes.
-        object.__setattr__(causal_lm, "call_with_cache", call_with_cache)
-        object.__setattr__(
-            causal_lm,
-            "_build_cache",
-            _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length),
-        )
-        try:
-            yield
-        finally:
-            object.__delattr__(causal_lm, "call_with_cache")
-            object.__delattr__(causal_lm, "_build_cache")
 
     # ---- LiteRT route ----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import contextlib
 import math
 from collections.abc import Mapping
 
-from llm2tflite.architectures.base import Architecture, KVCacheShape
+from llm2tflite.architectures.base import Architecture, KVCacheShape, cache_methods_replaced
 
 # Llama 2 7B (Meta's params.json and the Hugging Face config KerasHub converted its presets from):
 # untied input/output embeddings, multi-head attention (as many key/value heads as query heads).
@@ -172,27 +172,13 @@ class Llama(Architecture):
         """
         from keras_hub.models import LlamaCausalLM
 
-        model_class = type(causal_lm)
-        if (
-            model_class.call_with_cache is not LlamaCausalLM.call_with_cache
-            or model_class._build_cache is not LlamaCausalLM._build_cache
+        with cache_methods_replaced(
+            causal_lm,
+            LlamaCausalLM,
+            _call_with_builtin_cache_slices,
+            lambda model, call: _build_cache_over_prompt(model, call, prompt_length),
         ):
             yield
-            return
-        call_with_cache = _call_with_builtin_cache_slices(causal_lm)
-        # Instance attributes shadow the methods for generate_step; set through
-        # object.__setattr__ so Keras does not track the functions as layer attributes.
-        object.__setattr__(causal_lm, "call_with_cache", call_with_cache)
-        object.__setattr__(
-            causal_lm,
-            "_build_cache",
-            _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length),
-        )
-        try:
-            yield
-        finally:
-            object.__delattr__(causal_lm, "call_with_cache")
-            object.__delattr__(causal_lm, "_build_cache")
 
     # ---- LiteRT route ----------------------------------------------------------------------
 

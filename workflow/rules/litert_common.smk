@@ -24,8 +24,8 @@ def litert_targets(model):
     )
 
 
-from llm2tflite.litertlm import (
-    DEFAULT_ACTIVATION_TYPE,
+from llm2tflite.litertlm import DEFAULT_ACTIVATION_TYPE
+from llm2tflite.litertlm_env import (
     DEFAULT_VENV_DIR,
     REQUIREMENTS_FILE as LITERT_LM_REQUIREMENTS,
     VENV_MARKER as LITERT_LM_VENV_MARKER,
@@ -49,7 +49,8 @@ LITERTLM_ACTIVATION_TYPE = LITERTLM.get("activation_type") or DEFAULT_ACTIVATION
 # by a local rule (PyPI is often unreachable from compute nodes).
 LITERT_LM_VENV = LITERTLM.get("venv") or DEFAULT_VENV_DIR
 LITERT_LM_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-REPOSITORY_ROOT = str(Path(workflow.basedir))
+# Relative, as every code input: a moved project keeps the same params (nothing to rebuild).
+REPOSITORY_ROOT = project_path(workflow.basedir)
 
 
 def litert_tokenizer_file(model):

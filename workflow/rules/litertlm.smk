@@ -34,7 +34,8 @@ rule runtime_tokenizer:
 
 rule litertlm_env:
     input:
-        requirements=str(Path(workflow.basedir) / LITERT_LM_REQUIREMENTS),
+        requirements=project_path(WORKFLOW_DIR / LITERT_LM_REQUIREMENTS),
+        code=stage_code("litertlm_env"),
     output:
         f"{LITERT_LM_VENV}/{LITERT_LM_VENV_MARKER}",
     log:
@@ -44,7 +45,7 @@ rule litertlm_env:
     params:
         venv=lambda wildcards, output: str(Path(output[0]).parent),
     shell:
-        "python -m llm2tflite.litertlm venv --requirements {input.requirements:q}"
+        "python -m llm2tflite.litertlm_env --requirements {input.requirements:q}"
         " --dir {params.venv:q} > {log} 2>&1"
 
 
