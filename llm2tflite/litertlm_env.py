@@ -42,8 +42,13 @@ def create_venv(requirements, venv_dir, python: str | None = None) -> dict:
     venv_dir = Path(venv_dir).absolute()
     if venv_dir.exists() or venv_dir.is_symlink():
         # Replace only a venv this module made (its marker, or a venv's pyvenv.cfg of a run that
-        # stopped before the marker): never a directory the user keeps something else in.
-        ours = (venv_dir / VENV_MARKER).is_file() or (venv_dir / "pyvenv.cfg").is_file()
+        # stopped before the marker) or an empty directory (Snakemake creates the output's
+        # parent before the job): never a directory the user keeps something else in.
+        ours = (
+            (venv_dir / VENV_MARKER).is_file()
+            or (venv_dir / "pyvenv.cfg").is_file()
+            or (venv_dir.is_dir() and not any(venv_dir.iterdir()))
+        )
         if not venv_dir.is_dir() or venv_dir.is_symlink() or not ours:
             raise SystemExit(
                 f"error: {venv_dir} exists and is not a LiteRT-LM venv made by llm2tflite; "

@@ -388,3 +388,19 @@ def test_config_chooses_the_bundles_and_the_android_route(tmp_path):
     assert (
         "android.variant: fp16 is not a variant of the litert route" in wrong.stdout + wrong.stderr
     )
+
+
+def test_venv_creation_never_replaces_a_directory_it_did_not_make(tmp_path):
+    from llm2tflite.litertlm_env import create_venv
+
+    kept = tmp_path / "venv" / "notes.txt"
+    kept.parent.mkdir()
+    kept.write_text("mine")
+    with pytest.raises(SystemExit, match=r"is not a LiteRT-LM venv made by llm2tflite"):
+        create_venv(REPO / "requirements-litert-lm.txt", kept.parent)
+    assert kept.read_text() == "mine"
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    with pytest.raises(SystemExit, match=r"is not a LiteRT-LM venv"):
+        create_venv(REPO / "requirements-litert-lm.txt", a_file)
+    assert a_file.read_text() == "mine"
