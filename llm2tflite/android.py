@@ -28,7 +28,7 @@ Codelab route: copies the ``.tflite`` file to the app's assets (atomically, as
 CLI::
 
     python -m llm2tflite.android --model results/<model>/tflite/int8.tflite
-        --ops results/<model>/ops/int8.json
+        --ops results/<model>/tflite/ops/int8.json
         --export-info results/<model>/traced/llm2tflite_export.json
         --model-name tiny --variant int8 [--prompt "Estoy disfrutando de"]
         --out-model results/reports/default/android/app/src/main/assets/autocomplete.tflite

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llm2tflite import tf_logging
 from llm2tflite.generation import Generation
 from llm2tflite.litert_export import (
     DECODE_SIGNATURE,
@@ -197,7 +198,14 @@ class LiteRTModel:
                 f"tokenizer {expected}: not this model's tokenizer (rerun the runtime_tokenizer "
                 "rule)"
             )
-        self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+        # The interpreter's INFO line ("Created TensorFlow Lite XNNPACK delegate") is not news.
+        with tf_logging.native_notes_hidden():
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            self._prepare_signatures(path)
+        self._check_signatures(path, info_path)
+        self.load_seconds = time.perf_counter() - started
+
+    def _prepare_signatures(self, path):
         names = list(self.interpreter.get_signature_list())
         prefill_names = [n for n in names if n.startswith(PREFILL_PREFIX)]
         if DECODE_SIGNATURE not in names or not prefill_names:
@@ -213,6 +221,8 @@ class LiteRTModel:
         for name in prefill_names:
             signature = _Signature(self.interpreter, name)
             self._prefill[signature.length] = signature
+
+    def _check_signatures(self, path, info_path):
         self.cache_length = int(self._decode.mask.shape[-1])
         for signature in self._signatures():
             if signature.mask.shape[-1] != self.cache_length:
@@ -240,7 +250,6 @@ class LiteRTModel:
         self.sequence_length = int(self.info.get("sequence_length") or self.max_length)
         self._hidden_ids = frozenset({self.start_token_id, *self.stop_token_ids})
         self._last = None  # the signature that ran last: its cache_out holds every row so far
-        self.load_seconds = time.perf_counter() - started
 
     # ---- the interface every route offers (llm2tflite.generation.CausalLMRuntime) -------------
 

@@ -24,6 +24,9 @@ VERSIONED_PACKAGES = (
     "snakemake",
     "numpy",
     "tokenizers",
+    "sentencepiece",
+    "ai-edge-litert",
+    "ai-edge-quantizer",
 )
 
 

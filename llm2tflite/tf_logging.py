@@ -13,6 +13,9 @@ Two loggers write to stderr from C++, each with its own threshold:
   process of ours imports TensorFlow (wrapt's post-import hook; wrapt is a TensorFlow dependency),
   so every stage's log and the command line get it without calling anything.
 
+ai-edge-litert's interpreter (the LiteRT route) has its own copy of TFLite's logger, whose
+threshold its libraries do not export: its INFO lines are dropped as below.
+
 Parts of TensorFlow log through their own copy of absl (the TFLite converter, in
 ``libtensorflow_cc``: "W0000 ... Ignored output_format."), which no setting reaches; before absl is
 initialised, which TensorFlow never does, those lines all go to stderr.
@@ -106,10 +109,16 @@ _ABSL_BANNER = (
 _MISLEVELED_NOTES = ("oneDNN supports DT_INT64 only on platforms with AVX-512",)
 
 
+# The INFO lines of the TFLite copy inside ai-edge-litert ("INFO: Created TensorFlow Lite XNNPACK
+# delegate for CPU."): its logger's threshold is not exported by its libraries.
+_TFLITE_INFO = "INFO: "
+
+
 def is_native_note(line: str) -> bool:
     """An INFO/WARNING line of TensorFlow's C++ logging that no log level setting reaches."""
     return (
         bool(_ABSL_NOTE.match(line))
+        or line.startswith(_TFLITE_INFO)
         or line.rstrip("\n") == _ABSL_BANNER
         or any(note in line for note in _MISLEVELED_NOTES)
     )

@@ -313,3 +313,34 @@ def test_shared_helpers_are_defined_once():
         if re.search(r'^\w+ = "Estoy disfrutando de"', text, re.M)
     )
     assert prompt_definitions == ["__init__.py"], prompt_definitions
+
+
+def test_generic_modules_name_no_model_family():
+    """Family knowledge lives in llm2tflite/architectures/ (and gpt2_assets.py, GPT-2's own
+    tokenizer files): no generic module imports, names or compares against a family. Messages and
+    docstrings may give examples."""
+    import ast
+
+    family = re.compile(r"gpt_?2|llama|gemma", re.IGNORECASE)
+    for path in sorted((REPO / "llm2tflite").glob("*.py")):
+        if path.name == "gpt2_assets.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and family.search(node.id):
+                found.append(node.id)
+            elif isinstance(node, ast.Attribute) and family.search(node.attr):
+                found.append(node.attr)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = [alias.name for alias in node.names] + [getattr(node, "module", "")]
+                found += [m for m in modules if m and family.search(m.split(".")[-1])]
+            elif isinstance(node, (ast.Compare, ast.Subscript, ast.Dict)):
+                found += [
+                    c.value
+                    for c in ast.walk(node)
+                    if isinstance(c, ast.Constant)
+                    and isinstance(c.value, str)
+                    and family.search(c.value)
+                ]
+        assert not found, (path.name, found)

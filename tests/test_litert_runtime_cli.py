@@ -27,7 +27,9 @@ def model(litert_path):
 def test_streamed_output_is_the_generation(litert_path, model):
     _, stdout, stderr = run_cli(litert_path, PROMPT, check_code=0)
     assert stdout == model.generate(PROMPT).text + "\n"
-    assert "note:" not in stderr
+    assert stderr == ""  # no interpreter INFO line ("Created ... XNNPACK delegate"), no note
+    _, verbose_stdout, verbose_stderr = run_cli(litert_path, PROMPT, "-v", check_code=0)
+    assert verbose_stdout == stdout and "XNNPACK delegate" in verbose_stderr
 
 
 def test_sampling_flags(litert_path, model):

@@ -5,9 +5,9 @@ parameter counts (``shape_of:`` twins, resource sizing), the ``train:`` model se
 build a fresh model on a SentencePiece vocabulary, the codelab route's decoding speed-ups, and the
 LiteRT route's prefill/decode forward pass over an external KV cache.
 
-KerasHub's ``Llama3CausalLM`` subclasses ``LlamaCausalLM`` (same decoder, same cache), so a
-loaded Llama 3 model is handled here too; its tokenizer is byte-level BPE, which the codelab
-route traces like any other KerasHub tokenizer.
+KerasHub's ``Llama3CausalLM`` subclasses ``LlamaCausalLM`` (same decoder, same cache) but
+tokenizes with byte-level BPE: it is not this family (the registry refuses it by its own class,
+see ``architectures.for_causal_lm``), since everything here assumes SentencePiece.
 """
 
 from __future__ import annotations
