@@ -60,11 +60,11 @@ import traceback
 from pathlib import Path
 
 import llm2tflite  # noqa: F401
-from llm2tflite import atomic
+from llm2tflite import CODELAB_PROMPT, atomic
 
 BASELINE_ROUTE = "tensorflow"
 TF_VARIANT = "tf"
-DEFAULT_PROMPT = "Estoy disfrutando de"
+DEFAULT_PROMPT = CODELAB_PROMPT
 # Display order of rows everywhere (benchmarks.csv, the summary's tables, the plot's legend).
 ROUTE_ORDER = (BASELINE_ROUTE, "tflite", "litert")
 VARIANT_ORDER = (TF_VARIANT, "fp32", "fp16", "int8", "int4")
@@ -229,7 +229,18 @@ def _import_route_libraries(route: str) -> dict:
 
 
 def _serve(connection, model_path: str, threads: int | None) -> None:
-    """Worker process: load the model, then answer requests until told to stop."""
+    """Worker process: load the model, then answer requests until told to stop.
+
+    The runtimes' native notes (TensorFlow's oneDNN and XLA lines, the interpreters' INFO lines)
+    are dropped from the worker's stderr; everything else reaches the job's log when it stops.
+    """
+    from llm2tflite import tf_logging
+
+    with tf_logging.native_notes_hidden():
+        _answer_requests(connection, model_path, threads)
+
+
+def _answer_requests(connection, model_path: str, threads: int | None) -> None:
     try:
         from llm2tflite.runtime import open_model, route_of
 

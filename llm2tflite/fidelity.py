@@ -138,8 +138,10 @@ def _num(value, digits: int) -> str:
     return f"{value:.{digits}f}" if _finite(value) else str(value)
 
 
-def keras_perplexity(causal_lm, lines) -> tuple[float, int]:
-    """Perplexity of the Keras model on ``lines`` (each scored after the start token), tokens."""
+def keras_perplexity(causal_lm, lines) -> tuple[float, int, list[list[float]]]:
+    """Perplexity of the Keras model on ``lines`` (each scored after the start token), tokens,
+    and each line's log-likelihoods (so a variant that can score only a prefix of a line, the
+    LiteRT route within its cache, is compared with Keras on the same tokens)."""
     import numpy as np
     import tensorflow as tf
 
@@ -148,7 +150,7 @@ def keras_perplexity(causal_lm, lines) -> tuple[float, int]:
     tokenizer = causal_lm.preprocessor.tokenizer
     tokenize = tf.function(tokenizer)
     start = int(tokenizer.start_token_id)
-    total, count = 0.0, 0
+    total, count, per_line = 0.0, 0, []
     for line in lines:
         ids = [start] + tokenize(tf.constant([line])).to_list()[0]
         token_ids = tf.constant([ids], tf.int32)
@@ -158,7 +160,8 @@ def keras_perplexity(causal_lm, lines) -> tuple[float, int]:
         log_likelihoods = next_token_log_likelihoods(logits, token_ids).numpy()[0]
         total += float(np.sum(log_likelihoods.astype(np.float64)))
         count += len(ids) - 1
-    return perplexity(total, count), count
+        per_line.append([float(x) for x in log_likelihoods])
+    return perplexity(total, count), count, per_line
 
 
 def keras_reference(preset: str, max_length: int, sampler: str, prompts, lines) -> dict:
@@ -177,7 +180,7 @@ def keras_reference(preset: str, max_length: int, sampler: str, prompts, lines) 
                 "prompt_tokens": generation.prompt_tokens,
             }
         )
-    value, count = keras_perplexity(causal_lm, lines)
+    value, count, per_line = keras_perplexity(causal_lm, lines)
     return {
         "preset": preset,
         "max_length": max_length,
@@ -185,6 +188,7 @@ def keras_reference(preset: str, max_length: int, sampler: str, prompts, lines) 
         "perplexity_lines": len(lines),
         "perplexity_tokens": count,
         "perplexity": value,
+        "line_log_likelihoods": per_line,
     }
 
 
@@ -206,10 +210,17 @@ def variant_fidelity(
                 **compare_generations(generation, keras),
             }
         )
-    total, count = 0.0, 0
-    for line in lines:
+    # A model scores at most `score_limit` ids of a line (the LiteRT route: its cache); Keras's
+    # perplexity is then taken over the same tokens, from its per-line log-likelihoods.
+    limit = getattr(model, "score_limit", None)
+    keras_lines = reference["line_log_likelihoods"]
+    total, keras_total, count, cut_lines = 0.0, 0.0, 0, 0
+    for line, keras_line in zip(lines, keras_lines, strict=True):
         ids = model.token_ids(line, with_start=True)
+        if limit is not None and len(ids) > limit:
+            ids, cut_lines = ids[:limit], cut_lines + 1
         total += math.fsum(model.log_likelihoods(ids))
+        keras_total += math.fsum(keras_line[: len(ids) - 1])
         count += len(ids) - 1
     result = {
         "model": model_name,
@@ -218,9 +229,10 @@ def variant_fidelity(
         "model_path": str(model_path),
         **summarize(prompts),
         "perplexity": perplexity(total, count),
-        "keras_perplexity": reference["perplexity"],
+        "keras_perplexity": perplexity(keras_total, count),
         "perplexity_tokens": count,
         "keras_perplexity_tokens": reference.get("perplexity_tokens"),
+        "perplexity_lines_cut_to_score_limit": cut_lines,
         "prompts": prompts,
     }
     result["perplexity_relative_difference"] = (

@@ -78,6 +78,7 @@ from pathlib import Path
 
 import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from llm2tflite import architectures, atomic
+from llm2tflite.architectures import base
 
 INFO_FILE = "litert_export.json"
 # Version of the contract above; bump it when a runtime would misread a new export.
@@ -85,8 +86,9 @@ CONTRACT_VERSION = 1
 PREFILL_PREFIX = "prefill_"
 DECODE_SIGNATURE = "decode"
 TOKENS, INPUT_POS, MASK, LOGITS = "tokens", "input_pos", "mask", "logits"
-# LiteRT-LM's fill value for hidden positions of a float32 mask.
-MASK_HIDDEN = -0.7 * 3.4028234663852886e38
+# LiteRT-LM's fill value for hidden positions of a float32 mask (defined beside the family
+# interface, which the families' forward passes read it from).
+MASK_HIDDEN = base.MASK_HIDDEN
 
 # The `litert:` config section's defaults (cache_length: generation.max_length).
 DEFAULT_VARIANTS = ("fp32", "int8", "int4")

@@ -331,6 +331,11 @@ class LiteRTModel:
             stream.finish(generation.text)
         return generation
 
+    @property
+    def score_limit(self) -> int:
+        """Most ids ``log_likelihoods`` scores at once: the cache length."""
+        return self.cache_length
+
     def log_likelihoods(self, token_ids_with_start) -> list[float]:
         """log p(id_i | ids before it) for every id after the first, through the model's graph.
 

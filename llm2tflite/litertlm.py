@@ -52,13 +52,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from llm2tflite import atomic
+from llm2tflite import CODELAB_PROMPT, atomic
 from llm2tflite.manifest import sha256_file
 
 ENV_FILE = "envs/litert-lm.yaml"
 ACTIVATION_TYPES = ("fp32", "fp16", "fp32_fp16")
 DEFAULT_ACTIVATION_TYPE = "fp32"
-DEFAULT_CHECK_PROMPT = "Estoy disfrutando de"
+DEFAULT_CHECK_PROMPT = CODELAB_PROMPT
 TOKENIZER_SECTIONS = {"tokenizer.json": "hf_tokenizer", "tokenizer.model": "sp_tokenizer"}
 
 

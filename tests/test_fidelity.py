@@ -248,3 +248,22 @@ def test_keras_perplexity_equals_an_independent_computation(default_run):
     loss = heldout_loss(causal_lm, without_end)
     assert loss["tokens"] == reference["perplexity_tokens"]
     assert math.exp(loss["loss"]) == pytest.approx(reference["perplexity"], rel=1e-4)
+
+
+def test_lines_longer_than_the_litert_cache_are_scored_on_the_same_tokens_as_keras(
+    small_reference, small_export, tmp_path
+):
+    """The LiteRT route scores at most its cache length of ids per line: longer held-out lines
+    are cut there, and Keras's perplexity is taken over the same tokens (fp32 agrees)."""
+    from conftest import export_litert
+
+    reference, lines = small_reference
+    exported = export_litert(
+        small_export["causal_lm"], tmp_path, cache_length=8, prefill_lengths=(4,)
+    )
+    result = variant_fidelity(str(exported["tflite"]["fp32"]), "small", "fp32", reference, lines)
+    assert result["route"] == "litert"
+    assert result["perplexity_lines_cut_to_score_limit"] > 0
+    assert result["perplexity_tokens"] < reference["perplexity_tokens"]
+    assert result["keras_perplexity"] != reference["perplexity"]  # over the kept tokens only
+    assert result["perplexity_relative_difference"] < 1e-3

@@ -47,11 +47,11 @@ def planned_jobs(workdir) -> set[tuple[str, str]]:
 MODELS = tuple(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"])
 
 
-def per_variant(rule, *variants, models=MODELS):
-    if rule == "convert":
+def per_variant(rule, *variants, models=MODELS, route="tflite"):
+    if rule in ("convert", "litert_quantize", "litertlm_bundle"):
         return {(rule, f"model={m}, variant={v}") for m in models for v in variants}
-    # The per-variant checks have the route in their paths: results/<m>/tflite/<stage>/<v>.json
-    return {(rule, f"model={m}, route=tflite, variant={v}") for m in models for v in variants}
+    # The per-variant checks have the route in their paths: results/<m>/<route>/<stage>/<v>.json
+    return {(rule, f"model={m}, route={route}, variant={v}") for m in models for v in variants}
 
 
 def of_model(*rules, models=MODELS):
@@ -59,19 +59,28 @@ def of_model(*rules, models=MODELS):
 
 
 ALL_VARIANTS = ("fp32", "int8", "fp16")  # every configured variant
+LITERT_VARIANTS = ("fp32", "int8", "int4")  # config `litert: variants`
+RUNTIME_TOKENIZERS = {"tiny": "tokenizer.json", "tiny_llama": "tokenizer.model"}
 DOWNSTREAM_OF_VARIANT = ("smoke", "fidelity", "quality_gate", "audit")
 ANDROID_VARIANT = "int8"  # config `android: variant`
 ANDROID_MODEL = MODELS[0]  # config `android: model: null`: the first model
 
 
-def gated(*variants, models=MODELS):
+def gated(*variants, models=MODELS, route="tflite"):
     """The fidelity of these variants, their quality gates, and the hand-off that needs one."""
-    jobs = per_variant("fidelity", *variants, models=models) | per_variant(
-        "quality_gate", *variants, models=models
+    jobs = per_variant("fidelity", *variants, models=models, route=route) | per_variant(
+        "quality_gate", *variants, models=models, route=route
     )
-    if ANDROID_VARIANT in variants and ANDROID_MODEL in models:
+    if route == "tflite" and ANDROID_VARIANT in variants and ANDROID_MODEL in models:
         jobs.add(("android", ""))
     return jobs
+
+
+def smoked(models=MODELS):
+    """The smoke test of every variant of both routes."""
+    return per_variant("smoke", *ALL_VARIANTS, models=models) | per_variant(
+        "smoke", *LITERT_VARIANTS, models=models, route="litert"
+    )
 
 
 def converted(*variants, models=MODELS):
@@ -94,16 +103,27 @@ def traced(models=MODELS):
 
 
 def litert_exported(models=MODELS):
-    """The LiteRT route's export and every LiteRT variant (workflow/rules/litert.smk)."""
-    return of_model("litert_export", "litert_convert", models=models) | {
-        ("litert_quantize", f"model={m}, variant={v}") for m in models for v in ("int8", "int4")
-    }
+    """The LiteRT route's export, every LiteRT variant (workflow/rules/litert.smk) and every job
+    that reads them: their checks, bundles and the benchmark."""
+    jobs = of_model("litert_export", "litert_convert", "bench", models=models)
+    jobs |= per_variant("litert_quantize", "int8", "int4", models=models)
+    jobs |= per_variant("litertlm_bundle", *LITERT_VARIANTS, models=models)
+    for rule in DOWNSTREAM_OF_VARIANT:
+        jobs |= per_variant(rule, *LITERT_VARIANTS, models=models, route="litert")
+    return jobs | {("benchmark_table", "")}
+
+
+def runtime_tokenizer(models=MODELS):
+    """The LiteRT route's tokenizer file, written from the preset, and the bundles holding it."""
+    return {
+        ("runtime_tokenizer", f"model={m}, tokenizer_file={RUNTIME_TOKENIZERS[m]}") for m in models
+    } | per_variant("litertlm_bundle", *LITERT_VARIANTS, models=models)
 
 
 CASES = {
     "smoke prompts": (
         ('    - "Estoy disfrutando de"\n\n', '    - "Estoy disfrutando de"\n    - "Hola"\n\n'),
-        of_model("reference") | per_variant("smoke", *ALL_VARIANTS),
+        of_model("reference") | smoked(),
     ),
     "int8 quantization option": (
         ("per_channel: true", "per_channel: false"),
@@ -122,11 +142,14 @@ CASES = {
         ("epochs: 2", "epochs: 3"),
         traced(models=("tiny",))
         | of_model("train", "reference", "keras_fidelity_reference", models=("tiny",))
-        | litert_exported(models=("tiny",)),
+        | litert_exported(models=("tiny",))
+        | runtime_tokenizer(models=("tiny",)),
     ),
     "fidelity prompts": (
         ('    - "Every morning I"\n', '    - "Every morning I"\n    - "Hola"\n'),
-        of_model("keras_fidelity_reference") | gated(*ALL_VARIANTS),
+        of_model("keras_fidelity_reference")
+        | gated(*ALL_VARIANTS)
+        | gated(*LITERT_VARIANTS, route="litert"),
     ),
 }
 
@@ -148,13 +171,18 @@ def test_config_edit_reruns_exactly_what_it_affects(default_run, case):
 
 def trained():
     """Training and everything that reads the trained model."""
-    return traced() | of_model("train", "reference", "keras_fidelity_reference") | litert_exported()
+    return (
+        traced()
+        | of_model("train", "reference", "keras_fidelity_reference")
+        | litert_exported()
+        | runtime_tokenizer()
+    )
 
 
 @pytest.mark.parametrize(
     "module, expected",
     [
-        ("smoke", per_variant("smoke", *ALL_VARIANTS)),
+        ("smoke", smoked()),
         ("convert", converted(*ALL_VARIANTS)),
         ("train", trained()),
         # Modules a stage imports: once missing from the hand-written code inputs.
@@ -163,8 +191,14 @@ def trained():
             {("vocab", "model=tiny"), ("vocab_sentencepiece", "model=tiny_llama")} | trained(),
         ),
         # Every stage that loads a preset or imports the trace (which does).
-        ("sources", traced() | of_model("reference", "keras_fidelity_reference")),
-        ("safety", per_variant("smoke", *ALL_VARIANTS)),
+        (
+            "sources",
+            traced()
+            | of_model("reference", "keras_fidelity_reference")
+            | litert_exported()
+            | runtime_tokenizer(),
+        ),
+        ("safety", smoked()),
     ],
 )
 def test_editing_a_stage_module_reruns_that_stage(default_run, module, expected):

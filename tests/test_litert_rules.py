@@ -72,26 +72,37 @@ def test_bad_litert_settings_fail_at_parse_time(tmp_path, block, expected):
 
 def test_litert_edits_rerun_only_the_litert_route(default_run):
     """After a complete default run: a `litert:` setting or a LiteRT module edit reruns the
-    route's jobs it affects, nothing of the codelab route."""
+    route's jobs it affects, nothing of the codelab route (edits in the run's copy of the
+    project, never the checkout)."""
     import os
 
-    from test_invalidation import AGGREGATES, planned_jobs
-
-    from conftest import REPO
+    from test_invalidation import (
+        AGGREGATES,
+        DOWNSTREAM_OF_VARIANT,
+        litert_exported,
+        of_model,
+        per_variant,
+        planned_jobs,
+    )
 
     workdir, _ = default_run
-    export = {("litert_export", "model=tiny"), ("litert_convert", "model=tiny")}
-    quantized = {("litert_quantize", f"model=tiny, variant={v}") for v in ("int8", "int4")}
     config_file = workdir / "config" / "config.yaml"
     original = config_file.read_text()
     try:
         config_file.write_text(
             original.replace("  prefill_lengths: null", "  prefill_lengths: [8, 16]", 1)
         )
-        assert planned_jobs(workdir) - AGGREGATES == export | quantized
+        assert planned_jobs(workdir) - AGGREGATES == litert_exported()
     finally:
         config_file.write_text(original)
-    source = REPO / "llm2tflite" / "litert_quantize.py"
+    # The quantized variants and what reads them; not the fp32 file.
+    quantized = per_variant("litert_quantize", "int8", "int4") | per_variant(
+        "litertlm_bundle", "int8", "int4"
+    )
+    for rule in DOWNSTREAM_OF_VARIANT:
+        quantized |= per_variant(rule, "int8", "int4", route="litert")
+    quantized |= of_model("bench") | {("benchmark_table", "")}
+    source = workdir / "llm2tflite" / "litert_quantize.py"
     data, stat = source.read_bytes(), source.stat()
     try:
         source.write_bytes(data + b"\n# edited by test_litert_rules\n")

@@ -178,11 +178,18 @@ def test_benchmark_table_has_every_variant_and_the_baseline(default_run):
             ("tflite", "fp32"),
             ("tflite", "fp16"),
             ("tflite", "int8"),
+            ("litert", "fp32"),
+            ("litert", "int8"),
+            ("litert", "int4"),
         ]
     assert (table["median_s"] > 0).all() and table["speedup_vs_tf"].notna().all()
     assert set(table["cpu_model"]) == {cpu_model()} and set(table["threads"]) == {2}
-    # The codelab route cannot measure per-step figures: empty, not estimated.
-    assert table["decode_ms_per_token"].isna().all() and table["prefill_s"].isna().all()
+    # The codelab route cannot measure per-step figures: empty, not estimated. The LiteRT
+    # route measures them per call.
+    codelab = table[table["route"] != "litert"]
+    assert codelab["decode_ms_per_token"].isna().all() and codelab["prefill_s"].isna().all()
+    litert = table[table["route"] == "litert"]
+    assert (litert["decode_ms_per_token"] > 0).all() and (litert["prefill_s"] > 0).all()
     record = json.loads((workdir / "results/tiny/bench.json").read_text())
     rows = table[table["model"] == "tiny"].set_index(["route", "variant"])
     for entry in record["entries"]:

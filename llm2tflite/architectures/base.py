@@ -22,6 +22,10 @@ import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+# The LiteRT contract's fill value for hidden positions of the float32 additive mask, as
+# LiteRT-LM fills it (never -inf: 0 * -inf is NaN). llm2tflite.litert_export documents the mask.
+MASK_HIDDEN = -0.7 * 3.4028234663852886e38
+
 
 @dataclasses.dataclass(frozen=True)
 class KVCacheShape:

@@ -24,7 +24,12 @@ import contextlib
 import math
 from collections.abc import Mapping
 
-from llm2tflite.architectures.base import Architecture, KVCacheShape, cache_methods_replaced
+from llm2tflite.architectures.base import (
+    MASK_HIDDEN,
+    Architecture,
+    KVCacheShape,
+    cache_methods_replaced,
+)
 
 # Gemma3Backbone arguments shared by every KerasHub text preset: what KerasHub's conversion
 # script (keras-hub tools/checkpoint_conversion/convert_gemma3_checkpoints.py, convert_model)
@@ -516,8 +521,6 @@ def _narrow_to_window(mask, input_pos, window):
     hidden).
     """
     from keras import ops
-
-    from llm2tflite.litert_export import MASK_HIDDEN
 
     cache_length = int(mask.shape[-1])
     keys = ops.arange(cache_length, dtype="int32")
