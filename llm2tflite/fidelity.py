@@ -33,7 +33,7 @@ import math
 import sys
 
 import llm2tflite  # noqa: F401
-from llm2tflite import atomic
+from llm2tflite import atomic, tf_logging
 from llm2tflite.generation import Generation
 
 GATE_KEYS = (
@@ -330,4 +330,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    # The log keeps the stage's own lines, not Keras's XLA notes ("XLA service ... initialized").
+    with tf_logging.native_notes_hidden():
+        main()

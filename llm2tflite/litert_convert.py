@@ -25,7 +25,7 @@ import sys
 import time
 
 import llm2tflite  # noqa: F401
-from llm2tflite import atomic, litert_export
+from llm2tflite import atomic, litert_export, tf_logging
 
 
 class BuiltinsOnlyError(RuntimeError):
@@ -445,4 +445,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    # The log keeps the stage's own lines, not the converter's absl notes.
+    with tf_logging.native_notes_hidden():
+        main()

@@ -52,7 +52,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from llm2tflite import CODELAB_PROMPT, atomic
+from llm2tflite import CODELAB_PROMPT, atomic, tf_logging
 from llm2tflite.manifest import sha256_file
 
 ENV_FILE = "envs/litert-lm.yaml"
@@ -389,4 +389,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    # The log keeps the stage's own lines, not LiteRT-LM's loader notes.
+    with tf_logging.native_notes_hidden():
+        main()

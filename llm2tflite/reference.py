@@ -12,7 +12,7 @@ import json
 import time
 
 import llm2tflite  # noqa: F401
-from llm2tflite import atomic
+from llm2tflite import atomic, tf_logging
 from llm2tflite.generation import Generation, kept_token_ids
 from llm2tflite.sources import exit_on_unavailable_preset, load_causal_lm
 
@@ -108,4 +108,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    # The log keeps the stage's own lines, not Keras's XLA notes ("XLA service ... initialized").
+    with tf_logging.native_notes_hidden():
+        main()

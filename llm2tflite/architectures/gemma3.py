@@ -418,7 +418,7 @@ class Gemma3(Architecture):
         x = x * ops.cast(ops.sqrt(backbone.hidden_dim), x.dtype)
         start = input_pos[0]
         sliding_masks = {}  # window -> the causal mask narrowed to the window
-        rotations = {}  # (wavelength, scaling) -> the rotary cos/sin at input_pos
+        rotations = {}  # rotary settings -> the rotary cos/sin at input_pos
         new_caches = []
         for layer, (key_cache, value_cache) in zip(backbone.transformer_layers, kv_caches):
             attention = layer.attention
@@ -428,12 +428,14 @@ class Gemma3(Architecture):
             if attention.use_query_key_norm:
                 query, key = attention.query_norm(query), attention.key_norm(key)
             rotary = attention.rope_layer
-            signature = (rotary.max_wavelength, rotary.scaling_factor, rotary.rope_type)
-            if signature not in rotations:
-                rotations[signature] = _rotary_cos_sin(rotary, input_pos, attention.head_dim)
-            cos, sin = rotations[signature]
-            query = rotary._apply_rotary_pos_emb(query, cos, sin)
-            key = rotary._apply_rotary_pos_emb(key, cos, sin)
+            settings = litert_ops.rotary_key(rotary)
+            if settings not in rotations:
+                rotations[settings] = litert_ops.rotary_cos_sin(
+                    rotary, input_pos, attention.head_dim
+                )
+            cos, sin = rotations[settings]
+            query = litert_ops.apply_rotary(rotary, query, cos, sin)
+            key = litert_ops.apply_rotary(rotary, key, cos, sin)
             key_cache = litert_ops.update_cache(key_cache, key, start)
             value_cache = litert_ops.update_cache(
                 value_cache, attention.value_dense(normalized), start
@@ -480,30 +482,6 @@ def _text_backbone(causal_lm):
     if backbone.use_bidirectional_attention or backbone.is_embedding_model:
         raise ValueError("gemma3: an embedding model (bidirectional attention) is not a causal LM")
     return backbone
-
-
-def _rotary_cos_sin(rotary, input_pos, head_dim):
-    """RotaryEmbedding's cos and sin at ``input_pos``, [1, T, 1, head_dim], for q and k.
-
-    KerasHub's ``_compute_cos_sin_embedding`` with the outer product of positions and
-    frequencies written as a broadcast multiply instead of ``einsum("bi,j->bij")``: the same
-    single product per entry, but the converter lowers that einsum to a FULLY_CONNECTED whose
-    weights are the frequencies, and ai-edge-quantizer then quantizes them (int4 blockwise
-    even fails on the [head_dim / 2, 1] "kernel"). The frequencies are KerasHub's own
-    (``_get_inverse_freq``: wavelength, scaling factor and rope type).
-    """
-    from keras import ops
-
-    if rotary.rope_type == "yarn":
-        raise ValueError("gemma3: the LiteRT route has no YaRN rotary embedding")
-    inverse_freq = rotary._get_inverse_freq(head_dim)  # [head_dim / 2]
-    positions = ops.cast(input_pos, "float32")
-    freq = ops.multiply(positions[:, None], inverse_freq[None, :])  # [T, head_dim / 2]
-    embedding = ops.concatenate([freq, freq], axis=-1)[None, :, None, :]
-    return (
-        ops.cast(ops.cos(embedding), rotary.compute_dtype),
-        ops.cast(ops.sin(embedding), rotary.compute_dtype),
-    )
 
 
 def _gelu_tanh(x):
