@@ -319,8 +319,8 @@ def bench_entries(wildcards):
 # TF baseline benchmark 1.7 GB; TFLite benchmark 1.2 GB; LiteRT route: export 1.6 GB, fp32
 # conversion 3.5 GB, quantization 0.9 GB. Gemma 3 270M twin (268M, 262,144-row embedding):
 # trace 3.9 GB; convert fp32 7.7 GB, int8 4.6 GB; LiteRT export 3.9 GB, fp32 conversion 7.2 GB,
-# quantization 1.9 GB. The 0.8 M-parameter default stays under 1.5 GB everywhere. MB per million
-# parameters above a fixed TensorFlow baseline, with ~20-25% margin over those figures:
+# quantization 1.9 GB. The default models (0.7 and 0.9 M parameters) stay under 1.5 GB. MB per
+# million parameters above a fixed TensorFlow baseline, with ~20-25% margin over those figures:
 MEMORY_BASE_MB = 2000
 MEMORY_MB_PER_MILLION_PARAMETERS = {
     "train": 20,
