@@ -22,8 +22,8 @@ changes the numerics wherever the CPU computes in fp16.
 ``litert-lm-builder`` and ``litert_lm`` need protobuf >= 6.31, which TensorFlow 2.18.1 cannot
 import: this module runs in the LiteRT-LM environment (``requirements-litert-lm.txt``: a venv the
 workflow creates with ``llm2tflite.litertlm_env``, or ``envs/litert-lm.yaml`` under ``--sdm
-conda``) with the
-repository on ``PYTHONPATH``; it imports only the standard library at module level.
+conda``) with the repository on ``PYTHONPATH``; at module level it imports only the standard
+library and the package's standard-library-only helpers (atomic, manifest, tf_logging).
 
 Packing goes through litert-lm-builder's Python API (``LitertLmFileBuilder``), with the two
 system metadata entries it would make random (``uuid``, ``creation_timestamp``) derived from the
