@@ -126,14 +126,41 @@ class Architecture:
         """The token ids the family's own ``generate()`` stops at (by default: the end token)."""
         return [int(tokenizer.end_token_id)]
 
+    def codelab_cache_methods(self):
+        """The family's faster ``call_with_cache`` and ``_build_cache`` for the codelab route, or
+        None: ``(causal_lm_class, make_call_with_cache, make_build_cache)`` where
+        ``make_call_with_cache(causal_lm)`` returns the replacement ``call_with_cache`` and
+        ``make_build_cache(causal_lm, call_with_cache, prompt_length)`` the replacement
+        ``_build_cache``. See ``fast_decoding``."""
+        return None
+
     @contextlib.contextmanager
     def fast_decoding(self, causal_lm, prompt_length):
-        """While the codelab route traces ``generate_step``: the family's decoding speed-ups.
+        """While the codelab route traces ``generate_step``: the family's decoding speed-ups
+        (``codelab_cache_methods``), whose outputs equal KerasHub's ``generate()``:
+
+        - each layer's slice of KerasHub's 6-D cache is read with a builtin 3-D slice instead of
+          a Select TF ``StridedSlice`` that copies the whole cache into TensorFlow at every
+          layer and token;
+        - the cache is seeded by a forward pass over the prompt's tokens only, instead of all
+          ``max_length`` positions.
 
         ``prompt_length`` is the number of prompt tokens (start token included) in the packed
-        batch, a scalar tensor. The default changes nothing.
+        batch, a scalar tensor. A subclass of the family's class that overrides either method is
+        traced unchanged; a family without speed-ups too.
         """
-        yield
+        methods = self.codelab_cache_methods()
+        if methods is None:
+            yield
+            return
+        family_class, make_call_with_cache, make_build_cache = methods
+        with cache_methods_replaced(
+            causal_lm,
+            family_class,
+            make_call_with_cache,
+            lambda model, call: make_build_cache(model, call, prompt_length),
+        ):
+            yield
 
     # ---- LiteRT route (heavy: import Keras inside) -----------------------------------------
     #

@@ -20,7 +20,6 @@ embedding head is refused where it matters (parameter count, LiteRT export).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 
@@ -28,7 +27,6 @@ from llm2tflite.architectures.base import (
     MASK_HIDDEN,
     Architecture,
     KVCacheShape,
-    cache_methods_replaced,
 )
 
 # Gemma3Backbone arguments shared by every KerasHub text preset: what KerasHub's conversion
@@ -355,27 +353,10 @@ class Gemma3(Architecture):
         ids = [int(tokenizer.end_token_id), int(tokenizer.token_to_id(END_OF_TURN))]
         return list(dict.fromkeys(ids))
 
-    @contextlib.contextmanager
-    def fast_decoding(self, causal_lm, prompt_length):
-        """Gemma 3's two codelab-route speed-ups (outputs stay equal to KerasHub's generate()).
-
-        - The cache is seeded by a forward pass over the prompt's tokens only, instead of all
-          ``max_length`` positions (``_build_cache_over_prompt``).
-        - Each layer's slice of the 6-D cache is read with a builtin 3-D slice instead of a
-          Select TF ``StridedSlice`` that copies the whole cache into TensorFlow at every layer
-          and token (``_call_with_builtin_cache_slices``).
-
-        A subclass of Gemma3CausalLM that overrides either method is traced unchanged.
-        """
+    def codelab_cache_methods(self):
         from keras_hub.models import Gemma3CausalLM
 
-        with cache_methods_replaced(
-            causal_lm,
-            Gemma3CausalLM,
-            _call_with_builtin_cache_slices,
-            lambda model, call: _build_cache_over_prompt(model, call, prompt_length),
-        ):
-            yield
+        return Gemma3CausalLM, _call_with_builtin_cache_slices, _build_cache_over_prompt
 
     # ---- LiteRT route ----------------------------------------------------------------------
 

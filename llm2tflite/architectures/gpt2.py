@@ -8,11 +8,10 @@ route's prefill/decode forward pass over an external KV cache.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 
-from llm2tflite.architectures.base import Architecture, KVCacheShape, cache_methods_replaced
+from llm2tflite.architectures.base import Architecture, KVCacheShape
 
 _BASE = dict(
     vocabulary_size=50257,
@@ -115,27 +114,10 @@ class GPT2(Architecture):
         backbone = keras_hub.models.GPT2Backbone(**backbone_config)
         return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
 
-    @contextlib.contextmanager
-    def fast_decoding(self, causal_lm, prompt_length):
-        """GPT-2's two codelab-route speed-ups (outputs stay equal to KerasHub's generate()).
-
-        - The cache is seeded by a forward pass over the prompt's tokens only, instead of all
-          ``max_length`` positions (``_build_cache_over_prompt``).
-        - Each layer's slice of the 6-D cache is read with a builtin 3-D slice instead of a
-          Select TF ``StridedSlice`` that copies the whole cache into TensorFlow at every layer
-          and token (``_call_with_builtin_cache_slices``).
-
-        A subclass of GPT2CausalLM that overrides either method is traced unchanged.
-        """
+    def codelab_cache_methods(self):
         from keras_hub.models import GPT2CausalLM
 
-        with cache_methods_replaced(
-            causal_lm,
-            GPT2CausalLM,
-            _call_with_builtin_cache_slices,
-            lambda model, call: _build_cache_over_prompt(model, call, prompt_length),
-        ):
-            yield
+        return GPT2CausalLM, _call_with_builtin_cache_slices, _build_cache_over_prompt
 
     # ---- LiteRT route ----------------------------------------------------------------------
 

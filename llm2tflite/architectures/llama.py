@@ -12,11 +12,10 @@ see ``architectures.for_causal_lm``), since everything here assumes SentencePiec
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 
-from llm2tflite.architectures.base import Architecture, KVCacheShape, cache_methods_replaced
+from llm2tflite.architectures.base import Architecture, KVCacheShape
 
 # Llama 2 7B (Meta's params.json and the Hugging Face config KerasHub converted its presets from):
 # untied input/output embeddings, multi-head attention (as many key/value heads as query heads).
@@ -158,27 +157,10 @@ class Llama(Architecture):
         backbone = keras_hub.models.LlamaBackbone(**backbone_config)
         return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=preprocessor)
 
-    @contextlib.contextmanager
-    def fast_decoding(self, causal_lm, prompt_length):
-        """Llama's two codelab-route speed-ups (outputs stay equal to KerasHub's generate()).
-
-        - The cache is seeded by a forward pass over the prompt's tokens only, instead of all
-          ``max_length`` positions (``_build_cache_over_prompt``).
-        - Each layer's slice of the 6-D cache is read with a builtin 3-D slice instead of a
-          Select TF ``StridedSlice`` that copies the whole cache into TensorFlow at every layer
-          and token (``_call_with_builtin_cache_slices``).
-
-        A subclass of LlamaCausalLM that overrides either method is traced unchanged.
-        """
+    def codelab_cache_methods(self):
         from keras_hub.models import LlamaCausalLM
 
-        with cache_methods_replaced(
-            causal_lm,
-            LlamaCausalLM,
-            _call_with_builtin_cache_slices,
-            lambda model, call: _build_cache_over_prompt(model, call, prompt_length),
-        ):
-            yield
+        return LlamaCausalLM, _call_with_builtin_cache_slices, _build_cache_over_prompt
 
     # ---- LiteRT route ----------------------------------------------------------------------
 
