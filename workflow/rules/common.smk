@@ -7,8 +7,9 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-from llm2tflite import architectures, code_inputs
-from llm2tflite import twin as twin_stage
+from llm2tflite.families import registry
+from llm2tflite.core import code_inputs
+from llm2tflite.inputs import twin as twin_stage
 from llm2tflite.config_check import EVAL_CORPUS_HELDOUT_LINES
 
 MODELS = list(config["models"])
@@ -98,7 +99,7 @@ wildcard_constraints:
 
 def stage_code(*modules):
     """The package files the stage modules run (found from their imports, see
-    llm2tflite/code_inputs.py), as inputs: editing one reruns the stage."""
+    llm2tflite/core/code_inputs.py), as inputs: editing one reruns the stage."""
     files = {path for module in modules for path in code_inputs.stage_files(module, PACKAGE_DIR)}
     return sorted(project_path(path) for path in files)
 
@@ -121,7 +122,7 @@ def twin_tokenizer(model):
     """How a `shape_of:` twin gets its tokenizer (its family's `twin_tokenizer`), else None."""
     if "shape_of" not in model_source(model):
         return None
-    return architectures.for_model_source(model_source(model)).twin_tokenizer
+    return registry.for_model_source(model_source(model)).twin_tokenizer
 
 
 def learns_tokenizer(model):
@@ -148,7 +149,7 @@ def models_with_tokenizer(kind):
         m
         for m in MODELS
         if learns_tokenizer(m)
-        and architectures.for_model_source(model_source(m)).tokenizer_kind == kind
+        and registry.for_model_source(model_source(m)).tokenizer_kind == kind
     ]
     return "|".join(names) if names else "(?!)"
 
@@ -156,13 +157,13 @@ def models_with_tokenizer(kind):
 def tokenizer_files(model):
     """The vocabulary stage's files of a model that learns its tokenizer, as its family names
     them."""
-    family = architectures.for_model_source(model_source(model))
+    family = registry.for_model_source(model_source(model))
     return [f"results/{model}/vocab/{name}" for name in family.tokenizer_files]
 
 
 def corpus_setting(wildcards):
     """The corpus section of a model that learns its tokenizer: its `train: corpus:`, or the
-    twins' fixed corpus (llm2tflite.twin.TOKENIZER_CORPUS)."""
+    twins' fixed corpus (llm2tflite.inputs.twin.TOKENIZER_CORPUS)."""
     if trained_model(wildcards.model):
         return model_source(wildcards.model)["train"]["corpus"]
     return twin_stage.TOKENIZER_CORPUS
@@ -174,12 +175,12 @@ def vocab_size_option(wildcards):
     source = model_source(wildcards.model)
     if "train" in source:
         return f"--vocab-size {source['train']['vocabulary']['size']}"
-    size = architectures.for_preset(source["shape_of"])[1]["vocabulary_size"]
+    size = registry.for_preset(source["shape_of"])[1]["vocabulary_size"]
     return f"--vocab-size {size} --at-most"
 
 
 def architecture_name(wildcards):
-    return architectures.for_model_source(model_source(wildcards.model)).name
+    return registry.for_model_source(model_source(wildcards.model)).name
 
 
 def twin_tokenizer_files(wildcards):
@@ -337,7 +338,7 @@ MEMORY_MB_PER_MILLION_PARAMETERS = {
 def model_parameters(model):
     """Parameters of a model, computed by its family module from the config (nothing built)."""
     source = model_source(model)
-    family = architectures.for_model_source(source)
+    family = registry.for_model_source(source)
     if "train" in source:
         return family.parameter_count(
             {
@@ -346,7 +347,7 @@ def model_parameters(model):
             }
         )
     return family.parameter_count(
-        architectures.for_preset(source.get("shape_of") or source["preset"])[1]
+        registry.for_preset(source.get("shape_of") or source["preset"])[1]
     )
 
 

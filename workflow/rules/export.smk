@@ -4,7 +4,7 @@
 rule trace:
     input:
         preset=preset_inputs,
-        code=stage_code("trace"),
+        code=stage_code("codelab.trace"),
     output:
         saved_model=directory("results/{model}/traced"),
     log:
@@ -24,7 +24,7 @@ rule trace:
         sequence_length=GENERATION["sequence_length"],
         sampler=GENERATION["sampler"],
     shell:
-        "python -m llm2tflite.trace --preset {params.preset:q}"
+        "python -m llm2tflite.codelab.trace --preset {params.preset:q}"
         " --max-length {params.max_length} --sequence-length {params.sequence_length}"
         " --sampler {params.sampler} --out {output.saved_model} > {log} 2>&1"
 
@@ -32,7 +32,7 @@ rule trace:
 rule convert:
     input:
         saved_model="results/{model}/traced",
-        code=stage_code("convert"),
+        code=stage_code("codelab.convert"),
     output:
         tflite="results/{model}/tflite/{variant}.tflite",
         report="results/{model}/tflite/{variant}.conversion.json",
@@ -50,7 +50,7 @@ rule convert:
     params:
         options=quantization_options,
     shell:
-        "python -m llm2tflite.convert --saved-model {input.saved_model}"
+        "python -m llm2tflite.codelab.convert --saved-model {input.saved_model}"
         " --variant {wildcards.variant} --options-json {params.options:q}"
         " --out {output.tflite} --report {output.report}"
         " > {log} 2>&1"

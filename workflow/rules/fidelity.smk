@@ -3,7 +3,7 @@
 
 rule eval_corpus:
     input:
-        code=stage_code("corpus"),
+        code=stage_code("inputs.corpus"),
     output:
         train=temp("results/eval_corpus/train.txt"),
         heldout="results/eval_corpus/heldout.txt",
@@ -18,7 +18,7 @@ rule eval_corpus:
         train_lines=EVAL_CORPUS_TRAIN_LINES,
         lines=EVAL_CORPUS_LINES,
     shell:
-        "python -m llm2tflite.corpus --seed {params.seed} --train-lines {params.train_lines}"
+        "python -m llm2tflite.inputs.corpus --seed {params.seed} --train-lines {params.train_lines}"
         " --heldout-lines {params.lines} --out-train {output.train}"
         " --out-heldout {output.heldout} > {log} 2>&1"
 
@@ -27,7 +27,7 @@ rule keras_fidelity_reference:
     input:
         preset=preset_inputs,
         text=heldout_text,
-        code=stage_code("fidelity"),
+        code=stage_code("evaluate.fidelity"),
     output:
         "results/{model}/reference/fidelity.json",
     log:
@@ -48,7 +48,7 @@ rule keras_fidelity_reference:
         prompts=as_json(FIDELITY["prompts"]),
         lines=FIDELITY["perplexity_lines"],
     shell:
-        "python -m llm2tflite.fidelity keras --preset {params.preset:q}"
+        "python -m llm2tflite.evaluate.fidelity keras --preset {params.preset:q}"
         " --max-length {params.max_length} --sampler {params.sampler}"
         " --prompts-json {params.prompts:q} --text {input.text} --lines {params.lines}"
         " --out {output} > {log} 2>&1"
@@ -60,7 +60,7 @@ rule fidelity:
         litert_runtime=litert_runtime_files,  # workflow/rules/litert_common.smk
         keras_reference="results/{model}/reference/fidelity.json",
         text=heldout_text,
-        code=stage_code("fidelity"),
+        code=stage_code("evaluate.fidelity"),
     output:
         "results/{model}/{route}/fidelity/{variant}.json",
     log:
@@ -74,7 +74,7 @@ rule fidelity:
         mem_mb=mem_mb("tflite"),
         runtime=runtime_minutes("tflite"),
     shell:
-        "python -m llm2tflite.fidelity variant --model {input.model:q}"
+        "python -m llm2tflite.evaluate.fidelity variant --model {input.model:q}"
         " --model-name {wildcards.model} --variant {wildcards.variant}"
         " --keras-reference {input.keras_reference:q} --text {input.text:q}"
         " --out {output:q} > {log} 2>&1"
@@ -92,7 +92,7 @@ localrules:
 rule quality_gate:
     input:
         fidelity="results/{model}/{route}/fidelity/{variant}.json",
-        code=stage_code("fidelity"),
+        code=stage_code("evaluate.fidelity"),
     output:
         "results/{model}/{route}/gate/{variant}.json",
     log:
@@ -102,5 +102,5 @@ rule quality_gate:
     params:
         gates=lambda wildcards: as_json(QUALITY_GATES.get(wildcards.variant) or {}),
     shell:
-        "python -m llm2tflite.fidelity gate --fidelity {input.fidelity:q}"
+        "python -m llm2tflite.evaluate.fidelity gate --fidelity {input.fidelity:q}"
         " --gates-json {params.gates:q} --out {output:q} > {log} 2>&1"

@@ -1,5 +1,5 @@
 # The LiteRT route: KerasHub causal LM -> prefill/decode SavedModel with the KV cache outside
-# (llm2tflite/litert_export.py documents the contract) -> builtins-only fp32 .tflite ->
+# (llm2tflite/litert/export.py documents the contract) -> builtins-only fp32 .tflite ->
 # ai-edge-quantizer int8 / int4. Files in results/{model}/litert/. Settings and helpers:
 # workflow/rules/litert_common.smk.
 
@@ -7,7 +7,7 @@
 rule litert_export:
     input:
         preset=preset_inputs,
-        code=stage_code("litert_export"),
+        code=stage_code("litert.export"),
     output:
         saved_model=directory("results/{model}/litert/saved_model"),
         info="results/{model}/litert/litert_export.json",
@@ -28,7 +28,7 @@ rule litert_export:
         prefill_lengths=" ".join(map(str, LITERT["prefill_lengths"])),
         prefill_logits="--prefill-logits" if LITERT["prefill_logits"] else "",
     shell:
-        "python -m llm2tflite.litert_export --preset {params.preset:q}"
+        "python -m llm2tflite.litert.export --preset {params.preset:q}"
         " --cache-length {params.cache_length} --prefill-lengths {params.prefill_lengths}"
         " {params.prefill_logits} --out {output.saved_model} --info {output.info} > {log} 2>&1"
 
@@ -36,7 +36,7 @@ rule litert_export:
 rule litert_convert:
     input:
         saved_model="results/{model}/litert/saved_model",
-        code=stage_code("litert_convert"),
+        code=stage_code("litert.convert"),
     output:
         tflite="results/{model}/litert/fp32.tflite",
         report="results/{model}/litert/fp32.conversion.json",
@@ -52,14 +52,14 @@ rule litert_convert:
         runtime=runtime_minutes("convert"),
         cpus_per_task=2,
     shell:
-        "python -m llm2tflite.litert_convert --saved-model {input.saved_model}"
+        "python -m llm2tflite.litert.convert --saved-model {input.saved_model}"
         " --out {output.tflite} --report {output.report} > {log} 2>&1"
 
 
 rule litert_quantize:
     input:
         fp32="results/{model}/litert/fp32.tflite",
-        code=stage_code("litert_quantize"),
+        code=stage_code("litert.quantize"),
     output:
         tflite="results/{model}/litert/{variant}.tflite",
         report="results/{model}/litert/{variant}.conversion.json",
@@ -77,5 +77,5 @@ rule litert_quantize:
         runtime=runtime_minutes("convert"),
         cpus_per_task=1,
     shell:
-        "python -m llm2tflite.litert_quantize --fp32 {input.fp32} --variant {wildcards.variant}"
+        "python -m llm2tflite.litert.quantize --fp32 {input.fp32} --variant {wildcards.variant}"
         " --out {output.tflite} --report {output.report} > {log} 2>&1"

@@ -1,8 +1,8 @@
 # Settings and helpers of the LiteRT route's rules (workflow/rules/litert.smk: export, conversion,
 # quantization; workflow/rules/litertlm.smk: the runtime tokenizer and the LiteRT-LM bundles), and
 # the inputs of the Android hand-off of either route (rule android).
-from llm2tflite.litert_export import LiteRTSettingsError, model_errors, resolve_settings
-from llm2tflite.litert_quantize import RECIPES as LITERT_RECIPES
+from llm2tflite.litert.export import LiteRTSettingsError, model_errors, resolve_settings
+from llm2tflite.litert.quantize import RECIPES as LITERT_RECIPES
 
 try:
     LITERT = resolve_settings(config)
@@ -24,13 +24,13 @@ def litert_targets(model):
     )
 
 
-from llm2tflite.litertlm import DEFAULT_ACTIVATION_TYPE
-from llm2tflite.litertlm_env import (
+from llm2tflite.litertlm.bundle import DEFAULT_ACTIVATION_TYPE
+from llm2tflite.litertlm.env import (
     DEFAULT_VENV_DIR,
     REQUIREMENTS_FILE as LITERT_LM_REQUIREMENTS,
     VENV_MARKER as LITERT_LM_VENV_MARKER,
 )
-from llm2tflite.tokenizer_files import runtime_file as litert_tokenizer_file_of_kind
+from llm2tflite.litert.runtime_tokenizer import runtime_file as litert_tokenizer_file_of_kind
 
 LITERTLM = config.get("litertlm") or {}
 # Variants with a bundle: the configured ones (each must be a LiteRT variant), default all.
@@ -55,7 +55,7 @@ REPOSITORY_ROOT = project_path(workflow.basedir)
 
 def litert_tokenizer_file(model):
     """results/{model}/litert/tokenizer.json (byte-level BPE) or tokenizer.model (SentencePiece)."""
-    family = architectures.for_model_source(model_source(model))
+    family = registry.for_model_source(model_source(model))
     return f"results/{model}/litert/{litert_tokenizer_file_of_kind(family.tokenizer_kind)}"
 
 
@@ -108,7 +108,7 @@ if ANDROID_ROUTE == "litert" and ANDROID_VARIANT not in LITERTLM_VARIANTS:
 
 
 def android_inputs(wildcards):
-    """The files llm2tflite.android reads for the configured route; only a variant that passed
+    """The files llm2tflite.report.android reads for the configured route; only a variant that passed
     its quality gates is handed off."""
     model, variant, route = ANDROID_MODEL, ANDROID_VARIANT, ANDROID_ROUTE
     checks = {

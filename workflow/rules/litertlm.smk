@@ -1,7 +1,7 @@
 # The LiteRT route's runtime files and LiteRT-LM bundles (after workflow/rules/litert.smk;
 # settings and helpers in workflow/rules/litert_common.smk):
 # - the tokenizer outside the graph, next to the LiteRT model (results/{model}/litert/
-#   tokenizer.json or tokenizer.model, by the family's tokenizer kind): llm2tflite/tokenizer_files.py
+#   tokenizer.json or tokenizer.model, by the family's tokenizer kind): llm2tflite/litert/runtime_tokenizer.py
 # - results/{model}/litert/{variant}.litertlm (+ .litertlm.json: metadata, sha256, LiteRT-LM's
 #   greedy continuation of the check prompt), packed in an environment of their own
 #   (requirements-litert-lm.txt: litert-lm needs protobuf >= 6.31, TensorFlow 2.18.1 < 6):
@@ -16,7 +16,7 @@ localrules:
 rule runtime_tokenizer:
     input:
         preset=preset_inputs,
-        code=stage_code("tokenizer_files"),
+        code=stage_code("litert.runtime_tokenizer"),
     output:
         "results/{model}/litert/{tokenizer_file}",
     log:
@@ -28,14 +28,14 @@ rule runtime_tokenizer:
     params:
         preset=preset_of,
     shell:
-        "python -m llm2tflite.tokenizer_files --preset {params.preset:q}"
+        "python -m llm2tflite.litert.runtime_tokenizer --preset {params.preset:q}"
         " --out-dir results/{wildcards.model}/litert > {log} 2>&1"
 
 
 rule litertlm_env:
     input:
         requirements=project_path(WORKFLOW_DIR / LITERT_LM_REQUIREMENTS),
-        code=stage_code("litertlm_env"),
+        code=stage_code("litertlm.env"),
     output:
         f"{LITERT_LM_VENV}/{LITERT_LM_VENV_MARKER}",
     log:
@@ -45,7 +45,7 @@ rule litertlm_env:
     params:
         venv=lambda wildcards, output: str(Path(output[0]).parent),
     shell:
-        "python -m llm2tflite.litertlm_env --requirements {input.requirements:q}"
+        "python -m llm2tflite.litertlm.env --requirements {input.requirements:q}"
         " --dir {params.venv:q} > {log} 2>&1"
 
 
@@ -55,7 +55,7 @@ rule litertlm_bundle:
         info="results/{model}/litert/litert_export.json",
         tokenizer=lambda wildcards: litert_tokenizer_file(wildcards.model),
         env=litert_lm_env_inputs,
-        code=stage_code("litertlm"),
+        code=stage_code("litertlm.bundle"),
     output:
         bundle="results/{model}/litert/{variant}.litertlm",
         record="results/{model}/litert/{variant}.litertlm.json",
@@ -77,7 +77,7 @@ rule litertlm_bundle:
         activation_type=LITERTLM_ACTIVATION_TYPE,
         check_prompt=BENCHMARK["prompt"],
     shell:
-        "PYTHONPATH={params.root:q} {params.python} -m llm2tflite.litertlm build"
+        "PYTHONPATH={params.root:q} {params.python} -m llm2tflite.litertlm.bundle build"
         " --model {input.tflite} --info {input.info} --tokenizer {input.tokenizer}"
         " --out {output.bundle} --record {output.record} --sampler-json {params.sampler:q}"
         " --activation-type {params.activation_type} --check-prompt {params.check_prompt:q}"

@@ -4,7 +4,7 @@
 rule manifest:
     input:
         artifacts=manifest_inputs(),
-        code=stage_code("manifest"),
+        code=stage_code("report.manifest"),
     output:
         report_path("manifest.json"),
     log:
@@ -12,4 +12,4 @@ rule manifest:
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.manifest --out {output} {input.artifacts} > {log} 2>&1"
+        "python -m llm2tflite.report.manifest --out {output} {input.artifacts} > {log} 2>&1"

@@ -5,7 +5,7 @@ rule audit:
     input:
         model="results/{model}/{route}/{variant}.tflite",
         conversion="results/{model}/{route}/{variant}.conversion.json",
-        code=stage_code("audit"),
+        code=stage_code("evaluate.audit"),
     output:
         json="results/{model}/{route}/ops/{variant}.json",
         md=report(
@@ -22,19 +22,19 @@ rule audit:
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.audit --model {input.model:q} --variant {wildcards.variant}"
+        "python -m llm2tflite.evaluate.audit --model {input.model:q} --variant {wildcards.variant}"
         " --model-name {wildcards.model} --conversion-report {input.conversion:q}"
         " --out-json {output.json:q} --out-md {output.md:q} > {log} 2>&1"
 
 
 # One job per model: the TF baseline and every variant, each loaded once in its own process,
-# timed in interleaved rounds (llm2tflite.bench).
+# timed in interleaved rounds (llm2tflite.evaluate.bench).
 rule bench:
     input:
         unpack(bench_models),
         litert_runtime=litert_runtime_files,  # workflow/rules/litert_common.smk
         saved_model="results/{model}/traced",
-        code=stage_code("bench"),
+        code=stage_code("evaluate.bench"),
     output:
         "results/{model}/bench.json",
     log:
@@ -56,7 +56,7 @@ rule bench:
         interpreter_threads=BENCHMARK["threads"],
         entries=bench_entries,
     shell:
-        "python -m llm2tflite.bench run --model-name {wildcards.model}"
+        "python -m llm2tflite.evaluate.bench run --model-name {wildcards.model}"
         " --baseline {input.saved_model:q} {params.entries}"
         " --prompt {params.prompt:q} --runs {params.runs} --threads {params.interpreter_threads}"
         " --out {output:q} > {log} 2>&1"
@@ -65,7 +65,7 @@ rule bench:
 rule benchmark_table:
     input:
         runs=benchmark_jsons(),
-        code=stage_code("bench"),
+        code=stage_code("evaluate.bench"),
     output:
         report(
             report_path("benchmarks.csv"),
@@ -77,7 +77,7 @@ rule benchmark_table:
     conda:
         ENV_FILE
     shell:
-        "python -m llm2tflite.bench table --inputs {input.runs:q} --out {output:q} > {log} 2>&1"
+        "python -m llm2tflite.evaluate.bench table --inputs {input.runs:q} --out {output:q} > {log} 2>&1"
 
 
 rule summary:
@@ -86,7 +86,7 @@ rule summary:
         fidelity=per_variant_files("fidelity"),
         ops=per_variant_files("ops"),
         smoke=per_variant_files("smoke"),
-        code=stage_code("summary"),
+        code=stage_code("report.summary"),
     output:
         md=report(report_path("summary.md"), caption="../report/summary.rst", category="Summary"),
         plots=report(
@@ -102,7 +102,7 @@ rule summary:
         plot_dir=lambda wildcards, output: Path(output.plots[0]).parent,
         gates=as_json(QUALITY_GATES),
     shell:
-        "python -m llm2tflite.summary --benchmarks {input.benchmarks:q}"
+        "python -m llm2tflite.report.summary --benchmarks {input.benchmarks:q}"
         " --fidelity {input.fidelity:q} --ops {input.ops:q} --smoke {input.smoke:q}"
         " --gates-json {params.gates:q}"
         " --out-md {output.md:q} --plot-dir {params.plot_dir:q} > {log} 2>&1"
@@ -111,7 +111,7 @@ rule summary:
 rule android:
     input:
         unpack(android_inputs),  # workflow/rules/litert_common.smk: the route's files
-        code=stage_code("android"),
+        code=stage_code("report.android"),
     output:
         model=report_path(f"android/app/src/main/assets/{ANDROID_ASSET}"),
         json=report_path("android/app/src/main/assets/autocomplete.json"),
@@ -125,6 +125,6 @@ rule android:
         prompt=BENCHMARK["prompt"],
         route_arguments=android_route_arguments,
     shell:
-        "python -m llm2tflite.android {params.route_arguments} --model-name {params.model}"
+        "python -m llm2tflite.report.android {params.route_arguments} --model-name {params.model}"
         " --variant {params.variant} --prompt {params.prompt:q}"
         " --out-model {output.model} --out-json {output.json} > {log} 2>&1"

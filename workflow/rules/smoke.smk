@@ -4,7 +4,7 @@
 rule reference:
     input:
         preset=preset_inputs,
-        code=stage_code("reference"),
+        code=stage_code("inputs.reference"),
     output:
         "results/{model}/reference/smoke.json",
     log:
@@ -23,7 +23,7 @@ rule reference:
         sampler=GENERATION["sampler"],
         prompts=as_json(SMOKE_PROMPTS),
     shell:
-        "python -m llm2tflite.reference --preset {params.preset:q}"
+        "python -m llm2tflite.inputs.reference --preset {params.preset:q}"
         " --max-length {params.max_length} --sampler {params.sampler}"
         " --prompts-json {params.prompts:q} --out {output} > {log} 2>&1"
 
@@ -34,7 +34,7 @@ rule smoke:
         litert_runtime=litert_runtime_files,  # workflow/rules/litert_common.smk
         keras_reference="results/{model}/reference/smoke.json",
         blocklist=BLOCKLIST,
-        code=stage_code("smoke"),
+        code=stage_code("evaluate.smoke"),
     output:
         "results/{model}/{route}/smoke/{variant}.json",
     log:
@@ -53,7 +53,7 @@ rule smoke:
             "--require-keras-match" if requires_keras_match(wildcards) else ""
         ),
     shell:
-        "python -m llm2tflite.smoke --model {input.model:q} --variant {wildcards.variant}"
+        "python -m llm2tflite.evaluate.smoke --model {input.model:q} --variant {wildcards.variant}"
         " --keras-reference {input.keras_reference:q} --prompts-json {params.prompts:q}"
         " --blocklist {input.blocklist:q} {params.keras_match}"
         " --out {output:q} > {log} 2>&1"

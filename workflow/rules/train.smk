@@ -8,7 +8,7 @@
 
 rule corpus:
     input:
-        code=stage_code("corpus"),
+        code=stage_code("inputs.corpus"),
     output:
         train="results/{model}/corpus/train.txt",
         heldout="results/{model}/corpus/heldout.txt",
@@ -23,7 +23,7 @@ rule corpus:
     params:
         corpus=corpus_setting,
     shell:
-        "python -m llm2tflite.corpus --seed {params.corpus[seed]}"
+        "python -m llm2tflite.inputs.corpus --seed {params.corpus[seed]}"
         " --train-lines {params.corpus[train_lines]} --heldout-lines {params.corpus[heldout_lines]}"
         " --out-train {output.train} --out-heldout {output.heldout} > {log} 2>&1"
 
@@ -31,7 +31,7 @@ rule corpus:
 rule vocab:
     input:
         corpus="results/{model}/corpus/train.txt",
-        code=stage_code("vocab"),
+        code=stage_code("inputs.vocab"),
     output:
         vocab="results/{model}/vocab/vocab.json",
         merges="results/{model}/vocab/merges.txt",
@@ -47,14 +47,14 @@ rule vocab:
         vocabulary=train_setting("vocabulary"),
         out_dir=subpath(output.vocab, parent=True),
     shell:
-        "python -m llm2tflite.vocab --corpus {input.corpus}"
+        "python -m llm2tflite.inputs.vocab --corpus {input.corpus}"
         " --vocab-size {params.vocabulary[size]} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule vocab_sentencepiece:
     input:
         corpus="results/{model}/corpus/train.txt",
-        code=stage_code("vocab"),
+        code=stage_code("inputs.vocab"),
     output:
         model="results/{model}/vocab/tokenizer.model",
     log:
@@ -70,7 +70,7 @@ rule vocab_sentencepiece:
         architecture=architecture_name,
         out_dir=subpath(output.model, parent=True),
     shell:
-        "python -m llm2tflite.vocab --architecture {params.architecture} --corpus {input.corpus}"
+        "python -m llm2tflite.inputs.vocab --architecture {params.architecture} --corpus {input.corpus}"
         " {params.size} --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -79,7 +79,7 @@ rule train:
         train="results/{model}/corpus/train.txt",
         heldout="results/{model}/corpus/heldout.txt",
         tokenizer=lambda wildcards: tokenizer_files(wildcards.model),
-        code=stage_code("train"),
+        code=stage_code("inputs.train"),
     output:
         preset=directory("results/{model}/preset"),
         metrics="results/{model}/train_metrics.json",
@@ -97,14 +97,14 @@ rule train:
         runtime=runtime_minutes("train"),
         cpus_per_task=2,
     params:
-        architecture=lambda wildcards: architectures.for_model_source(
+        architecture=lambda wildcards: registry.for_model_source(
             model_source(wildcards.model)
         ).name,
         model=lambda wildcards: as_json(train_setting("model")(wildcards)),
         fit=lambda wildcards: as_json(train_setting("fit")(wildcards)),
         vocab_dir=lambda wildcards: f"results/{wildcards.model}/vocab",
     shell:
-        "python -m llm2tflite.train --corpus {input.train} --heldout {input.heldout}"
+        "python -m llm2tflite.inputs.train --corpus {input.train} --heldout {input.heldout}"
         " --vocab-dir {params.vocab_dir} --architecture {params.architecture}"
         " --model-json {params.model:q} --fit-json {params.fit:q}"
         " --out-preset {output.preset} --out-metrics {output.metrics} > {log} 2>&1"
@@ -112,7 +112,7 @@ rule train:
 
 rule gpt2_assets:
     input:
-        code=stage_code("gpt2_assets"),
+        code=stage_code("families.gpt2_assets"),
     output:
         vocab="results/{model}/gpt2_tokenizer/vocab.json",
         merges="results/{model}/gpt2_tokenizer/merges.txt",
@@ -125,13 +125,13 @@ rule gpt2_assets:
     params:
         out_dir=subpath(output.vocab, parent=True),
     shell:
-        "python -m llm2tflite.gpt2_assets --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m llm2tflite.families.gpt2_assets --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule twin:
     input:
         tokenizer=twin_tokenizer_files,
-        code=stage_code("twin"),
+        code=stage_code("inputs.twin"),
     output:
         preset=directory("results/{model}/preset"),
     log:
@@ -151,5 +151,5 @@ rule twin:
         tokenizer_dir=lambda wildcards, input: str(Path(input.tokenizer[0]).parent),
         seed=0,
     shell:
-        "python -m llm2tflite.twin --shape-of {params.shape_of} --tokenizer-dir {params.tokenizer_dir}"
+        "python -m llm2tflite.inputs.twin --shape-of {params.shape_of} --tokenizer-dir {params.tokenizer_dir}"
         " --seed {params.seed} --out-preset {output.preset} > {log} 2>&1"

@@ -1,0 +1,680 @@
+"""Benchmark one model's TF baseline and every variant of every route, interleaved, in one job.
+
+Why interleaved: on a shared machine a median moves by tens of percent between runs, so figures
+compared with each other are measured in the same job, alternately: round r runs every model once
+(A B C, then B C A, ...: the order rotates so no model always follows the same one), and the
+speed-up of a variant is computed per round (baseline time / variant time in that round), then
+summarized by its median and min-max over the rounds.
+
+Why one process per model: each model (the TF baseline and each variant) is loaded once in its own
+persistent worker process, which then serves the coordinator's timed requests over a pipe; so the
+load time and the peak resident memory are that model's alone. The peak is the worker's
+``VmHWM`` (the high-water mark of its resident set: Python, the route's runtime libraries and the
+model, over load, first call and timed runs), read after the timed runs and before anything else.
+
+What is measured, per model: size on disk, load (runtime libraries already imported), first call
+(warm-up: kernel preparation), ``runs`` timed generations of the benchmark prompt, the tokens the
+model generated (its own ids, ``llm2tflite.core.generation``), tokens/s (new tokens / median).
+Routes that run the generation loop in Python (LiteRT: prefill and decode signatures) also time
+each step: first-token latency, prefill, and every decode step (median and spread over all steps
+of all timed runs). The codelab route's loop runs inside one signature call, so those columns are
+empty for it (shown as "-"): they cannot be measured there, and are not estimated.
+
+A speed-up compares equal work only if the outputs are equally long: ``equal_work`` is false (and
+the summary flags the speed-up) when a variant generated a different number of tokens than the
+baseline.
+
+Commands::
+
+    python -m llm2tflite.evaluate.bench run --model-name M --baseline results/M/traced
+        --entry tflite/fp32=results/M/tflite/fp32.tflite --entry tflite/int8=... [--entry
+        litert/int8=results/M/litert/int8.tflite] [--prompt P] [--runs N] [--threads T]
+        --out results/M/bench.json
+    python -m llm2tflite.evaluate.bench table --inputs results/*/bench.json --out benchmarks.csv
+
+``bench.json``: model_name, prompt, runs, threads, order ("rotating interleaved rounds"), machine
+(cpu_model, physical_cores, logical_cpus, cpus_available, threads, python, platform), entries:
+one per model (the baseline first) with route, variant, model_path, size_bytes, pid (of its
+worker), import_s, load_s, first_call_s, run_s (per round), median_s, min_s, max_s, stdev_s,
+prompt_tokens, new_tokens, output, token_ids, deterministic, tokens_per_s, rss_before_load_mb,
+rss_after_load_mb, peak_rss_mb, versions, steps (null, or first_token_s, prefill_s,
+decode_step_ms: {median, p10, p90, min, max, count}, decode_tokens_per_s), speedup_vs_tf
+({per_round, median, min, max}; 1 for the baseline), equal_work.
+
+``benchmarks.csv``: one row per model, route and variant, columns ``COLUMNS`` (sizes in 10^6
+bytes, memory in MiB); rows in ``row_order`` (the one place the display order is defined).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import llm2tflite  # noqa: F401
+from llm2tflite import CODELAB_PROMPT
+from llm2tflite.core import atomic
+
+BASELINE_ROUTE = "tensorflow"
+TF_VARIANT = "tf"
+DEFAULT_PROMPT = CODELAB_PROMPT
+# Display order of rows everywhere (benchmarks.csv, the summary's tables, the plot's legend).
+ROUTE_ORDER = (BASELINE_ROUTE, "tflite", "litert")
+VARIANT_ORDER = (TF_VARIANT, "fp32", "fp16", "int8", "int4")
+COLUMNS = [
+    "model",
+    "route",
+    "variant",
+    "size_mb",
+    "load_s",
+    "first_call_s",
+    "median_s",
+    "min_s",
+    "max_s",
+    "stdev_s",
+    "runs",
+    "prompt_tokens",
+    "new_tokens",
+    "equal_work",
+    "tokens_per_s",
+    "speedup_vs_tf",
+    "speedup_min",
+    "speedup_max",
+    "first_token_s",
+    "prefill_s",
+    "decode_ms_per_token",
+    "decode_ms_p10",
+    "decode_ms_p90",
+    "peak_rss_mb",
+    "rss_after_load_mb",
+    "threads",
+    "cpu_model",
+    "physical_cores",
+    "logical_cpus",
+    "size_vs_tf",
+]
+
+
+def row_order(route: str, variant: str) -> tuple:
+    """Sort key of a (route, variant) row: the baseline, then routes and variants as listed."""
+
+    def position(order, value):
+        return (order.index(value), "") if value in order else (len(order), str(value))
+
+    return (*position(ROUTE_ORDER, route), *position(VARIANT_ORDER, variant))
+
+
+def path_size(path) -> int:
+    """Bytes of a file, or of every file under a directory."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or what the platform reports."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info(threads: int | None) -> dict:
+    import psutil
+
+    return {
+        "cpu_model": cpu_model(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cpus": os.cpu_count(),
+        "cpus_available": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "threads": threads,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _status_mb(field: str) -> float | None:
+    """A memory figure of this process from /proc/self/status (kB there), in MiB."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def rss_mb() -> float:
+    value = _status_mb("VmRSS")
+    if value is None:
+        import psutil
+
+        value = psutil.Process().memory_info().rss / 2**20
+    return value
+
+
+def peak_rss_mb() -> float:
+    """The high-water mark of this process's resident memory (this process image only)."""
+    value = _status_mb("VmHWM")
+    if value is None:
+        # ru_maxrss is in KiB on Linux (and may include a forking parent's pages).
+        value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return value
+
+
+def _spread(values) -> dict:
+    values = sorted(values)
+    if not values:
+        return None
+
+    def quantile(q):
+        # Linear interpolation between closest ranks (numpy's default).
+        position = q * (len(values) - 1)
+        low = int(position)
+        high = min(low + 1, len(values) - 1)
+        return values[low] + (values[high] - values[low]) * (position - low)
+
+    return {
+        "median": statistics.median(values),
+        "p10": quantile(0.1),
+        "p90": quantile(0.9),
+        "min": values[0],
+        "max": values[-1],
+        "count": len(values),
+    }
+
+
+# ---- the worker: one model, loaded once, serving timed requests -------------------------------
+
+
+def _import_route_libraries(route: str) -> dict:
+    """Import what the route runs on, so that the load time is the model's, not the imports'."""
+    versions = {}
+    if route in ("tflite", BASELINE_ROUTE):
+        import tensorflow as tf
+        import tensorflow_text
+
+        versions = {
+            "tensorflow": tf.__version__,
+            "tensorflow_text": getattr(tensorflow_text, "__version__", None),
+        }
+    else:
+        import importlib.metadata
+
+        try:
+            import llm2tflite.litert.runtime  # noqa: F401
+        except ModuleNotFoundError:
+            pass  # open_model reports it
+        try:
+            versions = {"ai_edge_litert": importlib.metadata.version("ai-edge-litert")}
+        except importlib.metadata.PackageNotFoundError:
+            versions = {}
+    return versions
+
+
+def _serve(connection, model_path: str, threads: int | None) -> None:
+    """Worker process: load the model, then answer requests until told to stop.
+
+    The runtimes' native notes (TensorFlow's oneDNN and XLA lines, the interpreters' INFO lines)
+    are dropped from the worker's stderr; everything else reaches the job's log when it stops.
+    """
+    from llm2tflite.core import tf_logging
+
+    with tf_logging.native_notes_hidden():
+        _answer_requests(connection, model_path, threads)
+
+
+def _answer_requests(connection, model_path: str, threads: int | None) -> None:
+    try:
+        from llm2tflite.model_files import open_model, route_of
+
+        started = time.perf_counter()
+        versions = _import_route_libraries(route_of(model_path))
+        import_s = time.perf_counter() - started
+        rss_before = rss_mb()
+        started = time.perf_counter()
+        model = open_model(model_path, threads=threads)
+        load_s = time.perf_counter() - started
+        connection.send(
+            {
+                "ok": True,
+                "route": model.route,
+                "load_s": load_s,
+                "pid": os.getpid(),
+                "import_s": import_s,
+                "versions": versions,
+                "rss_before_load_mb": rss_before,
+                "rss_after_load_mb": rss_mb(),
+            }
+        )
+    except BaseException:  # noqa: BLE001  (reported to the coordinator, which fails the job)
+        connection.send({"ok": False, "error": traceback.format_exc()})
+        return
+    while True:
+        request = connection.recv()
+        try:
+            if request["op"] == "generate":
+                started = time.perf_counter()
+                generation = model.generate(request["prompt"], timings=True)
+                seconds = time.perf_counter() - started
+                connection.send(
+                    {"ok": True, "seconds": seconds, "generation": generation.to_json()}
+                )
+            elif request["op"] == "memory":
+                connection.send({"ok": True, "peak_rss_mb": peak_rss_mb(), "rss_mb": rss_mb()})
+            elif request["op"] == "stop":
+                connection.send({"ok": True})
+                return
+            else:
+                raise ValueError(f"unknown request {request!r}")
+        except BaseException:  # noqa: BLE001
+            connection.send({"ok": False, "error": traceback.format_exc()})
+            return
+
+
+class Worker:
+    """The coordinator's handle on one worker process."""
+
+    def __init__(self, context, route: str, variant: str, model_path, threads):
+        self.route, self.variant, self.model_path = route, variant, str(model_path)
+        self.connection, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve,
+            args=(child, self.model_path, threads),
+            name=f"bench-{route}-{variant}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        self.ready = self.receive()
+        if self.ready["route"] != route:
+            raise ValueError(
+                f"{self.model_path} is a {self.ready['route']!r} model, not "
+                f"{route!r}: fix the --entry"
+            )
+
+    @property
+    def label(self) -> str:
+        return f"{self.route}/{self.variant}"
+
+    def receive(self) -> dict:
+        try:
+            reply = self.connection.recv()
+        except EOFError:
+            self.process.join(5)
+            raise RuntimeError(
+                f"benchmark worker for {self.model_path} died (exit code {self.process.exitcode})"
+            ) from None
+        if not reply.get("ok"):
+            raise RuntimeError(
+                f"benchmark worker for {self.model_path} failed:\n{reply.get('error')}"
+            )
+        return reply
+
+    def request(self, op: str, **fields) -> dict:
+        self.connection.send({"op": op, **fields})
+        return self.receive()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.request("stop")
+            except (RuntimeError, OSError, EOFError):
+                pass
+            self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+# ---- the coordinator ------------------------------------------------------------------------
+
+
+def parse_entry(text: str) -> tuple[str, str, str]:
+    """``ROUTE/VARIANT=PATH`` -> (route, variant, path)."""
+    label, sep, path = text.partition("=")
+    route, slash, variant = label.partition("/")
+    if not (sep and slash and route and variant and path):
+        raise ValueError(
+            f"--entry {text!r}: expected ROUTE/VARIANT=PATH, e.g. "
+            "tflite/int8=results/tiny/tflite/int8.tflite"
+        )
+    return route, variant, path
+
+
+def _steps_summary(generations: list[dict]) -> dict | None:
+    """Per-step figures over the timed runs of a route that measures them, else None."""
+    timings = [g.get("timings") for g in generations]
+    if not timings or any(not t for t in timings):
+        return None
+    steps_ms = [1000 * s for t in timings for s in t.get("decode_step_s") or []]
+    decode = _spread(steps_ms)
+    first_token = [t["first_token_s"] for t in timings if t.get("first_token_s") is not None]
+    prefill = [t["prefill_s"] for t in timings if t.get("prefill_s") is not None]
+    return {
+        "first_token_s": statistics.median(first_token) if first_token else None,
+        "prefill_s": statistics.median(prefill) if prefill else None,
+        "decode_step_ms": decode,
+        "decode_tokens_per_s": 1000 / decode["median"] if decode and decode["median"] else None,
+    }
+
+
+def _entry_record(worker: Worker, first: dict, timed: list[dict], memory: dict) -> dict:
+    run_s = [t["seconds"] for t in timed]
+    generations = [t["generation"] for t in timed]
+    output = first["generation"]
+    median_s = statistics.median(run_s)
+    return {
+        "route": worker.route,
+        "variant": worker.variant,
+        "model_path": worker.model_path,
+        "size_bytes": path_size(worker.model_path),
+        "pid": worker.ready["pid"],
+        "import_s": round(worker.ready["import_s"], 6),
+        "load_s": round(worker.ready["load_s"], 6),
+        "first_call_s": round(first["seconds"], 6),
+        "run_s": [round(t, 6) for t in run_s],
+        "median_s": round(median_s, 6),
+        "min_s": round(min(run_s), 6),
+        "max_s": round(max(run_s), 6),
+        "stdev_s": round(statistics.stdev(run_s), 6) if len(run_s) > 1 else 0.0,
+        "prompt_tokens": output["prompt_tokens"],
+        "new_tokens": output["new_tokens"],
+        "output": output["text"],
+        "token_ids": output["token_ids"],
+        "deterministic": all(g["token_ids"] == output["token_ids"] for g in generations),
+        "tokens_per_s": round(output["new_tokens"] / median_s, 4) if median_s > 0 else None,
+        "rss_before_load_mb": round(worker.ready["rss_before_load_mb"], 1),
+        "rss_after_load_mb": round(worker.ready["rss_after_load_mb"], 1),
+        "peak_rss_mb": round(memory["peak_rss_mb"], 1),
+        "versions": worker.ready["versions"],
+        "steps": _steps_summary(generations),
+    }
+
+
+def _add_comparisons(entries: list[dict]) -> None:
+    """Speed-up over the baseline per round (median, min-max) and the equal-work flag."""
+    baseline = entries[0]
+    for entry in entries:
+        ratios = [b / v for b, v in zip(baseline["run_s"], entry["run_s"]) if v > 0]
+        entry["speedup_vs_tf"] = {
+            "per_round": [round(r, 4) for r in ratios],
+            "median": round(statistics.median(ratios), 4),
+            "min": round(min(ratios), 4),
+            "max": round(max(ratios), 4),
+        }
+        entry["equal_work"] = entry["new_tokens"] == baseline["new_tokens"]
+
+
+def benchmark_model(
+    model_name: str,
+    baseline,
+    entries,
+    prompt: str = DEFAULT_PROMPT,
+    runs: int = 5,
+    threads: int | None = None,
+    log=print,
+) -> dict:
+    """Time the baseline (a traced SavedModel) and every (route, variant, path), interleaved."""
+    if runs < 1:
+        raise ValueError("runs must be at least 1")
+    # Flush pending writes first: the workflow benchmarks right after writing hundreds of MB of
+    # models, and their writeback would otherwise overlap the measurement.
+    os.sync()
+    machine = machine_info(threads)
+    log(
+        f"{model_name}: CPU {machine['cpu_model']}, {machine['physical_cores']} cores, "
+        f"{machine['logical_cpus']} logical CPUs ({machine['cpus_available']} available), "
+        f"threads {threads or 'runtime default'}"
+    )
+    from llm2tflite.model_files import route_of
+
+    models = [(BASELINE_ROUTE, TF_VARIANT, str(baseline)), *entries]
+    for route, variant, path in models:
+        if route_of(path) != route:
+            raise ValueError(
+                f"{path} is a {route_of(path)!r} model, not {route!r}: fix the "
+                f"entry {route}/{variant}"
+            )
+    context = multiprocessing.get_context("spawn")
+    workers: list[Worker] = []
+    try:
+        # Loaded one after another: a load never competes with another for CPU or disk.
+        for route, variant, path in models:
+            workers.append(Worker(context, route, variant, path, threads))
+            log(f"  loaded {workers[-1].label} in {workers[-1].ready['load_s']:.3f} s")
+        first = {}
+        for worker in workers:
+            first[worker.label] = worker.request("generate", prompt=prompt)
+        timed = {worker.label: [] for worker in workers}
+        for round_index in range(runs):
+            shift = round_index % len(workers)
+            for worker in workers[shift:] + workers[:shift]:
+                timed[worker.label].append(worker.request("generate", prompt=prompt))
+        # Peak memory right after the timed runs, before any other call.
+        memory = {worker.label: worker.request("memory") for worker in workers}
+    finally:
+        for worker in workers:
+            worker.stop()
+    records = [_entry_record(w, first[w.label], timed[w.label], memory[w.label]) for w in workers]
+    _add_comparisons(records)
+    return {
+        "model_name": model_name,
+        "prompt": prompt,
+        "runs": runs,
+        "threads": threads,
+        "order": "rotating interleaved rounds (A B C, B C A, C A B, ...)",
+        "machine": machine,
+        "entries": records,
+    }
+
+
+# ---- the table ------------------------------------------------------------------------------
+
+
+def table_rows(record: dict) -> list[dict]:
+    """One row per entry of a bench.json record (see ``COLUMNS``)."""
+    entries = record["entries"]
+    baseline = next((e for e in entries if e["route"] == BASELINE_ROUTE), None)
+    machine = record.get("machine") or {}
+    rows = []
+    for entry in entries:
+        steps = entry.get("steps") or {}
+        decode = steps.get("decode_step_ms") or {}
+        speedup = entry.get("speedup_vs_tf") or {}
+        rows.append(
+            {
+                "model": record["model_name"],
+                "route": entry["route"],
+                "variant": entry["variant"],
+                "size_mb": round(entry["size_bytes"] / 1e6, 3),
+                "load_s": entry["load_s"],
+                "first_call_s": entry["first_call_s"],
+                "median_s": entry["median_s"],
+                "min_s": entry["min_s"],
+                "max_s": entry["max_s"],
+                "stdev_s": entry["stdev_s"],
+                "runs": len(entry["run_s"]),
+                "prompt_tokens": entry["prompt_tokens"],
+                "new_tokens": entry["new_tokens"],
+                "equal_work": entry.get("equal_work"),
+                "tokens_per_s": entry["tokens_per_s"],
+                "speedup_vs_tf": speedup.get("median"),
+                "speedup_min": speedup.get("min"),
+                "speedup_max": speedup.get("max"),
+                "first_token_s": steps.get("first_token_s"),
+                "prefill_s": steps.get("prefill_s"),
+                "decode_ms_per_token": decode.get("median"),
+                "decode_ms_p10": decode.get("p10"),
+                "decode_ms_p90": decode.get("p90"),
+                "peak_rss_mb": entry["peak_rss_mb"],
+                "rss_after_load_mb": entry["rss_after_load_mb"],
+                "threads": record.get("threads"),
+                "cpu_model": machine.get("cpu_model"),
+                "physical_cores": machine.get("physical_cores"),
+                "logical_cpus": machine.get("logical_cpus"),
+                "size_vs_tf": round(entry["size_bytes"] / baseline["size_bytes"], 3)
+                if baseline
+                else None,
+            }
+        )
+    return rows
+
+
+def build_table(records: list[dict]):
+    """The benchmarks table (pandas DataFrame, columns ``COLUMNS``) from bench.json records."""
+    import pandas as pd
+
+    rows, seen = [], {}
+    for record in records:
+        for row in table_rows(record):
+            key = (row["model"], row["route"], row["variant"])
+            if key in seen:
+                raise ValueError(
+                    f"two benchmark results for {'/'.join(key)}: {seen[key]} and "
+                    f"{record.get('_source')}"
+                )
+            seen[key] = record.get("_source")
+            rows.append(row)
+    rows.sort(key=lambda r: (str(r["model"]), *row_order(r["route"], r["variant"])))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    for column in (
+        "threads",
+        "physical_cores",
+        "logical_cpus",
+        "runs",
+        "prompt_tokens",
+        "new_tokens",
+    ):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def read_records(paths) -> list[dict]:
+    records = []
+    for path in paths:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not record.get("model_name"):
+            # results/<model>/bench.json
+            record["model_name"] = Path(path).resolve().parent.name
+        record["_source"] = str(path)
+        records.append(record)
+    return records
+
+
+def table_main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m llm2tflite.evaluate.bench table",
+        description="Collect bench.json files into one CSV (one row per model, route, variant).",
+    )
+    parser.add_argument("--inputs", nargs="+", required=True, help="bench.json files")
+    parser.add_argument("--out", required=True, help="CSV to write")
+    args = parser.parse_args(argv)
+    table = build_table(read_records(args.inputs))
+    atomic.write_text(args.out, table.to_csv(index=False))
+    print(table.to_string(index=False))
+
+
+def format_record(record: dict) -> str:
+    """The record as people read it: machine line, then one line per model."""
+    machine = record["machine"]
+    lines = [
+        f"{record['model_name']}: {record['runs']} interleaved rounds, prompt "
+        f"{record['prompt']!r}; CPU {machine['cpu_model']}, {machine.get('physical_cores')} "
+        f"cores, {machine['logical_cpus']} logical CPUs, threads "
+        f"{record['threads'] or 'runtime default'}"
+    ]
+    for e in record["entries"]:
+        speedup = e["speedup_vs_tf"]
+        flag = "" if e["equal_work"] else "  (UNEQUAL WORK: output length differs from tf)"
+        steps = e.get("steps")
+        step_text = ""
+        if steps and steps.get("decode_step_ms"):
+            step_text = (
+                f", decode {steps['decode_step_ms']['median']:.2f} ms/token "
+                f"(p10-p90 {steps['decode_step_ms']['p10']:.2f}-"
+                f"{steps['decode_step_ms']['p90']:.2f})"
+            )
+        lines.append(
+            f"  {e['route']}/{e['variant']}: load {e['load_s']:.3f} s, first call "
+            f"{e['first_call_s']:.3f} s, median {e['median_s']:.4f} s (min {e['min_s']:.4f}, "
+            f"max {e['max_s']:.4f}), {e['new_tokens']} new tokens, {e['tokens_per_s']} tokens/s"
+            f"{step_text}, peak RSS {e['peak_rss_mb']:.0f} MiB, speed-up vs tf "
+            f"{speedup['median']:.2f} (per round {speedup['min']:.2f}-{speedup['max']:.2f})"
+            f"{flag}"
+        )
+    return "\n".join(lines)
+
+
+def run_main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m llm2tflite.evaluate.bench run", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--model-name", required=True, help="the workflow's model name")
+    parser.add_argument(
+        "--baseline", required=True, help="the traced SavedModel directory (the TF baseline)"
+    )
+    parser.add_argument(
+        "--entry",
+        action="append",
+        default=[],
+        type=parse_entry,
+        help="ROUTE/VARIANT=PATH of a model to time against the baseline "
+        "(repeat; the route is checked against the file)",
+    )
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--runs", type=int, default=5, help="interleaved timed rounds")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads of every runtime (TF: intra/inter-op); default: runtime's",
+    )
+    parser.add_argument("--out", required=True, help="bench.json to write")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    record = benchmark_model(
+        args.model_name,
+        args.baseline,
+        args.entry,
+        prompt=args.prompt,
+        runs=args.runs,
+        threads=args.threads,
+    )
+    atomic.write_json(args.out, record)
+    print(format_record(record))
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "table":
+        return table_main(argv[1:])
+    if argv and argv[0] == "run":
+        return run_main(argv[1:])
+    print(
+        "usage: python -m llm2tflite.evaluate.bench {run,table} ...  (see --help of each)",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

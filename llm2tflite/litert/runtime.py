@@ -1,0 +1,592 @@
+"""Run the LiteRT route's prefill/decode ``.tflite``: tokenizer outside, sampling, streaming.
+
+The file holds ``prefill_<T>`` signatures and ``decode`` over an external KV cache (the contract is
+``llm2tflite.litert.export``'s docstring); next to it lie the export info (``litert_export.json``:
+cache length, start/stop tokens, ...) and the runtime tokenizer (``tokenizer.json`` or
+``tokenizer.model``, ``llm2tflite.litert.runtime_tokenizer``). :class:`LiteRTModel` is the route's
+runtime for the CLI, smoke, fidelity and benchmark stages (``llm2tflite.model_files.open_model``
+returns it).
+
+One generation, as LiteRT-LM runs the same file:
+
+1. the prompt is tokenized outside the graph and the start token put first; a prompt longer than
+   ``min(sequence_length, max_length - 1)`` tokens (start token included) keeps its first tokens,
+   as the codelab route does (``llm2tflite.codelab.trace``), so at least one token is generated;
+2. every prompt token but the last is prefilled in chunks of the exported lengths: the longest
+   length while the rest is at least that long, then the shortest length that holds the rest
+   (padded: zero ids, position 0, fully hidden mask rows, as LiteRT-LM pads). A chunk must fit in
+   the cache (position + T <= S): DYNAMIC_UPDATE_SLICE clamps its start and would overwrite
+   earlier rows. Near the end of the cache, shorter lengths are used, and ``decode`` steps when no
+   exported length fits;
+3. ``decode`` consumes the last prompt token and then each new one, one position at a time, until
+   a stop token (not kept) or ``max_length`` tokens in all (start token included, as KerasHub's
+   ``generate(max_length)``; at most the cache length).
+
+The mask is filled like LiteRT-LM's: 0 where query row t may see cache position s
+(s <= input_pos[t]), -0.7 * float32 max elsewhere.
+
+Speed: the interpreter is ``ai_edge_litert``'s (XNNPACK applied by default, ``threads``
+configurable). Inputs and outputs are numpy views of the interpreter's own tensors, set up once;
+no signature runner call (it resizes, reallocates and copies every tensor, the caches included, on
+each call). Each signature's input caches are brought up to date lazily and only by the rows
+written since its last call, copied from the output of the call that ran last (whose output holds
+every row so far: it is its input with the rows it wrote replaced, as the contract says). A decode
+step thus copies one row per cache instead of the whole cache.
+
+The tokenizer runs outside the interpreter; ``on_text`` streaming decodes the ids so far at each
+step and passes on only text that can no longer change (a byte-level BPE token can end in the
+middle of a multi-byte character: the incomplete character waits for the next token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from llm2tflite.core import tf_logging
+from llm2tflite.core.generation import Generation
+from llm2tflite.core.sampling import GREEDY, Sampler
+from llm2tflite.litert.export import (
+    DECODE_SIGNATURE,
+    INFO_FILE,
+    INPUT_POS,
+    LOGITS,
+    MASK,
+    MASK_HIDDEN,
+    PREFILL_PREFIX,
+    TOKENS,
+)
+from llm2tflite.litert.runtime_tokenizer import load_runtime_tokenizer
+
+ROUTE = "litert"
+_CACHE_NAME = re.compile(r"kv_cache_([kv])_(\d+)$")
+_REPLACEMENT = "\ufffd"
+
+
+class LiteRTModelError(ValueError):
+    """The file (or the files beside it) does not follow the LiteRT route's contract."""
+
+
+def prefill_plan(count: int, lengths, cache_length: int, start: int = 0) -> list[tuple[int, int]]:
+    """How to prefill ``count`` tokens from position ``start``: ``[(T, tokens), ...]``.
+
+    ``T`` is an exported prefill length, or 1 for a ``decode`` step when no length fits the cache
+    at that position. Each step writes positions ``p .. p + T - 1``, so ``p + T <= cache_length``
+    always holds (DYNAMIC_UPDATE_SLICE clamps a start past ``S - T``).
+    """
+    if start + count > cache_length:
+        raise ValueError(
+            f"{count} tokens from position {start} exceed the cache of {cache_length} positions"
+        )
+    plan, position = [], start
+    lengths = sorted(set(lengths))
+    while count > 0:
+        fitting = [t for t in lengths if position + t <= cache_length]
+        if not fitting:
+            step = (1, 1)  # decode
+        elif count >= fitting[-1]:
+            step = (fitting[-1], fitting[-1])
+        else:
+            step = (next(t for t in fitting if t >= count), count)
+        plan.append(step)
+        position += step[1]
+        count -= step[1]
+    return plan
+
+
+def _as_text(prompt) -> str:
+    if isinstance(prompt, (bytes, bytearray)):
+        # As the codelab route: bytes that are not UTF-8 become U+FFFD.
+        return bytes(prompt).decode("utf-8", errors="replace")
+    return str(prompt)
+
+
+def _as_sampler(sampler) -> Sampler:
+    if sampler is None or sampler == "greedy":
+        return GREEDY
+    if isinstance(sampler, Sampler):
+        return sampler
+    if isinstance(sampler, dict):
+        return Sampler(**sampler)
+    raise ValueError(
+        f"sampler {sampler!r}: give 'greedy', llm2tflite.core.sampling.Sampler(...) or "
+        "its settings as a dict"
+    )
+
+
+class _Signature:
+    """One signature's tensors as numpy views into the interpreter, and its cache state."""
+
+    def __init__(self, interpreter, name: str):
+        runner = interpreter.get_signature_runner(name)
+        wrapper = interpreter._interpreter  # noqa: SLF001  (views need the wrapper's tensor())
+        self.name = name
+        self.subgraph = runner._subgraph_index  # noqa: SLF001
+        wrapper.AllocateTensors(self.subgraph)
+        inputs = dict(runner._inputs)  # noqa: SLF001
+        outputs = dict(runner._outputs)  # noqa: SLF001
+        missing = {TOKENS, INPUT_POS, MASK} - set(inputs)
+        if missing:
+            raise LiteRTModelError(f"signature {name} lacks input(s) {sorted(missing)}")
+
+        def view(index):
+            return wrapper.tensor(wrapper, index, self.subgraph)
+
+        self.tokens = view(inputs[TOKENS])
+        self.input_pos = view(inputs[INPUT_POS])
+        self.mask = view(inputs[MASK])
+        self.length = int(self.tokens.shape[1])
+        self.cache_names = sorted(
+            (n for n in inputs if _CACHE_NAME.match(n)),
+            key=lambda n: (int(_CACHE_NAME.match(n).group(2)), _CACHE_NAME.match(n).group(1)),
+        )
+        if not self.cache_names or set(self.cache_names) - set(outputs):
+            raise LiteRTModelError(
+                f"signature {name}: every kv_cache_* input must come back as "
+                f"an output of the same name ({sorted(outputs)})"
+            )
+        self.cache_in = [view(inputs[n]) for n in self.cache_names]
+        self.cache_out = [view(outputs[n]) for n in self.cache_names]
+        self.logits = view(outputs[LOGITS]) if LOGITS in outputs else None
+        # Uninitialised arena memory could hold NaN bit patterns, which a hidden position would
+        # still turn into NaN (NaN * 0): every cache starts as zeros.
+        for cache in self.cache_in:
+            cache[...] = 0
+        self.tokens[...] = 0
+        self.input_pos[...] = 0
+        self.mask[...] = MASK_HIDDEN
+        self.synced = 0  # rows [0, synced) of cache_in hold this generation's values
+        self.visible = 0  # mask columns [0, visible) are 0 (decode's incremental mask)
+        self._invoke = wrapper.Invoke
+
+    def invoke(self):
+        self._invoke(self.subgraph)
+
+
+class LiteRTModel:
+    """A LiteRT-route ``.tflite`` with its tokenizer and export info (see the module docstring).
+
+    ``threads``: the interpreter's (XNNPACK's) thread count; None leaves its default.
+    ``info``: the export info path; default ``litert_export.json`` next to the model.
+    """
+
+    route = ROUTE
+
+    def __init__(self, path, threads: int | None = None, info=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        started = time.perf_counter()
+        self.path = Path(path)
+        self.threads = threads
+        info_path = Path(info) if info else self.path.parent / INFO_FILE
+        if not info_path.is_file():
+            raise LiteRTModelError(
+                f"{info_path} is missing: the LiteRT model's export info "
+                "(written by the workflow's litert export) must lie beside it"
+            )
+        self.info = json.loads(info_path.read_text(encoding="utf-8"))
+        self.tokenizer = load_runtime_tokenizer(self.path.parent)
+        expected = self.info.get("tokenizer_vocabulary_size")
+        if expected is not None and self.tokenizer.vocabulary_size() != int(expected):
+            raise LiteRTModelError(
+                f"{self.tokenizer.path} has {self.tokenizer.vocabulary_size()} tokens, the model's "
+                f"tokenizer {expected}: not this model's tokenizer (rerun the runtime_tokenizer "
+                "rule)"
+            )
+        # The interpreter's INFO line ("Created TensorFlow Lite XNNPACK delegate") is not news.
+        with tf_logging.native_notes_hidden():
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            self._prepare_signatures(path)
+        self._check_signatures(path, info_path)
+        self.load_seconds = time.perf_counter() - started
+
+    def _prepare_signatures(self, path):
+        names = list(self.interpreter.get_signature_list())
+        prefill_names = [n for n in names if n.startswith(PREFILL_PREFIX)]
+        if DECODE_SIGNATURE not in names or not prefill_names:
+            raise LiteRTModelError(
+                f"{path}: signatures {names}, expected {DECODE_SIGNATURE} and {PREFILL_PREFIX}<T>"
+            )
+        self._decode = _Signature(self.interpreter, DECODE_SIGNATURE)
+        if self._decode.logits is None or self._decode.length != 1:
+            raise LiteRTModelError(
+                f"{path}: {DECODE_SIGNATURE} must take one token and return {LOGITS}"
+            )
+        self._prefill = {}
+        for name in prefill_names:
+            signature = _Signature(self.interpreter, name)
+            self._prefill[signature.length] = signature
+
+    def _check_signatures(self, path, info_path):
+        self.cache_length = int(self._decode.mask.shape[-1])
+        for signature in self._signatures():
+            if signature.mask.shape[-1] != self.cache_length:
+                raise LiteRTModelError(
+                    f"{path}: {signature.name}'s mask covers "
+                    f"{signature.mask.shape[-1]} positions, decode's "
+                    f"{self.cache_length}"
+                )
+        if self.info.get("cache_length", self.cache_length) != self.cache_length:
+            raise LiteRTModelError(
+                f"{info_path} describes a cache of {self.info['cache_length']} "
+                f"positions, {path} has {self.cache_length}: not its export "
+                "info"
+            )
+        self.prefill_lengths = sorted(self._prefill)
+        self.prefill_logits = all(s.logits is not None for s in self._prefill.values())
+        self.start_token_id = int(self.info["start_token_id"])
+        self.stop_token_ids = frozenset(int(i) for i in self.info["stop_token_ids"])
+        self.add_start_token = bool(self.info.get("add_start_token", True))
+        # Generation defaults: the config's generation settings when the export recorded them,
+        # else the whole cache.
+        self.max_length = min(
+            int(self.info.get("max_length") or self.cache_length), self.cache_length
+        )
+        self.sequence_length = int(self.info.get("sequence_length") or self.max_length)
+        self._hidden_ids = frozenset({self.start_token_id, *self.stop_token_ids})
+        self._last = None  # the signature that ran last: its cache_out holds every row so far
+
+    # ---- the interface every route offers (llm2tflite.core.generation.CausalLMRuntime) ------
+
+    def token_ids(self, text, with_start: bool = False) -> list[int]:
+        ids = self.tokenizer.encode(_as_text(text))
+        return [self.start_token_id, *ids] if with_start and self.add_start_token else ids
+
+    def text(self, token_ids) -> str:
+        """The text of ids, start and stop tokens left out (as KerasHub's generate output)."""
+        return self.tokenizer.decode([i for i in token_ids if int(i) not in self._hidden_ids])
+
+    def prompt_token_limit(self, max_length: int | None = None) -> int:
+        """Most prompt tokens kept (start token included), as the codelab route's rule."""
+        max_length = self._max_length(max_length)
+        return max(1, min(self.sequence_length, max_length - 1))
+
+    def generate(
+        self,
+        prompt,
+        max_length: int | None = None,
+        sampler=None,
+        on_text=None,
+        timings: bool = False,
+    ) -> Generation:
+        """Continue ``prompt`` (str, or bytes: invalid UTF-8 becomes U+FFFD).
+
+        ``max_length``: tokens in the result, start token included (default: the export's
+        ``max_length``, else the cache length; capped at the cache length). ``sampler``: None or
+        "greedy", a :class:`llm2tflite.core.sampling.Sampler` or a dict of its settings.
+        ``on_text(piece)`` receives the text as it grows (first the kept prompt); the pieces add
+        up to ``Generation.text``. An exception raised by ``on_text`` stops generation and
+        propagates. ``timings``: fill
+        ``Generation.timings`` (seconds): ``tokenize_s``, ``prefill_s``, ``first_token_s`` (call
+        to first generated id), ``decode_step_s`` (each step: inputs, invoke, sampling),
+        ``decode_invoke_s`` (the interpreter's part of each step), ``prefill_steps`` (the chunk
+        lengths used).
+        """
+        started = time.perf_counter()
+        settings = _as_sampler(sampler)
+        max_length = self._max_length(max_length)
+        ids = self.token_ids(prompt, with_start=True)
+        if not ids:
+            raise ValueError("the prompt is empty and this model has no start token")
+        ids = ids[: self.prompt_token_limit(max_length)]
+        prompt_tokens = len(ids)
+        tokenized = time.perf_counter()
+        stream = _TextStream(self.text, on_text) if on_text is not None else None
+        if stream is not None:
+            stream.update(ids)
+        record = {"tokenize_s": tokenized - started, "decode_step_s": [], "decode_invoke_s": []}
+
+        self._reset()
+        record["prefill_steps"] = self._prefill_tokens(ids[:-1], 0)
+        prefilled = time.perf_counter()
+        record["prefill_s"] = prefilled - tokenized
+        record["first_token_s"] = None
+        pick = settings.start()
+        token, position = ids[-1], len(ids) - 1
+        steps, invokes = record["decode_step_s"], record["decode_invoke_s"]
+        clock = time.perf_counter
+        while len(ids) < max_length:
+            step_started = clock()
+            logits = self._decode_step(token, position)
+            invoked = clock()
+            token = pick(logits)
+            step_ended = clock()
+            steps.append(step_ended - step_started)
+            invokes.append(invoked - step_started)
+            if record["first_token_s"] is None:
+                record["first_token_s"] = step_ended - started
+            if token in self.stop_token_ids:
+                break
+            ids.append(token)
+            position += 1
+            if stream is not None:
+                stream.update(ids)
+        generation = Generation(self.text(ids), ids, prompt_tokens, record if timings else None)
+        if stream is not None:
+            stream.finish(generation.text)
+        return generation
+
+    @property
+    def score_limit(self) -> int:
+        """Most ids ``log_likelihoods`` scores at once: the cache length."""
+        return self.cache_length
+
+    def log_likelihoods(self, token_ids_with_start) -> list[float]:
+        """log p(id_i | ids before it) for every id after the first, through the model's graph.
+
+        From the prefill signatures' logits when the export has them, else one ``decode`` step
+        per position (the same computation generation uses). At most the cache length of ids.
+        """
+        ids = [int(i) for i in token_ids_with_start]
+        if len(ids) > self.cache_length:
+            raise ValueError(
+                f"{len(ids)} ids exceed the cache of {self.cache_length} positions; "
+                "score shorter pieces"
+            )
+        if len(ids) < 2:
+            return []
+        self._reset()
+        rows = []
+        if self.prefill_logits:
+            position = 0
+            for length, count in prefill_plan(
+                len(ids) - 1, self.prefill_lengths, self.cache_length
+            ):
+                chunk = ids[position : position + count]
+                if length == 1 and count == 1 and 1 not in self._prefill:
+                    rows.append(np.array(self._decode_step(chunk[0], position), np.float64))
+                else:
+                    signature = self._prefill[length]
+                    self._run(signature, chunk, position)
+                    rows.extend(np.array(signature.logits[0, :count], np.float64))
+                position += count
+        else:
+            for position, token in enumerate(ids[:-1]):
+                rows.append(np.array(self._decode_step(token, position), np.float64))
+        logits = np.stack(rows)
+        log_normalizer = np.logaddexp.reduce(logits, axis=-1)
+        targets = np.asarray(ids[1:])
+        return (logits[np.arange(len(targets)), targets] - log_normalizer).tolist()
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _signatures(self):
+        return [self._decode, *self._prefill.values()]
+
+    def _max_length(self, max_length):
+        if max_length is None:
+            return self.max_length
+        if max_length < 1:
+            raise ValueError("max_length must be at least 1 (the start token)")
+        return min(int(max_length), self.cache_length)
+
+    def _reset(self):
+        """A new sequence from position 0: no signature's input holds any row of it yet."""
+        for signature in self._signatures():
+            signature.synced = 0
+        decode = self._decode
+        decode.mask[..., : decode.visible] = MASK_HIDDEN
+        decode.visible = 0
+        self._last = None
+
+    def _sync(self, signature, position: int):
+        """Bring ``signature``'s input caches to rows [0, position) from the last call's output."""
+        start = signature.synced
+        if position > start:
+            for cache_in, cache_out in zip(signature.cache_in, self._last.cache_out):
+                cache_in[:, start:position] = cache_out[:, start:position]
+        signature.synced = position
+
+    def _prefill_tokens(self, tokens, position: int) -> list[int]:
+        """Prefill ``tokens`` from ``position`` (see ``prefill_plan``); the lengths used."""
+        used = []
+        for length, count in prefill_plan(
+            len(tokens), self.prefill_lengths, self.cache_length, position
+        ):
+            chunk = tokens[:count]
+            tokens = tokens[count:]
+            if length == 1 and 1 not in self._prefill:
+                self._decode_step(chunk[0], position)
+            else:
+                self._run(self._prefill[length], chunk, position)
+            used.append(length)
+            position += count
+        return used
+
+    def _run(self, signature, tokens, position: int):
+        """One prefill call: ``tokens`` (at most T) at ``position``, padded as LiteRT-LM pads."""
+        count, length = len(tokens), signature.length
+        if position + length > self.cache_length or count > length:
+            raise AssertionError(f"{signature.name} at position {position}: would clamp")
+        self._sync(signature, position)
+        signature.tokens[...] = 0
+        signature.tokens[0, :count] = tokens
+        signature.input_pos[...] = 0
+        signature.input_pos[:count] = np.arange(position, position + count, dtype=np.int32)
+        columns = np.arange(self.cache_length)
+        rows = np.arange(position, position + count)[:, None]
+        signature.mask[0, 0, :count] = np.where(columns <= rows, 0.0, MASK_HIDDEN)
+        signature.mask[0, 0, count:] = MASK_HIDDEN
+        signature.invoke()
+        self._last = signature
+
+    def _decode_step(self, token: int, position: int):
+        """``decode`` at ``position``: the logits of the next token (a view, valid until the next
+        call)."""
+        decode = self._decode
+        if position > decode.synced:
+            self._sync(decode, position)
+        decode.tokens[0, 0] = token
+        decode.input_pos[0] = position
+        if position >= decode.visible:
+            decode.mask[0, 0, 0, decode.visible : position + 1] = 0.0
+            decode.visible = position + 1
+        decode.invoke()
+        self._last = decode
+        return decode.logits[0, 0]
+
+
+class _TextStream:
+    """Pass on the text of a growing id list piece by piece, never a piece that could change."""
+
+    def __init__(self, text_of, on_text):
+        self._text_of = text_of
+        self._on_text = on_text
+        self.emitted = ""
+
+    def update(self, ids):
+        text = self._text_of(ids).rstrip(_REPLACEMENT)
+        self._emit(text)
+
+    def finish(self, text):
+        self._emit(text)
+
+    def _emit(self, text):
+        # Decoding more ids only changes an incomplete character at the end (held back above).
+        if len(text) > len(self.emitted) and text.startswith(self.emitted):
+            piece, self.emitted = text[len(self.emitted) :], text
+            self._on_text(piece)
+
+
+# ---- measuring the Python loop -------------------------------------------------------------------
+
+
+def _naive_decode_steps(path, threads, steps: int) -> list[float]:
+    """Seconds of each decode step of the contract followed literally: signature runner calls
+    that pass every cache in and out (what a first Python loop does)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    decode = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(
+        DECODE_SIGNATURE
+    )
+    details = decode.get_input_details()
+    caches = {
+        name: np.zeros(d["shape"], np.float32)
+        for name, d in details.items()
+        if _CACHE_NAME.match(name)
+    }
+    length = details[MASK]["shape"][-1]
+    mask = np.full((1, 1, 1, length), MASK_HIDDEN, np.float32)
+    seconds = []
+    for position in range(steps):
+        started = time.perf_counter()
+        mask[..., position] = 0
+        out = decode(
+            tokens=np.array([[1]], np.int32),
+            input_pos=np.array([position], np.int32),
+            mask=mask,
+            **caches,
+        )
+        caches = {name: out[name] for name in caches}
+        int(np.argmax(out[LOGITS][0, 0]))
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def measure_loop(
+    path, threads: int | None = None, rounds: int = 5, prompt: str = "Estoy disfrutando de"
+) -> dict:
+    """Per-decode-step milliseconds, timed interleaved (A B C D A B C D ...) in this process.
+
+    - ``invoke``: the ``decode`` signature alone (no Python work but the call), each call timed;
+    - ``loop``: a step of ``LiteRTModel.generate`` (inputs, row sync, invoke, greedy pick), from
+      ``Generation.timings["decode_step_s"]``;
+    - ``loop_streaming``: the same with an ``on_text`` callback (as the CLI streams): the time
+      between consecutive pieces of text (a step whose token ends inside a character passes no
+      piece on, so a few intervals span two steps);
+    - ``naive``: a step of a loop over the signature runner that passes whole caches in and out.
+    Medians of every step of every round (a shared machine's preemptions inflate means). Stop
+    tokens are ignored here, so that every generation runs to the end of the cache.
+    """
+    model = LiteRTModel(path, threads=threads)
+    model.stop_token_ids = frozenset()
+    decode = model._decode
+    figures = {name: [] for name in ("invoke", "loop", "loop_streaming", "naive")}
+    steps = model.cache_length - len(model.token_ids(prompt, with_start=True))
+    clock = time.perf_counter
+    for _ in range(rounds):
+        for _ in range(steps):
+            started = clock()
+            decode.invoke()
+            figures["invoke"].append(clock() - started)
+        generation = model.generate(prompt, max_length=model.cache_length, timings=True)
+        figures["loop"] += generation.timings["decode_step_s"]
+        stamps = []
+        model.generate(
+            prompt,
+            max_length=model.cache_length,
+            on_text=lambda piece, stamp=stamps.append: stamp(clock()),
+        )
+        figures["loop_streaming"] += [b - a for a, b in zip(stamps[1:], stamps[2:])]
+        figures["naive"] += _naive_decode_steps(path, threads, steps)
+    return {
+        "model": str(path),
+        "threads": threads,
+        "rounds": rounds,
+        "steps": steps,
+        "ms_per_step": {k: statistics.median(v) * 1e3 for k, v in figures.items()},
+        "p90_ms": {k: float(np.percentile(v, 90)) * 1e3 for k, v in figures.items()},
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Measure the LiteRT runtime's Python loop against bare decode invokes."
+    )
+    parser.add_argument("models", nargs="+", help="LiteRT-route .tflite files (interleaved)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    results = {str(path): [] for path in args.models}
+    for _ in range(args.rounds):  # one round of each file per pass: A B C A B C ...
+        for path in args.models:
+            results[str(path)].append(measure_loop(path, args.threads, rounds=1))
+    for path, mine in results.items():
+        median = {
+            key: round(statistics.median(r["ms_per_step"][key] for r in mine), 4)
+            for key in mine[0]["ms_per_step"]
+        }
+        print(
+            json.dumps(
+                {
+                    "model": path,
+                    "threads": args.threads,
+                    "rounds": args.rounds,
+                    "steps_per_round": mine[0]["steps"],
+                    "median_ms_per_step": median,
+                    "python_loop_overhead_ms": round(median["loop"] - median["invoke"], 4),
+                    "loop_over_invoke": round(median["loop"] / median["invoke"], 3),
+                    "naive_over_loop": round(median["naive"] / median["loop"], 3),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

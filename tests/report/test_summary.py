@@ -1,0 +1,332 @@
+"""llm2tflite.report.summary: the text report and one plot per model, from synthetic results."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+
+import pytest
+
+from llm2tflite.evaluate import bench
+from llm2tflite.report import summary
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+GATES = {
+    "fp32": {"min_exact_match_rate": 1.0, "max_perplexity_relative_difference": 0.001},
+    "int8": {"min_mean_leading_tokens_agree": 3, "max_perplexity_relative_difference": 0.05},
+}
+
+
+def _entry(route, variant, run_s, size_bytes, new_tokens=12, steps=None):
+    return {
+        "route": route,
+        "variant": variant,
+        "model_path": "m",
+        "size_bytes": size_bytes,
+        "load_s": 1.5,
+        "first_call_s": 3.0,
+        "run_s": run_s,
+        "median_s": sorted(run_s)[1],
+        "min_s": min(run_s),
+        "max_s": max(run_s),
+        "stdev_s": 0.02,
+        "prompt_tokens": 5,
+        "new_tokens": new_tokens,
+        "tokens_per_s": new_tokens / sorted(run_s)[1],
+        "rss_after_load_mb": 800.0,
+        "peak_rss_mb": 1000.0,
+        "steps": steps,
+    }
+
+
+def _bench_csv(tmp_path, records):
+    path = tmp_path / "benchmarks.csv"
+    path.write_text(bench.build_table(records).to_csv(index=False))
+    return path
+
+
+def _bench_record(model, entries):
+    bench._add_comparisons(entries)
+    return {
+        "model_name": model,
+        "runs": 3,
+        "threads": 2,
+        "prompt": "p",
+        "machine": {"cpu_model": "Test CPU 9000", "physical_cores": 1, "logical_cpus": 2},
+        "entries": entries,
+    }
+
+
+def _json(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def _ops(model, variant, flex):
+    return {
+        "model_name": model,
+        "variant": variant,
+        "num_subgraphs": 3,
+        "num_operators": 40,
+        "class_counts": {"builtin": 30, "select_tf": 10, "custom": 0},
+        "flex_ops": flex,
+        "custom_ops": [],
+        "flex_ops_outside_core_tf": ["RegexSplitWithOffsets"],
+        "user_op_checks": {
+            "codelab": {"used_as_flex": ["UnsortedSegmentJoin"], "not_used": ["UpperBound"]},
+            "conversion_report": {"listed": []},
+        },
+    }
+
+
+def _fidelity(model, variant, exact, leading, ppl, keras_ppl=5.60, route="tflite"):
+    return {
+        "model": model,
+        "route": route,
+        "variant": variant,
+        "exact_match_rate": exact,
+        "mean_leading_tokens_agree": leading,
+        "mean_keras_new_tokens": 20.0,
+        "perplexity": ppl,
+        "keras_perplexity": keras_ppl,
+        "perplexity_relative_difference": abs(ppl - keras_ppl) / keras_ppl,
+        "prompts": ["a", "b", "c"],
+    }
+
+
+def _smoke(prompt, output):
+    return {
+        "model": "results/x/tflite/v.tflite",
+        "passed": True,
+        "failures": [],
+        "results": [{"prompt": prompt, "output": output, "new_tokens": 3, "latency_s": 0.12}],
+    }
+
+
+def _row(section: str, label: str) -> list[str]:
+    """The cells of the Markdown table row whose first two cells are route and variant."""
+    route, variant = label.split("/")
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:2] == [route, variant]:
+            return cells
+    raise AssertionError(f"no row {label} in:\n{section}")
+
+
+@pytest.fixture()
+def written(tmp_path):
+    steps = {
+        "first_token_s": 0.021,
+        "prefill_s": 0.0155,
+        "decode_tokens_per_s": 300.0,
+        "decode_step_ms": {
+            "median": 3.3,
+            "p10": 3.1,
+            "p90": 3.9,
+            "min": 3.0,
+            "max": 4.2,
+            "count": 300,
+        },
+    }
+    records = [
+        _bench_record(
+            "alpha",
+            [
+                _entry("tensorflow", "tf", [2.0, 2.4, 2.2], 30_000_000),
+                _entry("tflite", "fp32", [1.0, 1.2, 1.0], 15_000_000),
+                # Rounds 2 and 3 faster than round 1: per-round ratios 4.0, 4.8, 4.0 -> median 4.0.
+                _entry("tflite", "int8", [0.5, 0.5, 0.55], 9_000_000, new_tokens=7),
+                _entry("litert", "int8", [0.25, 0.3, 0.275], 9_000_000, steps=steps),
+            ],
+        ),
+        _bench_record(
+            "beta",
+            [
+                _entry("tensorflow", "tf", [1.4, 1.4, 1.4], 8_000_000),
+                _entry("tflite", "int8", [0.7, 0.7, 0.7], 4_000_000),
+            ],
+        ),
+    ]
+    csv = _bench_csv(tmp_path, records)
+    results = tmp_path / "results"
+    fidelity = [
+        _json(
+            results / "alpha" / "tflite" / "fidelity" / "fp32.json",
+            _fidelity("alpha", "fp32", 1.0, 20.0, 5.6001),
+        ),
+        _json(
+            results / "alpha" / "tflite" / "fidelity" / "int8.json",
+            _fidelity("alpha", "int8", 0.8, 12.3, 5.67),
+        ),
+        # Scrambled weights: far from Keras.
+        _json(
+            results / "alpha" / "litert" / "fidelity" / "int8.json",
+            _fidelity("alpha", "int8", 0.0, 0.2, 812.5, route="litert"),
+        ),
+    ]
+    flex = ["RegexSplitWithOffsets", "UnsortedSegmentJoin"]
+    ops = [
+        _json(results / "alpha" / "tflite" / "ops" / f"{v}.json", _ops("alpha", v, flex))
+        for v in ("fp32", "int8")
+    ]
+    # Smoke reports carry no model name: it comes from results/<model>/<route>/smoke/<v>.json.
+    smoke = [
+        _json(
+            results / "beta" / "tflite" / "smoke" / "int8.json",
+            {**_smoke("Estoy disfrutando de", "Estoy disfrutando de la playa"), "variant": "int8"},
+        )
+    ]
+    out_md, plot_dir = results / "summary.md", results / "plots"
+    summary.main(
+        [
+            "--benchmarks",
+            str(csv),
+            "--fidelity",
+            *fidelity,
+            str(results / "*" / "fidelity" / "*.json"),  # an unmatched glob: skipped
+            "--ops",
+            *ops,
+            "--smoke",
+            *smoke,
+            "--gates-json",
+            json.dumps(GATES),
+            "--out-md",
+            str(out_md),
+            "--plot-dir",
+            str(plot_dir),
+        ]
+    )
+    text = out_md.read_text()
+    alpha, beta = text.split("## alpha", 1)[1].split("## beta", 1)
+    return {"text": text, "alpha": alpha, "beta": beta, "plot_dir": plot_dir}
+
+
+def test_benchmark_table_says_what_was_measured(written):
+    alpha = written["alpha"].split("### Fidelity")[0]
+    assert "Machine: Test CPU 9000; cores: 1 physical, 2 logical; threads per runtime: 2" in alpha
+    # Speed-up: median of per-round ratios (2.0/1.0, 2.4/1.2, 2.2/1.0 -> 2.0, 2.0, 2.2).
+    assert _row(alpha, "tflite/fp32")[6] == "2.00 (2.00-2.20)"
+    assert _row(alpha, "tensorflow/tf")[6] == "1.00 (1.00-1.00)"
+    # int8 generated 7 tokens where tf generated 12: flagged, and explained below the table.
+    assert _row(alpha, "tflite/int8")[6] == "4.00* (4.00-4.80)"
+    assert "* Unequal work: tflite/int8 generated 7 tokens where tf generated 12" in alpha
+    assert _row(alpha, "litert/int8")[6] == "8.00 (8.00-8.00)"
+    # Median latency with its range; new tokens as generated.
+    assert _row(alpha, "tflite/fp32")[5] == "1.0000 (1.0000-1.2000)"
+    assert _row(alpha, "tflite/int8")[7] == "7"
+    # Step figures: measured by the LiteRT route, "-" for the codelab route.
+    litert, codelab = _row(alpha, "litert/int8"), _row(alpha, "tflite/int8")
+    assert litert[9:12] == ["21.0", "15.5", "3.30 (3.10-3.90)"]
+    assert codelab[9:12] == ["-", "-", "-"]
+    rows = [line for line in alpha.splitlines() if line.startswith("| ")][1:]
+    assert [r.split("|")[1].strip() + "/" + r.split("|")[2].strip() for r in rows] == [
+        "tensorflow/tf",
+        "tflite/fp32",
+        "tflite/int8",
+        "litert/int8",
+    ]
+
+
+def test_fidelity_table_shows_gate_verdicts(written):
+    fidelity = written["alpha"].split("### Fidelity")[1].split("### Op audit")[0]
+    assert _row(fidelity, "tflite/fp32")[-1] == "pass"
+    # 1.25% from Keras and 12.3 leading tokens: within the int8 gates.
+    assert _row(fidelity, "tflite/int8")[-1] == "pass"
+    verdict = _row(fidelity, "litert/int8")[-1]
+    assert verdict == (
+        "FAIL: 0.2 leading generated tokens agree with Keras on average (gate: "
+        "at least 3.0); perplexity 812.5000 differs from Keras's 5.6000 by "
+        "14408.93% (gate: at most 5.00%)"
+    )
+    assert (
+        "Quality gates (config `quality_gates`): fp32: max_perplexity_relative_difference "
+        "0.001, min_exact_match_rate 1.0; int8: max_perplexity_relative_difference 0.05, "
+        "min_mean_leading_tokens_agree 3"
+    ) in fidelity
+    assert _row(fidelity, "tflite/int8")[2:4] == ["80.0%", "12.3 of 20.0"]
+    assert "(no fidelity results yet)" in written["beta"]
+
+
+def test_other_sections(written):
+    alpha, beta = written["alpha"], written["beta"]
+    assert _row(beta.split("### Fidelity")[0], "tflite/int8")[7] == "12"
+    assert "Flex ops (all variants; 2): RegexSplitWithOffsets, UnsortedSegmentJoin" in alpha
+    assert '"Estoy disfrutando de" -> "Estoy disfrutando de la playa"' in beta
+    assert "[tflite/int8] passed" in beta
+    assert "Plot: plots/alpha.png" in alpha and "Plot: plots/beta.png" in beta
+    plot_dir = written["plot_dir"]
+    for model in ("alpha", "beta"):
+        png = plot_dir / f"{model}.png"
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
+    assert sorted(p.name for p in plot_dir.iterdir()) == ["alpha.png", "beta.png"]
+
+
+def test_plot_labels_do_not_overlap(tmp_path):
+    """int8 and fp16 of a model land on nearly the same spot: their labels must not collide."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    entries = [
+        _entry("tensorflow", "tf", [2.0, 2.1, 2.2], 12_000_000),
+        _entry("tflite", "fp32", [1.0, 1.05, 1.1], 6_000_000),
+        _entry("tflite", "fp16", [0.50, 0.51, 0.52], 3_100_000),
+        _entry("tflite", "int8", [0.49, 0.50, 0.51], 3_000_000),
+        _entry("litert", "int8", [0.48, 0.49, 0.50], 2_950_000),
+        _entry("litert", "int4", [0.47, 0.48, 0.49], 2_900_000),
+    ]
+    csv = _bench_csv(tmp_path, [_bench_record("crowded", entries)])
+    results = tmp_path / "results"
+    fidelity = [
+        _json(
+            results / "crowded" / "tflite" / "fidelity" / f"{v}.json",
+            _fidelity("crowded", v, 0.9, 10.0, 5.7),
+        )
+        for v in ("fp16", "int8")
+    ]
+    inputs = summary.load_inputs(str(csv), fidelity, gates=GATES)
+    fig, ax, labels = summary.draw_model_plot(inputs, "crowded")
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        boxes = []
+        for label in labels:
+            label.update_positions(renderer)  # where the drawn figure has it
+            boxes.append(Text.get_window_extent(label, renderer))
+        assert len(boxes) == len(entries)
+        for (i, a), (j, b) in itertools.combinations(enumerate(boxes), 2):
+            assert not a.overlaps(b), (labels[i].get_text(), labels[j].get_text())
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not any(box.overlaps(legend) for box in boxes)
+        assert all(
+            fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1) for box in boxes
+        )
+        texts = [label.get_text() for label in labels]
+        assert any(re.match(r"tflite/int8\nexact 90%, ppl 5.70", t) for t in texts)
+    finally:
+        plt.close(fig)
+
+
+def test_summary_without_benchmarks(tmp_path):
+    smoke = _json(
+        tmp_path / "results" / "gamma" / "tflite" / "smoke" / "fp32.json",
+        {**_smoke("Hi", "Hi there"), "variant": "fp32"},
+    )
+    out_md = tmp_path / "summary.md"
+    summary.main(
+        [
+            "--benchmarks",
+            str(tmp_path / "missing.csv"),
+            "--smoke",
+            smoke,
+            "--out-md",
+            str(out_md),
+            "--plot-dir",
+            str(tmp_path / "plots"),
+        ]
+    )
+    text = out_md.read_text()
+    assert "## gamma" in text and "(no benchmark results)" in text
+    assert "(no fidelity results yet)" in text and "(no op audit results)" in text
+    assert (tmp_path / "plots" / "gamma.png").read_bytes()[:8] == PNG_MAGIC

@@ -1,0 +1,140 @@
+"""The real-scale SentencePiece path: the twin of gemma3_270m through the whole DAG, both routes.
+
+Slow (~40-60 minutes on 2 shared cores: 268M parameters, a 262,144-row embedding, two codelab
+conversions, a LiteRT export and three LiteRT files, the codelab benchmark), so CI skips it; run
+it with ``python -m pytest -m slow tests/twins/test_gemma3_twin.py -s``. It prints the figures the
+closing notes report: conversion time and peak RSS per variant and route, sizes, codelab
+latencies and a LiteRT decode loop per variant. Those are measurements, not assertions: the test
+asserts only what must hold on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+from llm2tflite.families import registry
+
+from conftest import copy_default_config, run_snakemake
+
+MODEL = "gemma3_270m_twin"
+PROMPT = "Estoy disfrutando de"
+
+
+def _litert_greedy(path, info, prompt_ids, max_length):
+    """Greedy ids of a prefill/decode loop (test_litert_route.Session) and its step times."""
+    from test_litert_route import Session
+
+    session = Session(path, info)
+    session.interpreter = type(session.interpreter)(model_path=str(path), num_threads=2)
+    ids, steps = list(prompt_ids), []
+    session.prefill(ids[:-1])
+    while len(ids) < max_length:
+        started = time.perf_counter()
+        logits = session.decode(ids[-1])
+        steps.append(time.perf_counter() - started)
+        token = int(np.argmax(logits))
+        if token in info["stop_token_ids"]:
+            break
+        ids.append(token)
+    return ids, steps
+
+
+@pytest.mark.slow
+def test_gemma3_twin_dag_runs_to_completion(tmp_path):
+    import sentencepiece as spm
+
+    from llm2tflite.inputs.sources import load_causal_lm
+    from llm2tflite.litert import convert as litert_convert
+
+    copy_default_config(tmp_path)
+    run_snakemake(tmp_path, "--cores", "2", "--configfile", "config/gemma3_270m_twin.yaml")
+    results = tmp_path / "results" / MODEL
+    gemma3 = registry.by_name("gemma3")
+
+    # The tokenizer: Gemma 3's special pieces, every piece the corpus supports.
+    processor = spm.SentencePieceProcessor(model_file=str(results / "vocab" / "tokenizer.model"))
+    pieces = processor.get_piece_size()
+    assert processor.id_to_piece(106) == "<end_of_turn>" and 3000 < pieces < 262_144
+    print(f"tokenizer: {pieces} SentencePiece pieces")
+
+    info = json.loads((results / "traced" / "llm2tflite_export.json").read_text())
+    assert info["num_parameters"] == gemma3.preset_parameters["gemma3_270m"] == 268_098_176
+    assert info["vocabulary_size"] == pieces and info["stop_token_ids"] == [1, 106]
+    for variant in ("fp32", "int8"):
+        flatbuffer = (results / "tflite" / f"{variant}.tflite").read_bytes()
+        assert b"VarHandleOp" not in flatbuffer
+        conversion = json.loads((results / "tflite" / f"{variant}.conversion.json").read_text())
+        print(
+            f"codelab convert {variant}: {conversion['convert_seconds']} s, peak RSS "
+            f"{conversion['peak_rss_mb']} MiB, {conversion['size_bytes'] / 1e6:.1f} MB"
+        )
+        smoke = json.loads((results / "smoke" / f"{variant}.json").read_text())
+        assert smoke["passed"], smoke["failures"]
+        for result in smoke["results"]:
+            assert result["output"].startswith(result["prompt"]) and result["new_tokens"] >= 1
+            assert "<bos>" not in result["output"]
+    assert all(
+        r["equals_keras"]
+        for r in json.loads((results / "smoke" / "fp32.json").read_text())["results"]
+    )
+    fidelity = json.loads((results / "fidelity" / "fp32.json").read_text())
+    print(f"fidelity fp32: {json.dumps(fidelity)[:400]}")
+    for variant in ("tf", "fp32", "int8"):
+        record = json.loads((results / "bench" / f"{variant}.json").read_text())
+        print(
+            f"codelab bench {variant}: median {record['median_s']} s for "
+            f"{record['new_tokens']} new tokens, load {record['load_s']} s, first call "
+            f"{record['first_call_s']} s, peak RSS {record['peak_rss_mb']} MiB, "
+            f"breakdown {record['breakdown']}"
+        )
+        assert record["new_tokens"] >= 1 and record["deterministic"]
+
+    # The LiteRT route: builtins only, the tied table once, fp32 greedy ids = KerasHub's.
+    litert = results / "litert"
+    litert_info = json.loads((litert / "litert_export.json").read_text())
+    assert litert_info["stop_token_ids"] == [1, 106]
+    assert litert_info["layers"] == [{"kv_heads": 1, "head_dim": 256}] * 18
+    sizes = {}
+    for variant in ("fp32", "int8", "int4"):
+        report = json.loads((litert / f"{variant}.conversion.json").read_text())
+        seconds = report.get("convert_seconds", report.get("quantize_seconds"))
+        sizes[variant] = report["size_bytes"]
+        print(
+            f"litert {variant}: {seconds} s, peak RSS {report['peak_rss_mb']} MiB, "
+            f"{report['size_bytes'] / 1e6:.1f} MB"
+        )
+        litert_convert.check_builtins_only(
+            litert_convert.read_model((litert / f"{variant}.tflite").read_bytes())
+        )
+    # 268M weights: int8 one byte each (the 262,144 x 640 table once), int4 about half that.
+    assert sizes["int8"] < 0.3 * sizes["fp32"] and sizes["int4"] < 0.6 * sizes["int8"]
+
+    causal_lm = load_causal_lm(str(results / "preset"))
+    packed = causal_lm.preprocessor.generate_preprocess(
+        [PROMPT], sequence_length=litert_info["cache_length"]
+    )
+    generated = causal_lm.generate_step(packed, stop_token_ids=litert_info["stop_token_ids"])
+    keras_ids = np.asarray(generated["token_ids"][0])[
+        np.asarray(generated["padding_mask"][0], bool)
+    ].tolist()
+    prompt_ids = np.asarray(packed["token_ids"][0])[
+        np.asarray(packed["padding_mask"][0], bool)
+    ].tolist()
+    del causal_lm
+    for variant in ("fp32", "int8", "int4"):
+        ids, steps = _litert_greedy(
+            litert / f"{variant}.tflite", litert_info, prompt_ids, litert_info["cache_length"]
+        )
+        print(
+            f"litert decode {variant}: median {1000 * statistics.median(steps[1:]):.1f} ms/token "
+            f"(min {1000 * min(steps[1:]):.1f}, first step {1000 * steps[0]:.0f} ms, "
+            f"{len(steps)} steps, Python signature-runner loop, 2 threads)"
+        )
+        if variant == "fp32":
+            assert ids == [i for i in keras_ids if i not in litert_info["stop_token_ids"]]
+    print((tmp_path / "results" / "summary.md").read_text())
