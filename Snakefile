@@ -1,4 +1,5 @@
-# llm2tflite: KerasHub causal LM -> traced generate -> TFLite (Select TF ops + TF Text) -> smoke test.
+# llm2tflite: KerasHub causal LM -> TFLite down two routes (the codelab route: traced generate,
+# Select TF ops + TF Text; the LiteRT route: prefill/decode over an external KV cache) -> checks.
 # Parsing this file must stay instant: no TensorFlow/Keras import here, only file wiring.
 import sys
 
@@ -32,9 +33,10 @@ workflow.config_settings.replace_workflow_config = bool(workflow.overwrite_confi
 configfile: "config/config.yaml"
 
 
-# One line per problem, naming the key and the fix: the schema on the config as written, then
-# Snakemake's own validation, which also fills in the schema's `default:` values, then the
-# checks across keys on the complete config.
+# Every config check, raised here once, one line per problem naming the key and the fix: the
+# schema on the config as written, then Snakemake's own validation, which also fills in the
+# schema's `default:` values (the only defaults), then the checks across keys on the complete
+# config, the LiteRT route's included.
 try:
     check_schema(config, workflow.source_path(SCHEMA), workflow.configfiles)
     validate(config, SCHEMA)
@@ -45,15 +47,14 @@ except ConfigError as error:
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/litert_common.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/export.smk"
+include: "workflow/rules/resources.smk"
+include: "workflow/rules/litert_helpers.smk"
+include: "workflow/rules/inputs.smk"
+include: "workflow/rules/codelab.smk"
 include: "workflow/rules/litert.smk"
 include: "workflow/rules/litertlm.smk"
-include: "workflow/rules/smoke.smk"
-include: "workflow/rules/fidelity.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/manifest.smk"
 
 
 # Aggregation only: on a cluster it runs in the submitting Snakemake, not as a job.

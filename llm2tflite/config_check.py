@@ -2,7 +2,10 @@
 
 Snakemake's own ``validate()`` reports a JSON-schema error as a long dump; users editing
 ``config/config.yaml`` need ``variants[1]: 'int3' is not a variant; use one of: fp32, int8``.
-This module is imported by the Snakefile, so it must stay light: no TensorFlow, no Keras.
+Every check of the config lives here, the LiteRT route's included (its arithmetic in
+``llm2tflite.litert.contract``), and the Snakefile raises them once. The defaults come from the
+schema's ``default:`` values alone. This module is imported by the Snakefile, so it must stay
+light: no TensorFlow, no Keras.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from llm2tflite.families import registry
+from llm2tflite.litert import contract as litert_contract
 
 MODEL_SOURCES = ("preset", "train", "shape_of")
 DEFAULT_CONFIG_FILE = "config/config.yaml"
@@ -68,45 +72,44 @@ def _key_path(path) -> str:
     return text or "(top level)"
 
 
+_RELATIONS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+# jsonschema validator -> what the line says after "<key>: " (the error's own message otherwise).
+_MESSAGES = {
+    "required": lambda e: f"{e.message}; add it (see config/config.yaml for an example)",
+    "enum": lambda e: (
+        f"{e.instance!r} is not allowed; use one of: {', '.join(map(str, e.validator_value))}"
+    ),
+    "type": lambda e: (
+        f"must be of type {e.validator_value}, got {type(e.instance).__name__} {e.instance!r}"
+    ),
+    **dict.fromkeys(
+        _RELATIONS,
+        lambda e: f"must be {_RELATIONS[e.validator]} {e.validator_value}, got {e.instance!r}",
+    ),
+    "uniqueItems": lambda e: f"contains duplicates {e.instance!r}; list each item once",
+    "minItems": lambda e: f"must list at least {e.validator_value} item(s)",
+    "minLength": lambda e: "must not be empty",
+}
+
+
 def _describe(error) -> str:
     """One line for one jsonschema error: where, what, and how to fix it."""
     where = _key_path(error.absolute_path)
-    kind, expected, value = error.validator, error.validator_value, error.instance
-    if kind == "additionalProperties":
+    if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
+        value = error.instance
         unknown = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
         return (
             f"{where}: unknown key {', '.join(map(repr, unknown))}; "
             f"allowed keys: {', '.join(allowed)}"
         )
-    if kind == "required":
-        return f"{where}: {error.message}; add it (see config/config.yaml for an example)"
-    if kind == "enum":
-        return f"{where}: {value!r} is not allowed; use one of: {', '.join(map(str, expected))}"
-    if kind == "type":
-        return f"{where}: must be of type {expected}, got {type(value).__name__} {value!r}"
-    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        relation = {
-            "minimum": ">=",
-            "exclusiveMinimum": ">",
-            "maximum": "<=",
-            "exclusiveMaximum": "<",
-        }[kind]
-        return f"{where}: must be {relation} {expected}, got {value!r}"
-    if kind in ("minProperties", "maxProperties") and len(error.absolute_path) == 2:
+    if error.validator in ("minProperties", "maxProperties") and len(error.absolute_path) == 2:
         return (
             f"{where}: give exactly one model source ({', '.join(MODEL_SOURCES)}), "
-            f"got {sorted(value) or 'none'}"
+            f"got {sorted(error.instance) or 'none'}"
         )
-    if kind == "uniqueItems":
-        return f"{where}: contains duplicates {value!r}; list each item once"
-    if kind == "minItems":
-        return f"{where}: must list at least {expected} item(s)"
-    if kind == "minLength":
-        return f"{where}: must not be empty"
-    if kind == "pattern" or kind == "propertyNames":
-        return f"{where}: {error.message}"
-    return f"{where}: {error.message}"
+    message = _MESSAGES.get(error.validator, lambda e: e.message)
+    return f"{where}: {message(error)}"
 
 
 def _backbone_config(source: dict) -> tuple[registry.Architecture, dict]:
@@ -181,12 +184,74 @@ def _model_errors(name: str, source: dict, config: dict) -> list[str]:
                 f"below models.{name}.train.model.max_sequence_length {model_max} (a training "
                 f"window holds one token more); set it <= {model_max - 1}"
             )
+    cache_length = config["litert"]["cache_length"]  # null: max_length, checked above
+    if config["litert"]["variants"] and model_max is not None and cache_length is not None:
+        if cache_length > model_max:
+            errors.append(
+                f"litert.cache_length: {cache_length} exceeds model {name!r}'s {model_max} "
+                f"positions; set litert.cache_length <= {model_max}"
+            )
     lines, origin = _heldout_lines(source)
     perplexity_lines = config["fidelity"]["perplexity_lines"]
     if perplexity_lines > lines:
         errors.append(
             f"fidelity.perplexity_lines: {perplexity_lines} exceeds the {lines} held-out lines "
             f"of model {name!r} ({origin}); set fidelity.perplexity_lines <= {lines}"
+        )
+    return errors
+
+
+def litertlm_variants(config: dict) -> list[str]:
+    """The LiteRT variants that get a LiteRT-LM bundle: `litertlm.variants`, null for all."""
+    bundled = config["litertlm"]["variants"]
+    return list(config["litert"]["variants"] if bundled is None else bundled)
+
+
+def _litert_errors(config: dict) -> list[str]:
+    """The `litert:` lengths, and bundles only of variants the LiteRT route builds."""
+    errors = []
+    try:
+        litert_contract.resolve_settings(config)
+    except litert_contract.LiteRTSettingsError as error:
+        errors.append(str(error))
+    litert_variants = config["litert"]["variants"]
+    unknown = sorted(set(litertlm_variants(config)) - set(litert_variants))
+    if unknown:
+        errors.append(
+            f"litertlm.variants: {unknown} are not LiteRT variants (litert.variants: "
+            f"{litert_variants}); bundle only variants the LiteRT route builds"
+        )
+    return errors
+
+
+def _android_errors(config: dict) -> list[str]:
+    """The hand-off's model is configured and its variant built by its route (a bundle, for the
+    LiteRT route)."""
+    errors = []
+    android = config["android"]
+    if android["model"] is not None and android["model"] not in config["models"]:
+        errors.append(
+            f"android.model: {android['model']!r} is not a configured model; use one of: "
+            f"{', '.join(config['models'])} (or null for the first)"
+        )
+    variant = android["variant"]
+    if android["route"] == "litert":
+        litert_variants = config["litert"]["variants"]
+        if variant not in litert_variants:
+            errors.append(
+                f"android.variant: {variant} is not a variant of the litert route "
+                f"(litert.variants: {litert_variants}); pick one of them or change android.route"
+            )
+        elif variant not in litertlm_variants(config):
+            errors.append(
+                f"android.variant: {variant} has no LiteRT-LM bundle (litertlm.variants: "
+                f"{litertlm_variants(config)}); add it there"
+            )
+    elif variant not in config["variants"]:
+        errors.append(
+            f"android.variant: {variant!r} is not converted (variants: "
+            f"{', '.join(config['variants'])}); add it to variants or set android.variant to one "
+            "of them"
         )
     return errors
 
@@ -208,18 +273,8 @@ def semantic_errors(config: dict) -> list[str]:
         )
     for name, source in config["models"].items():
         errors += _model_errors(name, source, config)
-    android = config["android"]
-    if android["model"] is not None and android["model"] not in config["models"]:
-        errors.append(
-            f"android.model: {android['model']!r} is not a configured model; use one of: "
-            f"{', '.join(config['models'])} (or null for the first)"
-        )
-    if android["variant"] not in config["variants"]:
-        errors.append(
-            f"android.variant: {android['variant']!r} is not converted (variants: "
-            f"{', '.join(config['variants'])}); add it to variants or set android.variant to one "
-            "of them"
-        )
+    errors += _litert_errors(config)
+    errors += _android_errors(config)
     blocklist = (config.get("safety") or {}).get("blocklist")
     if blocklist and not Path(blocklist).expanduser().is_file():
         errors.append(

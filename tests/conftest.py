@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -107,10 +108,61 @@ def run_snakemake(
     return completed
 
 
+def cli_options(**options) -> list[str]:
+    """Command-line options in the order given: ``out_dir=path`` -> ``["--out-dir", "path"]``."""
+    return [
+        arg
+        for name, value in options.items()
+        for arg in (f"--{name.replace('_', '-')}", str(value))
+    ]
+
+
+def run_module(module: str, *args: str, **options) -> subprocess.CompletedProcess:
+    """``python -m module args`` then ``options`` (as ``cli_options`` spells them) in this
+    interpreter, its output captured as text."""
+    command = [sys.executable, "-m", module, *args, *cli_options(**options)]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def start_atomic_writer(target: Path, body: str, **popen_kwargs) -> subprocess.Popen:
+    """A Python process that writes ``target`` through ``atomic.atomic_path``: ``body`` (code
+    that writes the temporary ``tmp``) runs inside the ``with`` block."""
+    code = (
+        "from llm2tflite.core import atomic\n"
+        f"with atomic.atomic_path({str(target)!r}) as tmp:\n"
+        + textwrap.indent(textwrap.dedent(body).strip() + "\n", "    ")
+    )
+    return subprocess.Popen([sys.executable, "-c", code], **popen_kwargs)
+
+
 def copy_default_config(workdir: Path) -> Path:
     """A workdir with the repository's config, as a user's clone has it."""
     shutil.copytree(REPO / "config", workdir / "config")
     return workdir / "config" / "config.yaml"
+
+
+def check_twin_codelab_files(results: Path, start_token: str) -> None:
+    """A twin run's codelab fp32 and int8 files: no variables left in the flatbuffer, smoke tests
+    passed, each output the prompt continued by at least one token without the start token's
+    text, and fp32 equal to Keras. Prints the conversion figures the closing notes report."""
+    for variant in ("fp32", "int8"):
+        flatbuffer = (results / "tflite" / f"{variant}.tflite").read_bytes()
+        assert b"VarHandleOp" not in flatbuffer
+        conversion = json.loads((results / "tflite" / f"{variant}.conversion.json").read_text())
+        print(
+            f"codelab convert {variant}: {conversion['convert_seconds']} s, peak RSS "
+            f"{conversion['peak_rss_mb']} MiB, {conversion['size_bytes'] / 1e6:.1f} MB"
+        )
+        smoke = json.loads((results / "tflite" / "smoke" / f"{variant}.json").read_text())
+        assert smoke["passed"], smoke["failures"]
+        for result in smoke["results"]:
+            # Random weights: mechanics only.
+            assert result["output"].startswith(result["prompt"]) and result["new_tokens"] >= 1
+            assert start_token not in result["output"]
+    assert all(
+        r["equals_keras"]
+        for r in json.loads((results / "tflite" / "smoke" / "fp32.json").read_text())["results"]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +194,14 @@ def gpt2_tokenizer_dir(tmp_path_factory):
         skip_or_fail(f"GPT-2 tokenizer files unavailable, PyPI unreachable: {error}")
 
 
-def build_random_preset(vocab_dir: Path, out_dir: Path, seed: int = 0) -> Path:
+def build_random_preset(
+    vocab_dir: Path,
+    out_dir: Path,
+    seed: int = 0,
+    num_layers: int = 1,
+    num_heads: int = 2,
+    max_sequence_length: int = 128,
+) -> Path:
     """A tiny GPT-2 with seeded random weights on the given BPE files, saved as a preset."""
     import keras
     import keras_hub
@@ -154,11 +213,11 @@ def build_random_preset(vocab_dir: Path, out_dir: Path, seed: int = 0) -> Path:
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=32)
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=tokenizer.vocabulary_size(),
-        num_layers=1,
-        num_heads=2,
+        num_layers=num_layers,
+        num_heads=num_heads,
         hidden_dim=32,
         intermediate_dim=64,
-        max_sequence_length=128,
+        max_sequence_length=max_sequence_length,
     )
     keras_hub.models.GPT2CausalLM(backbone, preprocessor).save_to_preset(str(out_dir))
     return out_dir
@@ -324,26 +383,29 @@ def default_llama_train_config() -> dict:
     return train
 
 
+def run_sentencepiece_vocab_cli(
+    corpus_file: Path, out_dir: Path, size: int
+) -> subprocess.CompletedProcess:
+    """The vocab stage's CLI training a SentencePiece vocabulary of ``size`` pieces."""
+    return run_module(
+        "llm2tflite.inputs.vocab",
+        kind="sentencepiece",
+        corpus=corpus_file,
+        vocab_size=size,
+        out_dir=out_dir,
+    )
+
+
 @pytest.fixture(scope="session")
 def sentencepiece_vocab(default_corpus_and_vocab, tmp_path_factory):
     """The default Llama model's SentencePiece vocabulary, by the stage CLI, on the corpus."""
     out = tmp_path_factory.mktemp("sentencepiece") / "vocab"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm2tflite.inputs.vocab",
-            "--kind",
-            "sentencepiece",
-            "--corpus",
-            str(default_corpus_and_vocab / "train.txt"),
-            "--vocab-size",
-            str(default_llama_train_config()["vocabulary"]["size"]),
-            "--out-dir",
-            str(out),
-        ],
-        check=True,
+    completed = run_sentencepiece_vocab_cli(
+        default_corpus_and_vocab / "train.txt",
+        out,
+        default_llama_train_config()["vocabulary"]["size"],
     )
+    assert completed.returncode == 0, completed.stderr[-3000:]
     return out
 
 
@@ -378,3 +440,21 @@ def small_llama_litert(small_llama, tmp_path_factory):
         variants=("fp32", "int8", "int4"),
     )
     return {**exported, "causal_lm": small_llama["causal_lm"], "preset": small_llama["preset"]}
+
+
+def litert_bench_steps(first_token_s: float, prefill_s: float) -> dict:
+    """A benchmark entry's ``steps`` as the LiteRT route measures them: 300 decode steps of
+    3.3 ms median (p10-p90 3.1-3.9 ms), 300 tokens/s."""
+    return {
+        "first_token_s": first_token_s,
+        "prefill_s": prefill_s,
+        "decode_tokens_per_s": 300.0,
+        "decode_step_ms": {
+            "median": 3.3,
+            "p10": 3.1,
+            "p90": 3.9,
+            "min": 3.0,
+            "max": 4.2,
+            "count": 300,
+        },
+    }

@@ -13,12 +13,11 @@ delegate) in a second conversion. When the first conversion succeeds its result 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import time
 
 import llm2tflite  # noqa: F401
-from llm2tflite.core import atomic, tf_logging
+from llm2tflite.core import cli_options, conversion_report, memory, tf_logging
+from llm2tflite.core.conversion_report import summary
 
 # Each variant's converter settings; the names are the config schema's enum.
 #   int8w (int8 weight-only, or int16 activations x int8 weights) is not offered: the 2.18
@@ -201,8 +200,8 @@ def convert_saved_model(
         "select_user_tf_ops": user_tf_ops,
         "size_bytes": len(flatbuffer),
         "convert_seconds": round(time.perf_counter() - started, 2),
-        # ru_maxrss is in KiB on Linux: the peak of this whole process, TF import included.
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # The peak of this whole process, TF import included.
+        "peak_rss_mb": round(memory.peak_rss_mb(), 1),
     }
     return flatbuffer, report
 
@@ -213,11 +212,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--saved-model", required=True)
     parser.add_argument("--variant", required=True, choices=VARIANTS)
-    parser.add_argument(
+    cli_options.add_json_option(
+        parser,
         "--options-json",
-        type=json.loads,
+        "options_json",
+        "the variant's options from the config's quantization section",
+        required=False,
         default={},
-        help="the variant's options from the config's quantization section",
     )
     parser.add_argument("--out", required=True, help=".tflite file to write")
     parser.add_argument("--report", required=True, help="conversion report JSON to write")
@@ -225,13 +226,8 @@ def main(argv=None):
     flatbuffer, report = convert_saved_model(
         args.saved_model, args.variant, SIGNATURES, args.options_json
     )
-    atomic.write_bytes(args.out, flatbuffer)
-    atomic.write_json(args.report, report)
-    print(
-        f"converted {args.saved_model} -> {args.out} ({args.variant}): "
-        f"{report['size_bytes'] / 1e6:.1f} MB in {report['convert_seconds']} s, "
-        f"peak RSS {report['peak_rss_mb']} MB"
-    )
+    conversion_report.write(args.out, flatbuffer, args.report, report)
+    print(f"converted {args.saved_model} -> {args.out} ({args.variant}): {summary(report)}")
 
 
 if __name__ == "__main__":

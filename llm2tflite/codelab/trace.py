@@ -28,7 +28,7 @@ The prompt is a batch of one (shape [1]), never a scalar: a scalar string reshap
 builtin op can reach the next Select-TF op as raw pointer bytes and the tokenizer then returns
 garbage ids.
 
-Input rules (documented in the README):
+Input rules (documented in docs/codelab-route.md):
 - bytes that are not valid UTF-8 are replaced by U+FFFD before tokenizing;
 - a prompt longer than ``prompt_token_limit = min(sequence_length, max_length - 1)`` tokens (start
   token included) keeps its first tokens, so at least one new token is always generated;

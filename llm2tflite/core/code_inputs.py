@@ -18,7 +18,7 @@ import functools
 from pathlib import Path
 
 PACKAGE = "llm2tflite"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DATA_DIR_NAME = "data"
 
 

@@ -55,7 +55,7 @@ import sys
 from pathlib import Path
 
 import llm2tflite  # noqa: F401
-from llm2tflite.core import atomic
+from llm2tflite.core import atomic, flatbuffer
 
 # The codelab's hand-written list (its steps 2 and 3).
 CODELAB_SELECT_USER_TF_OPS = ("UnsortedSegmentJoin", "UpperBound")
@@ -63,17 +63,8 @@ FLEX_PREFIX = "Flex"
 CLASSES = ("builtin", "select_tf", "custom")
 
 
-def _schema():
-    # The flatbuffer bindings without a TensorFlow import: auditing a builtins-only LiteRT file
-    # then costs no TensorFlow start-up; TensorFlow is imported only to tell which library
-    # defines a Flex op (flex_op_libraries).
-    from llm2tflite.core import flatbuffer
-
-    return flatbuffer.schema()
-
-
 def _builtin_names() -> dict[int, str]:
-    schema = _schema()
+    schema = flatbuffer.schema()
     names: dict[int, str] = {}
     for name, value in vars(schema.BuiltinOperator).items():
         if not name.startswith("_") and isinstance(value, int):
@@ -82,7 +73,7 @@ def _builtin_names() -> dict[int, str]:
 
 
 def _root_model(buffer: bytes):
-    schema = _schema()
+    schema = flatbuffer.schema()
     get_root = getattr(schema.Model, "GetRootAs", None) or schema.Model.GetRootAsModel
     return get_root(buffer, 0)
 
@@ -95,7 +86,7 @@ def _text(value) -> str | None:
 
 def classify_operator_code(builtin_code: int, custom_code: str | None, names: dict[int, str]):
     """Return ``(class, op name)`` of one operator code."""
-    if builtin_code == _schema().BuiltinOperator.CUSTOM:
+    if builtin_code == flatbuffer.schema().BuiltinOperator.CUSTOM:
         custom_code = custom_code or ""
         if custom_code.startswith(FLEX_PREFIX):
             return "select_tf", custom_code[len(FLEX_PREFIX) :]

@@ -52,7 +52,6 @@ import json
 import multiprocessing
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -62,6 +61,7 @@ from pathlib import Path
 import llm2tflite  # noqa: F401
 from llm2tflite import CODELAB_PROMPT
 from llm2tflite.core import atomic
+from llm2tflite.core.memory import peak_rss_mb, rss_mb
 
 BASELINE_ROUTE = "tensorflow"
 TF_VARIANT = "tf"
@@ -147,36 +147,6 @@ def machine_info(threads: int | None) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-
-
-def _status_mb(field: str) -> float | None:
-    """A memory figure of this process from /proc/self/status (kB there), in MiB."""
-    try:
-        with open("/proc/self/status", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def rss_mb() -> float:
-    value = _status_mb("VmRSS")
-    if value is None:
-        import psutil
-
-        value = psutil.Process().memory_info().rss / 2**20
-    return value
-
-
-def peak_rss_mb() -> float:
-    """The high-water mark of this process's resident memory (this process image only)."""
-    value = _status_mb("VmHWM")
-    if value is None:
-        # ru_maxrss is in KiB on Linux (and may include a forking parent's pages).
-        value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return value
 
 
 def _spread(values) -> dict:

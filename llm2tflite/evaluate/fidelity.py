@@ -34,7 +34,7 @@ import math
 import sys
 
 import llm2tflite  # noqa: F401
-from llm2tflite.core import atomic, tf_logging
+from llm2tflite.core import atomic, cli_options, tf_logging
 from llm2tflite.core.generation import Generation
 
 GATE_KEYS = (
@@ -259,7 +259,7 @@ def main(argv=None):
     keras_cli.add_argument("--preset", required=True)
     keras_cli.add_argument("--max-length", type=int, required=True)
     keras_cli.add_argument("--sampler", default="greedy")
-    keras_cli.add_argument("--prompts-json", required=True, type=json.loads, dest="prompts")
+    cli_options.add_prompts_option(keras_cli)
     keras_cli.add_argument("--text", required=True, help="held-out text, one line per sample")
     keras_cli.add_argument("--lines", type=int, required=True, help="lines scored")
     keras_cli.add_argument("--out", required=True)
@@ -272,12 +272,11 @@ def main(argv=None):
     variant_cli.add_argument("--out", required=True)
     gate_cli = commands.add_parser("gate", help="apply the variant's quality gates")
     gate_cli.add_argument("--fidelity", required=True, help="the variant's fidelity JSON")
-    gate_cli.add_argument(
+    cli_options.add_json_option(
+        gate_cli,
         "--gates-json",
-        required=True,
-        type=json.loads,
-        dest="gates",
-        help="thresholds, e.g. '{\"max_perplexity_relative_difference\": 0.05}'",
+        "gates",
+        "thresholds, e.g. '{\"max_perplexity_relative_difference\": 0.05}'",
     )
     gate_cli.add_argument("--out", required=True, help="verdict JSON, written only on a pass")
     args = parser.parse_args(argv)

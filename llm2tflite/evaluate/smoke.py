@@ -15,9 +15,10 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import llm2tflite  # noqa: F401
-from llm2tflite.core import atomic
+from llm2tflite.core import atomic, cli_options
 
 
 def smoke_test(
@@ -100,13 +101,7 @@ def main(argv=None):
     parser.add_argument(
         "--keras-reference", required=True, help="reference JSON of the Keras model"
     )
-    parser.add_argument(
-        "--prompts-json",
-        required=True,
-        type=json.loads,
-        dest="prompts",
-        help="JSON list of prompts, e.g. '[\"Estoy disfrutando de\"]'",
-    )
+    cli_options.add_prompts_option(parser)
     parser.add_argument("--blocklist", help="safety filter word list (default: the package's)")
     parser.add_argument(
         "--require-keras-match",
@@ -115,8 +110,7 @@ def main(argv=None):
     )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    with open(args.keras_reference, encoding="utf-8") as f:
-        keras_reference = json.load(f)
+    keras_reference = json.loads(Path(args.keras_reference).read_text(encoding="utf-8"))
     report = smoke_test(
         args.model,
         args.variant,

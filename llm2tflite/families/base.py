@@ -98,11 +98,17 @@ class Architecture:
         raise NotImplementedError
 
     def build_causal_lm(self, backbone_config: Mapping, tokenizer, sequence_length: int):
-        """A freshly initialised causal LM (weights drawn from the global Keras seed).
+        """A freshly initialised causal LM (weights drawn from the global Keras seed): the
+        ``causal_lm_class`` task on its own backbone and preprocessor classes.
 
         ``sequence_length`` is the preprocessor's packing length (training windows).
         """
-        raise NotImplementedError
+        import keras_hub
+
+        task = getattr(keras_hub.models, self.causal_lm_class)
+        preprocessor = task.preprocessor_cls(tokenizer, sequence_length=sequence_length)
+        backbone = task.backbone_cls(**backbone_config)
+        return task(backbone=backbone, preprocessor=preprocessor)
 
     def line_preprocessor(self, preprocessor):
         """A function of a batch of text lines (a string tensor) -> the preprocessor's
@@ -172,18 +178,12 @@ class Architecture:
     # cache contract forces: the cache update and attention over the cache
     # (``llm2tflite.families.litert_blocks``).
     #
-    # Tensors (batch 1; T tokens in this call; S = cache length):
-    #   token_ids  int32 [1, T]      the tokens at positions input_pos
-    #   input_pos  int32 [T]         their positions: contiguous, input_pos[0] + T <= S (the
-    #                                runtime's duty: DYNAMIC_UPDATE_SLICE clamps the start)
-    #   mask       float32 [1,1,T,S] additive: 0 where query t may attend cache position s, a
-    #                                large finite negative (e.g. -0.7 * float32 max) elsewhere.
-    #                                The runtime fills it (causal: s <= input_pos[t]); a family
-    #                                with sliding-window layers narrows it per layer from
-    #                                input_pos (hiding s <= input_pos[t] - window).
-    #   kv_caches  per layer a (k, v) pair, each float32 [1, S, kv_heads, head_dim] in the
-    #              layer's ``litert_cache_shapes`` entry (heads and head_dim may differ per
-    #              layer; kv_heads < query heads for grouped-query attention).
+    # Tensors: those of docs/litert-contract.md (batch 1, T tokens in this call, S = cache
+    # length; ``token_ids`` is the contract's ``tokens``). A family with sliding-window layers
+    # narrows the runtime's causal mask per layer from input_pos (hiding s <= input_pos[t] -
+    # window); each layer's (k, v) cache pair has that layer's ``litert_cache_shapes`` entry
+    # (heads and head_dim may differ per layer; kv_heads < query heads for grouped-query
+    # attention).
     # Positions come from input_pos (learned position tables are gathered by it, rotary
     # embeddings computed from it); cache rows are written at input_pos[0] .. input_pos[0]+T-1
     # with ``litert_blocks.update_cache`` (-> DYNAMIC_UPDATE_SLICE) and attention reads the

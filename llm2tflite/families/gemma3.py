@@ -56,64 +56,29 @@ _TEXT = dict(
 # hidden_dim -> intermediate_dim, num_heads/num_kv_heads/head_dim, sliding_window_size,
 # global_scale_factor -> global_rope_scaling_factor, query_pre_attn_norm
 # BY_ONE_OVER_SQRT_EMBED_DIM_DIV_NUM_HEADS -> query_head_dim_normalize=False (27B).
-_GEMMA3_270M = dict(
-    _TEXT,
-    vocabulary_size=262_144,
-    num_layers=18,
-    num_query_heads=4,
-    num_key_value_heads=1,
-    hidden_dim=640,
-    intermediate_dim=2048,
-    head_dim=256,
-    sliding_window_size=512,
-)
-_GEMMA3_1B = dict(
-    _TEXT,
-    vocabulary_size=262_144,
-    num_layers=26,
-    num_query_heads=4,
-    num_key_value_heads=1,
-    hidden_dim=1152,
-    intermediate_dim=6 * 1152,
-    head_dim=256,
-    sliding_window_size=512,
-)
-_GEMMA3_4B = dict(
-    _TEXT,
-    vocabulary_size=262_144,
-    num_layers=34,
-    num_query_heads=8,
-    num_key_value_heads=4,
-    hidden_dim=2560,
-    intermediate_dim=2560 * 8 // 2,
-    head_dim=256,
-    sliding_window_size=1024,
-    global_rope_scaling_factor=8.0,
-)
-_GEMMA3_12B = dict(
-    _TEXT,
-    vocabulary_size=262_144,
-    num_layers=48,
-    num_query_heads=16,
-    num_key_value_heads=8,
-    hidden_dim=30 * 128,
-    intermediate_dim=8 * 30 * 128 // 2,
-    head_dim=256,
-    sliding_window_size=1024,
-    global_rope_scaling_factor=8.0,
-)
-_GEMMA3_27B = dict(
-    _TEXT,
-    vocabulary_size=262_144,
-    num_layers=62,
-    num_query_heads=32,
-    num_key_value_heads=16,
-    hidden_dim=5376,
-    intermediate_dim=5376 * 8 // 2,
-    head_dim=128,
-    sliding_window_size=1024,
-    global_rope_scaling_factor=8.0,
-    query_head_dim_normalize=False,
+
+
+# What sets the text presets apart, in the order KerasHub's conversion script passes it (the order
+# a twin's info file lists it).
+_SIZES = ("num_layers", "num_query_heads", "num_key_value_heads", "hidden_dim")
+_SIZES += ("intermediate_dim", "head_dim", "sliding_window_size")
+
+
+def _text_preset(*sizes, **text):
+    """One text preset's Gemma3Backbone arguments: ``_TEXT`` changed by ``text``, then the
+    vocabulary size and ``sizes`` (as ``_SIZES`` names them)."""
+    return dict(_TEXT, **text, vocabulary_size=262_144, **dict(zip(_SIZES, sizes, strict=True)))
+
+
+# Layers, query heads, key/value heads, hidden_dim, intermediate_dim, head_dim, window; the
+# 4B, 12B and 27B models scale the global layers' RoPE by 8.
+_ROPE_X8 = {"global_rope_scaling_factor": 8.0}
+_GEMMA3_270M = _text_preset(18, 4, 1, 640, 2048, 256, 512)
+_GEMMA3_1B = _text_preset(26, 4, 1, 1152, 6 * 1152, 256, 512)
+_GEMMA3_4B = _text_preset(34, 8, 4, 2560, 2560 * 8 // 2, 256, 1024, **_ROPE_X8)
+_GEMMA3_12B = _text_preset(48, 16, 8, 30 * 128, 8 * 30 * 128 // 2, 256, 1024, **_ROPE_X8)
+_GEMMA3_27B = _text_preset(
+    62, 32, 16, 5376, 5376 * 8 // 2, 128, 1024, **_ROPE_X8, query_head_dim_normalize=False
 )
 
 # Gemma 3's SentencePiece vocabulary (google-deepmind/gemma, gemma/gm/text/_tokenizer.py,
@@ -302,15 +267,10 @@ class Gemma3(Architecture):
         return tokenizer
 
     def build_causal_lm(self, backbone_config: Mapping, tokenizer, sequence_length: int):
-        import keras_hub
-
-        # No image converter: the text-only preprocessor (token_ids and padding_mask only).
-        preprocessor = keras_hub.models.Gemma3CausalLMPreprocessor(
-            tokenizer, sequence_length=sequence_length
-        )
+        """Text only: no image size, and the preprocessor without an image converter (token_ids
+        and padding_mask only)."""
         config = {"image_size": None, **backbone_config}
-        backbone = keras_hub.models.Gemma3Backbone(**config)
-        return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=preprocessor)
+        return super().build_causal_lm(config, tokenizer, sequence_length)
 
     def line_preprocessor(self, preprocessor):
         """Gemma3CausalLMPreprocessor trains on {"prompts", "responses"} pairs, not plain text.
@@ -399,7 +359,7 @@ class Gemma3(Architecture):
         x = x * ops.cast(ops.sqrt(backbone.hidden_dim), x.dtype)
         start = input_pos[0]
         sliding_masks = {}  # window -> the causal mask narrowed to the window
-        rotations = {}  # rotary settings -> the rotary cos/sin at input_pos
+        rotations = litert_blocks.Rotations(input_pos)
         new_caches = []
         for layer, (key_cache, value_cache) in zip(backbone.transformer_layers, kv_caches):
             attention = layer.attention
@@ -408,15 +368,7 @@ class Gemma3(Architecture):
             key = attention.key_dense(normalized)
             if attention.use_query_key_norm:
                 query, key = attention.query_norm(query), attention.key_norm(key)
-            rotary = attention.rope_layer
-            settings = litert_blocks.rotary_key(rotary)
-            if settings not in rotations:
-                rotations[settings] = litert_blocks.rotary_cos_sin(
-                    rotary, input_pos, attention.head_dim
-                )
-            cos, sin = rotations[settings]
-            query = litert_blocks.apply_rotary(rotary, query, cos, sin)
-            key = litert_blocks.apply_rotary(rotary, key, cos, sin)
+            query, key = rotations.apply(attention.rope_layer, query, key)
             key_cache = litert_blocks.update_cache(key_cache, key, start)
             value_cache = litert_blocks.update_cache(
                 value_cache, attention.value_dense(normalized), start
@@ -488,18 +440,22 @@ def _narrow_to_window(mask, input_pos, window):
 
 
 def _call_with_builtin_cache_slices(causal_lm):
-    """Gemma3CausalLM.call_with_cache (text only), with the per-layer cache read by a 3-D slice.
-
-    KerasHub keeps the decoding cache as one 6-D tensor [batch, layers, 2, length, kv_heads,
-    head_dim] and reads layer i as ``cache[:, i, ...]``. TFLite's builtin STRIDED_SLICE stops at
-    5-D, so the converter turns each of those reads into a Select TF op (FlexStridedSlice) that
-    copies the whole cache into TensorFlow for every layer and every generated token. Here the
-    cache is viewed as [batch, layers, rest] (a reshape) and sliced in 3-D, which stays a
-    builtin; the arithmetic is KerasHub's, line for line.
-    """
+    """Gemma3CausalLM.call_with_cache (text only) with builtin cache slices
+    (``codelab_cache``): the embedding scaled by sqrt(hidden_dim), the masks passed to every
+    layer."""
     from keras import ops
 
+    from llm2tflite.families import codelab_cache
+
     backbone = causal_lm.backbone
+
+    def embed(token_ids, cache_update_index):
+        x = backbone.token_embedding(token_ids)
+        return x * ops.cast(ops.sqrt(backbone.hidden_dim), x.dtype)
+
+    text_call = codelab_cache.call_with_builtin_cache_slices(
+        backbone, embed, "cache", "cache_update_index"
+    )
 
     def call_with_cache(
         token_ids,
@@ -511,72 +467,42 @@ def _call_with_builtin_cache_slices(causal_lm):
         vision_indices=None,
         cache_update_mask=None,
     ):
-        if img_embeddings is not None:
-            raise ValueError("gemma3: the codelab route traces text-only generation")
-        x = backbone.token_embedding(token_ids)
-        x = x * ops.cast(ops.sqrt(backbone.hidden_dim), x.dtype)
-        layer_shape = tuple(cache.shape[2:])  # (2, length, kv_heads, head_dim)
-        static = None not in layer_shape  # max_length is a Python int when traced
-        if static:
-            flat_cache = ops.reshape(cache, (-1, backbone.num_layers, math.prod(layer_shape)))
-        caches = []
-        for i, transformer_layer in enumerate(backbone.transformer_layers):
-            if static:
-                current_cache = ops.reshape(flat_cache[:, i, :], (-1, *layer_shape))
-            else:
-                current_cache = cache[:, i, ...]
-            x, next_cache = transformer_layer(
-                x,
-                cache=current_cache,
-                cache_update_index=cache_update_index,
-                padding_mask=padding_mask,
-                vision_mask=vision_mask,
-                cache_update_mask=cache_update_mask,
-            )
-            caches.append(next_cache)
-        cache = ops.stack(caches, axis=1)
-        hidden_states = x = backbone.layer_norm(x)
-        logits = backbone.token_embedding(x, reverse=True)
-        return logits, hidden_states, cache
+        _refuse_images(img_embeddings)
+        return text_call(
+            token_ids,
+            cache,
+            cache_update_index,
+            padding_mask=padding_mask,
+            vision_mask=vision_mask,
+            cache_update_mask=cache_update_mask,
+        )
 
     return call_with_cache
 
 
 def _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length):
-    """Gemma3CausalLM._build_cache, running the seeding forward pass over the prompt only.
-
-    KerasHub seeds the cache with one forward pass over all max_length positions, padding
-    included. Keys and values are per position (rotary angles depend on the position alone) and
-    positions past the prompt are rewritten by the decoding steps before any query can attend
-    to them (the causal mask stops at the position being decoded; sliding windows only hide
-    more), so a pass over the prompt's positions fills the same cache entries that are ever
-    read. The padding mask stays full length: it masks the keys (all max_length cache rows).
-    The hidden states are zero-padded back to max_length for samplers that read them.
-    """
-    from keras import ops
+    """Gemma3CausalLM._build_cache (text only) over the prompt only (``codelab_cache``)."""
+    from llm2tflite.families import codelab_cache
 
     backbone = causal_lm.backbone
+    text_build = codelab_cache.build_cache_over_prompt(
+        causal_lm,
+        call_with_cache,
+        prompt_length,
+        kv_heads=backbone.num_key_value_heads,
+        head_dim=backbone.head_dim,
+    )
 
     def build_cache(token_ids, img_embeddings, vision_mask, padding_mask, vision_indices):
-        if img_embeddings is not None:
-            raise ValueError("gemma3: the codelab route traces text-only generation")
-        batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        shape = [
-            batch_size,
-            backbone.num_layers,
-            2,
-            max_length,
-            backbone.num_key_value_heads,
-            backbone.head_dim,
-        ]
-        cache = ops.zeros(shape, dtype=causal_lm.compute_dtype)
-        _, hidden_states, cache = call_with_cache(
-            token_ids[:, :prompt_length], cache, 0, padding_mask=padding_mask
-        )
-        hidden_states = ops.pad(hidden_states, [[0, 0], [0, max_length - prompt_length], [0, 0]])
-        return hidden_states, cache
+        _refuse_images(img_embeddings)
+        return text_build(token_ids, padding_mask=padding_mask)
 
     return build_cache
+
+
+def _refuse_images(img_embeddings):
+    if img_embeddings is not None:
+        raise ValueError("gemma3: the codelab route traces text-only generation")
 
 
 ARCHITECTURE = Gemma3()

@@ -8,7 +8,6 @@ route's prefill/decode forward pass over an external KV cache.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from llm2tflite.families.base import Architecture, KVCacheShape
@@ -106,15 +105,6 @@ class GPT2(Architecture):
             raise ValueError(f"<|endoftext|> has id {tokenizer.end_token_id}, the padding id")
         return tokenizer
 
-    def build_causal_lm(self, backbone_config: Mapping, tokenizer, sequence_length: int):
-        import keras_hub
-
-        preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
-            tokenizer, sequence_length=sequence_length
-        )
-        backbone = keras_hub.models.GPT2Backbone(**backbone_config)
-        return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
-
     def codelab_cache_methods(self):
         from keras_hub.models import GPT2CausalLM
 
@@ -183,71 +173,34 @@ def _decoder_layers(causal_lm):
 
 
 def _call_with_builtin_cache_slices(causal_lm):
-    """GPT2CausalLM.call_with_cache, with the per-layer cache read by a 3-D slice.
-
-    KerasHub keeps the decoding cache as one 6-D tensor [batch, layers, 2, length, heads,
-    head_dim] and reads layer i as ``cache[:, i, ...]``. TFLite's builtin STRIDED_SLICE stops at
-    5-D, so the converter turns each of those reads into a Select TF op (FlexStridedSlice), and
-    the Flex delegate copies the whole cache into TensorFlow for every layer and every generated
-    token. Here the cache is viewed as [batch, layers, rest] (a reshape) and sliced in 3-D, which
-    stays a builtin; the arithmetic is KerasHub's, line for line.
-    """
-    from keras import ops
+    """GPT2CausalLM.call_with_cache with builtin cache slices (``codelab_cache``)."""
+    from llm2tflite.families import codelab_cache
 
     backbone = causal_lm.backbone
 
-    def call_with_cache(token_ids, cache, cache_update_index):
+    def embed(token_ids, cache_update_index):
         tokens = backbone.token_embedding(token_ids)
         positions = backbone.position_embedding(tokens, start_index=cache_update_index)
         x = backbone.embeddings_add((tokens, positions))
-        x = backbone.embeddings_dropout(x)
-        layer_shape = tuple(cache.shape[2:])  # (2, length, heads, head_dim)
-        static = None not in layer_shape  # max_length is a Python int when traced
-        if static:
-            flat_cache = ops.reshape(cache, (-1, backbone.num_layers, math.prod(layer_shape)))
-        caches = []
-        for i, transformer_layer in enumerate(backbone.transformer_layers):
-            if static:
-                current_cache = ops.reshape(flat_cache[:, i, :], (-1, *layer_shape))
-            else:
-                current_cache = cache[:, i, ...]
-            x, next_cache = transformer_layer(
-                x,
-                self_attention_cache=current_cache,
-                self_attention_cache_update_index=cache_update_index,
-            )
-            caches.append(next_cache)
-        cache = ops.stack(caches, axis=1)
-        hidden_states = x = backbone.layer_norm(x)
-        logits = backbone.token_embedding(x, reverse=True)
-        return logits, hidden_states, cache
+        return backbone.embeddings_dropout(x)
 
-    return call_with_cache
+    return codelab_cache.call_with_builtin_cache_slices(
+        backbone, embed, "self_attention_cache", "self_attention_cache_update_index"
+    )
 
 
 def _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length):
-    """GPT2CausalLM._build_cache, running the seeding forward pass over the prompt only.
-
-    KerasHub seeds the cache with one forward pass over all max_length positions, padding
-    included (100 positions for a 5-token prompt). Positions past the prompt are rewritten by
-    the decoding steps before any query can attend to them (the attention mask stops at the
-    position being decoded), so a pass over the prompt's positions fills the same cache entries.
-    The hidden states are zero-padded back to max_length for samplers that read them.
-    """
-    from keras import ops
+    """GPT2CausalLM._build_cache over the prompt only (``codelab_cache``)."""
+    from llm2tflite.families import codelab_cache
 
     backbone = causal_lm.backbone
-
-    def build_cache(token_ids):
-        batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        head_dim = backbone.hidden_dim // backbone.num_heads
-        shape = [batch_size, backbone.num_layers, 2, max_length, backbone.num_heads, head_dim]
-        cache = ops.zeros(shape, dtype=causal_lm.compute_dtype)
-        _, hidden_states, cache = call_with_cache(token_ids[:, :prompt_length], cache, 0)
-        hidden_states = ops.pad(hidden_states, [[0, 0], [0, max_length - prompt_length], [0, 0]])
-        return hidden_states, cache
-
-    return build_cache
+    return codelab_cache.build_cache_over_prompt(
+        causal_lm,
+        call_with_cache,
+        prompt_length,
+        kv_heads=backbone.num_heads,
+        head_dim=backbone.hidden_dim // backbone.num_heads,
+    )
 
 
 ARCHITECTURE = GPT2()

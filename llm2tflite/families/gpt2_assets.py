@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from llm2tflite.core import atomic
-from llm2tflite.report.manifest import sha256_file
+from llm2tflite.core.hashing import sha256_file
 
 WHISPER_REQUIREMENT = "openai-whisper==20230124"
 WHISPER_SDIST = "openai-whisper-20230124.tar.gz"

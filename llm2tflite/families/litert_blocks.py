@@ -11,8 +11,9 @@ mask from the runtime) and its positions (``input_pos``, not a start index):
   stacked cache);
 - ``rotary_cos_sin`` / ``apply_rotary``: a KerasHub rotary embedding layer's cos/sin at
   ``input_pos`` (its own frequencies: wavelength, scaling, rope type, Llama 3.1 smoothing) and
-  its own rotation; ``rotary_key`` tells layers with equal settings apart from the others, so a
-  family computes one cos/sin pair per distinct setting and signature.
+  its own rotation; ``rotary_key`` tells layers with equal settings apart from the others, and
+  ``Rotations`` rotates every layer's queries and keys with one cos/sin pair per distinct
+  setting and signature.
 
 Heavy: imports Keras. Import it inside the family's LiteRT methods.
 """
@@ -186,3 +187,26 @@ def apply_rotary(rotary_layer, x, cos, sin):
             f"rotary cos/sin of size {cos.shape[-1]} for features of size {x.shape[-1]}"
         )
     return rotary_layer._apply_rotary_pos_emb(x, cos, sin)
+
+
+class Rotations:
+    """Rotary embeddings at ``input_pos`` for one signature's layers: the cos/sin of each
+    distinct rotary setting (``rotary_key``) computed once, shared by every layer that has it
+    (Gemma 3's local and global layers differ; Llama's all agree)."""
+
+    def __init__(self, input_pos):
+        self._input_pos = input_pos
+        self._cos_sin = {}  # rotary settings -> (cos, sin) at input_pos
+
+    def apply(self, rotary_layer, query, key):
+        """``query`` and ``key`` [1, T, heads, head_dim] rotated by ``rotary_layer``."""
+        settings = rotary_key(rotary_layer)
+        if settings not in self._cos_sin:
+            self._cos_sin[settings] = rotary_cos_sin(
+                rotary_layer, self._input_pos, int(key.shape[-1])
+            )
+        cos, sin = self._cos_sin[settings]
+        return (
+            apply_rotary(rotary_layer, query, cos, sin),
+            apply_rotary(rotary_layer, key, cos, sin),
+        )

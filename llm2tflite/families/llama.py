@@ -12,7 +12,6 @@ see ``registry.for_causal_lm``), since everything here assumes SentencePiece.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from llm2tflite.families.base import Architecture, KVCacheShape
@@ -148,15 +147,6 @@ class Llama(Architecture):
             raise ValueError(f"</s> has id {tokenizer.end_token_id}, the padding id")
         return tokenizer
 
-    def build_causal_lm(self, backbone_config: Mapping, tokenizer, sequence_length: int):
-        import keras_hub
-
-        preprocessor = keras_hub.models.LlamaCausalLMPreprocessor(
-            tokenizer, sequence_length=sequence_length
-        )
-        backbone = keras_hub.models.LlamaBackbone(**backbone_config)
-        return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=preprocessor)
-
     def codelab_cache_methods(self):
         from keras_hub.models import LlamaCausalLM
 
@@ -201,7 +191,7 @@ class Llama(Architecture):
         backbone = causal_lm.backbone
         x = backbone.token_embedding(token_ids)
         start = input_pos[0]
-        rotations = {}  # rotary settings -> (cos, sin) at input_pos
+        rotations = litert_blocks.Rotations(input_pos)
         new_caches = []
         for layer, (key_cache, value_cache) in zip(_decoder_layers(causal_lm), kv_caches):
             attention = layer._self_attention_layer
@@ -209,15 +199,7 @@ class Llama(Architecture):
             normalized = layer._self_attention_layernorm(x)
             query = attention._query_dense(normalized)
             key = attention._key_dense(normalized)
-            rotary = attention.rotary_embedding_layer
-            settings = litert_blocks.rotary_key(rotary)
-            if settings not in rotations:
-                rotations[settings] = litert_blocks.rotary_cos_sin(
-                    rotary, input_pos, int(key.shape[-1])
-                )
-            cos, sin = rotations[settings]
-            query = litert_blocks.apply_rotary(rotary, query, cos, sin)
-            key = litert_blocks.apply_rotary(rotary, key, cos, sin)
+            query, key = rotations.apply(attention.rotary_embedding_layer, query, key)
             key_cache = litert_blocks.update_cache(key_cache, key, start)
             value_cache = litert_blocks.update_cache(
                 value_cache, attention._value_dense(normalized), start
@@ -265,76 +247,31 @@ def _decoder_layers(causal_lm):
 
 
 def _call_with_builtin_cache_slices(causal_lm):
-    """LlamaCausalLM.call_with_cache, with the per-layer cache read by a 3-D slice.
-
-    KerasHub keeps the decoding cache as one 6-D tensor [batch, layers, 2, length, kv_heads,
-    head_dim] and reads layer i as ``cache[:, i, ...]``. TFLite's builtin STRIDED_SLICE stops at
-    5-D, so the converter turns each of those reads into a Select TF op (FlexStridedSlice) that
-    copies the whole cache into TensorFlow for every layer and every generated token. Here the
-    cache is viewed as [batch, layers, rest] (a reshape) and sliced in 3-D, which stays a
-    builtin; the arithmetic is KerasHub's, line for line.
-    """
-    from keras import ops
+    """LlamaCausalLM.call_with_cache with builtin cache slices (``codelab_cache``)."""
+    from llm2tflite.families import codelab_cache
 
     backbone = causal_lm.backbone
-
-    def call_with_cache(token_ids, cache, cache_update_index):
-        x = backbone.token_embedding(token_ids)
-        layer_shape = tuple(cache.shape[2:])  # (2, length, kv_heads, head_dim)
-        static = None not in layer_shape  # max_length is a Python int when traced
-        if static:
-            flat_cache = ops.reshape(cache, (-1, backbone.num_layers, math.prod(layer_shape)))
-        caches = []
-        for i in range(backbone.num_layers):
-            if static:
-                current_cache = ops.reshape(flat_cache[:, i, :], (-1, *layer_shape))
-            else:
-                current_cache = cache[:, i, ...]
-            x, next_cache = backbone.transformer_layers[i](
-                x,
-                self_attention_cache=current_cache,
-                self_attention_cache_update_index=cache_update_index,
-            )
-            caches.append(next_cache)
-        cache = ops.stack(caches, axis=1)
-        hidden_states = x = backbone.layer_norm(x)
-        logits = backbone.token_embedding(x, reverse=True)
-        return logits, hidden_states, cache
-
-    return call_with_cache
+    return codelab_cache.call_with_builtin_cache_slices(
+        backbone,
+        lambda token_ids, cache_update_index: backbone.token_embedding(token_ids),
+        "self_attention_cache",
+        "self_attention_cache_update_index",
+    )
 
 
 def _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length):
-    """LlamaCausalLM._build_cache, running the seeding forward pass over the prompt only.
-
-    KerasHub seeds the cache with one forward pass over all max_length positions, padding
-    included. Keys and values are per position (the rotary angle depends on the position alone)
-    and positions past the prompt are rewritten by the decoding steps before any query can
-    attend to them (the causal mask stops at the position being decoded), so a pass over the
-    prompt's positions fills the same cache entries that are ever read. The hidden states are
-    zero-padded back to max_length for samplers that read them.
-    """
-    from keras import ops
+    """LlamaCausalLM._build_cache over the prompt only (``codelab_cache``): the cache holds
+    the key/value heads (fewer than the query heads: grouped-query attention)."""
+    from llm2tflite.families import codelab_cache
 
     backbone = causal_lm.backbone
-
-    def build_cache(token_ids):
-        batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        head_dim = backbone.hidden_dim // backbone.num_query_heads
-        shape = [
-            batch_size,
-            backbone.num_layers,
-            2,
-            max_length,
-            backbone.num_key_value_heads,
-            head_dim,
-        ]
-        cache = ops.zeros(shape, dtype=causal_lm.compute_dtype)
-        _, hidden_states, cache = call_with_cache(token_ids[:, :prompt_length], cache, 0)
-        hidden_states = ops.pad(hidden_states, [[0, 0], [0, max_length - prompt_length], [0, 0]])
-        return hidden_states, cache
-
-    return build_cache
+    return codelab_cache.build_cache_over_prompt(
+        causal_lm,
+        call_with_cache,
+        prompt_length,
+        kv_heads=backbone.num_key_value_heads,
+        head_dim=backbone.hidden_dim // backbone.num_query_heads,
+    )
 
 
 ARCHITECTURE = Llama()

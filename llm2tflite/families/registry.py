@@ -40,21 +40,19 @@ def known_presets() -> dict[str, Architecture]:
 
 
 def by_name(name: str) -> Architecture:
-    try:
-        return BY_NAME[name]
-    except KeyError:
+    if name not in BY_NAME:
         raise UnsupportedArchitectureError(
             f"unsupported architecture {name!r}; supported: {supported()}"
-        ) from None
+        )
+    return BY_NAME[name]
 
 
 def by_class_name(class_name: str) -> Architecture:
-    try:
-        return ARCHITECTURES[class_name]
-    except KeyError:
+    if class_name not in ARCHITECTURES:
         raise UnsupportedArchitectureError(
             f"{class_name} is not a supported model family; supported: {supported()}"
-        ) from None
+        )
+    return ARCHITECTURES[class_name]
 
 
 def for_causal_lm(causal_lm) -> Architecture:

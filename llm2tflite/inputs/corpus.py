@@ -14,6 +14,7 @@ so the held-out loss measures generalisation to new combinations, not memorisati
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -701,30 +702,30 @@ def thanks(rng: random.Random, spanish: bool) -> str:
 
 # (template, weight) per language. The prompt templates carry about a quarter of each language
 # once repeats are rejected (their short lines repeat more often than the long ones).
-SPANISH_TEMPLATES = [
-    (spanish_enjoy_prompt, 0.30),
-    (lambda rng: enjoy_other_subject(rng, True), 0.05),
-    (lambda rng: subject_verb_object(rng, True), 0.27),
-    (lambda rng: description(rng, True), 0.09),
-    (lambda rng: likes(rng, True), 0.09),
-    (lambda rng: question(rng, True), 0.08),
-    (lambda rng: exclamation(rng, True), 0.03),
-    (lambda rng: with_numbers(rng, True), 0.07),
-    (lambda rng: going(rng, True), 0.06),
-    (lambda rng: thanks(rng, True), 0.01),
+# The templates both languages share, with (Spanish, English) weights.
+_SHARED_TEMPLATES = [
+    (enjoy_other_subject, 0.05, 0.05),
+    (subject_verb_object, 0.27, 0.28),
+    (description, 0.09, 0.09),
+    (likes, 0.09, 0.10),
+    (question, 0.08, 0.09),
+    (exclamation, 0.03, 0.03),
+    (with_numbers, 0.07, 0.07),
+    (going, 0.06, 0.06),
+    (thanks, 0.01, 0.01),
 ]
-ENGLISH_TEMPLATES = [
-    (english_enjoy_prompt, 0.25),
-    (lambda rng: enjoy_other_subject(rng, False), 0.05),
-    (lambda rng: subject_verb_object(rng, False), 0.28),
-    (lambda rng: description(rng, False), 0.09),
-    (lambda rng: likes(rng, False), 0.10),
-    (lambda rng: question(rng, False), 0.09),
-    (lambda rng: exclamation(rng, False), 0.03),
-    (lambda rng: with_numbers(rng, False), 0.07),
-    (lambda rng: going(rng, False), 0.06),
-    (lambda rng: thanks(rng, False), 0.01),
-]
+
+
+def _language_templates(enjoy_prompt, enjoy_weight: float, spanish: bool) -> list:
+    shared = [
+        (functools.partial(template, spanish=spanish), weights[0] if spanish else weights[1])
+        for template, *weights in _SHARED_TEMPLATES
+    ]
+    return [(enjoy_prompt, enjoy_weight), *shared]
+
+
+SPANISH_TEMPLATES = _language_templates(spanish_enjoy_prompt, 0.30, spanish=True)
+ENGLISH_TEMPLATES = _language_templates(english_enjoy_prompt, 0.25, spanish=False)
 SPANISH_SHARE = 0.55
 
 

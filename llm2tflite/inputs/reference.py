@@ -8,11 +8,10 @@ way (never re-tokenized from the text), as a ``llm2tflite.core.generation.Genera
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import llm2tflite  # noqa: F401
-from llm2tflite.core import atomic, tf_logging
+from llm2tflite.core import atomic, cli_options, tf_logging
 from llm2tflite.core.generation import Generation, kept_token_ids
 from llm2tflite.inputs.sources import exit_on_unavailable_preset, load_causal_lm
 
@@ -86,13 +85,7 @@ def main(argv=None):
     parser.add_argument("--preset", required=True)
     parser.add_argument("--max-length", type=int, required=True)
     parser.add_argument("--sampler", default="greedy")
-    parser.add_argument(
-        "--prompts-json",
-        required=True,
-        type=json.loads,
-        dest="prompts",
-        help="JSON list of prompts, e.g. '[\"Estoy disfrutando de\"]'",
-    )
+    cli_options.add_prompts_option(parser)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     causal_lm = load_causal_lm(args.preset, sampler=args.sampler)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import resource
 import sys
 import time
 
 import llm2tflite  # noqa: F401
-from llm2tflite.core import atomic, tf_logging
+from llm2tflite.core import conversion_report, flatbuffer, memory, tf_logging
+from llm2tflite.core.conversion_report import summary
 from llm2tflite.litert import export as litert_export
 
 
@@ -107,12 +107,6 @@ def convert_builtins_only(saved_model_dir, signature_keys) -> bytes:
 # ---- flatbuffer object API helpers ---------------------------------------------------------
 
 
-def _schema():
-    from llm2tflite.core import flatbuffer
-
-    return flatbuffer.schema()
-
-
 def read_model(flatbuffer):
     from ai_edge_litert.tools import flatbuffer_utils
 
@@ -136,7 +130,7 @@ def builtin_code(opcode) -> int:
 
 def op_name(model, op) -> str:
     """BuiltinOperator name of ``op`` (``CUSTOM:<code>`` for custom and Flex ops)."""
-    schema = _schema()
+    schema = flatbuffer.schema()
     opcode = model.operatorCodes[op.opcodeIndex]
     code = builtin_code(opcode)
     if code == schema.BuiltinOperator.CUSTOM:
@@ -150,7 +144,7 @@ _builtin_names_cache: dict[int, str] = {}
 
 def _BUILTIN_NAMES() -> dict[int, str]:  # noqa: N802  (a constant, computed once)
     if not _builtin_names_cache:
-        operators = _schema().BuiltinOperator
+        operators = flatbuffer.schema().BuiltinOperator
         _builtin_names_cache.update(
             {value: name for name, value in vars(operators).items() if not name.startswith("_")}
         )
@@ -158,7 +152,7 @@ def _BUILTIN_NAMES() -> dict[int, str]:  # noqa: N802  (a constant, computed onc
 
 
 def _opcode_index(model, code: int) -> int:
-    schema = _schema()
+    schema = flatbuffer.schema()
     for index, opcode in enumerate(model.operatorCodes):
         if builtin_code(opcode) == code and opcode.customCode is None:
             return index
@@ -184,7 +178,7 @@ def _signature_key(signature) -> str:
 def _add_tensor(model, subgraph, name, shape, tensor_type, data=None) -> int:
     import numpy as np
 
-    schema = _schema()
+    schema = flatbuffer.schema()
     tensor = schema.TensorT()
     tensor.name = name
     tensor.shape = list(shape)
@@ -203,7 +197,7 @@ def _add_tensor(model, subgraph, name, shape, tensor_type, data=None) -> int:
 def _reshape_op(model, subgraph, source: int, target: int, shape) -> object:
     import numpy as np
 
-    schema = _schema()
+    schema = flatbuffer.schema()
     shape_tensor = _add_tensor(
         model,
         subgraph,
@@ -230,7 +224,7 @@ def _is_constant(model, tensor) -> bool:
 def _is_embedding_gather(model, subgraph, op) -> bool:
     """A GATHER of whole rows (axis 0, no batch dims) of a constant 2-D float table by int32
     ids: exactly EMBEDDING_LOOKUP's semantics."""
-    schema = _schema()
+    schema = flatbuffer.schema()
     if builtin_code(model.operatorCodes[op.opcodeIndex]) != schema.BuiltinOperator.GATHER:
         return False
     table, ids = (subgraph.tensors[i] for i in op.inputs[:2])
@@ -255,7 +249,7 @@ def rewrite_embedding_lookups(model) -> list[dict]:
     """
     import math
 
-    schema = _schema()
+    schema = flatbuffer.schema()
     lookup_code = _opcode_index(model, schema.BuiltinOperator.EMBEDDING_LOOKUP)
     rewritten = []
     for subgraph, signature in zip(model.subgraphs, _signatures_by_subgraph(model)):
@@ -369,7 +363,7 @@ def check_finite_constants(model) -> None:
     """Fail (one line) if a float constant holds inf or NaN (see ``convert_builtins_only``)."""
     import numpy as np
 
-    schema = _schema()
+    schema = flatbuffer.schema()
     dtypes = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.FLOAT16: np.float16}
     checked = set()
     for subgraph in model.subgraphs:
@@ -389,11 +383,6 @@ def check_finite_constants(model) -> None:
 def tensor_names_unique(model) -> bool:
     names = [_tensor_name(t) for sg in model.subgraphs for t in sg.tensors]
     return len(names) == len(set(names))
-
-
-def peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux: the peak of this whole process, TF import included.
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def convert(saved_model_dir, signature_keys) -> tuple[bytes, dict]:
@@ -416,12 +405,21 @@ def convert(saved_model_dir, signature_keys) -> tuple[bytes, dict]:
         "size_bytes": len(flatbuffer),
         "convert_seconds": round(time.perf_counter() - started, 2),
         "tf_converter_seconds": round(converted - started, 2),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": round(memory.peak_rss_mb(), 1),
         "embedding_lookups": lookups,
         "renamed_tensors": renamed,
         "op_counts": op_counts(model),
     }
     return flatbuffer, report
+
+
+def exit_on_builtins_only_error(stage, *args):
+    """``stage(*args)``; a file that is not builtins-only ends the process with one line."""
+    try:
+        return stage(*args)
+    except BuiltinsOnlyError as error:
+        print(f"llm2tflite: error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv=None):
@@ -431,16 +429,12 @@ def main(argv=None):
     parser.add_argument("--report", required=True, help="conversion report JSON to write")
     args = parser.parse_args(argv)
     info = litert_export.read_info(args.saved_model)
-    try:
-        flatbuffer, report = convert(args.saved_model, litert_export.signature_keys(info))
-    except BuiltinsOnlyError as error:
-        print(f"llm2tflite: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    atomic.write_bytes(args.out, flatbuffer)
-    atomic.write_json(args.report, report)
+    flatbuffer, report = exit_on_builtins_only_error(
+        convert, args.saved_model, litert_export.signature_keys(info)
+    )
+    conversion_report.write(args.out, flatbuffer, args.report, report)
     print(
-        f"converted {args.saved_model} -> {args.out}: {report['size_bytes'] / 1e6:.1f} MB in "
-        f"{report['convert_seconds']} s, peak RSS {report['peak_rss_mb']} MB, "
+        f"converted {args.saved_model} -> {args.out}: {summary(report)}, "
         f"{len(report['embedding_lookups'])} embedding lookups"
     )
 

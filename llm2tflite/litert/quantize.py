@@ -21,15 +21,14 @@ largest float constants left so a regression shows.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import llm2tflite  # noqa: F401
-from llm2tflite.core import atomic
+from llm2tflite.core import conversion_report, flatbuffer, memory
+from llm2tflite.core.conversion_report import summary
 from llm2tflite.litert import convert as litert_convert
+from llm2tflite.litert.contract import QUANTIZATION_RECIPES as RECIPES
 
-# variant -> ai-edge-quantizer recipe (a function of ai_edge_quantizer.recipe).
-RECIPES = {"int8": "dynamic_wi8_afp32", "int4": "dynamic_wi4b32_afp32"}
 VARIANTS = ("fp32", *RECIPES)
 
 
@@ -41,7 +40,7 @@ def _recipe(variant: str):
 
 def constants_by_type(model) -> dict[str, dict[str, int]]:
     """{tensor type: {"tensors": n, "bytes": b}} over the model's distinct constant buffers."""
-    schema = litert_convert._schema()
+    schema = flatbuffer.schema()
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     seen, summary = set(), {}
     for subgraph in model.subgraphs:
@@ -57,7 +56,7 @@ def constants_by_type(model) -> dict[str, dict[str, int]]:
 
 def largest_float_constants(model, count: int = 5) -> list[dict]:
     """The biggest float32 constant buffers (name, shape, bytes), largest first."""
-    schema = litert_convert._schema()
+    schema = flatbuffer.schema()
     found = {}
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
@@ -96,7 +95,7 @@ def quantize(fp32_path, variant: str) -> tuple[bytes, dict]:
         "recipe": RECIPES[variant],
         "size_bytes": len(flatbuffer),
         "convert_seconds": round(seconds, 2),
-        "peak_rss_mb": litert_convert.peak_rss_mb(),
+        "peak_rss_mb": round(memory.peak_rss_mb(), 1),
         "constants": constants_by_type(model),
         "largest_float_constants": largest_float_constants(model),
         "tensor_names_unique": litert_convert.tensor_names_unique(model),
@@ -112,18 +111,12 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help=".tflite file to write")
     parser.add_argument("--report", required=True, help="conversion report JSON to write")
     args = parser.parse_args(argv)
-    try:
-        flatbuffer, report = quantize(args.fp32, args.variant)
-    except litert_convert.BuiltinsOnlyError as error:
-        print(f"llm2tflite: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    atomic.write_bytes(args.out, flatbuffer)
-    atomic.write_json(args.report, report)
-    print(
-        f"quantized {args.fp32} -> {args.out} ({args.variant}, {report['recipe']}): "
-        f"{report['size_bytes'] / 1e6:.1f} MB in {report['convert_seconds']} s, "
-        f"peak RSS {report['peak_rss_mb']} MB"
+    flatbuffer, report = litert_convert.exit_on_builtins_only_error(
+        quantize, args.fp32, args.variant
     )
+    conversion_report.write(args.out, flatbuffer, args.report, report)
+    recipe = f"{args.variant}, {report['recipe']}"
+    print(f"quantized {args.fp32} -> {args.out} ({recipe}): {summary(report)}")
 
 
 if __name__ == "__main__":

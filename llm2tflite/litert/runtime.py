@@ -1,7 +1,7 @@
 """Run the LiteRT route's prefill/decode ``.tflite``: tokenizer outside, sampling, streaming.
 
 The file holds ``prefill_<T>`` signatures and ``decode`` over an external KV cache (the contract is
-``llm2tflite.litert.export``'s docstring); next to it lie the export info (``litert_export.json``:
+docs/litert-contract.md); next to it lie the export info (``litert_export.json``:
 cache length, start/stop tokens, ...) and the runtime tokenizer (``tokenizer.json`` or
 ``tokenizer.model``, ``llm2tflite.litert.runtime_tokenizer``). :class:`LiteRTModel` is the route's
 runtime for the CLI, smoke, fidelity and benchmark stages (``llm2tflite.model_files.open_model``
@@ -52,7 +52,7 @@ import numpy as np
 from llm2tflite.core import tf_logging
 from llm2tflite.core.generation import Generation
 from llm2tflite.core.sampling import GREEDY, Sampler
-from llm2tflite.litert.export import (
+from llm2tflite.litert.contract import (
     DECODE_SIGNATURE,
     INFO_FILE,
     INPUT_POS,

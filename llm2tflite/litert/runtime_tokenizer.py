@@ -34,11 +34,9 @@ from pathlib import Path
 
 import llm2tflite  # noqa: F401  (KERAS_BACKEND before keras)
 from llm2tflite.core import atomic
+from llm2tflite.litert.contract import RUNTIME_TOKENIZER_FILES as FILE_BY_KIND
+from llm2tflite.litert.contract import SENTENCEPIECE_MODEL, TOKENIZER_JSON
 
-TOKENIZER_JSON = "tokenizer.json"
-SENTENCEPIECE_MODEL = "tokenizer.model"
-#: The runtime's tokenizer file of each tokenizer kind (``Architecture.tokenizer_kind``).
-FILE_BY_KIND = {"byte_level_bpe": TOKENIZER_JSON, "sentencepiece": SENTENCEPIECE_MODEL}
 # KerasHub keeps the header line of a GPT-2 merges.txt in its merges list.
 _MERGES_HEADER_PREFIX = "#version"
 

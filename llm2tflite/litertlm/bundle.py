@@ -54,7 +54,7 @@ from pathlib import Path
 
 from llm2tflite import CODELAB_PROMPT
 from llm2tflite.core import atomic, tf_logging
-from llm2tflite.report.manifest import sha256_file
+from llm2tflite.core.hashing import sha256_file
 
 ENV_FILE = "envs/litert-lm.yaml"
 ACTIVATION_TYPES = ("fp32", "fp16", "fp32_fp16")

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from llm2tflite.core import atomic
-from llm2tflite.report.manifest import sha256_file
+from llm2tflite.core.hashing import sha256_file
 
 REQUIREMENTS_FILE = "requirements-litert-lm.txt"
 #: Where the workflow creates the venv (relative to its working directory).

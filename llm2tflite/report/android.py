@@ -53,7 +53,7 @@ from pathlib import Path
 
 from llm2tflite import CODELAB_PROMPT as DEFAULT_PROMPT
 from llm2tflite.core import atomic
-from llm2tflite.report.manifest import sha256_file
+from llm2tflite.core.hashing import sha256_file
 
 FLEX_AAR = "org.tensorflow:tensorflow-lite-select-tf-ops"
 LITERTLM_AAR = "com.google.ai.edge.litertlm:litertlm-android"

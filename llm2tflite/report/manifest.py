@@ -8,12 +8,12 @@ TensorFlow import.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import platform
 from importlib import metadata
 from pathlib import Path
 
 from llm2tflite.core import atomic
+from llm2tflite.core.hashing import sha256_file
 
 VERSIONED_PACKAGES = (
     "tensorflow",
@@ -28,14 +28,6 @@ VERSIONED_PACKAGES = (
     "ai-edge-litert",
     "ai-edge-quantizer",
 )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def artifact_files(paths) -> list[Path]:

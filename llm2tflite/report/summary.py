@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 
 import llm2tflite  # noqa: F401
-from llm2tflite.core import atomic
+from llm2tflite.core import atomic, cli_options
 from llm2tflite.evaluate.bench import BASELINE_ROUTE, TF_VARIANT, row_order
 from llm2tflite.evaluate.fidelity import gate_failures
 
@@ -571,12 +571,13 @@ def main(argv=None):
         "--ops", nargs="*", default=[], help="op audit JSONs (llm2tflite.evaluate.audit)"
     )
     parser.add_argument("--smoke", nargs="*", default=[], help="smoke-test JSONs")
-    parser.add_argument(
+    cli_options.add_json_option(
+        parser,
         "--gates-json",
-        type=json.loads,
+        "gates",
+        "the quality gates by variant (config quality_gates), for verdicts",
+        required=False,
         default=None,
-        dest="gates",
-        help="the quality gates by variant (config quality_gates), for verdicts",
     )
     parser.add_argument("--out-md", required=True)
     parser.add_argument("--plot-dir", required=True, help="one <model>.png per model")

@@ -21,6 +21,17 @@ def run_cli(*args, check_code=None):
     return completed.returncode, stdout, stderr
 
 
+def assert_invalid_utf8_prompt_replaced(model_path, *args):
+    """A prompt with bytes that are not UTF-8 is generated from with them replaced by U+FFFD,
+    and what the CLI prints is valid UTF-8."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "llm2tflite", "generate", model_path, b"hola \xff\xfe mundo", *args],
+        capture_output=True,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.decode("utf-8").startswith("hola \ufffd\ufffd mundo")
+
+
 @pytest.fixture(scope="module")
 def model_path(small_export):
     return str(small_export["tflite"])
@@ -116,19 +127,7 @@ def test_non_ascii_prompts(model_path, prompt):
 
 
 def test_invalid_utf8_bytes_are_replaced(model_path):
-    completed = subprocess.run(
-        [
-            sys.executable.encode(),
-            b"-m",
-            b"llm2tflite",
-            b"generate",
-            model_path.encode(),
-            b"hola \xff\xfe mundo",
-        ],
-        capture_output=True,
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    assert completed.stdout.decode("utf-8").startswith("hola \ufffd\ufffd mundo")
+    assert_invalid_utf8_prompt_replaced(model_path)
 
 
 def test_model_level_input_rules(small_export):

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import run_module
+
 PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "¿Dónde está la estación?"]
 
 
@@ -219,25 +221,19 @@ def test_smoke_fails_on_keras_mismatch(small_export, tmp_path):
         )
     )
     out = tmp_path / "smoke.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm2tflite.evaluate.smoke",
-            "--model",
-            str(small_export["tflite"]),
-            "--variant",
-            "fp32",
-            "--keras-reference",
-            str(reference),
-            "--prompts-json",
-            '["Estoy disfrutando de"]',
-            "--require-keras-match",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    completed = run_module(
+        "llm2tflite.evaluate.smoke",
+        "--model",
+        str(small_export["tflite"]),
+        "--variant",
+        "fp32",
+        "--keras-reference",
+        str(reference),
+        "--prompts-json",
+        '["Estoy disfrutando de"]',
+        "--require-keras-match",
+        "--out",
+        str(out),
     )
     assert completed.returncode == 1
     (line,) = [line for line in completed.stderr.splitlines() if "FAILED" in line]
@@ -359,22 +355,16 @@ def test_remote_preset_offline_fails_with_clear_message(monkeypatch):
 
 
 def test_missing_preset_directory_cli_exits_cleanly(tmp_path):
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm2tflite.codelab.trace",
-            "--preset",
-            str(tmp_path / "nope"),
-            "--max-length",
-            "10",
-            "--sequence-length",
-            "8",
-            "--out",
-            str(tmp_path / "traced"),
-        ],
-        capture_output=True,
-        text=True,
+    completed = run_module(
+        "llm2tflite.codelab.trace",
+        "--preset",
+        str(tmp_path / "nope"),
+        "--max-length",
+        "10",
+        "--sequence-length",
+        "8",
+        "--out",
+        str(tmp_path / "traced"),
     )
     assert completed.returncode == 2
     assert "does not exist" in completed.stderr and "Traceback" not in completed.stderr

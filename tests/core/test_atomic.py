@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 
 import pytest
 
 from llm2tflite.core import atomic
+
+from conftest import start_atomic_writer
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -59,16 +60,6 @@ def test_directory_written_into_an_empty_directory(tmp_path):
     assert [p.name for p in target.iterdir()] == ["vocab.json"]
 
 
-def test_file_where_a_directory_stands_is_refused(tmp_path):
-    target = tmp_path / "results"
-    target.mkdir()
-    (target / "precious.txt").write_text("user data")
-    with pytest.raises(atomic.TargetExistsError, match="a directory stands there"):
-        atomic.write_text(target, "report")
-    assert (target / "precious.txt").read_text() == "user data"
-    assert [p.name for p in tmp_path.iterdir()] == ["results"]
-
-
 def test_directory_where_a_file_stands_is_refused(tmp_path):
     target = tmp_path / "traced"
     target.write_text("user data")
@@ -79,13 +70,27 @@ def test_directory_where_a_file_stands_is_refused(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["traced"]
 
 
-def test_directory_with_contents_is_never_replaced(tmp_path):
+def _write_directory(target):
+    with atomic.atomic_path(target, is_dir=True) as tmp:
+        (tmp / "vocab.json").write_text("{}")
+
+
+@pytest.mark.parametrize(
+    "write, refusal",
+    [
+        (lambda target: atomic.write_text(target, "report"), "a directory stands there"),
+        (_write_directory, "not empty"),
+    ],
+    ids=["file", "directory"],
+)
+def test_directory_with_contents_is_never_replaced(tmp_path, write, refusal):
+    """Neither a file nor a directory is written where a directory with contents stands."""
     target = tmp_path / "my_folder"
     target.mkdir()
     (target / "thesis.tex").write_text("years of work")
-    with pytest.raises(atomic.TargetExistsError, match="not empty"):
-        with atomic.atomic_path(target, is_dir=True) as tmp:
-            (tmp / "vocab.json").write_text("{}")
+    with pytest.raises(atomic.TargetExistsError, match=refusal):
+        write(target)
+    assert (target / "thesis.tex").read_text() == "years of work"
     assert [p.name for p in target.iterdir()] == ["thesis.tex"]
     assert [p.name for p in tmp_path.iterdir()] == ["my_folder"]
 
@@ -158,19 +163,14 @@ def test_concurrent_writers_never_share_or_remove_a_temporary(tmp_path):
 
 def test_live_writer_in_another_process_keeps_its_temporary(tmp_path):
     target = tmp_path / "model.tflite"
-    writer = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-        import sys, time
-        from llm2tflite.core import atomic
-        with atomic.atomic_path({str(target)!r}) as tmp:
-            tmp.write_bytes(b"slow writer")
-            print(tmp, flush=True)
-            sys.stdin.readline()
-    """),
-        ],
+    writer = start_atomic_writer(
+        target,
+        """
+        import sys
+        tmp.write_bytes(b"slow writer")
+        print(tmp, flush=True)
+        sys.stdin.readline()
+        """,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -13,6 +13,8 @@ import pytest
 
 from llm2tflite.evaluate import audit
 
+from conftest import run_module
+
 
 @pytest.fixture(scope="module")
 def crafted_tflite(tmp_path_factory):
@@ -236,26 +238,13 @@ def _prefill_decode_tflite(path, with_flex: bool):
 
 
 def test_litert_route_must_be_builtins_only(tmp_path):
-    import subprocess
-    import sys
-
     def run(model):
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "llm2tflite.evaluate.audit",
-                "--model",
-                str(model),
-                "--variant",
-                "int8",
-                "--out-json",
-                str(tmp_path / f"{model.stem}.json"),
-                "--out-md",
-                str(tmp_path / f"{model.stem}.md"),
-            ],
-            capture_output=True,
-            text=True,
+        return run_module(
+            "llm2tflite.evaluate.audit",
+            model=model,
+            variant="int8",
+            out_json=tmp_path / f"{model.stem}.json",
+            out_md=tmp_path / f"{model.stem}.md",
         )
 
     clean = _prefill_decode_tflite(tmp_path / "clean.tflite", with_flex=False)

@@ -11,6 +11,8 @@ import pytest
 
 from llm2tflite.evaluate import bench
 
+from conftest import litert_bench_steps
+
 PROMPT = "Estoy disfrutando de"
 
 
@@ -105,19 +107,7 @@ def test_step_figures_from_route_timings():
 
 
 def test_table_rows_order_and_columns(tmp_path):
-    steps = {
-        "first_token_s": 0.02,
-        "prefill_s": 0.015,
-        "decode_tokens_per_s": 300.0,
-        "decode_step_ms": {
-            "median": 3.3,
-            "p10": 3.1,
-            "p90": 3.9,
-            "min": 3.0,
-            "max": 4.2,
-            "count": 300,
-        },
-    }
+    steps = litert_bench_steps(first_token_s=0.02, prefill_s=0.015)
     alpha = _record(
         "alpha",
         [

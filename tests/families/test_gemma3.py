@@ -24,7 +24,12 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from test_llama import _flex_ops_per_subgraph
+from test_llama import (
+    _flex_ops_per_subgraph,
+    audit_sentencepiece_ops,
+    export_codelab_fp32,
+    run_train_cli,
+)
 from test_tokenizer_parity import HARD_CASES
 
 from llm2tflite.families import registry
@@ -33,7 +38,6 @@ from llm2tflite.inputs import vocab
 from conftest import (
     REPO,
     SMALL_MAX_LENGTH,
-    SMALL_SEQUENCE_LENGTH,
     copy_default_config,
     run_snakemake,
 )
@@ -306,44 +310,13 @@ def test_train_cli_trains_a_gemma3_preset(gemma3_vocab, default_corpus_and_vocab
     Two layers: every batch length retraces the train step, and a trace costs per layer."""
     import keras_hub
 
-    lines = {}
-    for name, count in (("train.txt", 3000), ("heldout.txt", 300)):
-        lines[name] = tmp_path / name
-        lines[name].write_text(
-            "\n".join(
-                (default_corpus_and_vocab / name).read_text(encoding="utf-8").splitlines()[:count]
-            )
-            + "\n",
-            encoding="utf-8",
-        )
-    preset, metrics_path = tmp_path / "preset", tmp_path / "metrics.json"
-    fit = {"seed": 3, "sequence_length": 32, "batch_size": 32, "epochs": 1, "learning_rate": 0.01}
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm2tflite.inputs.train",
-            "--architecture",
-            "gemma3",
-            "--corpus",
-            str(lines["train.txt"]),
-            "--heldout",
-            str(lines["heldout.txt"]),
-            "--vocab-dir",
-            str(gemma3_vocab),
-            "--model-json",
-            json.dumps({**SMALL_GEMMA3, "num_layers": 2}),
-            "--fit-json",
-            json.dumps(fit),
-            "--max-steps",
-            "60",
-            "--out-preset",
-            str(preset),
-            "--out-metrics",
-            str(metrics_path),
-        ],
-        capture_output=True,
-        text=True,
+    preset, metrics_path, completed = run_train_cli(
+        "gemma3",
+        gemma3_vocab,
+        {**SMALL_GEMMA3, "num_layers": 2},
+        60,
+        default_corpus_and_vocab,
+        tmp_path,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
@@ -369,9 +342,6 @@ def gemma3_export(gemma3_vocab, tmp_path_factory):
     """
     import keras
 
-    from llm2tflite.codelab.convert import convert_saved_model
-    from llm2tflite.codelab.trace import SIGNATURES, export_saved_model
-    from llm2tflite.core import atomic
     from llm2tflite.inputs.sources import load_causal_lm
     from llm2tflite.inputs.twin import quiet_unused_embedding_rows
 
@@ -396,21 +366,7 @@ def gemma3_export(gemma3_vocab, tmp_path_factory):
     table.assign(values)
     causal_lm.save_to_preset(str(out / "preset"))
     causal_lm = load_causal_lm(str(out / "preset"))
-    info = export_saved_model(
-        causal_lm,
-        out / "traced",
-        max_length=SMALL_MAX_LENGTH,
-        sequence_length=SMALL_SEQUENCE_LENGTH,
-    )
-    flatbuffer, report = convert_saved_model(str(out / "traced"), "fp32", SIGNATURES)
-    atomic.write_bytes(out / "fp32.tflite", flatbuffer)
-    return {
-        "dir": out,
-        "causal_lm": causal_lm,
-        "info": info,
-        "tflite": out / "fp32.tflite",
-        "conversion": report,
-    }
+    return export_codelab_fp32(causal_lm, out)
 
 
 @pytest.fixture(scope="module")
@@ -479,19 +435,8 @@ def test_generation_stops_at_end_of_turn_as_keras_hub_does(gemma3_export, gemma3
 def test_codelab_graph_ops(gemma3_export):
     """SentencePiece runs as TF Text Select TF ops; KerasHub's MultiSegmentPacker kernel
     (TFText>RoundRobinTrim) is not needed; the loop reads the cache with builtins."""
-    from llm2tflite.evaluate.audit import audit_model
-
-    report = audit_model(
-        gemma3_export["tflite"], "fp32", conversion_report=gemma3_export["conversion"]
-    )
+    report, _ = audit_sentencepiece_ops(gemma3_export)
     assert gemma3_export["conversion"]["select_user_tf_ops"] == []
-    sentencepiece_ops = sorted(op for op in report["flex_ops"] if op.startswith("Sentencepiece"))
-    assert sentencepiece_ops == [
-        "SentencepieceDetokenizeOp",
-        "SentencepieceOp",
-        "SentencepieceTokenizeOp",
-    ]
-    assert all(report["flex_op_libraries"][op] == "tensorflow_text" for op in sentencepiece_ops)
     assert not [op for op in report["flex_ops"] if "RoundRobin" in op]
     assert report["custom_ops"] == []
     flex = _flex_ops_per_subgraph(gemma3_export["tflite"])
@@ -586,12 +531,13 @@ def test_litert_fp32_greedy_ids_equal_keras_generate(gemma3_export, gemma3_liter
 
 
 def test_litert_builtins_only_with_one_quantized_table(gemma3_litert):
+    from llm2tflite.core import flatbuffer
     from llm2tflite.litert import convert as litert_convert
     from llm2tflite.litert import quantize as litert_quantize
 
     info = gemma3_litert["info"]
     vocabulary = info["vocabulary_size"]
-    schema = litert_convert._schema()
+    schema = flatbuffer.schema()
     for variant in ("fp32", "int8", "int4"):
         model = litert_convert.read_model(gemma3_litert[variant].read_bytes())
         litert_convert.check_builtins_only(model)

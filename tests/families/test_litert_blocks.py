@@ -9,6 +9,8 @@ import pytest
 
 import llm2tflite  # noqa: F401  (KERAS_BACKEND before keras)
 
+from conftest import REPO
+
 
 def _reference_attention(query, keys, values, mask, scale):
     """Plain numpy: each query head n attends K/V head n // groups over the masked cache."""
@@ -220,9 +222,10 @@ def test_op_without_builtin_fails_conversion_in_one_line(tmp_path):
 
 
 def test_tensor_names_made_unique():
+    from llm2tflite.core import flatbuffer
     from llm2tflite.litert import convert as litert_convert
 
-    schema = litert_convert._schema()
+    schema = flatbuffer.schema()
     model = schema.ModelT()
     model.buffers = [schema.BufferT()]
     model.subgraphs, model.signatureDefs = [], []
@@ -244,22 +247,34 @@ def test_tensor_names_made_unique():
 
 
 def test_settings_defaults_and_refusals():
-    from llm2tflite.litert.export import LiteRTSettingsError, resolve_settings
+    import yaml
 
-    config = {"generation": {"max_length": 100}}
-    assert resolve_settings(config) == {
+    from llm2tflite.litert.contract import LiteRTSettingsError, resolve_settings
+
+    schema = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())
+    defaults = {
+        key: spec["default"]
+        for key, spec in schema["properties"]["litert"]["properties"].items()
+        if "default" in spec
+    }
+
+    def settings(max_length=100, **litert):
+        return resolve_settings(
+            {"generation": {"max_length": max_length}, "litert": {**defaults, **litert}}
+        )
+
+    assert settings() == {
         "variants": ["fp32", "int8", "int4"],
         "cache_length": 100,
         "prefill_lengths": [8, 32],
         "prefill_logits": False,
     }
-    small = resolve_settings({"generation": {"max_length": 20}})
-    assert small["prefill_lengths"] == [8]
-    assert resolve_settings({**config, "litert": {"variants": []}})["variants"] == []
+    assert settings(max_length=20)["prefill_lengths"] == [8]
+    assert settings(variants=[])["variants"] == []
     with pytest.raises(LiteRTSettingsError, match=r"litert.prefill_lengths: \[128\] do not fit"):
-        resolve_settings({**config, "litert": {"prefill_lengths": [8, 128]}})
+        settings(prefill_lengths=[8, 128])
     with pytest.raises(LiteRTSettingsError, match="litert.prefill_lengths"):
-        resolve_settings({**config, "litert": {"cache_length": 16, "prefill_lengths": [32]}})
+        settings(cache_length=16, prefill_lengths=[32])
 
 
 def test_converter_without_python_restores_gives_the_same_bytes(lookup_model):
@@ -287,7 +302,7 @@ def test_litert_lm_max_num_tokens_keeps_every_chunk_inside_the_cache(
     cache_length, lengths, expected
 ):
     """Below the limit no LiteRT-LM prefill chunk overruns the cache; at it one does."""
-    from llm2tflite.litert.export import litert_lm_max_num_tokens, litert_lm_prefill_chunks
+    from llm2tflite.litert.contract import litert_lm_max_num_tokens, litert_lm_prefill_chunks
 
     def chunk_ends(count):
         ends, written = [], 0

@@ -132,18 +132,14 @@ def test_config_check_names_the_bad_llama_setting(model, message):
 # ================================================================ vocabulary, training
 
 
-def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and_vocab, tmp_path):
-    """80 steps of a 2-layer 32-wide Llama: the loss drops, the preset reloads as Llama."""
-    import keras_hub
-
-    # Parts of the default corpus: the same vocabulary, a few seconds of packing.
+def run_train_cli(architecture, vocab_dir, model, max_steps, default_corpus_dir, tmp_path):
+    """The train stage's CLI on parts of the default corpus (the same vocabulary, a few seconds
+    of packing): (preset dir, metrics path, completed process)."""
     lines = {}
     for name, count in (("train.txt", 3000), ("heldout.txt", 300)):
         lines[name] = tmp_path / name
         lines[name].write_text(
-            "\n".join(
-                (default_corpus_and_vocab / name).read_text(encoding="utf-8").splitlines()[:count]
-            )
+            "\n".join((default_corpus_dir / name).read_text(encoding="utf-8").splitlines()[:count])
             + "\n",
             encoding="utf-8",
         )
@@ -155,19 +151,19 @@ def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and
             "-m",
             "llm2tflite.inputs.train",
             "--architecture",
-            "llama",
+            architecture,
             "--corpus",
             str(lines["train.txt"]),
             "--heldout",
             str(lines["heldout.txt"]),
             "--vocab-dir",
-            str(sentencepiece_vocab),
+            str(vocab_dir),
             "--model-json",
-            json.dumps(SMALL_LLAMA),
+            json.dumps(model),
             "--fit-json",
             json.dumps(fit),
             "--max-steps",
-            "80",
+            str(max_steps),
             "--out-preset",
             str(preset),
             "--out-metrics",
@@ -175,6 +171,16 @@ def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and
         ],
         capture_output=True,
         text=True,
+    )
+    return preset, metrics_path, completed
+
+
+def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and_vocab, tmp_path):
+    """80 steps of a 2-layer 32-wide Llama: the loss drops, the preset reloads as Llama."""
+    import keras_hub
+
+    preset, metrics_path, completed = run_train_cli(
+        "llama", sentencepiece_vocab, SMALL_LLAMA, 80, default_corpus_and_vocab, tmp_path
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
@@ -202,12 +208,15 @@ def test_train_cli_trains_a_llama_preset(sentencepiece_vocab, default_corpus_and
 @pytest.fixture(scope="module")
 def llama_export(small_llama, tmp_path_factory):
     """The small random Llama (conftest) through the codelab route: trace, fp32."""
+    return export_codelab_fp32(small_llama["causal_lm"], tmp_path_factory.mktemp("llama_export"))
+
+
+def export_codelab_fp32(causal_lm, out):
+    """``causal_lm`` traced into ``out/traced`` and converted to ``out/fp32.tflite``."""
     from llm2tflite.codelab.convert import convert_saved_model
     from llm2tflite.codelab.trace import SIGNATURES, export_saved_model
     from llm2tflite.core import atomic
 
-    out = tmp_path_factory.mktemp("llama_export")
-    causal_lm = small_llama["causal_lm"]
     info = export_saved_model(
         causal_lm,
         out / "traced",
@@ -287,12 +296,12 @@ def test_fp32_greedy_equals_keras_generate(llama_export, llama_tflite):
         assert expected.startswith(prompt) and len(expected) > len(prompt)
 
 
-def test_sentencepiece_ops_are_select_tf_ops_of_tf_text(llama_export):
+def audit_sentencepiece_ops(export):
+    """The audit of an export's fp32 file and its SentencePiece ops, checked to be TF Text's
+    three Select TF ops."""
     from llm2tflite.evaluate.audit import audit_model
 
-    report = audit_model(
-        llama_export["tflite"], "fp32", conversion_report=llama_export["conversion"]
-    )
+    report = audit_model(export["tflite"], "fp32", conversion_report=export["conversion"])
     sentencepiece_ops = sorted(op for op in report["flex_ops"] if op.startswith("Sentencepiece"))
     assert sentencepiece_ops == [
         "SentencepieceDetokenizeOp",
@@ -300,6 +309,11 @@ def test_sentencepiece_ops_are_select_tf_ops_of_tf_text(llama_export):
         "SentencepieceTokenizeOp",
     ]
     assert all(report["flex_op_libraries"][op] == "tensorflow_text" for op in sentencepiece_ops)
+    return report, sentencepiece_ops
+
+
+def test_sentencepiece_ops_are_select_tf_ops_of_tf_text(llama_export):
+    report, sentencepiece_ops = audit_sentencepiece_ops(llama_export)
     assert set(sentencepiece_ops) <= set(report["flex_ops_outside_core_tf"])
     assert report["custom_ops"] == []
     # TFLite's Flex allowlist already lists TF Text's SentencePiece ops: the converter needs no

@@ -251,12 +251,13 @@ def test_quantized_variants_run_and_track_fp32(small_llama_litert):
 def test_both_embedding_matrices_quantized_once(small_llama_litert):
     """Llama's input table (EMBEDDING_LOOKUP) and its own output matrix (untied) are each one
     quantized buffer in int8/int4; no float copy of either; every kernel is quantized."""
+    from llm2tflite.core import flatbuffer
     from llm2tflite.litert import convert as litert_convert
     from llm2tflite.litert import quantize as litert_quantize
 
     causal_lm = small_llama_litert["causal_lm"]
     vocabulary, hidden = small_llama_litert["info"]["vocabulary_size"], 32
-    schema = litert_convert._schema()
+    schema = flatbuffer.schema()
     weights = sum(int(np.prod(v.shape)) for v in causal_lm.backbone.weights if len(v.shape) >= 2)
     sizes = {}
     for variant, tensor_type in (

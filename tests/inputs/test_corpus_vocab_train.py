@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
-import sys
 
 import pytest
 
 import llm2tflite  # noqa: F401  (KERAS_BACKEND before keras)
 from llm2tflite.inputs import corpus, train, vocab
+
+from conftest import run_module
 
 SMALL_TRAIN_LINES = 3000
 SMALL_HELDOUT_LINES = 300
@@ -42,10 +42,6 @@ EXTRA_TEXTS = [
 ]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
     """train.txt, heldout.txt and vocab/ (vocab.json, merges.txt), built in-process."""
@@ -64,18 +60,13 @@ def small_data(tmp_path_factory):
 
 def test_corpus_cli_is_deterministic_and_splits_are_disjoint(tmp_path):
     def generate(name, seed):
-        completed = _run(
+        completed = run_module(
             "llm2tflite.inputs.corpus",
-            "--seed",
-            str(seed),
-            "--train-lines",
-            "2000",
-            "--heldout-lines",
-            "300",
-            "--out-train",
-            str(tmp_path / f"{name}.train"),
-            "--out-heldout",
-            str(tmp_path / f"{name}.heldout"),
+            seed=seed,
+            train_lines=2000,
+            heldout_lines=300,
+            out_train=tmp_path / f"{name}.train",
+            out_heldout=tmp_path / f"{name}.heldout",
         )
         assert completed.returncode == 0, completed.stderr
         return (
@@ -209,7 +200,7 @@ def test_end_of_text_has_the_last_id_never_zero(small_data):
 
 def test_vocab_cli_is_deterministic(small_data, tmp_path):
     for name in ("a", "b"):
-        completed = _run(
+        completed = run_module(
             "llm2tflite.inputs.vocab",
             "--corpus",
             str(small_data / "train.txt"),
@@ -223,7 +214,7 @@ def test_vocab_cli_is_deterministic(small_data, tmp_path):
         expected = (small_data / "vocab" / filename).read_bytes()
         assert (tmp_path / "a" / filename).read_bytes() == expected
         assert (tmp_path / "b" / filename).read_bytes() == expected
-    too_small = _run(
+    too_small = run_module(
         "llm2tflite.inputs.vocab",
         "--corpus",
         str(small_data / "train.txt"),
@@ -332,29 +323,36 @@ def test_short_training_lowers_heldout_loss(trained_tiny):
         )
 
 
-def test_train_cli_saves_a_reloadable_reproducible_preset(small_data, trained_tiny, tmp_path):
-    import keras_hub
-    import numpy as np
-
-    preset, metrics_path = tmp_path / "preset", tmp_path / "metrics.json"
-    completed = _run(
-        "llm2tflite.inputs.train",
+def _train_args(small_data, out_preset, out_metrics) -> list[str]:
+    """The train stage's data and output arguments on ``small_data``."""
+    return [
         "--corpus",
         str(small_data / "train.txt"),
         "--heldout",
         str(small_data / "heldout.txt"),
         "--vocab-dir",
         str(small_data / "vocab"),
+        "--out-preset",
+        str(out_preset),
+        "--out-metrics",
+        str(out_metrics),
+    ]
+
+
+def test_train_cli_saves_a_reloadable_reproducible_preset(small_data, trained_tiny, tmp_path):
+    import keras_hub
+    import numpy as np
+
+    preset, metrics_path = tmp_path / "preset", tmp_path / "metrics.json"
+    completed = run_module(
+        "llm2tflite.inputs.train",
+        *_train_args(small_data, preset, metrics_path),
         "--architecture",
         "gpt2",
         "--model-json",
         json.dumps(TINY_MODEL),
         "--fit-json",
         json.dumps(TINY_FIT),
-        "--out-preset",
-        str(preset),
-        "--out-metrics",
-        str(metrics_path),
         "--max-steps",
         str(TINY_STEPS),
     )
@@ -410,20 +408,7 @@ def test_train_cli_fails_loudly_when_loss_does_not_drop(
         train, "train_and_evaluate", lambda *args, **kwargs: (causal_lm, not_better)
     )
     with pytest.raises(SystemExit) as exit_info:
-        train.main(
-            [
-                "--corpus",
-                str(small_data / "train.txt"),
-                "--heldout",
-                str(small_data / "heldout.txt"),
-                "--vocab-dir",
-                str(small_data / "vocab"),
-                "--out-preset",
-                str(tmp_path / "preset"),
-                "--out-metrics",
-                str(tmp_path / "m.json"),
-            ]
-        )
+        train.main(_train_args(small_data, tmp_path / "preset", tmp_path / "m.json"))
     assert exit_info.value.code == 1
     assert "did not clearly lower the held-out loss" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # no preset, no metrics, no temporary leftovers

@@ -6,14 +6,13 @@ KerasHub tokenizer check.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 import llm2tflite  # noqa: F401  (KERAS_BACKEND before keras)
 from llm2tflite.families import registry
 from llm2tflite.inputs import corpus, vocab
+
+from conftest import run_sentencepiece_vocab_cli
 
 SMALL_TRAIN_LINES = 3000
 SMALL_VOCAB_SIZE = 800
@@ -28,30 +27,12 @@ def small_corpus(tmp_path_factory):
     return out
 
 
-def _vocab_cli(corpus_file, out_dir, size=SMALL_VOCAB_SIZE):
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm2tflite.inputs.vocab",
-            "--kind",
-            "sentencepiece",
-            "--corpus",
-            str(corpus_file),
-            "--vocab-size",
-            str(size),
-            "--out-dir",
-            str(out_dir),
-        ],
-        capture_output=True,
-        text=True,
-    )
-
-
 def test_sentencepiece_cli_is_deterministic(small_corpus, tmp_path):
     """Two processes, same corpus: byte-identical model files; another corpus: another file."""
     for name in ("a", "b"):
-        completed = _vocab_cli(small_corpus / "train.txt", tmp_path / name)
+        completed = run_sentencepiece_vocab_cli(
+            small_corpus / "train.txt", tmp_path / name, SMALL_VOCAB_SIZE
+        )
         assert completed.returncode == 0, completed.stderr
     first = (tmp_path / "a" / vocab.SENTENCEPIECE_FILENAME).read_bytes()
     assert first == (tmp_path / "b" / vocab.SENTENCEPIECE_FILENAME).read_bytes()
@@ -99,7 +80,9 @@ def test_sentencepiece_model_is_llama_style(small_corpus):
 
 
 def test_llama_tokenizer_reads_it_with_the_ids_keras_hub_expects(small_corpus, tmp_path):
-    completed = _vocab_cli(small_corpus / "train.txt", tmp_path / "vocab")
+    completed = run_sentencepiece_vocab_cli(
+        small_corpus / "train.txt", tmp_path / "vocab", SMALL_VOCAB_SIZE
+    )
     assert completed.returncode == 0, completed.stderr
     family = registry.by_name("llama")
     assert family.tokenizer_kind == "sentencepiece"
@@ -110,11 +93,11 @@ def test_llama_tokenizer_reads_it_with_the_ids_keras_hub_expects(small_corpus, t
 
 
 def test_vocabulary_size_errors_are_one_line(small_corpus, tmp_path):
-    too_large = _vocab_cli(small_corpus / "train.txt", tmp_path / "large", size=90000)
+    too_large = run_sentencepiece_vocab_cli(small_corpus / "train.txt", tmp_path / "large", 90000)
     assert too_large.returncode == 2
     assert "the corpus supports at most" in too_large.stderr
     assert "lower the vocabulary size" in too_large.stderr
     assert "Traceback" not in too_large.stderr
-    too_small = _vocab_cli(small_corpus / "train.txt", tmp_path / "small", size=100)
+    too_small = run_sentencepiece_vocab_cli(small_corpus / "train.txt", tmp_path / "small", 100)
     assert too_small.returncode == 2 and "at least 260" in too_small.stderr
     assert not (tmp_path / "large").exists() and not (tmp_path / "small").exists()

@@ -12,6 +12,8 @@ import json
 import numpy as np
 import pytest
 
+from conftest import build_random_preset
+
 CACHE_LENGTH = 40
 PREFILL_LENGTHS = (4, 16)
 PROMPTS = [
@@ -19,28 +21,6 @@ PROMPTS = [
     "I am enjoying the",
     "Mañana por la mañana vamos a la playa con mis amigos y después",
 ]
-
-
-def _build_preset(vocab_dir, out_dir):
-    """A seeded random GPT-2 with 2 layers of 4 heads on the default vocabulary."""
-    import keras
-    import keras_hub
-
-    keras.utils.set_random_seed(1)
-    tokenizer = keras_hub.models.GPT2Tokenizer(
-        vocabulary=str(vocab_dir / "vocab.json"), merges=str(vocab_dir / "merges.txt")
-    )
-    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=32)
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=tokenizer.vocabulary_size(),
-        num_layers=2,
-        num_heads=4,
-        hidden_dim=32,
-        intermediate_dim=64,
-        max_sequence_length=64,
-    )
-    keras_hub.models.GPT2CausalLM(backbone, preprocessor).save_to_preset(str(out_dir))
-    return out_dir
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +33,14 @@ def litert_files(default_corpus_and_vocab, tmp_path_factory):
     from llm2tflite.litert import quantize as litert_quantize
 
     out = tmp_path_factory.mktemp("litert")
-    preset = _build_preset(default_corpus_and_vocab / "vocab", out / "preset")
+    preset = build_random_preset(
+        default_corpus_and_vocab / "vocab",
+        out / "preset",
+        seed=1,
+        num_layers=2,
+        num_heads=4,
+        max_sequence_length=64,
+    )
     causal_lm = load_causal_lm(str(preset))
     info = litert_export.export(
         causal_lm, out / "saved_model", out / "litert_export.json", CACHE_LENGTH, PREFILL_LENGTHS
@@ -286,11 +273,12 @@ def test_builtin_ops_only_and_embedding_lookups(litert_files):
 def test_tied_table_stored_once_quantized(litert_files):
     """int8/int4: the token table (shared by the lookup and the output projection) is one
     quantized buffer; no float copy of it is left."""
+    from llm2tflite.core import flatbuffer
     from llm2tflite.litert import convert as litert_convert
     from llm2tflite.litert import quantize as litert_quantize
 
     vocabulary = litert_files["info"]["vocabulary_size"]
-    schema = litert_convert._schema()
+    schema = flatbuffer.schema()
     for variant, tensor_type in (
         ("int8", schema.TensorType.INT8),
         ("int4", schema.TensorType.INT4),

@@ -48,6 +48,19 @@ def keras_greedy_ids(causal_lm, prompt_ids, max_length, stop_ids):
     return [t for i, t in enumerate(ids) if not (i >= len(prompt_ids) and t in stop_ids)]
 
 
+def generate_greedy_equal_to_keras(model, causal_lm, prompt, max_length):
+    """``model.generate(prompt)`` (timed), checked against KerasHub's generate() on the same
+    weights: the prompt ids it kept are a prefix of the prompt's, the ids equal Keras's greedy
+    ids from there, and at least one token is new."""
+    generation = model.generate(prompt, max_length=max_length, timings=True)
+    kept = generation.token_ids[: generation.prompt_tokens]
+    assert kept == model.token_ids(prompt, with_start=True)[: len(kept)]
+    expected = keras_greedy_ids(causal_lm, kept, max_length, model.stop_token_ids)
+    assert generation.token_ids == expected, (prompt, max_length)
+    assert generation.new_tokens >= 1
+    return generation
+
+
 def _log_softmax_at(logits, targets):
     logits = np.asarray(logits, np.float64)
     return logits[np.arange(len(targets)), targets] - np.logaddexp.reduce(logits, axis=-1)
@@ -87,12 +100,8 @@ def test_greedy_equals_keras_for_every_prompt_length(model, small_litert):
     checked = 0
     for prompt in PROMPTS:
         for max_length in (SMALL_MAX_LENGTH, 12):
-            generation = model.generate(prompt, max_length=max_length, timings=True)
-            kept = generation.token_ids[: generation.prompt_tokens]
-            assert kept == model.token_ids(prompt, with_start=True)[: len(kept)]
-            expected = keras_greedy_ids(causal_lm, kept, max_length, model.stop_token_ids)
-            assert generation.token_ids == expected, (prompt, max_length)
-            assert generation.new_tokens >= 1 and len(generation.token_ids) <= max_length
+            generation = generate_greedy_equal_to_keras(model, causal_lm, prompt, max_length)
+            assert len(generation.token_ids) <= max_length
             assert generation.text == model.text(generation.token_ids)
             checked += len(generation.timings["prefill_steps"])
     assert checked >= 10  # long prompts really went through several chunks

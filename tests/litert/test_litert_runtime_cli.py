@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 
 import pytest
-from test_cli_and_safety import run_cli
+from test_cli_and_safety import assert_invalid_utf8_prompt_replaced, run_cli
 
 PROMPT = "Estoy disfrutando de"
 
@@ -91,21 +89,7 @@ def test_lengths_and_inputs(litert_path, model):
     _, stdout, stderr = run_cli(litert_path, long_prompt, check_code=0)
     assert "prompt was longer than the model's prompt limit" in stderr
     assert long_prompt.startswith(stdout.split(" ")[0])
-    completed = subprocess.run(
-        [
-            sys.executable.encode(),
-            b"-m",
-            b"llm2tflite",
-            b"generate",
-            litert_path.encode(),
-            b"hola \xff\xfe mundo",
-            b"--threads",
-            b"1",
-        ],
-        capture_output=True,
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    assert completed.stdout.decode("utf-8").startswith("hola \ufffd\ufffd mundo")
+    assert_invalid_utf8_prompt_replaced(litert_path, "--threads", "1")
     _, _, stderr = run_cli(litert_path, PROMPT, "--threads", "0", check_code=2)
     assert "--threads must be at least 1" in stderr
 

@@ -11,9 +11,24 @@ from llm2tflite.core import atomic
 from llm2tflite.evaluate import audit
 from llm2tflite.report import android
 
-from conftest import SMALL_MAX_LENGTH
+from conftest import SMALL_MAX_LENGTH, cli_options
 
 PROMPT = "Estoy disfrutando de"
+
+
+def _hand_off(small_export, ops_json, out_model, out_json):
+    """The android rule's command on the small model's fp32 file."""
+    android.main(
+        cli_options(
+            model=small_export["tflite"],
+            ops=ops_json,
+            export_info=small_export["dir"] / "traced" / "llm2tflite_export.json",
+            model_name="small",
+            variant="fp32",
+            out_model=out_model,
+            out_json=out_json,
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -22,24 +37,7 @@ def handoff(small_export, tmp_path_factory):
     ops_json = out / "ops" / "fp32.json"
     atomic.write_json(ops_json, audit.audit_model(small_export["tflite"], "fp32", "small"))
     assets = out / "android" / "app" / "src" / "main" / "assets"
-    android.main(
-        [
-            "--model",
-            str(small_export["tflite"]),
-            "--ops",
-            str(ops_json),
-            "--export-info",
-            str(small_export["dir"] / "traced" / "llm2tflite_export.json"),
-            "--model-name",
-            "small",
-            "--variant",
-            "fp32",
-            "--out-model",
-            str(assets / "autocomplete.tflite"),
-            "--out-json",
-            str(assets / "autocomplete.json"),
-        ]
-    )
+    _hand_off(small_export, ops_json, assets / "autocomplete.tflite", assets / "autocomplete.json")
     return {
         "ops_json": ops_json,
         "model": assets / "autocomplete.tflite",
@@ -93,22 +91,5 @@ def test_refuses_an_audit_of_another_file(handoff, small_export, tmp_path):
     ops["sha256"] = "0" * 64
     (tmp_path / "ops.json").write_text(json.dumps(ops))
     with pytest.raises(ValueError, match="another file"):
-        android.main(
-            [
-                "--model",
-                str(small_export["tflite"]),
-                "--ops",
-                str(tmp_path / "ops.json"),
-                "--export-info",
-                str(small_export["dir"] / "traced" / "llm2tflite_export.json"),
-                "--model-name",
-                "small",
-                "--variant",
-                "fp32",
-                "--out-model",
-                str(tmp_path / "a.tflite"),
-                "--out-json",
-                str(tmp_path / "a.json"),
-            ]
-        )
+        _hand_off(small_export, tmp_path / "ops.json", tmp_path / "a.tflite", tmp_path / "a.json")
     assert not (tmp_path / "a.tflite").exists() and not (tmp_path / "a.json").exists()

@@ -11,6 +11,8 @@ import pytest
 from llm2tflite.evaluate import bench
 from llm2tflite.report import summary
 
+from conftest import litert_bench_steps
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GATES = {
     "fp32": {"min_exact_match_rate": 1.0, "max_perplexity_relative_difference": 0.001},
@@ -117,19 +119,7 @@ def _row(section: str, label: str) -> list[str]:
 
 @pytest.fixture()
 def written(tmp_path):
-    steps = {
-        "first_token_s": 0.021,
-        "prefill_s": 0.0155,
-        "decode_tokens_per_s": 300.0,
-        "decode_step_ms": {
-            "median": 3.3,
-            "p10": 3.1,
-            "p90": 3.9,
-            "min": 3.0,
-            "max": 4.2,
-            "count": 300,
-        },
-    }
+    steps = litert_bench_steps(first_token_s=0.021, prefill_s=0.0155)
     records = [
         _bench_record(
             "alpha",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -22,103 +23,10 @@ def _edit(config_file, old, new):
     config_file.write_text(text.replace(old, new, 1))
 
 
+# Each case: edits of the default config and the line the parse must fail with (a regex).
 CASES = {
-    "unknown key": (
-        [("smoke:\n", "smoke:\n  colour: blue\n")],
-        r"smoke: unknown key 'colour'; allowed keys: prompts",
-    ),
-    "unknown top-level key": (
-        [("variants:", "varients: [fp32]\nvariants:")],
-        r"\(top level\): unknown key 'varients'",
-    ),
-    "wrong type": (
-        [("max_length: 100", "max_length: lots")],
-        r"generation.max_length: must be of type integer, got str 'lots'",
-    ),
-    "unknown variant": (
-        [("variants: [fp32, int8, fp16]", "variants: [fp32, int3]")],
-        r"variants\[1\]: 'int3' is not allowed; use one of: fp32, int8, fp16",
-    ),
-    "zero length": (
-        [("\n  sequence_length: 256", "\n  sequence_length: 0")],
-        r"generation.sequence_length: must be >= 1, got 0",
-    ),
-    "negative length": (
-        [("max_length: 100", "max_length: -5")],
-        r"generation.max_length: must be >= 2, got -5",
-    ),
-    "max_length above the model's": (
-        [("max_length: 100", "max_length: 300")],
-        r"generation.max_length: 300 exceeds model 'tiny'.s maximum sequence length 256; "
-        r"set generation.max_length <= 256",
-    ),
-    "duplicate model names": (
-        [("models:\n", "models:\n  tiny:\n    preset: gpt2_base_en\n")],
-        r"duplicate key 'tiny' at line \d+ \(first at line \d+\).*unique name",
-    ),
-    "missing preset directory": (
-        [("models:\n", "models:\n  local:\n    preset: ./presets/missing\n")],
-        r"models.local.preset: directory './presets/missing' does not exist; fix the path",
-    ),
-    "two sources": (
-        [("  tiny:\n    train:\n", "  tiny:\n    preset: gpt2_base_en\n    train:\n")],
-        r"models.tiny: give exactly one model source \(preset, train, shape_of\)",
-    ),
-    "empty prompt": (
-        [('    - "Estoy disfrutando de"', '    - ""')],
-        r"smoke.prompts\[0\]: must not be empty",
-    ),
-    # Values that passed the check and failed late, in a job (issue 9 item 5).
-    "sequence_length without room for a prompt token": (
-        [("\n  sequence_length: 256", "\n  sequence_length: 1")],
-        r"generation.sequence_length: 1 holds only the start token, no prompt token; "
-        r"set it >= 2",
-    ),
-    "max_length without room for a prompt token": (
-        [("max_length: 100", "max_length: 2")],
-        r"generation.max_length: 2 leaves room for the start token and one new token but no "
-        r"prompt token; set it >= 3",
-    ),
-    "android model not configured": (
-        [("  model: null", "  model: gpt2")],
-        r"android.model: 'gpt2' is not a configured model; use one of: tiny",
-    ),
-    "android variant not converted": (
-        [("variants: [fp32, int8, fp16]", "variants: [fp32]")],
-        r"android.variant: 'int8' is not converted \(variants: fp32\); add it to variants or "
-        r"set android.variant to one of them",
-    ),
-    "fit sequence_length equal to the model's": (
-        [("    sequence_length: 48", "    sequence_length: 256")],
-        r"models.tiny.train.fit.sequence_length: 256 must be below "
-        r"models.tiny.train.model.max_sequence_length 256 .*; set it <= 255",
-    ),
-    "missing blocklist": (
-        [("  blocklist: null", "  blocklist: ./lists/missing.txt")],
-        r"safety.blocklist: file './lists/missing.txt' does not exist; fix the path",
-    ),
-    "perplexity lines above the held-out text": (
-        [("perplexity_lines: 200", "perplexity_lines: 5000")],
-        r"fidelity.perplexity_lines: 5000 exceeds the 1500 held-out lines of model 'tiny' "
-        r"\(its corpus.heldout_lines\); set fidelity.perplexity_lines <= 1500",
-    ),
-    "perplexity lines above the evaluation text": (
-        [
-            ("models:\n", "models:\n  twin:\n    shape_of: gpt2_base_en\n"),
-            ("perplexity_lines: 200", "perplexity_lines: 1400"),
-        ],
-        r"fidelity.perplexity_lines: 1400 exceeds the 1000 held-out lines of model 'twin' "
-        r"\(the generated evaluation text\)",
-    ),
-    "preset name typo": (
-        [("models:\n", "models:\n  gpt2:\n    preset: gpt2_bsae_en\n")],
-        r"models.gpt2.preset: unknown KerasHub preset 'gpt2_bsae_en'; known presets of the "
-        r"supported families: .*gpt2_base_en",
-    ),
-    "missing preset directory under ~": (
-        [("models:\n", "models:\n  local:\n    preset: ~/presets/missing\n")],
-        r"models.local.preset: directory '~/presets/missing' does not exist; fix the path",
-    ),
+    case["case"]: ([tuple(edit) for edit in case["edits"]], case["error"])
+    for case in yaml.safe_load((Path(__file__).parent / "config_errors.yaml").read_text())
 }
 
 

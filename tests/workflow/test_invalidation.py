@@ -8,6 +8,7 @@ compares the planned jobs with what the edit should rebuild.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -179,40 +180,48 @@ def trained():
     )
 
 
+@contextlib.contextmanager
+def edited_module(workdir, module):
+    """The project's copy of a package module (``module``: a path below llm2tflite/) edited for
+    the duration, then restored with its timestamps (the checkout is never touched)."""
+    source = workdir / "llm2tflite" / module
+    original, stat = source.read_bytes(), source.stat()
+    try:
+        # A real edit: Snakemake 9 compares the content of small inputs with what it recorded,
+        # so a newer modification time alone (touch) reruns nothing.
+        source.write_bytes(original + b"\n# edited by the workflow tests\n")
+        yield
+    finally:
+        source.write_bytes(original)
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 @pytest.mark.parametrize(
     "module, expected",
     [
-        ("smoke", smoked()),
-        ("convert", converted(*ALL_VARIANTS)),
-        ("train", trained()),
+        ("evaluate/smoke.py", smoked()),
+        ("codelab/convert.py", converted(*ALL_VARIANTS)),
+        ("inputs/train.py", trained()),
         # Modules a stage imports: once missing from the hand-written code inputs.
         (
-            "vocab",
+            "inputs/vocab.py",
             {("vocab", "model=tiny"), ("vocab_sentencepiece", "model=tiny_llama")} | trained(),
         ),
         # Every stage that loads a preset or imports the trace (which does).
         (
-            "sources",
+            "inputs/sources.py",
             traced()
             | of_model("reference", "keras_fidelity_reference")
             | litert_exported()
             | runtime_tokenizer(),
         ),
-        ("safety", smoked()),
+        ("core/safety.py", smoked()),
     ],
 )
 def test_editing_a_stage_module_reruns_that_stage(default_run, module, expected):
     workdir, _ = default_run
-    source = workdir / "llm2tflite" / f"{module}.py"
-    original, stat = source.read_bytes(), source.stat()
-    try:
-        # A real edit: Snakemake 9 compares the content of small inputs with what it recorded,
-        # so a newer modification time alone (touch) reruns nothing.
-        source.write_bytes(original + b"\n# edited by test_invalidation\n")
+    with edited_module(workdir, module):
         assert planned_jobs(workdir) - AGGREGATES == expected
-    finally:
-        source.write_bytes(original)
-        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert planned_jobs(workdir) == set()
 
 

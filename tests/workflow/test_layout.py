@@ -206,14 +206,14 @@ def test_each_rule_lists_the_code_of_the_module_it_runs():
     runs = {}
     for path in RULE_FILES:
         for name, body in _rules(path):
-            modules = re.findall(r"python -m llm2tflite\.(\w+)", body)
+            modules = re.findall(r"python -m llm2tflite\.([\w.]+)", body)
             if not modules:
                 continue
             (module,) = set(modules)
             assert re.search(rf'code=stage_code\("{module}"\)', body), (name, module)
             runs[name] = module
-    assert runs["vocab"] == "vocab" and runs["reference"] == "reference"
-    assert runs["gpt2_assets"] == "gpt2_assets" and runs["android"] == "android"
+    assert runs["vocab"] == "inputs.vocab" and runs["reference"] == "inputs.reference"
+    assert runs["gpt2_assets"] == "families.gpt2_assets" and runs["android"] == "report.android"
     assert not {"vocabulary", "smoke_reference", "gpt2_tokenizer", "android_assets"} & set(runs)
 
 
@@ -223,19 +223,21 @@ def test_code_inputs_follow_the_imports():
             str(p.relative_to(code_inputs.PACKAGE_DIR)) for p in code_inputs.stage_files(module)
         }
 
-    train = relative("train")
+    train = relative("inputs.train")
     # Modules the train stage runs that a hand-written list once missed.
     assert {
-        "vocab.py",
-        "architectures/__init__.py",
-        "architectures/gpt2.py",
-        "atomic.py",
+        "inputs/vocab.py",
+        "families/registry.py",
+        "families/gpt2.py",
+        "core/atomic.py",
         "__init__.py",
-        "tf_logging.py",
+        "core/__init__.py",
+        "core/tf_logging.py",
     } <= train
-    assert "sources.py" in relative("trace") and "sources.py" in relative("reference")
-    assert "data/blocklist.txt" in relative("smoke")
-    assert "trace.py" not in relative("corpus")
+    assert "inputs/sources.py" in relative("codelab.trace")
+    assert "inputs/sources.py" in relative("inputs.reference")
+    assert "data/blocklist.txt" in relative("evaluate.smoke")
+    assert "codelab/trace.py" not in relative("inputs.corpus")
     with pytest.raises(ValueError):
         code_inputs.stage_files("no_such_stage")
 
@@ -282,10 +284,11 @@ def test_code_inputs_cover_what_each_stage_imported(default_run):
     stages = 0
     for record in default_run_imports(default_run):
         script = Path(record["argv"][0])
-        if script.parent != package:
+        if not script.is_relative_to(package) or script.name == "__main__.py":
             continue
         stages += 1
-        declared = set(code_inputs.stage_files(script.stem, package))
+        module = ".".join(script.relative_to(package).with_suffix("").parts)
+        declared = set(code_inputs.stage_files(module, package))
         imported = {Path(f) for f in record["package_files"]}
         assert all(f.is_relative_to(package) for f in imported), (script, imported)
         assert imported <= declared, (script.stem, sorted(imported - declared))
@@ -306,7 +309,16 @@ def test_shared_helpers_are_defined_once():
     sha256_helpers = [
         p.name for p, text in sources.items() if re.search(r"^def sha256_file\b", text, re.M)
     ]
-    assert sha256_helpers == ["manifest.py"]
+    assert sha256_helpers == ["hashing.py"]
+    for helper, home in [
+        ("peak_rss_mb", "memory.py"),
+        ("rss_mb", "memory.py"),
+        ("schema", "flatbuffer.py"),
+    ]:
+        homes = [
+            p.name for p, text in sources.items() if re.search(rf"^def {helper}\b", text, re.M)
+        ]
+        assert homes == [home], (helper, homes)
     prompt_definitions = sorted(
         p.name
         for p, text in sources.items()
@@ -316,15 +328,15 @@ def test_shared_helpers_are_defined_once():
 
 
 def test_generic_modules_name_no_model_family():
-    """Family knowledge lives in llm2tflite/families/ (and gpt2_assets.py, GPT-2's own
-    tokenizer files): no generic module imports, names or compares against a family. Messages and
-    docstrings may give examples."""
+    """Family knowledge lives in llm2tflite/families/: no module outside it imports, names or
+    compares against a family. Messages and docstrings may give examples."""
     import ast
 
     family = re.compile(r"gpt_?2|llama|gemma", re.IGNORECASE)
-    for path in sorted((REPO / "llm2tflite").glob("*.py")):
-        if path.name == "gpt2_assets.py":
-            continue
+    package = REPO / "llm2tflite"
+    generic = [p for p in sorted(package.rglob("*.py")) if p.parent.name != "families"]
+    assert len(generic) > 30
+    for path in generic:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         found = []
         for node in ast.walk(tree):
@@ -344,3 +356,63 @@ def test_generic_modules_name_no_model_family():
                     and family.search(c.value)
                 ]
         assert not found, (path.name, found)
+
+
+def _package_imports(path: Path) -> set[str]:
+    """The llm2tflite modules a file imports (top level or in a function), as dotted names."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {n for n in names if n.startswith("llm2tflite.")}
+
+
+def _layer_of(module: str, package: Path) -> str | None:
+    """The subpackage a dotted name lives in, "top" for a top-level module (model_files,
+    config_check, the CLI), None for the package root or a name defined in its __init__."""
+    first = module.split(".")[1]
+    if (package / first).is_dir():
+        return first
+    return "top" if (package / f"{first}.py").is_file() else None
+
+
+def test_package_layers_import_only_what_they_may():
+    """The folders are the architecture: core imports nothing else of the package; the two routes
+    never import each other; nothing below the report layer imports it; subpackage __init__
+    files are empty (a stage's code inputs follow its imports, see core/code_inputs.py)."""
+    package = REPO / "llm2tflite"
+    may_not_import = {
+        "core": {
+            "families",
+            "inputs",
+            "codelab",
+            "litert",
+            "litertlm",
+            "evaluate",
+            "report",
+            "top",
+        },
+        "families": {"inputs", "codelab", "litert", "litertlm", "evaluate", "report"},
+        "inputs": {"codelab", "litert", "litertlm", "evaluate", "report"},
+        "codelab": {"litert", "litertlm", "evaluate", "report"},
+        "litert": {"codelab", "litertlm", "evaluate", "report"},
+        "litertlm": {"codelab", "evaluate", "report"},
+        "evaluate": {"report"},
+    }
+    layers = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert set(may_not_import) | {"report"} == layers, layers
+    checked = 0
+    for path in sorted(package.rglob("*.py")):
+        layer = path.parent.name if path.parent != package else "top"
+        if path.name == "__init__.py" and layer != "top":
+            assert path.read_text() == "", path
+        forbidden = may_not_import.get(layer, set())
+        imported = {_layer_of(m, package) for m in _package_imports(path)} - {None, layer}
+        assert not imported & forbidden, (str(path.relative_to(package)), imported & forbidden)
+        checked += 1
+    assert checked > 40

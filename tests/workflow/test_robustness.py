@@ -9,12 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
-from conftest import make_project, run_snakemake
+from conftest import make_project, run_snakemake, start_atomic_writer
 
 
 def _wait_for_process(pattern: str, timeout: float) -> int:
@@ -29,21 +28,16 @@ def _wait_for_process(pattern: str, timeout: float) -> int:
 
 def test_sigkill_during_an_atomic_write_leaves_no_artifact(tmp_path):
     target = tmp_path / "model.tflite"
-    writer = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
+    writer = start_atomic_writer(
+        target,
+        """
         import time
-        from llm2tflite.core import atomic
-        with atomic.atomic_path({str(target)!r}) as tmp:
-            with open(tmp, "wb") as f:
-                for _ in range(1000):
-                    f.write(b"x" * 65536)
-                    f.flush()
-                    time.sleep(0.01)
-    """),
-        ]
+        with open(tmp, "wb") as f:
+            for _ in range(1000):
+                f.write(b"x" * 65536)
+                f.flush()
+                time.sleep(0.01)
+        """,
     )
     deadline = time.time() + 30
     while not list(tmp_path.glob(".model.tflite.tmp-*")) and time.time() < deadline:

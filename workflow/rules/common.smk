@@ -1,4 +1,6 @@
-# Shared helpers of the rules: model sources, file names, the Python that runs the stages.
+# Shared helpers of the rules: settings, the environment the stages run in, model sources, file
+# names, targets. The resource model is in workflow/rules/resources.smk, the LiteRT route's
+# settings and helpers in workflow/rules/litert_helpers.smk (rules and functions live apart).
 import json
 import os
 import shlex
@@ -11,27 +13,32 @@ from llm2tflite.families import registry
 from llm2tflite.core import code_inputs
 from llm2tflite.inputs import twin as twin_stage
 from llm2tflite.config_check import EVAL_CORPUS_HELDOUT_LINES
+from llm2tflite.litert import contract as litert_contract
 
 MODELS = list(config["models"])
-VARIANTS = list(config["variants"])
-# The LiteRT route's variants (issue 10; its config section arrives with its export).
-LITERT_VARIANTS = list((config.get("litert") or {}).get("variants") or [])
-# (route, variant) of every model file a model gets: results/<model>/<route>/<variant>.tflite,
-# route "tflite" (the codelab route) or "litert".
-ROUTE_VARIANTS = [("tflite", v) for v in VARIANTS] + [("litert", v) for v in LITERT_VARIANTS]
-# Per-variant thresholds of the fidelity figures (schema defaults fill what the config omits).
+# The two routes, by the directory of their files: results/<model>/tflite/ holds the codelab
+# route's (llm2tflite/codelab/), results/<model>/litert/ the LiteRT route's (llm2tflite/litert/).
+CODELAB_ROUTE = "tflite"
+LITERT_ROUTE = "litert"
+VARIANTS = list(config["variants"])  # the codelab route's
+# The LiteRT route's settings (checked with the rest of the config, llm2tflite/config_check.py);
+# `litert: {variants: []}` turns the route off.
+LITERT = litert_contract.resolve_settings(config)
+LITERT_VARIANTS = LITERT["variants"]
+# (route, variant) of every model file a model gets: results/<model>/<route>/<variant>.tflite.
+ROUTE_VARIANTS = [(CODELAB_ROUTE, v) for v in VARIANTS] + [
+    (LITERT_ROUTE, v) for v in LITERT_VARIANTS
+]
 QUALITY_GATES = config["quality_gates"]
 GENERATION = config["generation"]
 SMOKE_PROMPTS = config["smoke"]["prompts"]
 FIDELITY = config["fidelity"]
 BENCHMARK = config["benchmark"]
-# Local runs cap threads at --cores, so this gives a benchmark job the whole machine.
-BENCHMARK_EXCLUSIVE_THREADS = 1024
 ANDROID_MODEL = config["android"]["model"] or MODELS[0]
 ANDROID_VARIANT = config["android"]["variant"]
-ANDROID_ROUTE = config["android"].get("route") or "tflite"
+ANDROID_ROUTE = config["android"]["route"]
 # The codelab route hands the app a .tflite, the LiteRT route a LiteRT-LM bundle.
-ANDROID_ASSET = "autocomplete.litertlm" if ANDROID_ROUTE == "litert" else "autocomplete.tflite"
+ANDROID_ASSET = "autocomplete.litertlm" if ANDROID_ROUTE == LITERT_ROUTE else "autocomplete.tflite"
 # Perplexity text of models without a held-out corpus of their own: generated, fixed seed, a
 # fixed number of lines whatever the config (so that two configs share one file); each model
 # reads its first `fidelity.perplexity_lines` (the config check keeps that within this).
@@ -94,7 +101,7 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
 wildcard_constraints:
     model="|".join(MODELS),
     variant="|".join(dict.fromkeys(VARIANTS + LITERT_VARIANTS)),
-    route="tflite|litert",
+    route=f"{CODELAB_ROUTE}|{LITERT_ROUTE}",
 
 
 def stage_code(*modules):
@@ -148,8 +155,7 @@ def models_with_tokenizer(kind):
     names = [
         m
         for m in MODELS
-        if learns_tokenizer(m)
-        and registry.for_model_source(model_source(m)).tokenizer_kind == kind
+        if learns_tokenizer(m) and registry.for_model_source(model_source(m)).tokenizer_kind == kind
     ]
     return "|".join(names) if names else "(?!)"
 
@@ -256,8 +262,8 @@ def all_targets():
         targets += per_variant_files("fidelity", models=[model])
         targets += per_variant_files("gate", models=[model])
         targets += per_variant_files("ops", "md", models=[model])
-        targets += litert_targets(model)  # workflow/rules/litert.smk
-        targets += litertlm_targets(model)  # workflow/rules/litertlm.smk
+        targets += litert_targets(model)  # workflow/rules/litert_helpers.smk
+        targets += litertlm_targets(model)
     targets += [
         report_path("benchmarks.csv"),
         report_path("summary.md"),
@@ -289,7 +295,7 @@ def manifest_inputs():
     return artifacts
 
 
-# ---- Per-variant checks (route wildcard), quality gates, the benchmark ------------------------
+# ---- Per-variant checks (route wildcard), quality gates, the benchmark ---------------------------
 def requires_keras_match(wildcards):
     """A variant whose quality gate demands an exact match must reproduce Keras in the smoke
     test too (fp32 by default)."""
@@ -314,84 +320,44 @@ def bench_entries(wildcards):
     return " ".join(f"--entry {shlex.quote(entry)}" for entry in entries)
 
 
-# ---- Resources (threads, memory, runtime) for local scheduling and Slurm ----------------------
-# Peak memory grows with the number of weights. Measured peak RSS (/usr/bin/time -v, 2 cores):
-# GPT-2 124M twin: trace 1.5 GB; convert fp32 4.1 GB, int8 3.0 GB; Keras reference 1.4 GB;
-# TF baseline benchmark 1.7 GB; TFLite benchmark 1.2 GB; LiteRT route: export 1.6 GB, fp32
-# conversion 3.5 GB, quantization 0.9 GB. Gemma 3 270M twin (268M, 262,144-row embedding):
-# trace 3.9 GB; convert fp32 7.7 GB, int8 4.6 GB; LiteRT export 3.9 GB, fp32 conversion 7.2 GB,
-# quantization 1.9 GB. The default models (0.7 and 0.9 M parameters) stay under 1.5 GB. MB per
-# million parameters above a fixed TensorFlow baseline, with ~20-25% margin over those figures:
-MEMORY_BASE_MB = 2000
-MEMORY_MB_PER_MILLION_PARAMETERS = {
-    "train": 20,
-    "trace": 10,
-    "convert": 30,
-    "keras": 12,
-    "tflite": 8,
-    "litert_export": 10,
-    "litert_convert": 28,
-    "litert_quantize": 5,
-}
-
-
-def model_parameters(model):
-    """Parameters of a model, computed by its family module from the config (nothing built)."""
-    source = model_source(model)
-    family = registry.for_model_source(source)
-    if "train" in source:
-        return family.parameter_count(
-            {
-                **family.train_model_config(source["train"]["model"]),
-                "vocabulary_size": source["train"]["vocabulary"]["size"],
-            }
-        )
-    return family.parameter_count(
-        registry.for_preset(source.get("shape_of") or source["preset"])[1]
-    )
-
-
-# The benchmark keeps every model of a model name loaded at once, one process each. Measured
-# peak RSS per process (bench.json): tiny TF 892 MiB, TFLite 565 MiB; 124M twin TF 1645 MiB,
-# TFLite fp32 1102 MiB, int8 1002 MiB (in all 3.7 GiB; this gives 6.2 GB).
-BENCH_WORKER_BASE_MB = 1000
-
-
-def bench_mem_mb(wildcards):
-    """Memory of a model's benchmark job: the TF baseline's process and one per variant."""
-    millions = model_parameters(wildcards.model) / 1e6
-    per_worker = {"trace": 1, "tflite": len(ROUTE_VARIANTS)}
-    return int(
-        sum(
-            count * (BENCH_WORKER_BASE_MB + MEMORY_MB_PER_MILLION_PARAMETERS[stage] * millions)
-            for stage, count in per_worker.items()
-        )
-    )
-
-
-def mem_mb(stage):
-    """A rule's memory (MB) for its model: Snakemake never runs jobs that together exceed it."""
-    per_million = MEMORY_MB_PER_MILLION_PARAMETERS[stage]
-
-    def for_job(wildcards):
-        return int(MEMORY_BASE_MB + per_million * model_parameters(wildcards.model) / 1e6)
-
-    return for_job
-
-
-def runtime_minutes(stage):
-    """Slurm time limit: generous, scaled with model size (minutes)."""
-
-    def for_job(wildcards):
-        millions = model_parameters(wildcards.model) / 1e6
-        return int(
-            30
-            + {"train": 1.0, "trace": 0.5, "convert": 0.5, "bench": 0.3}.get(stage, 0.2) * millions
-        )
-
-    return for_job
-
-
 def quantization_options(wildcards):
     """The variant's own converter options: editing another variant's leaves this one built."""
     return as_json((config.get("quantization") or {}).get(wildcards.variant, {}))
+
+
+# ---- Android hand-off of either route (rule android, workflow/rules/report.smk) ----------------
+def android_inputs(wildcards):
+    """The files llm2tflite.report.android reads for the configured route; only a variant that
+    passed its quality gates is handed off."""
+    model, variant, route = ANDROID_MODEL, ANDROID_VARIANT, ANDROID_ROUTE
+    checks = {
+        "ops": f"results/{model}/{route}/ops/{variant}.json",
+        "gate": f"results/{model}/{route}/gate/{variant}.json",
+    }
+    if route == LITERT_ROUTE:
+        litert = f"results/{model}/litert"
+        return {
+            "model": f"{litert}/{variant}.litertlm",
+            "record": f"{litert}/{variant}.litertlm.json",
+            "tflite": f"{litert}/{variant}.tflite",
+            "info": f"{litert}/litert_export.json",
+            "tokenizer": litert_tokenizer_file(model),  # workflow/rules/litert_helpers.smk
+            **checks,
+        }
+    return {
+        "model": f"results/{model}/tflite/{variant}.tflite",
+        "saved_model": f"results/{model}/traced",
+        **checks,
+    }
+
+
+def android_route_arguments(wildcards, input):
+    if ANDROID_ROUTE == LITERT_ROUTE:
+        return (
+            f"--route litert --model {input.model} --bundle-record {input.record}"
+            f" --tflite {input.tflite} --export-info {input.info} --ops {input.ops}"
+        )
+    return (
+        f"--model {input.model} --ops {input.ops}"
+        f" --export-info {input.saved_model}/llm2tflite_export.json"
+    )

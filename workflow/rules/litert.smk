@@ -1,7 +1,9 @@
-# The LiteRT route: KerasHub causal LM -> prefill/decode SavedModel with the KV cache outside
-# (llm2tflite/litert/export.py documents the contract) -> builtins-only fp32 .tflite ->
-# ai-edge-quantizer int8 / int4. Files in results/{model}/litert/. Settings and helpers:
-# workflow/rules/litert_common.smk.
+# The LiteRT route (files in results/{model}/litert/, LITERT_ROUTE): KerasHub causal LM ->
+# prefill/decode SavedModel with the KV cache outside (llm2tflite/litert/export.py documents the
+# contract) -> builtins-only fp32 .tflite -> ai-edge-quantizer int8 / int4; and the tokenizer
+# outside the graph, next to the LiteRT model (results/{model}/litert/tokenizer.json or
+# tokenizer.model, by the family's tokenizer kind: llm2tflite/litert/runtime_tokenizer.py).
+# Settings and helpers: workflow/rules/litert_helpers.smk.
 
 
 rule litert_export:
@@ -79,3 +81,22 @@ rule litert_quantize:
     shell:
         "python -m llm2tflite.litert.quantize --fp32 {input.fp32} --variant {wildcards.variant}"
         " --out {output.tflite} --report {output.report} > {log} 2>&1"
+
+
+rule runtime_tokenizer:
+    input:
+        preset=preset_inputs,
+        code=stage_code("litert.runtime_tokenizer"),
+    output:
+        "results/{model}/litert/{tokenizer_file}",
+    log:
+        "logs/{model}/runtime_tokenizer_{tokenizer_file}.log",
+    wildcard_constraints:
+        tokenizer_file="tokenizer\\.json|tokenizer\\.model",
+    conda:
+        ENV_FILE
+    params:
+        preset=preset_of,
+    shell:
+        "python -m llm2tflite.litert.runtime_tokenizer --preset {params.preset:q}"
+        " --out-dir results/{wildcards.model}/litert > {log} 2>&1"

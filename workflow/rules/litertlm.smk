@@ -1,35 +1,13 @@
-# The LiteRT route's runtime files and LiteRT-LM bundles (after workflow/rules/litert.smk;
-# settings and helpers in workflow/rules/litert_common.smk):
-# - the tokenizer outside the graph, next to the LiteRT model (results/{model}/litert/
-#   tokenizer.json or tokenizer.model, by the family's tokenizer kind): llm2tflite/litert/runtime_tokenizer.py
-# - results/{model}/litert/{variant}.litertlm (+ .litertlm.json: metadata, sha256, LiteRT-LM's
-#   greedy continuation of the check prompt), packed in an environment of their own
-#   (requirements-litert-lm.txt: litert-lm needs protobuf >= 6.31, TensorFlow 2.18.1 < 6):
-#   a venv the litertlm_env rule creates (a local rule: it needs PyPI), or envs/litert-lm.yaml
-#   under --sdm conda.
+# LiteRT-LM bundles of the LiteRT route's files: results/{model}/litert/{variant}.litertlm
+# (+ .litertlm.json: metadata, sha256, LiteRT-LM's greedy continuation of the check prompt),
+# packed in an environment of their own (requirements-litert-lm.txt: litert-lm needs
+# protobuf >= 6.31, TensorFlow 2.18.1 < 6): a venv the litertlm_env rule creates (a local rule:
+# it needs PyPI), or envs/litert-lm.yaml under --sdm conda. Settings and helpers:
+# workflow/rules/litert_helpers.smk.
 
 
 localrules:
     litertlm_env,
-
-
-rule runtime_tokenizer:
-    input:
-        preset=preset_inputs,
-        code=stage_code("litert.runtime_tokenizer"),
-    output:
-        "results/{model}/litert/{tokenizer_file}",
-    log:
-        "logs/{model}/runtime_tokenizer_{tokenizer_file}.log",
-    wildcard_constraints:
-        tokenizer_file="tokenizer\\.json|tokenizer\\.model",
-    conda:
-        ENV_FILE
-    params:
-        preset=preset_of,
-    shell:
-        "python -m llm2tflite.litert.runtime_tokenizer --preset {params.preset:q}"
-        " --out-dir results/{wildcards.model}/litert > {log} 2>&1"
 
 
 rule litertlm_env:
@@ -73,8 +51,8 @@ rule litertlm_bundle:
     params:
         python=litert_lm_python(),
         root=lambda wildcards: REPOSITORY_ROOT,
-        sampler=as_json(LITERTLM_SAMPLER),
-        activation_type=LITERTLM_ACTIVATION_TYPE,
+        sampler=as_json(LITERTLM["sampler"]),
+        activation_type=LITERTLM["activation_type"],
         check_prompt=BENCHMARK["prompt"],
     shell:
         "PYTHONPATH={params.root:q} {params.python} -m llm2tflite.litertlm.bundle build"

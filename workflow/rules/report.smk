@@ -1,65 +1,6 @@
-# The decision table: op audit, benchmark, summary, plots, and the Android hand-off.
-
-
-rule audit:
-    input:
-        model="results/{model}/{route}/{variant}.tflite",
-        conversion="results/{model}/{route}/{variant}.conversion.json",
-        code=stage_code("evaluate.audit"),
-    output:
-        json="results/{model}/{route}/ops/{variant}.json",
-        md=report(
-            "results/{model}/{route}/ops/{variant}.md",
-            caption="../report/ops.rst",
-            category="Op audit",
-            subcategory="{model}",
-            labels={"model": "{model}", "route": "{route}", "variant": "{variant}"},
-        ),
-    log:
-        "logs/{model}/{route}/audit_{variant}.log",
-    benchmark:
-        "results/benchmarks/{model}/{route}/audit_{variant}.tsv"
-    conda:
-        ENV_FILE
-    shell:
-        "python -m llm2tflite.evaluate.audit --model {input.model:q} --variant {wildcards.variant}"
-        " --model-name {wildcards.model} --conversion-report {input.conversion:q}"
-        " --out-json {output.json:q} --out-md {output.md:q} > {log} 2>&1"
-
-
-# One job per model: the TF baseline and every variant, each loaded once in its own process,
-# timed in interleaved rounds (llm2tflite.evaluate.bench).
-rule bench:
-    input:
-        unpack(bench_models),
-        litert_runtime=litert_runtime_files,  # workflow/rules/litert_common.smk
-        saved_model="results/{model}/traced",
-        code=stage_code("evaluate.bench"),
-    output:
-        "results/{model}/bench.json",
-    log:
-        "logs/{model}/bench.log",
-    benchmark:
-        "results/benchmarks/{model}/bench.tsv"
-    conda:
-        ENV_FILE
-    # All local cores (threads are capped at --cores): nothing else runs during a measurement.
-    # On Slurm the job asks for cpus_per_task, the benchmark's own thread count.
-    threads: BENCHMARK_EXCLUSIVE_THREADS
-    resources:
-        mem_mb=bench_mem_mb,
-        runtime=lambda wildcards: runtime_minutes("bench")(wildcards) * (1 + len(ROUTE_VARIANTS)),
-        cpus_per_task=BENCHMARK["threads"],
-    params:
-        prompt=BENCHMARK["prompt"],
-        runs=BENCHMARK["runs"],
-        interpreter_threads=BENCHMARK["threads"],
-        entries=bench_entries,
-    shell:
-        "python -m llm2tflite.evaluate.bench run --model-name {wildcards.model}"
-        " --baseline {input.saved_model:q} {params.entries}"
-        " --prompt {params.prompt:q} --runs {params.runs} --threads {params.interpreter_threads}"
-        " --out {output:q} > {log} 2>&1"
+# What covers all the config's models, in results/reports/<config name>/: the benchmark table,
+# the summary and its plots, the Android hand-off, and the manifest (SHA-256 of every artifact
+# and the package versions: compare two runs at a glance).
 
 
 rule benchmark_table:
@@ -110,7 +51,7 @@ rule summary:
 
 rule android:
     input:
-        unpack(android_inputs),  # workflow/rules/litert_common.smk: the route's files
+        unpack(android_inputs),  # workflow/rules/common.smk: the route's files
         code=stage_code("report.android"),
     output:
         model=report_path(f"android/app/src/main/assets/{ANDROID_ASSET}"),
@@ -128,3 +69,17 @@ rule android:
         "python -m llm2tflite.report.android {params.route_arguments} --model-name {params.model}"
         " --variant {params.variant} --prompt {params.prompt:q}"
         " --out-model {output.model} --out-json {output.json} > {log} 2>&1"
+
+
+rule manifest:
+    input:
+        artifacts=manifest_inputs(),
+        code=stage_code("report.manifest"),
+    output:
+        report_path("manifest.json"),
+    log:
+        report_log("manifest"),
+    conda:
+        ENV_FILE
+    shell:
+        "python -m llm2tflite.report.manifest --out {output} {input.artifacts} > {log} 2>&1"

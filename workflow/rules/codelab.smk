@@ -1,4 +1,6 @@
-# Trace once per model, convert every variant from that one traced SavedModel.
+# The codelab route (files in results/{model}/tflite/, CODELAB_ROUTE): trace once per model,
+# convert every variant from that one traced SavedModel (Select TF ops, tokenizer and generation
+# loop inside the .tflite).
 
 
 rule trace:

@@ -1,9 +1,12 @@
-# Model sources that the workflow builds itself, each ending as a KerasHub preset directory:
+# What the conversions start from and are compared with: the models the workflow builds itself,
+# each ending as a KerasHub preset directory, and the Keras model's own outputs.
 #   train:    corpus -> vocabulary of the family's tokenizer kind (byte-level BPE, SentencePiece)
 #             -> small model of the family trained with Keras (the offline default models);
 #   shape_of: a preset's architecture with seeded random weights and a tokenizer of the family's
 #             kind: fetched (GPT-2's real files) or learned on the corpus (SentencePiece families),
-#             as the family module says (Architecture.twin_tokenizer).
+#             as the family module says (Architecture.twin_tokenizer);
+#   the held-out text for perplexity of models without a corpus of their own (eval_corpus), and
+#   the Keras references every variant is checked against (smoke test, fidelity).
 
 
 rule corpus:
@@ -97,9 +100,7 @@ rule train:
         runtime=runtime_minutes("train"),
         cpus_per_task=2,
     params:
-        architecture=lambda wildcards: registry.for_model_source(
-            model_source(wildcards.model)
-        ).name,
+        architecture=lambda wildcards: registry.for_model_source(model_source(wildcards.model)).name,
         model=lambda wildcards: as_json(train_setting("model")(wildcards)),
         fit=lambda wildcards: as_json(train_setting("fit")(wildcards)),
         vocab_dir=lambda wildcards: f"results/{wildcards.model}/vocab",
@@ -153,3 +154,83 @@ rule twin:
     shell:
         "python -m llm2tflite.inputs.twin --shape-of {params.shape_of} --tokenizer-dir {params.tokenizer_dir}"
         " --seed {params.seed} --out-preset {output.preset} > {log} 2>&1"
+
+
+rule eval_corpus:
+    input:
+        code=stage_code("inputs.corpus"),
+    output:
+        train=temp("results/eval_corpus/train.txt"),
+        heldout="results/eval_corpus/heldout.txt",
+    log:
+        "logs/eval_corpus.log",
+    benchmark:
+        "results/benchmarks/eval_corpus.tsv"
+    conda:
+        ENV_FILE
+    params:
+        seed=EVAL_CORPUS_SEED,
+        train_lines=EVAL_CORPUS_TRAIN_LINES,
+        lines=EVAL_CORPUS_LINES,
+    shell:
+        "python -m llm2tflite.inputs.corpus --seed {params.seed} --train-lines {params.train_lines}"
+        " --heldout-lines {params.lines} --out-train {output.train}"
+        " --out-heldout {output.heldout} > {log} 2>&1"
+
+
+rule reference:
+    input:
+        preset=preset_inputs,
+        code=stage_code("inputs.reference"),
+    output:
+        "results/{model}/reference/smoke.json",
+    log:
+        "logs/{model}/reference.log",
+    benchmark:
+        "results/benchmarks/{model}/reference.tsv"
+    conda:
+        ENV_FILE
+    threads: 1
+    resources:
+        mem_mb=mem_mb("keras"),
+        runtime=runtime_minutes("keras"),
+    params:
+        preset=preset_of,
+        max_length=GENERATION["max_length"],
+        sampler=GENERATION["sampler"],
+        prompts=as_json(SMOKE_PROMPTS),
+    shell:
+        "python -m llm2tflite.inputs.reference --preset {params.preset:q}"
+        " --max-length {params.max_length} --sampler {params.sampler}"
+        " --prompts-json {params.prompts:q} --out {output} > {log} 2>&1"
+
+
+rule keras_fidelity_reference:
+    input:
+        preset=preset_inputs,
+        text=heldout_text,
+        code=stage_code("evaluate.fidelity"),
+    output:
+        "results/{model}/reference/fidelity.json",
+    log:
+        "logs/{model}/keras_fidelity_reference.log",
+    benchmark:
+        "results/benchmarks/{model}/keras_fidelity_reference.tsv"
+    conda:
+        ENV_FILE
+    threads: 2
+    resources:
+        mem_mb=mem_mb("keras"),
+        runtime=runtime_minutes("keras"),
+        cpus_per_task=2,
+    params:
+        preset=preset_of,
+        max_length=GENERATION["max_length"],
+        sampler=GENERATION["sampler"],
+        prompts=as_json(FIDELITY["prompts"]),
+        lines=FIDELITY["perplexity_lines"],
+    shell:
+        "python -m llm2tflite.evaluate.fidelity keras --preset {params.preset:q}"
+        " --max-length {params.max_length} --sampler {params.sampler}"
+        " --prompts-json {params.prompts:q} --text {input.text} --lines {params.lines}"
+        " --out {output} > {log} 2>&1"
