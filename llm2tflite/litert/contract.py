@@ -1,9 +1,9 @@
 """The LiteRT route's contract in names and numbers, light enough for the DAG's parse.
 
 The signatures, tensor names and runtime duties are documented in docs/litert-contract.md
-(``llm2tflite.litert.export`` traces them); this module holds what the workflow, the runtime and the bundler read without
-TensorFlow: tensor and signature names, the ``litert:`` settings with their checks, the
-quantized variants, and LiteRT-LM's ``max_num_tokens`` arithmetic. Standard library only (and
+(``llm2tflite.litert.export`` traces them); this module holds what the workflow, the runtime and
+the bundler read without TensorFlow: tensor and signature names, the ``litert:`` settings with
+their checks, the quantized variants, and LiteRT-LM's ``max_num_tokens`` arithmetic. Standard library only (and
 the family interface's mask constant, itself plain Python).
 """
 
