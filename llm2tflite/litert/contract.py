@@ -3,8 +3,8 @@
 The signatures, tensor names and runtime duties are documented in docs/litert-contract.md
 (``llm2tflite.litert.export`` traces them); this module holds what the workflow, the runtime and
 the bundler read without TensorFlow: tensor and signature names, the ``litert:`` settings with
-their checks, the quantized variants, and LiteRT-LM's ``max_num_tokens`` arithmetic. Standard library only (and
-the family interface's mask constant, itself plain Python).
+their checks, the quantized variants, and LiteRT-LM's ``max_num_tokens`` arithmetic. Standard
+library only (and the family interface's mask constant, itself plain Python).
 """
 
 from __future__ import annotations
