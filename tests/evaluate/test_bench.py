@@ -317,3 +317,21 @@ def test_runs_must_be_positive(tmp_path):
 def test_each_model_ran_in_its_own_process(small_record):
     pids = [entry["pid"] for entry in small_record["entries"]]
     assert len(set(pids)) == len(pids) and os.getpid() not in pids
+
+
+def test_a_saved_model_s_size_is_what_tensorflow_loads(tmp_path):
+    """The baseline's size: the SavedModel's files, not the export info written beside them
+    (its measured trace time changes its length from run to run)."""
+    for name, size in [
+        ("saved_model.pb", 100),
+        ("fingerprint.pb", 7),
+        ("variables/variables.data-00000-of-00001", 1000),
+        ("variables/variables.index", 20),
+        ("llm2tflite_export.json", 966),
+        (".snakemake_timestamp", 0),
+    ]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x" * size)
+    (tmp_path / "assets").mkdir()
+    assert bench.path_size(tmp_path) == 1127
+    assert bench.path_size(tmp_path / "saved_model.pb") == 100
