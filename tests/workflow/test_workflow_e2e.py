@@ -63,14 +63,24 @@ def test_default_run_builds_every_artifact(default_run, model):
 HELDOUT_LINES_SCORED = 200
 
 
-def heldout_loss_by_hand(preset, lines) -> tuple[float, int]:
-    """Mean next-token cross-entropy (nats) of the preset on ``lines``, each line on its own:
-    KerasHub's own loader and preprocessor, the logits of its forward pass, NumPy for the rest
-    (none of llm2tflite's code)."""
+@pytest.fixture(scope="module")
+def kerashub_models(default_run):
+    """Each trained preset loaded by KerasHub's own loader (none of llm2tflite's code)."""
     import keras_hub
 
-    causal_lm = keras_hub.models.CausalLM.from_preset(str(preset))
+    workdir, _ = default_run
+    return {
+        model: keras_hub.models.CausalLM.from_preset(str(workdir / f"results/{model}/preset"))
+        for model in MODELS
+    }
+
+
+def heldout_loss_by_hand(causal_lm, lines) -> tuple[float, int]:
+    """Mean next-token cross-entropy (nats) of the model on ``lines``, each line on its own:
+    KerasHub's preprocessor, the logits of its forward pass, NumPy for the rest."""
+    # Each line whole: start and end tokens around at most one token per byte.
     preprocessor = causal_lm.preprocessor
+    sequence_length = preprocessor.sequence_length
     preprocessor.sequence_length = 2 + max(len(line.encode()) for line in lines)
     total, count = 0.0, 0
     for start in range(0, len(lines), 50):
@@ -82,11 +92,12 @@ def heldout_loss_by_hand(preset, lines) -> tuple[float, int]:
         weights = np.asarray(weights, dtype=np.float64)
         total -= float((picked * weights).sum())
         count += int(weights.sum())
+    preprocessor.sequence_length = sequence_length
     return total / count, causal_lm.backbone.vocabulary_size
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_training_learned_the_language(default_run, model):
+def test_training_learned_the_language(default_run, kerashub_models, model):
     """The trained model's held-out loss, recomputed here, far below a uniform guess over its
     vocabulary (ln V nats per token), and the figure training reported within 10 % of it."""
     workdir, _ = default_run
@@ -96,7 +107,7 @@ def test_training_learned_the_language(default_run, model):
     lines = [
         line for line in (results / "corpus/heldout.txt").read_text().splitlines() if line.strip()
     ][:HELDOUT_LINES_SCORED]
-    loss, vocabulary_size = heldout_loss_by_hand(results / "preset", lines)
+    loss, vocabulary_size = heldout_loss_by_hand(kerashub_models[model], lines)
     print(f"{model}: held-out loss {loss:.3f} nats/token (uniform {np.log(vocabulary_size):.3f})")
     # Measured: tiny 1.69 of ln 2170 = 7.68 (0.22); a model that learned nothing sits near 1.
     assert loss < 0.4 * np.log(vocabulary_size)
@@ -107,16 +118,14 @@ VARIANTS = ("fp32", "int8", "fp16")
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_smoke_outputs_are_kerashubs_own_generation(default_run, model):
+def test_smoke_outputs_are_kerashubs_own_generation(default_run, kerashub_models, model):
     """Every codelab variant's smoke output is the text KerasHub's own ``generate`` gives with
     the greedy sampler. For fp32 that is the exact-match promise; for fp16 and int8 a margin
     over their quality gates (a few leading tokens), measured on both default models."""
-    import keras_hub
-
     workdir, _ = default_run
     results = workdir / f"results/{model}"
     max_length = json.loads((results / "traced/llm2tflite_export.json").read_text())["max_length"]
-    causal_lm = keras_hub.models.CausalLM.from_preset(str(results / "preset"))
+    causal_lm = kerashub_models[model]
     causal_lm.compile(sampler="greedy")
     for variant in VARIANTS:
         smoke = json.loads((results / f"tflite/smoke/{variant}.json").read_text())
