@@ -141,28 +141,52 @@ def copy_default_config(workdir: Path) -> Path:
     return workdir / "config" / "config.yaml"
 
 
-def check_twin_codelab_files(results: Path, start_token: str) -> None:
+# The codelab variants a twin config builds, and the files of each that check_twin_codelab_files
+# reads: relative to the run's directory, so the slow twin tests' fast check
+# (tests/workflow/test_slow_test_paths.py) can find each among the outputs of a dry run.
+TWIN_CODELAB_VARIANTS = ("fp32", "int8")
+
+
+def twin_codelab_file(model: str, variant: str, kind: str) -> str:
+    """The path of a twin's codelab ``kind`` of file: "tflite", "conversion" or "smoke"."""
+    return {
+        "tflite": f"results/{model}/tflite/{variant}.tflite",
+        "conversion": f"results/{model}/tflite/{variant}.conversion.json",
+        "smoke": f"results/{model}/tflite/smoke/{variant}.json",
+    }[kind]
+
+
+def twin_codelab_paths(model: str) -> list[str]:
+    """Every path check_twin_codelab_files reads."""
+    return [
+        twin_codelab_file(model, variant, kind)
+        for variant in TWIN_CODELAB_VARIANTS
+        for kind in ("tflite", "conversion", "smoke")
+    ]
+
+
+def check_twin_codelab_files(workdir: Path, model: str, start_token: str) -> None:
     """A twin run's codelab fp32 and int8 files: no variables left in the flatbuffer, smoke tests
     passed, each output the prompt continued by at least one token without the start token's
     text, and fp32 equal to Keras. Prints the conversion figures the closing notes report."""
-    for variant in ("fp32", "int8"):
-        flatbuffer = (results / "tflite" / f"{variant}.tflite").read_bytes()
+    for variant in TWIN_CODELAB_VARIANTS:
+        flatbuffer = (workdir / twin_codelab_file(model, variant, "tflite")).read_bytes()
         assert b"VarHandleOp" not in flatbuffer
-        conversion = json.loads((results / "tflite" / f"{variant}.conversion.json").read_text())
+        conversion = json.loads(
+            (workdir / twin_codelab_file(model, variant, "conversion")).read_text()
+        )
         print(
             f"codelab convert {variant}: {conversion['convert_seconds']} s, peak RSS "
             f"{conversion['peak_rss_mb']} MiB, {conversion['size_bytes'] / 1e6:.1f} MB"
         )
-        smoke = json.loads((results / "tflite" / "smoke" / f"{variant}.json").read_text())
+        smoke = json.loads((workdir / twin_codelab_file(model, variant, "smoke")).read_text())
         assert smoke["passed"], smoke["failures"]
         for result in smoke["results"]:
             # Random weights: mechanics only.
             assert result["output"].startswith(result["prompt"]) and result["new_tokens"] >= 1
             assert start_token not in result["output"]
-    assert all(
-        r["equals_keras"]
-        for r in json.loads((results / "tflite" / "smoke" / "fp32.json").read_text())["results"]
-    )
+            if variant == "fp32":
+                assert result["equals_keras"], result
 
 
 @pytest.fixture(scope="session")

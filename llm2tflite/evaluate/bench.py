@@ -112,11 +112,22 @@ def row_order(route: str, variant: str) -> tuple:
     return (*position(ROUTE_ORDER, route), *position(VARIANT_ORDER, variant))
 
 
+# What TensorFlow loads of a SavedModel directory. The trace also writes its export info there
+# (whose length follows its measured trace time) and Snakemake its marker: not model bytes.
+SAVED_MODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+
+
 def path_size(path) -> int:
-    """Bytes of a file, or of every file under a directory."""
+    """Bytes of a file, or of a SavedModel directory's own files (``SAVED_MODEL_PARTS``)."""
     path = Path(path)
     if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        total = 0
+        for part in (path / name for name in SAVED_MODEL_PARTS):
+            if part.is_file():
+                total += part.stat().st_size
+            elif part.is_dir():
+                total += sum(p.stat().st_size for p in part.rglob("*") if p.is_file())
+        return total
     return path.stat().st_size
 
 

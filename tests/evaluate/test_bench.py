@@ -241,9 +241,27 @@ def small_record(small_export, tmp_path_factory):
     return json.loads(out.read_text())
 
 
-def test_interleaved_record_on_a_real_model(small_record, small_export):
-    from llm2tflite.model_files import open_model
+def greedy_ids_by_hand(causal_lm, prompt: str, max_length: int) -> tuple[list[int], list[int]]:
+    """(prompt ids with the start token, those ids followed by the greedy continuation): one
+    full forward pass of the Keras model per new token, argmax, until its end token or
+    ``max_length`` ids."""
+    import numpy as np
 
+    packed = causal_lm.preprocessor.generate_preprocess([prompt], sequence_length=max_length)
+    mask = np.asarray(packed["padding_mask"][0], bool)
+    prompt_ids = [int(i) for i in np.asarray(packed["token_ids"][0])[mask]]
+    end = int(causal_lm.preprocessor.tokenizer.end_token_id)
+    ids = list(prompt_ids)
+    while len(ids) < max_length:
+        logits = causal_lm({"token_ids": np.array([ids]), "padding_mask": np.ones((1, len(ids)))})
+        token = int(np.argmax(np.asarray(logits)[0, -1]))
+        if token == end:
+            break
+        ids.append(token)
+    return prompt_ids, ids
+
+
+def test_interleaved_record_on_a_real_model(small_record, small_export):
     record = small_record
     assert (record["model_name"], record["runs"], record["threads"]) == ("small", 3, 2)
     assert record["machine"]["cpu_model"] == bench.cpu_model()
@@ -264,10 +282,14 @@ def test_interleaved_record_on_a_real_model(small_record, small_export):
     )
     # The same graph in TF and in the fp32 .tflite: the same ids, so equal work.
     assert fp32["token_ids"] == baseline["token_ids"] and fp32["equal_work"] is True
-    # New tokens are the ids the model generated, as its runtime reports them...
-    generation = open_model(small_export["tflite"]).generate(PROMPT)
-    assert fp32["new_tokens"] == generation.new_tokens
-    assert fp32["prompt_tokens"] == generation.prompt_tokens
+    # New tokens are the ids the model generated: those of a greedy loop driven here on the
+    # Keras model's forward pass (not the generate() the benchmark's runtimes share)...
+    prompt_ids, expected = greedy_ids_by_hand(
+        small_export["causal_lm"], PROMPT, small_export["info"]["max_length"]
+    )
+    assert fp32["token_ids"] == expected
+    assert fp32["prompt_tokens"] == len(prompt_ids)
+    assert fp32["new_tokens"] == len(expected) - len(prompt_ids) >= 1
     # ... never more than max_length leaves after the start token and the prompt.
     assert fp32["new_tokens"] <= small_export["info"]["max_length"] - fp32["prompt_tokens"]
     assert fp32["tokens_per_s"] == pytest.approx(fp32["new_tokens"] / fp32["median_s"], rel=1e-3)
@@ -295,3 +317,21 @@ def test_runs_must_be_positive(tmp_path):
 def test_each_model_ran_in_its_own_process(small_record):
     pids = [entry["pid"] for entry in small_record["entries"]]
     assert len(set(pids)) == len(pids) and os.getpid() not in pids
+
+
+def test_a_saved_model_s_size_is_what_tensorflow_loads(tmp_path):
+    """The baseline's size: the SavedModel's files, not the export info written beside them
+    (its measured trace time changes its length from run to run)."""
+    for name, size in [
+        ("saved_model.pb", 100),
+        ("fingerprint.pb", 7),
+        ("variables/variables.data-00000-of-00001", 1000),
+        ("variables/variables.index", 20),
+        ("llm2tflite_export.json", 966),
+        (".snakemake_timestamp", 0),
+    ]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x" * size)
+    (tmp_path / "assets").mkdir()
+    assert bench.path_size(tmp_path) == 1127
+    assert bench.path_size(tmp_path / "saved_model.pb") == 100

@@ -5,6 +5,9 @@ so CI skips it; run it with ``python -m pytest -m slow tests/inputs/test_twin.py
 figures the closing notes report: conversion time and peak RSS per variant, sizes, and the
 int8 / fp32 / TF latencies with the time breakdown. Those are measurements, not assertions: the
 test asserts only what must hold on any machine.
+
+Every path it reads is named below (``paths_read``): tests/workflow/test_slow_test_paths.py
+checks, in CI, that a dry run of the same command declares each of them as an output.
 """
 
 from __future__ import annotations
@@ -15,52 +18,93 @@ import pytest
 
 from llm2tflite.families import registry
 
-from conftest import check_twin_codelab_files, copy_default_config, run_snakemake
+from conftest import (
+    TWIN_CODELAB_VARIANTS,
+    check_twin_codelab_files,
+    copy_default_config,
+    run_snakemake,
+    twin_codelab_paths,
+)
 
 MODEL = "gpt2_124m_twin"
+# The workflow's options after --cores (the dry run of the fast check uses the same).
+SNAKEMAKE_ARGS = ("--configfile", "config/gpt2_124m_twin.yaml")
+RESULTS = f"results/{MODEL}"
+EXPORT_INFO = f"{RESULTS}/traced/llm2tflite_export.json"
+LITERT_VARIANTS = ("fp32", "int8", "int4")
+BENCH = f"{RESULTS}/bench.json"
+SUMMARY = f"results/reports/{MODEL}/summary.md"
+
+
+def fidelity_file(route: str, variant: str) -> str:
+    return f"{RESULTS}/{route}/fidelity/{variant}.json"
+
+
+def gate_file(route: str, variant: str) -> str:
+    return f"{RESULTS}/{route}/gate/{variant}.json"
+
+
+def litert_file(kind: str, variant: str) -> str:
+    """A LiteRT-route file of the variant: "ops", "smoke" or "bundle" (the bundle's record)."""
+    return {
+        "ops": f"{RESULTS}/litert/ops/{variant}.json",
+        "smoke": f"{RESULTS}/litert/smoke/{variant}.json",
+        "bundle": f"{RESULTS}/litert/{variant}.litertlm.json",
+    }[kind]
+
+
+def paths_read() -> list[str]:
+    """Every path the test reads, relative to the run's directory."""
+    return [
+        EXPORT_INFO,
+        *twin_codelab_paths(MODEL),
+        *(fidelity_file("tflite", v) for v in TWIN_CODELAB_VARIANTS),
+        *(gate_file("tflite", v) for v in TWIN_CODELAB_VARIANTS),
+        *(litert_file(kind, v) for kind in ("ops", "smoke", "bundle") for v in LITERT_VARIANTS),
+        *(gate_file("litert", v) for v in LITERT_VARIANTS),
+        BENCH,
+        SUMMARY,
+    ]
 
 
 @pytest.mark.slow
 def test_twin_dag_runs_to_completion(tmp_path):
-    copy_default_config(tmp_path)
-    run_snakemake(tmp_path, "--cores", "2", "--configfile", "config/gpt2_124m_twin.yaml")
-    results = tmp_path / "results" / MODEL
+    from llm2tflite.evaluate.bench import format_record
 
-    info = json.loads((results / "traced" / "llm2tflite_export.json").read_text())
+    copy_default_config(tmp_path)
+    run_snakemake(tmp_path, "--cores", "2", *SNAKEMAKE_ARGS)
+
+    info = json.loads((tmp_path / EXPORT_INFO).read_text())
     gpt2 = registry.by_name("gpt2")
     assert info["num_parameters"] == gpt2.preset_parameters["gpt2_base_en"] == 124_439_808
     assert info["vocabulary_size"] == 50257 and info["end_token_id"] == 50256
     assert (info["max_length"], info["sequence_length"]) == (100, 256)
 
     # GPT-2's start token is its end token: it must not leak into the text.
-    check_twin_codelab_files(results, "<|endoftext|>")
+    check_twin_codelab_files(tmp_path, MODEL, "<|endoftext|>")
 
-    for variant in ("fp32", "int8"):
-        fidelity = json.loads((results / "tflite" / "fidelity" / f"{variant}.json").read_text())
+    for variant in TWIN_CODELAB_VARIANTS:
+        fidelity = json.loads((tmp_path / fidelity_file("tflite", variant)).read_text())
         print(
             f"fidelity {variant}: exact match {fidelity['exact_match_rate']}, leading tokens "
             f"{fidelity['mean_leading_tokens_agree']} of {fidelity['mean_keras_new_tokens']}, "
             f"perplexity {fidelity['perplexity']} (Keras {fidelity['keras_perplexity']})"
         )
-        assert (results / "tflite" / "gate" / f"{variant}.json").is_file()
+        assert (tmp_path / gate_file("tflite", variant)).is_file()
     # The LiteRT route: builtins only, fp32 equal to Keras, LiteRT-LM's greedy text ours.
-    for variant in ("fp32", "int8", "int4"):
-        ops = json.loads((results / "litert" / "ops" / f"{variant}.json").read_text())
+    for variant in LITERT_VARIANTS:
+        ops = json.loads((tmp_path / litert_file("ops", variant)).read_text())
         assert ops["flex_ops"] == [] and ops["custom_ops"] == [], ops["class_counts"]
-        smoke = json.loads((results / "litert" / "smoke" / f"{variant}.json").read_text())
+        smoke = json.loads((tmp_path / litert_file("smoke", variant)).read_text())
         assert smoke["passed"], smoke["failures"]
-        bundle = json.loads((results / "litert" / f"{variant}.litertlm.json").read_text())
-        check = bundle["check"]
+        check = json.loads((tmp_path / litert_file("bundle", variant)).read_text())["check"]
         # LiteRT-LM stops at the bundle's context (max_num_tokens), ours at max_length.
         assert smoke["results"][0]["output"].startswith(check["prompt"] + check["continuation"])
-        assert (results / "litert" / "gate" / f"{variant}.json").is_file()
-    assert json.loads((results / "litert" / "smoke" / "fp32.json").read_text())["results"][0][
-        "equals_keras"
-    ]
-    record = json.loads((results / "bench.json").read_text())
-    from llm2tflite.evaluate.bench import format_record
-
+        if variant == "fp32":
+            assert smoke["results"][0]["equals_keras"]
+        assert (tmp_path / gate_file("litert", variant)).is_file()
+    record = json.loads((tmp_path / BENCH).read_text())
     print(format_record(record))
     for entry in record["entries"]:
         assert entry["new_tokens"] >= 1 and entry["deterministic"]
-    print((tmp_path / "results" / "reports" / "gpt2_124m_twin" / "summary.md").read_text())
+    print((tmp_path / SUMMARY).read_text())

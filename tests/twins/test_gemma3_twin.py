@@ -6,6 +6,9 @@ it with ``python -m pytest -m slow tests/twins/test_gemma3_twin.py -s``. It prin
 closing notes report: conversion time and peak RSS per variant and route, sizes, codelab
 latencies and a LiteRT decode loop per variant. Those are measurements, not assertions: the test
 asserts only what must hold on any machine.
+
+Every path it reads is named below (``paths_read``): tests/workflow/test_slow_test_paths.py
+checks, in CI, that a dry run of the same command declares each of them as an output.
 """
 
 from __future__ import annotations
@@ -19,10 +22,46 @@ import pytest
 
 from llm2tflite.families import registry
 
-from conftest import check_twin_codelab_files, copy_default_config, run_snakemake
+from conftest import (
+    check_twin_codelab_files,
+    copy_default_config,
+    run_snakemake,
+    twin_codelab_paths,
+)
 
 MODEL = "gemma3_270m_twin"
 PROMPT = "Estoy disfrutando de"
+# The workflow's options after --cores (the dry run of the fast check uses the same).
+SNAKEMAKE_ARGS = ("--configfile", "config/gemma3_270m_twin.yaml")
+RESULTS = f"results/{MODEL}"
+TOKENIZER = f"{RESULTS}/vocab/tokenizer.model"
+EXPORT_INFO = f"{RESULTS}/traced/llm2tflite_export.json"
+FIDELITY_FP32 = f"{RESULTS}/tflite/fidelity/fp32.json"
+BENCH = f"{RESULTS}/bench.json"
+LITERT_INFO = f"{RESULTS}/litert/litert_export.json"
+LITERT_VARIANTS = ("fp32", "int8", "int4")
+PRESET = f"{RESULTS}/preset"
+SUMMARY = f"results/reports/{MODEL}/summary.md"
+
+
+def litert_file(variant: str, ext: str) -> str:
+    """results/<model>/litert/<variant>.<ext>: "tflite" or "conversion.json"."""
+    return f"{RESULTS}/litert/{variant}.{ext}"
+
+
+def paths_read() -> list[str]:
+    """Every path the test reads, relative to the run's directory."""
+    return [
+        TOKENIZER,
+        EXPORT_INFO,
+        *twin_codelab_paths(MODEL),
+        FIDELITY_FP32,
+        BENCH,
+        LITERT_INFO,
+        *(litert_file(v, ext) for v in LITERT_VARIANTS for ext in ("conversion.json", "tflite")),
+        PRESET,
+        SUMMARY,
+    ]
 
 
 def _litert_greedy(path, info, prompt_ids, max_length):
@@ -48,44 +87,38 @@ def _litert_greedy(path, info, prompt_ids, max_length):
 def test_gemma3_twin_dag_runs_to_completion(tmp_path):
     import sentencepiece as spm
 
+    from llm2tflite.evaluate.bench import format_record
     from llm2tflite.inputs.sources import load_causal_lm
     from llm2tflite.litert import convert as litert_convert
 
     copy_default_config(tmp_path)
-    run_snakemake(tmp_path, "--cores", "2", "--configfile", "config/gemma3_270m_twin.yaml")
-    results = tmp_path / "results" / MODEL
+    run_snakemake(tmp_path, "--cores", "2", *SNAKEMAKE_ARGS)
     gemma3 = registry.by_name("gemma3")
 
     # The tokenizer: Gemma 3's special pieces, every piece the corpus supports.
-    processor = spm.SentencePieceProcessor(model_file=str(results / "vocab" / "tokenizer.model"))
+    processor = spm.SentencePieceProcessor(model_file=str(tmp_path / TOKENIZER))
     pieces = processor.get_piece_size()
     assert processor.id_to_piece(106) == "<end_of_turn>" and 3000 < pieces < 262_144
     print(f"tokenizer: {pieces} SentencePiece pieces")
 
-    info = json.loads((results / "traced" / "llm2tflite_export.json").read_text())
+    info = json.loads((tmp_path / EXPORT_INFO).read_text())
     assert info["num_parameters"] == gemma3.preset_parameters["gemma3_270m"] == 268_098_176
     assert info["vocabulary_size"] == pieces and info["stop_token_ids"] == [1, 106]
-    check_twin_codelab_files(results, "<bos>")
-    fidelity = json.loads((results / "tflite" / "fidelity" / "fp32.json").read_text())
+    check_twin_codelab_files(tmp_path, MODEL, "<bos>")
+    fidelity = json.loads((tmp_path / FIDELITY_FP32).read_text())
     print(f"fidelity fp32: {json.dumps(fidelity)[:400]}")
-    for variant in ("tf", "fp32", "int8"):
-        record = json.loads((results / "bench" / f"{variant}.json").read_text())
-        print(
-            f"codelab bench {variant}: median {record['median_s']} s for "
-            f"{record['new_tokens']} new tokens, load {record['load_s']} s, first call "
-            f"{record['first_call_s']} s, peak RSS {record['peak_rss_mb']} MiB, "
-            f"breakdown {record['breakdown']}"
-        )
-        assert record["new_tokens"] >= 1 and record["deterministic"]
+    record = json.loads((tmp_path / BENCH).read_text())
+    print(format_record(record))
+    for entry in record["entries"]:
+        assert entry["new_tokens"] >= 1 and entry["deterministic"]
 
     # The LiteRT route: builtins only, the tied table once, fp32 greedy ids = KerasHub's.
-    litert = results / "litert"
-    litert_info = json.loads((litert / "litert_export.json").read_text())
+    litert_info = json.loads((tmp_path / LITERT_INFO).read_text())
     assert litert_info["stop_token_ids"] == [1, 106]
     assert litert_info["layers"] == [{"kv_heads": 1, "head_dim": 256}] * 18
     sizes = {}
     for variant in ("fp32", "int8", "int4"):
-        report = json.loads((litert / f"{variant}.conversion.json").read_text())
+        report = json.loads((tmp_path / litert_file(variant, "conversion.json")).read_text())
         seconds = report.get("convert_seconds", report.get("quantize_seconds"))
         sizes[variant] = report["size_bytes"]
         print(
@@ -93,12 +126,12 @@ def test_gemma3_twin_dag_runs_to_completion(tmp_path):
             f"{report['size_bytes'] / 1e6:.1f} MB"
         )
         litert_convert.check_builtins_only(
-            litert_convert.read_model((litert / f"{variant}.tflite").read_bytes())
+            litert_convert.read_model((tmp_path / litert_file(variant, "tflite")).read_bytes())
         )
     # 268M weights: int8 one byte each (the 262,144 x 640 table once), int4 about half that.
     assert sizes["int8"] < 0.3 * sizes["fp32"] and sizes["int4"] < 0.6 * sizes["int8"]
 
-    causal_lm = load_causal_lm(str(results / "preset"))
+    causal_lm = load_causal_lm(str(tmp_path / PRESET))
     packed = causal_lm.preprocessor.generate_preprocess(
         [PROMPT], sequence_length=litert_info["cache_length"]
     )
@@ -112,7 +145,10 @@ def test_gemma3_twin_dag_runs_to_completion(tmp_path):
     del causal_lm
     for variant in ("fp32", "int8", "int4"):
         ids, steps = _litert_greedy(
-            litert / f"{variant}.tflite", litert_info, prompt_ids, litert_info["cache_length"]
+            tmp_path / litert_file(variant, "tflite"),
+            litert_info,
+            prompt_ids,
+            litert_info["cache_length"],
         )
         print(
             f"litert decode {variant}: median {1000 * statistics.median(steps[1:]):.1f} ms/token "
@@ -121,4 +157,4 @@ def test_gemma3_twin_dag_runs_to_completion(tmp_path):
         )
         if variant == "fp32":
             assert ids == [i for i in keras_ids if i not in litert_info["stop_token_ids"]]
-    print((tmp_path / "results" / "summary.md").read_text())
+    print((tmp_path / SUMMARY).read_text())

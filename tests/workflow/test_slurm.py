@@ -44,8 +44,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slurm
-
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 SLURM_PROFILE = REPO / "profiles" / "slurm"
@@ -461,6 +459,7 @@ def write_toy_workflow(directory: Path) -> Path:
     return snakefile
 
 
+@pytest.mark.slurm
 def test_toy_dag_runs_as_slurm_jobs(slurm_cluster, tmp_path):
     snakefile = write_toy_workflow(tmp_path)
     workdir = tmp_path / "run"
@@ -495,6 +494,7 @@ def test_toy_dag_runs_as_slurm_jobs(slurm_cluster, tmp_path):
     assert by_rule["c"].start >= max(by_rule["a"].end, by_rule["b"].end)
 
 
+@pytest.mark.slurm
 def test_failed_slurm_job_is_reported(slurm_cluster, tmp_path):
     """A failing rule: Slurm records FAILED, Snakemake exits non-zero, and the
     independent rule still completes (--keep-going)."""
@@ -530,15 +530,6 @@ def test_failed_slurm_job_is_reported(slurm_cluster, tmp_path):
 # --------------------------------------------------------------------------
 
 
-def _digests(root: Path, patterns: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pat in patterns:
-        for p in sorted(root.glob(pat)):
-            if p.is_file():
-                out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
 def prepare_real_workdir(workdir: Path) -> None:
     """Make ``workdir`` usable with ``--directory``: Snakemake resolves
     ``configfile: "config/config.yaml"`` relative to the working directory,
@@ -547,26 +538,142 @@ def prepare_real_workdir(workdir: Path) -> None:
     shutil.copytree(REPO / "config", workdir / "config", dirs_exist_ok=True)
 
 
-# Artifacts that must be identical between the local run and the Slurm run: the same ones that
-# two local runs must reproduce byte for byte (tests/workflow/test_robustness.py REPRODUCIBLE).
-REAL_DAG_ARTIFACTS: tuple[str, ...] = (
-    "results/tiny/corpus/*.txt",
-    "results/tiny/vocab/*",
-    "results/tiny/preset/model.weights.h5",
-    "results/tiny/traced/saved_model.pb",
-    "results/tiny/traced/variables/variables.data-*",
-    "results/tiny/tflite/*.tflite",
-    "results/reports/default/android/app/src/main/assets/autocomplete.tflite",
+# ---- Comparing two runs' results, file by file ---------------------------------------------
+# A measured time, memory peak or ratio of times, or a clock reading, is named by one of these
+# words: a unit of time (s, ms, seconds), "rss", "speed"/"speedup", "date", "time", "timestamp".
+# Sizes, counts, ids, texts and quality figures have none of them.
+MEASURED_WORDS = frozenset(
+    {"s", "ms", "seconds", "rss", "speed", "speedup", "date", "time", "timestamp"}
 )
+# A JSON key or CSV column naming a measurement is a snake_case identifier with such a word
+# ("median_s", "decode_ms_per_token", "peak_rss_mb", "speedup_vs_tf", Keras's "date_saved"); a
+# vocabulary's tokens (keys like "s" or "Ġs") are not.
+MEASURED_KEY = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+# Keys describing the process that ran a job rather than what it made: its id, and the CPUs the
+# scheduler gave it (a Slurm allocation is not the local machine's affinity mask).
+RUN_ENVIRONMENT_KEYS = frozenset({"pid", "cpus_available"})
+# A measured time in running text: "(+6 tokens, 0.025 s)".
+MEASURED_TIME_IN_TEXT = re.compile(r"\d+(?:\.\d+)?(?:e-?\d+)? ?(?:s|ms)\b")
 
 
-def _smoke_outputs(root: Path) -> dict[str, list]:
+def _names_a_measurement(words) -> bool:
+    return bool(MEASURED_WORDS & set(words))
+
+
+def is_measured_key(key: str) -> bool:
+    if key in RUN_ENVIRONMENT_KEYS:
+        return True
+    return bool(MEASURED_KEY.fullmatch(key)) and _names_a_measurement(key.split("_"))
+
+
+def is_measured_header(header: str) -> bool:
+    """A table column's header: "median s (min-max)", "tokens/s", "peak RSS MiB", ..."""
+    return _names_a_measurement(re.split(r"[^a-z0-9]+", header.lower()))
+
+
+def without_measurements(value):
+    """A JSON value with every measured key dropped, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_measurements(v) for k, v in value.items() if not is_measured_key(k)}
+    if isinstance(value, list):
+        return [without_measurements(v) for v in value]
+    return value
+
+
+def _markdown_without_measurements(text: str) -> list[str]:
+    """Markdown (summary.md, ops/*.md): table cells under a measured header dropped (cells
+    stripped, since column widths follow the widest value), times in running text masked."""
+    lines, measured_columns = [], None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            measured_columns = None
+            lines.append(MEASURED_TIME_IN_TEXT.sub("<time>", line))
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if measured_columns is None:  # the header row
+            measured_columns = {i for i, cell in enumerate(cells) if is_measured_header(cell)}
+        lines.append("|".join(c for i, c in enumerate(cells) if i not in measured_columns))
+    return lines
+
+
+def _csv_without_measurements(text: str) -> list[dict]:
+    import csv
+    import io
+
+    return [
+        {k: v for k, v in row.items() if not is_measured_key(k)}
+        for row in csv.DictReader(io.StringIO(text))
+    ]
+
+
+def measurement_free_content(path: Path):
+    """What must be equal in two runs' copies of a file whose bytes differ; None for a format
+    that holds no measurement (its bytes must be equal)."""
+    if path.suffix == ".json":
+        return without_measurements(json.loads(path.read_text()))
+    if path.suffix == ".csv":
+        return _csv_without_measurements(path.read_text())
+    if path.suffix == ".md":
+        return _markdown_without_measurements(path.read_text())
+    if path.suffix == ".png":
+        # A plot draws measured latencies: its pixels follow them; its size must not change.
+        from PIL import Image
+
+        return Image.open(path).size
+    return None
+
+
+def result_files(workdir: Path) -> dict[str, Path]:
+    """Every file under results/, by path relative to the run's directory, except Snakemake's
+    `benchmark:` files (results/benchmarks/: each job's wall-clock time and memory, nothing
+    else)."""
     return {
-        p.name: [r.get("output") for r in json.loads(p.read_text())["results"]]
-        for p in sorted((root / "results/tiny/tflite/smoke").glob("*.json"))
+        str(p.relative_to(workdir)): p
+        for p in sorted((workdir / "results").rglob("*"))
+        if p.is_file() and not p.relative_to(workdir).parts[1] == "benchmarks"
     }
 
 
+def run_differences(first: Path, second: Path) -> tuple[list[str], list[str]]:
+    """(differences, files equal only without their measurements) between two runs' results.
+
+    Every file both runs wrote is compared: bytes equal, or, for a file that records
+    measurements, equal once they are dropped (``measurement_free_content``); the manifest by
+    its own entries, each checked against the file it names."""
+    files = {run: result_files(run) for run in (first, second)}
+    differences = [
+        f"only in {run}: {name}"
+        for run, other in ((first, second), (second, first))
+        for name in sorted(set(files[run]) - set(files[other]))
+    ]
+    measured_only = []
+    for name in sorted(set(files[first]) & set(files[second])):
+        a, b = files[first][name], files[second][name]
+        if a.name == "manifest.json":
+            continue  # compared below, entry by entry
+        if a.read_bytes() == b.read_bytes():
+            continue
+        content = measurement_free_content(a)
+        if content is not None and content == measurement_free_content(b):
+            measured_only.append(name)
+        else:
+            differences.append(f"differs: {name}")
+    manifests = {run: run / "results/reports/default/manifest.json" for run in (first, second)}
+    entries = {run: json.loads(path.read_text()) for run, path in manifests.items()}
+    for run, manifest in entries.items():
+        for name, entry in manifest["artifacts"].items():
+            if not (run / name).is_file():
+                differences.append(f"{run}: the manifest names a missing file, {name}")
+            elif hashlib.sha256((run / name).read_bytes()).hexdigest() != entry["sha256"]:
+                differences.append(f"{run}: the manifest's SHA-256 of {name} is not the file's")
+    if entries[first]["versions"] != entries[second]["versions"]:
+        differences.append("manifest versions differ")
+    if set(entries[first]["artifacts"]) != set(entries[second]["artifacts"]):
+        differences.append("the manifests list different artifacts")
+    return differences, measured_only
+
+
+@pytest.mark.slurm
 def test_real_dag_on_slurm_matches_local(slurm_cluster, default_run, tmp_path):
     """The default DAG, every rule an sbatch job, gives the local run's artifacts."""
     local_dir, _ = default_run
@@ -579,5 +686,91 @@ def test_real_dag_on_slurm_matches_local(slurm_cluster, default_run, tmp_path):
     assert records and all(r.state == "COMPLETED" for r in records), format_records(records)
     # Every rule of the DAG went through sbatch (the aggregate `all` is a local rule).
     assert {"corpus", "vocab", "train", "trace", "convert", "smoke"} <= {r.rule for r in records}
-    assert _digests(slurm_dir, REAL_DAG_ARTIFACTS) == _digests(local_dir, REAL_DAG_ARTIFACTS)
-    assert _smoke_outputs(slurm_dir) == _smoke_outputs(local_dir) != {}
+    # Two cold runs of the whole default DAG (the local run is default_run's, the same
+    # fixture the end-to-end tests read): this also is the check that a clean run reproduces
+    # every artifact byte for byte, both routes, both models, bundles and Android hand-off.
+    differences, measured_only = run_differences(local_dir, slurm_dir)
+    print(f"\n[slurm] equal once their measurements are dropped: {measured_only}")
+    assert not differences, "\n".join(differences)
+    manifest = json.loads((slurm_dir / "results/reports/default/manifest.json").read_text())
+    compared = set(result_files(slurm_dir)) - set(measured_only)
+    for model in ("tiny", "tiny_llama"):
+        for route, variant in (("tflite", "int8"), ("litert", "int4")):
+            assert f"results/{model}/{route}/{variant}.tflite" in manifest["artifacts"]
+        assert f"results/{model}/litert/int4.litertlm" in compared
+        assert f"results/{model}/preset/model.weights.h5" in compared
+
+
+# ---- The comparison itself, on two small hand-made runs (fast, no cluster) -------------------
+
+
+def _write_run(root: Path, perplexity=6.665, median_s=0.0127, weights=b"\x00\x01", cell="6"):
+    files = {
+        "results/m/preset/model.weights.h5": weights,
+        "results/m/bench.json": json.dumps(
+            {"entries": [{"median_s": median_s, "pid": os.getpid() + int(median_s * 1e4)}]}
+        ).encode(),
+        "results/m/tflite/fidelity/int8.json": json.dumps({"perplexity": perplexity}).encode(),
+        "results/reports/default/benchmarks.csv": f"model,median_s,new_tokens\nm,{median_s},6\n",
+        "results/reports/default/summary.md": (
+            "| variant | median s (min-max) | new tokens |\n|:--|:--|:--|\n"
+            f"| int8 | {median_s} ({median_s}-{median_s}) | {cell} |\n\n"
+            f'[int8] passed\n  "a" -> "a b" (+1 tokens, {median_s} s)\n'
+        ),
+        "results/benchmarks/m/train.tsv": f"s\n{median_s}\n",
+    }
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode() if isinstance(content, str) else content
+        (root / name).write_bytes(data)
+    artifacts = {
+        name: {"sha256": hashlib.sha256((root / name).read_bytes()).hexdigest()}
+        for name in files
+        if "benchmarks/m" not in name
+    }
+    manifest = root / "results/reports/default/manifest.json"
+    manifest.write_text(json.dumps({"versions": {"keras": "3"}, "artifacts": artifacts}))
+    return root
+
+
+def test_runs_that_differ_only_in_measurements_are_equal(tmp_path):
+    first = _write_run(tmp_path / "a")
+    second = _write_run(tmp_path / "b", median_s=0.0234)
+    differences, measured_only = run_differences(first, second)
+    assert differences == []
+    assert measured_only == [
+        "results/m/bench.json",
+        "results/reports/default/benchmarks.csv",
+        "results/reports/default/summary.md",
+    ]
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"perplexity": 6.7}, "differs: results/m/tflite/fidelity/int8.json"),
+        ({"weights": b"\x00\x02"}, "differs: results/m/preset/model.weights.h5"),
+        ({"cell": "7"}, "differs: results/reports/default/summary.md"),
+    ],
+)
+def test_a_difference_beyond_measurements_is_reported(tmp_path, change, expected):
+    first = _write_run(tmp_path / "a")
+    second = _write_run(tmp_path / "b", median_s=0.0234, **change)
+    differences, _ = run_differences(first, second)
+    assert differences == [expected]
+
+
+def test_a_missing_file_and_a_wrong_manifest_entry_are_reported(tmp_path):
+    first = _write_run(tmp_path / "a")
+    second = _write_run(tmp_path / "b")
+    (second / "results/m/preset/model.weights.h5").unlink()
+    (first / "results/m/tflite/fidelity/int8.json").write_text("{}")
+    differences, _ = run_differences(first, second)
+    assert f"only in {first}: results/m/preset/model.weights.h5" in differences
+    assert f"{second}: the manifest names a missing file, results/m/preset/model.weights.h5" in (
+        differences
+    )
+    assert (
+        f"{first}: the manifest's SHA-256 of results/m/tflite/fidelity/int8.json is not the file's"
+        in differences
+    )

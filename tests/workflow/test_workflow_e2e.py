@@ -59,32 +59,81 @@ def test_default_run_builds_every_artifact(default_run, model):
     assert not list(workdir.glob("results/**/.*.tmp-*"))
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
-def test_training_beats_untrained_model(default_run, model):
+# Held-out lines the tests score themselves (the first ones of the model's held-out split).
+HELDOUT_LINES_SCORED = 200
+
+
+@pytest.fixture(scope="module")
+def kerashub_models(default_run):
+    """Each trained preset loaded by KerasHub's own loader (none of llm2tflite's code)."""
+    import keras_hub
+
     workdir, _ = default_run
-    metrics = json.loads((workdir / f"results/{model}/train_metrics.json").read_text())
-    assert metrics["heldout_loss_trained"] < 0.8 * metrics["heldout_loss_untrained"]
+    return {
+        model: keras_hub.models.CausalLM.from_preset(str(workdir / f"results/{model}/preset"))
+        for model in MODELS
+    }
+
+
+def heldout_loss_by_hand(causal_lm, lines) -> tuple[float, int]:
+    """Mean next-token cross-entropy (nats) of the model on ``lines``, each line on its own:
+    KerasHub's preprocessor, the logits of its forward pass, NumPy for the rest."""
+    # Each line whole: start and end tokens around at most one token per byte.
+    preprocessor = causal_lm.preprocessor
+    sequence_length = preprocessor.sequence_length
+    preprocessor.sequence_length = 2 + max(len(line.encode()) for line in lines)
+    total, count = 0.0, 0
+    for start in range(0, len(lines), 50):
+        x, labels, weights = preprocessor(lines[start : start + 50])
+        logits = np.asarray(causal_lm(x), dtype=np.float64)
+        logits -= logits.max(axis=-1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        picked = np.take_along_axis(log_probs, np.asarray(labels)[..., None], axis=-1)[..., 0]
+        weights = np.asarray(weights, dtype=np.float64)
+        total -= float((picked * weights).sum())
+        count += int(weights.sum())
+    preprocessor.sequence_length = sequence_length
+    return total / count, causal_lm.backbone.vocabulary_size
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_training_learned_the_language(default_run, kerashub_models, model):
+    """The trained model's held-out loss, recomputed here, far below a uniform guess over its
+    vocabulary (ln V nats per token), and the figure training reported within 10 % of it."""
+    workdir, _ = default_run
+    results = workdir / f"results/{model}"
+    metrics = json.loads((results / "train_metrics.json").read_text())
     assert metrics["architecture"] == registry.for_model_source(MODELS[model]).name
+    lines = [
+        line for line in (results / "corpus/heldout.txt").read_text().splitlines() if line.strip()
+    ][:HELDOUT_LINES_SCORED]
+    loss, vocabulary_size = heldout_loss_by_hand(kerashub_models[model], lines)
+    print(f"{model}: held-out loss {loss:.3f} nats/token (uniform {np.log(vocabulary_size):.3f})")
+    # Measured: tiny 1.69 of ln 2170 = 7.68 (0.22); a model that learned nothing sits near 1.
+    assert loss < 0.4 * np.log(vocabulary_size)
+    assert metrics["heldout_loss_trained"] == pytest.approx(loss, rel=0.1)
 
 
 VARIANTS = ("fp32", "int8", "fp16")
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_smoke_results(default_run, model, variant):
+def test_smoke_outputs_are_kerashubs_own_generation(default_run, kerashub_models, model):
+    """Every codelab variant's smoke output is the text KerasHub's own ``generate`` gives with
+    the greedy sampler. For fp32 that is the exact-match promise; for fp16 and int8 a margin
+    over their quality gates (a few leading tokens), measured on both default models."""
     workdir, _ = default_run
-    smoke = json.loads((workdir / f"results/{model}/tflite/smoke/{variant}.json").read_text())
-    assert smoke["passed"] is True and smoke["route"] == "tflite"
-    (record,) = smoke["results"]
-    assert record["prompt"] == "Estoy disfrutando de"
-    assert record["output"].startswith("Estoy disfrutando de")
-    assert record["new_tokens"] >= 1
-    if variant == "fp32":
-        assert record["equals_keras"] is True
-        assert record["output"] == record["keras_output"]
-        # The ids the .tflite generated, counted as Keras's own generate_step produced them.
-        assert record["new_tokens"] == record["keras_new_tokens"]
+    results = workdir / f"results/{model}"
+    max_length = json.loads((results / "traced/llm2tflite_export.json").read_text())["max_length"]
+    causal_lm = kerashub_models[model]
+    causal_lm.compile(sampler="greedy")
+    for variant in VARIANTS:
+        smoke = json.loads((results / f"tflite/smoke/{variant}.json").read_text())
+        assert smoke["route"] == "tflite"
+        (record,) = smoke["results"]
+        expected = causal_lm.generate(record["prompt"], max_length=max_length)
+        assert record["output"] == expected, variant
+        assert len(expected) > len(record["prompt"])
 
 
 def test_new_tokens_are_the_generated_ids(default_run):
@@ -114,14 +163,37 @@ def test_new_tokens_are_the_generated_ids(default_run):
     ]
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
-def test_converted_model_has_no_variables(default_run, model):
-    workdir, _ = default_run
-    from llm2tflite.codelab.convert import variable_ops
+def operator_names(path) -> list[str]:
+    """Every operator of every subgraph of a .tflite file, by its name in the schema (builtin)
+    or its custom code (Flex ops), read with LiteRT's own flatbuffer schema."""
+    from ai_edge_litert import schema_py_generated as schema
 
-    for variant in VARIANTS:
-        flatbuffer = (workdir / f"results/{model}/tflite/{variant}.tflite").read_bytes()
-        assert variable_ops(flatbuffer) == []
+    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    codes = []
+    for index in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(index)
+        builtin = max(int(code.DeprecatedBuiltinCode()), int(code.BuiltinCode()))
+        custom = code.CustomCode()
+        codes.append(custom.decode() if custom else builtin_names[builtin])
+    return [
+        codes[model.Subgraphs(s).Operators(o).OpcodeIndex()]
+        for s in range(model.SubgraphsLength())
+        for o in range(model.Subgraphs(s).OperatorsLength())
+    ]
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_model_files_hold_no_variable_ops(default_run, model):
+    """No operator of any subgraph, builtin or Flex, touches a resource variable (any name
+    with VAR or Variable: broader than the workflow's own list), on both routes."""
+    workdir, _ = default_run
+    files = sorted((workdir / f"results/{model}").glob("*/*.tflite"))
+    assert {f.parent.name for f in files} == {"tflite", "litert"}
+    for path in files:
+        names = operator_names(path)
+        assert len(names) > 100, (path, len(names))
+        assert [n for n in names if "VAR" in n.upper()] == [], path
 
 
 def test_second_run_has_nothing_to_do(default_run):
@@ -130,38 +202,39 @@ def test_second_run_has_nothing_to_do(default_run):
     assert "Nothing to be done" in completed.stdout + completed.stderr
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
-def test_fidelity_of_every_variant_meets_its_gates(default_run, model):
-    from llm2tflite.evaluate.fidelity import gate_failures
+def markdown_table(section: str, title: str) -> list[dict]:
+    """The rows of the table under ``### <title>`` of a summary section, by column header."""
+    lines = [
+        line
+        for line in section.split(f"### {title}")[1].split("\n###")[0].splitlines()
+        if line.startswith("|")
+    ]
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    return [dict(zip(cells[0], row)) for row in cells[2:]]
 
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_summary_fidelity_figures_are_the_jsons(default_run, model):
+    """The summary's fidelity table shows each variant's perplexity from its fidelity JSON, and
+    "pass" exactly where a gate file was written; the Keras perplexity is far from a uniform
+    guess (thousands for these vocabularies)."""
     workdir, _ = default_run
-    config = yaml.safe_load((workdir / "config/config.yaml").read_text())
-    for variant in VARIANTS:
-        fidelity = json.loads(
-            (workdir / f"results/{model}/tflite/fidelity/{variant}.json").read_text()
-        )
-        gates = config["quality_gates"][variant]
-        assert gate_failures(fidelity, gates) == []
-        assert (
-            fidelity["perplexity_relative_difference"]
-            <= gates["max_perplexity_relative_difference"]
-        )
-        verdict = json.loads((workdir / f"results/{model}/tflite/gate/{variant}.json").read_text())
-        assert verdict["passed"] is True and verdict["gates"] == gates
-    fp32 = json.loads((workdir / f"results/{model}/tflite/fidelity/fp32.json").read_text())
-    assert fp32["exact_match_rate"] == 1.0
-    assert fp32["perplexity_relative_difference"] < 1e-3
-    # The trained model is far better than chance on its held-out text: a model that guesses
-    # uniformly over its vocabulary (thousands of tokens) has perplexity in the thousands.
-    assert fp32["keras_perplexity"] < 50
     summary = (workdir / "results/reports/default/summary.md").read_text()
     section = summary.split(f"## {model}\n")[1].split("\n## ")[0]
-    fidelity_table = section.split("### Fidelity")[1].split("###")[0]
-    assert [
-        line.rstrip(" |").rsplit("|", 1)[1].strip()
-        for line in fidelity_table.splitlines()
-        if line.startswith("| tflite")
-    ] == ["pass"] * len(VARIANTS)
+    rows = {(r["route"], r["variant"]): r for r in markdown_table(section, "Fidelity")}
+    fidelity_files = sorted((workdir / f"results/{model}").glob("*/fidelity/*.json"))
+    assert {(f.parent.parent.name, f.stem) for f in fidelity_files} == set(rows)
+    for path in fidelity_files:
+        route, variant = path.parent.parent.name, path.stem
+        figures = json.loads(path.read_text())
+        row = rows[(route, variant)]
+        assert float(row["perplexity"]) == pytest.approx(figures["perplexity"], abs=6e-4)
+        assert float(row["Keras perplexity"]) == pytest.approx(
+            figures["keras_perplexity"], abs=6e-4
+        )
+        assert figures["keras_perplexity"] < 50
+        gate_written = (path.parent.parent / "gate" / f"{variant}.json").is_file()
+        assert row["quality gates"].startswith("pass") == gate_written, (route, variant)
 
 
 def test_benchmark_table_has_every_variant_and_the_baseline(default_run):
@@ -198,17 +271,27 @@ def test_benchmark_table_has_every_variant_and_the_baseline(default_run):
         assert row["equal_work"] == (entry["new_tokens"] == record["entries"][0]["new_tokens"])
 
 
-def test_snakemake_html_report_names_every_variant(default_run):
+def test_snakemake_html_report_embeds_the_run_s_reports(default_run, tmp_path):
+    """The HTML report embeds, byte for byte, the summary, the benchmark table, each plot and
+    each op audit of the run (its data URIs decoded)."""
+    import base64
+    import re
+
     workdir, _ = default_run
-    run_snakemake(workdir, "--report", "results/report.html")
-    report = workdir / "results/report.html"
-    assert report.stat().st_size > 10_000
-    summary = (workdir / "results/reports/default/summary.md").read_text()
-    for variant in VARIANTS:
-        assert variant in summary
+    report = tmp_path / "report.html"  # outside the run's results/, which other tests compare
+    run_snakemake(workdir, "--report", str(report))
     html = report.read_text(errors="replace")
-    for variant in VARIANTS:
-        assert f"{variant}.md" in html or variant in html
+    embedded = [
+        base64.b64decode(data)
+        for data in re.findall(r'"data_uri": "data:[^"]*?;base64,([A-Za-z0-9+/=]+)"', html)
+    ]
+    expected = [
+        workdir / "results/reports/default" / name
+        for name in ("summary.md", "benchmarks.csv", *(f"plots/{m}.png" for m in MODELS))
+    ] + sorted(workdir.glob("results/*/*/ops/*.md"))
+    assert len(expected) == 2 + len(MODELS) * 7  # 3 + 3 variants' audits per model, a plot
+    missing = [str(p.relative_to(workdir)) for p in expected if p.read_bytes() not in embedded]
+    assert missing == []
 
 
 def test_android_hand_off(default_run):
