@@ -43,16 +43,21 @@ middle of a multi-byte character: the incomplete character waits for the next to
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
+import os
 import re
 import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from llm2tflite.core import tf_logging
-from llm2tflite.core.generation import Generation
+from llm2tflite.core.generation import Generation, ModelOpenError
 from llm2tflite.core.sampling import GREEDY, Sampler
 from llm2tflite.litert.contract import (
     DECODE_SIGNATURE,
@@ -72,8 +77,9 @@ _CACHE_NAME = re.compile(r"kv_cache_([kv])_(\d+)$")
 _REPLACEMENT = "\ufffd"
 
 
-class LiteRTModelError(ValueError):
-    """The file (or the files beside it) does not follow the LiteRT route's contract."""
+class LiteRTModelError(ModelOpenError):
+    """The file (or the files beside it) does not follow the LiteRT route's contract, or is
+    damaged (one line: what and what to do)."""
 
 
 # YNNPACK off: ai-edge-litert 2.3.0's wheel has no YNNPACK (creating a CompiledModel with
@@ -107,6 +113,73 @@ def check_flatbuffer(path) -> None:
         ) from None
 
 
+# LiteRT's own notes: "INFO: [environment.cc:36] ...", "WARNING: [npu_registry.cc:34] NPU
+# accelerator could not be loaded" (no NPU or OpenVINO on a CPU host is not news) and the "└ "
+# lines that continue them.
+_LITERT_NOTE = re.compile(r"^(INFO|WARNING): ")
+_CONTINUATION = "\u2514 "
+_environment = None
+
+
+@contextlib.contextmanager
+def _litert_notes_hidden():
+    """Run a LiteRT call with its stderr notes dropped; its other lines are passed on after it,
+    unless it raises (its one-line error then says what the lines said). Nothing is hidden with
+    ``tf_logging.configure(verbose=True)``."""
+    if getattr(tf_logging, "_verbose", False):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    capture = tempfile.TemporaryFile()
+    failed = False
+    try:
+        os.dup2(capture.fileno(), 2)
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        capture.seek(0)
+        lines = capture.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+        capture.close()
+        if not failed:
+            kept, dropping = [], False
+            for line in lines:
+                if line.startswith(_CONTINUATION) and dropping:
+                    continue
+                dropping = bool(_LITERT_NOTE.match(line)) or tf_logging.is_native_note(line)
+                if not dropping:
+                    kept.append(line)
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+def _quiet_exit():
+    # LiteRT's environment logs "INFO: DestroyAccelerator" lines when Python finalises it, after
+    # every atexit handler: stderr has nothing left to say by then (tracebacks come before).
+    if not getattr(tf_logging, "_verbose", False):
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+
+def _litert_environment():
+    """One LiteRT environment per process (each CompiledModel would otherwise make its own)."""
+    global _environment
+    if _environment is None:
+        with _litert_notes_hidden():
+            from ai_edge_litert import compiled_model
+
+            _environment = compiled_model._create_default_environment()  # noqa: SLF001
+        atexit.register(_quiet_exit)
+    return _environment
+
+
 def _compile(path, threads, weight_cache: bool, weight_cache_dir, ynnpack: bool):
     """The ``CompiledModel`` on XNNPACK, through the model's weight cache when there is one."""
     from ai_edge_litert.compiled_model import CompiledModel
@@ -122,8 +195,11 @@ def _compile(path, threads, weight_cache: bool, weight_cache_dir, ynnpack: bool)
             enable_ynnpack=ynnpack,
             xnnpack_weight_cache_path=str(cache_file) if cache_file else "",
         )
-        with tf_logging.native_notes_hidden():
-            return CompiledModel.from_file(str(path), options=Options(cpu_options=cpu))
+        environment = _litert_environment()
+        with _litert_notes_hidden():
+            return CompiledModel.from_file(
+                str(path), environment=environment, options=Options(cpu_options=cpu)
+            )
 
     try:
         if cache is None:
@@ -319,7 +395,8 @@ class LiteRTModel:
         self.compiled, self.weight_cache = _compile(
             self.path, threads, weight_cache, weight_cache_dir, ynnpack
         )
-        self._prepare_signatures(path)
+        with _litert_notes_hidden():
+            self._prepare_signatures(path)
         self._check_signatures(path, info_path)
         self.load_seconds = time.perf_counter() - started
 
