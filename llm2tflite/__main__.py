@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     generate.set_defaults(run=_generate)
     verify = commands.add_parser(
         "verify",
-        help="re-hash the artifacts of a run's manifest and say which changed since they were built",
+        help="re-hash the artifacts of a run's manifest; say which changed since they were built",
     )
     verify.add_argument(
         "manifest",

@@ -221,8 +221,7 @@ def _read_info(info_path) -> dict:
         info = json.loads(Path(info_path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise LiteRTModelError(
-            f"{info_path} is not readable export info ({_one_line(error)}); rerun the litert "
-            "export"
+            f"{info_path} is not readable export info ({_one_line(error)}); rerun the litert export"
         ) from None
     if not isinstance(info, dict):
         raise LiteRTModelError(f"{info_path} is not export info (a JSON object)")
@@ -346,9 +345,7 @@ class _Signature:
 
     def logits(self) -> np.ndarray:
         """The last call's logits, ``logits_shape`` (a copy: V floats per row, no cache)."""
-        return self.outputs[LOGITS].read(self._logits_count, np.float32).reshape(
-            self.logits_shape
-        )
+        return self.outputs[LOGITS].read(self._logits_count, np.float32).reshape(self.logits_shape)
 
 
 class LiteRTModel:
@@ -485,8 +482,8 @@ class LiteRTModel:
         propagates. ``timings``: fill
         ``Generation.timings`` (seconds): ``tokenize_s``, ``prefill_s``, ``first_token_s`` (call
         to first generated id), ``decode_step_s`` (each step: inputs, invoke, sampling),
-        ``decode_invoke_s`` (the runtime's part of each step: buffer writes, run, logits read), ``prefill_steps`` (the chunk
-        lengths used).
+        ``decode_invoke_s`` (the runtime's part of each step: buffer writes, run, logits read),
+        ``prefill_steps`` (the chunk lengths used).
         """
         started = time.perf_counter()
         settings = _as_sampler(sampler)

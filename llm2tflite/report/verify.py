@@ -62,7 +62,9 @@ def changed_artifacts(manifest: Path) -> tuple[int, list[str]]:
             continue
         actual_size = path.stat().st_size
         if actual_size != size:
-            lines.append(f"{name}: changed since it was built ({size} bytes then, {actual_size} now)")
+            lines.append(
+                f"{name}: changed since it was built ({size} bytes then, {actual_size} now)"
+            )
         elif sha256_file(path) != sha256:
             lines.append(f"{name}: changed since it was built (same size, different bytes)")
     return len(entries), lines
