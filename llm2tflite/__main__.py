@@ -16,6 +16,10 @@ checked before it is printed: the codelab route's as a whole; the LiteRT route's
 streams (a word is printed once the text after it shows it is complete), so a blocklisted word
 stops the stream with the refusal message, and the text printed before it stays on the screen.
 
+``python -m llm2tflite verify [results/reports/<config>/manifest.json]`` re-hashes every artifact
+the manifest lists and prints one line per file missing or changed since it was built (exit 1 if
+any).
+
 Exit codes: 0 generated; 2 bad input (empty prompt, --max-length out of range, missing model or
 not a model of this workflow, sampling options for the codelab route); 3 refused by the safety
 filter (prompt or output on the blocklist).
@@ -29,6 +33,7 @@ import sys
 
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
+EXIT_CHANGED = 1  # verify: an artifact changed since it was built
 
 
 def _prompt_bytes(prompt: str) -> bytes:
@@ -214,6 +219,21 @@ def _generate_streaming(model, prompt, max_length, sampler, safety) -> int:
     return 0
 
 
+def _verify(args) -> int:
+    """Re-hash every artifact of a manifest; one line per file changed since it was built."""
+    from llm2tflite.report.verify import ManifestError, changed_artifacts, find_manifest
+
+    try:
+        manifest = find_manifest(args.manifest)
+        checked, changed = changed_artifacts(manifest)
+    except ManifestError as error:
+        return _fail(f"error: {error}", EXIT_BAD_INPUT)
+    for line in changed:
+        print(line)
+    print(f"{checked} artifacts of {manifest} checked: {len(changed) or 'none'} changed")
+    return EXIT_CHANGED if changed else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="llm2tflite", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -271,6 +291,17 @@ def main(argv=None) -> int:
         "--seed", type=int, help="random seed: the same seed, prompt and model give the same text"
     )
     generate.set_defaults(run=_generate)
+    verify = commands.add_parser(
+        "verify",
+        help="re-hash the artifacts of a run's manifest; say which changed since they were built",
+    )
+    verify.add_argument(
+        "manifest",
+        nargs="?",
+        help="results/reports/<config>/manifest.json (default: the only one under the current "
+        "directory)",
+    )
+    verify.set_defaults(run=_verify)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -20,6 +20,7 @@ Each returns an object with the members of ``llm2tflite.core.generation.CausalLM
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 from llm2tflite.core import flatbuffer
@@ -35,12 +36,31 @@ LITERT_DECODE_SIGNATURE = "decode"
 LITERT_PREFILL_PREFIX = "prefill_"
 
 
+LITERTLM_MAGIC = b"LITERTLM"
+
+
 def tflite_signatures(path) -> list[str]:
-    """The signature keys of a .tflite file, read from the flatbuffer without loading weights."""
+    """The signature keys of a .tflite file, read from the flatbuffer without loading weights.
+
+    One-line ``ModelOpenError`` for a LiteRT-LM bundle, an empty file, or a flatbuffer whose
+    tables point past its end (truncated: reading them raises ``struct.error``/``IndexError``).
+    """
+    with open(path, "rb") as f:
+        head = f.read(len(LITERTLM_MAGIC))
+    if head == LITERTLM_MAGIC:
+        raise ModelOpenError(
+            f"{path} is a LiteRT-LM bundle (.litertlm), run by LiteRT-LM: give its .tflite "
+            "(results/<model>/litert/<variant>.tflite)"
+        )
     try:
         return flatbuffer.signature_keys(path)
     except flatbuffer.NotAFlatbufferError as error:
         raise ModelOpenError(str(error)) from None
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as error:
+        raise ModelOpenError(
+            f"{path} is damaged (truncated or altered since it was built: its signature table "
+            f"cannot be read, {type(error).__name__}); rebuild it or copy it again"
+        ) from None
 
 
 def route_from_signatures(signatures) -> str | None:

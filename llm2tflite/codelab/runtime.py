@@ -123,7 +123,16 @@ class TFLiteModel(_TracedGraphModel):
 
         started = time.perf_counter()
         self.path = str(model_path)
-        self.interpreter = load_interpreter(self.path, num_threads)
+        try:
+            self.interpreter = load_interpreter(self.path, num_threads)
+        except (ValueError, RuntimeError) as error:
+            # The flatbuffer verifier's refusal ("The model is not a valid Flatbuffer buffer",
+            # "Constant buffer 18 specified an out of range offset") of a damaged file.
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else "invalid"
+            raise ModelOpenError(
+                f"{model_path} is damaged (truncated or altered since it was built: {reason}); "
+                "rebuild it or copy it again"
+            ) from None
         signatures = self.interpreter.get_signature_list()
         outputs = set(signatures.get(GENERATE_SIGNATURE, {}).get("outputs", []))
         if not {"token_ids", "prompt_tokens"} <= outputs:

@@ -25,15 +25,17 @@ One generation, as LiteRT-LM runs the same file:
 The mask is filled like LiteRT-LM's: 0 where query row t may see cache position s
 (s <= input_pos[t]), -0.7 * float32 max elsewhere.
 
-Speed: the interpreter is ``ai_edge_litert``'s (XNNPACK applied by default, ``threads``
-configurable). Inputs and outputs are numpy views of the interpreter's own tensors, set up once;
-no signature runner call (it resizes, reallocates and copies every tensor, the caches included, on
-each call). Each signature's input caches are brought up to date lazily and only by the rows
-written since its last call, copied from the output of the call that ran last (whose output holds
-every row so far: it is its input with the rows it wrote replaced, as the contract says). A decode
-step thus copies one row per cache instead of the whole cache.
+Speed: the file runs in LiteRT's ``CompiledModel`` on XNNPACK (``threads`` configurable), whose
+packed weights are kept in a weight cache file and mapped back on later loads
+(``llm2tflite.litert.weight_cache``: created on first use, keyed on the model file, never stale).
+The KV caches are one set of LiteRT tensor buffers bound to every signature as input and output
+of the same name (as LiteRT-LM binds them): each call writes its rows in place and no step copies
+cache rows. A decode step writes the token, its position and the mask row (S floats) into their
+buffers and reads the logits (V floats) back. The ai-edge-litert ``Interpreter`` is used only to
+verify the flatbuffer before LiteRT maps it (``check_flatbuffer``: LiteRT's loader crashes on a
+bit-flipped file) and as the independent "naive loop" of ``measure_loop``.
 
-The tokenizer runs outside the interpreter; ``on_text`` streaming decodes the ids so far at each
+The tokenizer runs outside the graph; ``on_text`` streaming decodes the ids so far at each
 step and passes on only text that can no longer change (a byte-level BPE token can end in the
 middle of a multi-byte character: the incomplete character waits for the next token).
 """
@@ -41,16 +43,21 @@ middle of a multi-byte character: the incomplete character waits for the next to
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
+import os
 import re
 import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from llm2tflite.core import tf_logging
-from llm2tflite.core.generation import Generation
+from llm2tflite.core.generation import Generation, ModelOpenError
 from llm2tflite.core.sampling import GREEDY, Sampler
 from llm2tflite.litert.contract import (
     DECODE_SIGNATURE,
@@ -63,14 +70,162 @@ from llm2tflite.litert.contract import (
     TOKENS,
 )
 from llm2tflite.litert.runtime_tokenizer import load_runtime_tokenizer
+from llm2tflite.litert.weight_cache import weight_cache_for
 
 ROUTE = "litert"
 _CACHE_NAME = re.compile(r"kv_cache_([kv])_(\d+)$")
 _REPLACEMENT = "\ufffd"
 
 
-class LiteRTModelError(ValueError):
-    """The file (or the files beside it) does not follow the LiteRT route's contract."""
+class LiteRTModelError(ModelOpenError):
+    """The file (or the files beside it) does not follow the LiteRT route's contract, or is
+    damaged (one line: what and what to do)."""
+
+
+# YNNPACK off: ai-edge-litert 2.3.0's wheel has no YNNPACK (creating a CompiledModel with
+# enable_ynnpack=True fails: "litert/runtime/compiled_model.cc:1036"), measured by
+# ``python -m llm2tflite.litert.runtime --ynnpack``; docs/benchmarks.md.
+YNNPACK_DEFAULT = False
+
+
+def _one_line(error) -> str:
+    lines = [line.strip(" └") for line in str(error).splitlines() if line.strip(" └")]
+    return lines[0] if lines else type(error).__name__
+
+
+def check_flatbuffer(path) -> None:
+    """Refuse a damaged file in one line before LiteRT maps it (LiteRT's CompiledModel crashes
+    the process on a bit-flipped flatbuffer; the Interpreter runs the flatbuffer verifier).
+
+    Without delegates the Interpreter only verifies and builds the graph: ~1 ms, no weight packed.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:
+        Interpreter(
+            model_path=str(path),
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+    except (ValueError, RuntimeError) as error:
+        raise LiteRTModelError(
+            f"{path} is damaged (truncated or altered since it was built: {_one_line(error)}); "
+            "rebuild it or copy it again"
+        ) from None
+
+
+# LiteRT's own notes: "INFO: [environment.cc:36] ...", "WARNING: [npu_registry.cc:34] NPU
+# accelerator could not be loaded" (no NPU or OpenVINO on a CPU host is not news) and the "└ "
+# lines that continue them.
+_LITERT_NOTE = re.compile(r"^(INFO|WARNING): ")
+_CONTINUATION = "\u2514 "
+_environment = None
+
+
+@contextlib.contextmanager
+def _litert_notes_hidden():
+    """Run a LiteRT call with its stderr notes dropped; its other lines are passed on after it,
+    unless it raises (its one-line error then says what the lines said). Nothing is hidden with
+    ``tf_logging.configure(verbose=True)``."""
+    if getattr(tf_logging, "_verbose", False):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    capture = tempfile.TemporaryFile()
+    failed = False
+    try:
+        os.dup2(capture.fileno(), 2)
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        capture.seek(0)
+        lines = capture.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+        capture.close()
+        if not failed:
+            kept, dropping = [], False
+            for line in lines:
+                if line.startswith(_CONTINUATION) and dropping:
+                    continue
+                dropping = bool(_LITERT_NOTE.match(line)) or tf_logging.is_native_note(line)
+                if not dropping:
+                    kept.append(line)
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+def _quiet_exit():
+    # LiteRT's environment logs "INFO: DestroyAccelerator" lines when Python finalises it, after
+    # every atexit handler: stderr has nothing left to say by then (tracebacks come before).
+    if not getattr(tf_logging, "_verbose", False):
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+
+def _litert_environment():
+    """One LiteRT environment per process (each CompiledModel would otherwise make its own)."""
+    global _environment
+    if _environment is None:
+        with _litert_notes_hidden():
+            from ai_edge_litert import compiled_model
+
+            _environment = compiled_model._create_default_environment()  # noqa: SLF001
+        atexit.register(_quiet_exit)
+    return _environment
+
+
+def _compile(path, threads, weight_cache: bool, weight_cache_dir, ynnpack: bool):
+    """The ``CompiledModel`` on XNNPACK, through the model's weight cache when there is one."""
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.cpu_options import CpuOptions
+    from ai_edge_litert.options import Options
+
+    check_flatbuffer(path)
+    cache = weight_cache_for(path, weight_cache_dir) if weight_cache else None
+
+    def create(cache_file):
+        cpu = CpuOptions(
+            num_threads=threads or 0,
+            enable_ynnpack=ynnpack,
+            xnnpack_weight_cache_path=str(cache_file) if cache_file else "",
+        )
+        environment = _litert_environment()
+        with _litert_notes_hidden():
+            return CompiledModel.from_file(
+                str(path), environment=environment, options=Options(cpu_options=cpu)
+            )
+
+    try:
+        if cache is None:
+            return create(None), None
+        try:
+            compiled = create(cache.creation_path)
+        except RuntimeError:
+            # A cache file XNNPACK refuses (written by another build, damaged): without it.
+            cache.discard()
+            return create(None), None
+        cache.created()
+        return compiled, cache
+    except RuntimeError as error:
+        raise LiteRTModelError(f"{path}: LiteRT cannot load it ({_one_line(error)})") from None
+
+
+def _read_info(info_path) -> dict:
+    try:
+        info = json.loads(Path(info_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise LiteRTModelError(
+            f"{info_path} is not readable export info ({_one_line(error)}); rerun the litert export"
+        ) from None
+    if not isinstance(info, dict):
+        raise LiteRTModelError(f"{info_path} is not export info (a JSON object)")
+    return info
 
 
 def prefill_plan(count: int, lengths, cache_length: int, start: int = 0) -> list[tuple[int, int]]:
@@ -121,66 +276,101 @@ def _as_sampler(sampler) -> Sampler:
 
 
 class _Signature:
-    """One signature's tensors as numpy views into the interpreter, and its cache state."""
+    """One signature of the compiled model with the tensor buffers bound to it.
 
-    def __init__(self, interpreter, name: str):
-        runner = interpreter.get_signature_runner(name)
-        wrapper = interpreter._interpreter  # noqa: SLF001  (views need the wrapper's tensor())
-        self.name = name
-        self.subgraph = runner._subgraph_index  # noqa: SLF001
-        wrapper.AllocateTensors(self.subgraph)
-        inputs = dict(runner._inputs)  # noqa: SLF001
-        outputs = dict(runner._outputs)  # noqa: SLF001
+    The KV caches are one set of buffers (``caches``, by name) bound to every signature as the
+    input *and* the output of the same name, as LiteRT-LM binds them: a call's
+    DYNAMIC_UPDATE_SLICE writes its rows in place, the next call of any signature reads them
+    there. Nothing copies cache rows between calls. Tokens, positions and the mask are written
+    into their buffers before each call; the logits are read out of theirs after it.
+    """
+
+    def __init__(self, compiled, name: str, caches: dict):
+        inputs = compiled.get_input_tensor_details(name)
+        outputs = compiled.get_output_tensor_details(name)
         missing = {TOKENS, INPUT_POS, MASK} - set(inputs)
         if missing:
             raise LiteRTModelError(f"signature {name} lacks input(s) {sorted(missing)}")
-
-        def view(index):
-            return wrapper.tensor(wrapper, index, self.subgraph)
-
-        self.tokens = view(inputs[TOKENS])
-        self.input_pos = view(inputs[INPUT_POS])
-        self.mask = view(inputs[MASK])
-        self.length = int(self.tokens.shape[1])
-        self.cache_names = sorted(
-            (n for n in inputs if _CACHE_NAME.match(n)),
-            key=lambda n: (int(_CACHE_NAME.match(n).group(2)), _CACHE_NAME.match(n).group(1)),
-        )
-        if not self.cache_names or set(self.cache_names) - set(outputs):
+        self.name = name
+        self.length = int(inputs[TOKENS]["shape"][1])
+        cache_names = [n for n in inputs if _CACHE_NAME.match(n)]
+        if not cache_names or set(cache_names) - set(outputs):
             raise LiteRTModelError(
                 f"signature {name}: every kv_cache_* input must come back as "
                 f"an output of the same name ({sorted(outputs)})"
             )
-        self.cache_in = [view(inputs[n]) for n in self.cache_names]
-        self.cache_out = [view(outputs[n]) for n in self.cache_names]
-        self.logits = view(outputs[LOGITS]) if LOGITS in outputs else None
-        # Uninitialised arena memory could hold NaN bit patterns, which a hidden position would
-        # still turn into NaN (NaN * 0): every cache starts as zeros.
-        for cache in self.cache_in:
-            cache[...] = 0
-        self.tokens[...] = 0
-        self.input_pos[...] = 0
-        self.mask[...] = MASK_HIDDEN
-        self.synced = 0  # rows [0, synced) of cache_in hold this generation's values
+        self.cache_shape = tuple(inputs[cache_names[0]]["shape"])
+        self.inputs, self.outputs = {}, {}
+        for cache in cache_names:
+            shape = tuple(inputs[cache]["shape"])
+            if cache not in caches:
+                buffer = compiled.create_input_buffer_by_name(name, cache)
+                # Fresh buffers hold whatever the allocator left; NaN bit patterns at hidden
+                # positions would still turn into NaN (NaN * 0): every cache starts as zeros.
+                buffer.write(np.zeros(shape, np.float32))
+                caches[cache] = (buffer, shape)
+            buffer, bound_shape = caches[cache]
+            if bound_shape != shape:
+                raise LiteRTModelError(
+                    f"signature {name}: {cache} has shape {list(shape)}, another signature's "
+                    f"{list(bound_shape)}: the signatures must share one cache"
+                )
+            self.inputs[cache] = self.outputs[cache] = buffer
+        for tensor in (TOKENS, INPUT_POS, MASK):
+            self.inputs[tensor] = compiled.create_input_buffer_by_name(name, tensor)
+        self.tokens = np.zeros(inputs[TOKENS]["shape"], np.int32)
+        self.input_pos = np.zeros(inputs[INPUT_POS]["shape"], np.int32)
+        self.mask = np.full(inputs[MASK]["shape"], MASK_HIDDEN, np.float32)
+        self.logits_shape = None
+        if LOGITS in outputs:
+            self.logits_shape = tuple(outputs[LOGITS]["shape"])
+            self.outputs[LOGITS] = compiled.create_output_buffer_by_name(name, LOGITS)
+            self._logits_count = int(np.prod(self.logits_shape))
         self.visible = 0  # mask columns [0, visible) are 0 (decode's incremental mask)
-        self._invoke = wrapper.Invoke
+        self._tokens_buffer = self.inputs[TOKENS]
+        self._input_pos_buffer = self.inputs[INPUT_POS]
+        self._mask_buffer = self.inputs[MASK]
+        self._run = compiled.run_by_name
+        self._write_inputs()  # fresh buffers hold arbitrary bytes (an id out of range)
+
+    def _write_inputs(self):
+        self._tokens_buffer.write(self.tokens)
+        self._input_pos_buffer.write(self.input_pos)
+        self._mask_buffer.write(self.mask)
 
     def invoke(self):
-        self._invoke(self.subgraph)
+        """Write tokens, positions and mask into their buffers, then run the signature."""
+        self._write_inputs()
+        self._run(self.name, self.inputs, self.outputs)
+
+    def logits(self) -> np.ndarray:
+        """The last call's logits, ``logits_shape`` (a copy: V floats per row, no cache)."""
+        return self.outputs[LOGITS].read(self._logits_count, np.float32).reshape(self.logits_shape)
 
 
 class LiteRTModel:
     """A LiteRT-route ``.tflite`` with its tokenizer and export info (see the module docstring).
 
-    ``threads``: the interpreter's (XNNPACK's) thread count; None leaves its default.
+    ``threads``: XNNPACK's thread count; None leaves the runtime's default.
     ``info``: the export info path; default ``litert_export.json`` next to the model.
+    ``weight_cache``: keep XNNPACK's packed weights in a file and map them back on later loads
+    (``llm2tflite.litert.weight_cache``); False packs them at every load (a cold load).
+    ``weight_cache_dir``: where that file goes (default: ``.xnnpack_cache/`` beside the model).
+    ``ynnpack``: let YNNPACK take the operations it supports before XNNPACK (see
+    ``YNNPACK_DEFAULT``).
     """
 
     route = ROUTE
 
-    def __init__(self, path, threads: int | None = None, info=None):
-        from ai_edge_litert.interpreter import Interpreter
-
+    def __init__(
+        self,
+        path,
+        threads: int | None = None,
+        info=None,
+        weight_cache: bool = True,
+        weight_cache_dir=None,
+        ynnpack: bool = YNNPACK_DEFAULT,
+    ):
         started = time.perf_counter()
         self.path = Path(path)
         self.threads = threads
@@ -190,7 +380,7 @@ class LiteRTModel:
                 f"{info_path} is missing: the LiteRT model's export info "
                 "(written by the workflow's litert export) must lie beside it"
             )
-        self.info = json.loads(info_path.read_text(encoding="utf-8"))
+        self.info = _read_info(info_path)
         self.tokenizer = load_runtime_tokenizer(self.path.parent)
         expected = self.info.get("tokenizer_vocabulary_size")
         if expected is not None and self.tokenizer.vocabulary_size() != int(expected):
@@ -199,28 +389,30 @@ class LiteRTModel:
                 f"tokenizer {expected}: not this model's tokenizer (rerun the runtime_tokenizer "
                 "rule)"
             )
-        # The interpreter's INFO line ("Created TensorFlow Lite XNNPACK delegate") is not news.
-        with tf_logging.native_notes_hidden():
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+        self.compiled, self.weight_cache = _compile(
+            self.path, threads, weight_cache, weight_cache_dir, ynnpack
+        )
+        with _litert_notes_hidden():
             self._prepare_signatures(path)
         self._check_signatures(path, info_path)
         self.load_seconds = time.perf_counter() - started
 
     def _prepare_signatures(self, path):
-        names = list(self.interpreter.get_signature_list())
+        names = list(self.compiled.get_signature_list())
         prefill_names = [n for n in names if n.startswith(PREFILL_PREFIX)]
         if DECODE_SIGNATURE not in names or not prefill_names:
             raise LiteRTModelError(
                 f"{path}: signatures {names}, expected {DECODE_SIGNATURE} and {PREFILL_PREFIX}<T>"
             )
-        self._decode = _Signature(self.interpreter, DECODE_SIGNATURE)
-        if self._decode.logits is None or self._decode.length != 1:
+        caches = {}
+        self._decode = _Signature(self.compiled, DECODE_SIGNATURE, caches)
+        if self._decode.logits_shape is None or self._decode.length != 1:
             raise LiteRTModelError(
                 f"{path}: {DECODE_SIGNATURE} must take one token and return {LOGITS}"
             )
         self._prefill = {}
         for name in prefill_names:
-            signature = _Signature(self.interpreter, name)
+            signature = _Signature(self.compiled, name, caches)
             self._prefill[signature.length] = signature
 
     def _check_signatures(self, path, info_path):
@@ -239,9 +431,15 @@ class LiteRTModel:
                 "info"
             )
         self.prefill_lengths = sorted(self._prefill)
-        self.prefill_logits = all(s.logits is not None for s in self._prefill.values())
-        self.start_token_id = int(self.info["start_token_id"])
-        self.stop_token_ids = frozenset(int(i) for i in self.info["stop_token_ids"])
+        self.prefill_logits = all(s.logits_shape is not None for s in self._prefill.values())
+        try:
+            self.start_token_id = int(self.info["start_token_id"])
+            self.stop_token_ids = frozenset(int(i) for i in self.info["stop_token_ids"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise LiteRTModelError(
+                f"{info_path}: no valid start_token_id/stop_token_ids ({error}): not a LiteRT "
+                "export info"
+            ) from None
         self.add_start_token = bool(self.info.get("add_start_token", True))
         # Generation defaults: the config's generation settings when the export recorded them,
         # else the whole cache.
@@ -250,7 +448,6 @@ class LiteRTModel:
         )
         self.sequence_length = int(self.info.get("sequence_length") or self.max_length)
         self._hidden_ids = frozenset({self.start_token_id, *self.stop_token_ids})
-        self._last = None  # the signature that ran last: its cache_out holds every row so far
 
     # ---- the interface every route offers (llm2tflite.core.generation.CausalLMRuntime) ------
 
@@ -285,8 +482,8 @@ class LiteRTModel:
         propagates. ``timings``: fill
         ``Generation.timings`` (seconds): ``tokenize_s``, ``prefill_s``, ``first_token_s`` (call
         to first generated id), ``decode_step_s`` (each step: inputs, invoke, sampling),
-        ``decode_invoke_s`` (the interpreter's part of each step), ``prefill_steps`` (the chunk
-        lengths used).
+        ``decode_invoke_s`` (the runtime's part of each step: buffer writes, run, logits read),
+        ``prefill_steps`` (the chunk lengths used).
         """
         started = time.perf_counter()
         settings = _as_sampler(sampler)
@@ -364,7 +561,7 @@ class LiteRTModel:
                 else:
                     signature = self._prefill[length]
                     self._run(signature, chunk, position)
-                    rows.extend(np.array(signature.logits[0, :count], np.float64))
+                    rows.extend(np.array(signature.logits()[0, :count], np.float64))
                 position += count
         else:
             for position, token in enumerate(ids[:-1]):
@@ -387,21 +584,11 @@ class LiteRTModel:
         return min(int(max_length), self.cache_length)
 
     def _reset(self):
-        """A new sequence from position 0: no signature's input holds any row of it yet."""
-        for signature in self._signatures():
-            signature.synced = 0
+        """A new sequence from position 0: rows of an earlier one stay in the caches, hidden by
+        the mask until overwritten."""
         decode = self._decode
         decode.mask[..., : decode.visible] = MASK_HIDDEN
         decode.visible = 0
-        self._last = None
-
-    def _sync(self, signature, position: int):
-        """Bring ``signature``'s input caches to rows [0, position) from the last call's output."""
-        start = signature.synced
-        if position > start:
-            for cache_in, cache_out in zip(signature.cache_in, self._last.cache_out):
-                cache_in[:, start:position] = cache_out[:, start:position]
-        signature.synced = position
 
     def _prefill_tokens(self, tokens, position: int) -> list[int]:
         """Prefill ``tokens`` from ``position`` (see ``prefill_plan``); the lengths used."""
@@ -424,7 +611,6 @@ class LiteRTModel:
         count, length = len(tokens), signature.length
         if position + length > self.cache_length or count > length:
             raise AssertionError(f"{signature.name} at position {position}: would clamp")
-        self._sync(signature, position)
         signature.tokens[...] = 0
         signature.tokens[0, :count] = tokens
         signature.input_pos[...] = 0
@@ -434,22 +620,17 @@ class LiteRTModel:
         signature.mask[0, 0, :count] = np.where(columns <= rows, 0.0, MASK_HIDDEN)
         signature.mask[0, 0, count:] = MASK_HIDDEN
         signature.invoke()
-        self._last = signature
 
     def _decode_step(self, token: int, position: int):
-        """``decode`` at ``position``: the logits of the next token (a view, valid until the next
-        call)."""
+        """``decode`` at ``position``: the logits of the next token."""
         decode = self._decode
-        if position > decode.synced:
-            self._sync(decode, position)
         decode.tokens[0, 0] = token
         decode.input_pos[0] = position
         if position >= decode.visible:
             decode.mask[0, 0, 0, decode.visible : position + 1] = 0.0
             decode.visible = position + 1
         decode.invoke()
-        self._last = decode
-        return decode.logits[0, 0]
+        return decode.logits()[0, 0]
 
 
 class _TextStream:
@@ -510,30 +691,37 @@ def _naive_decode_steps(path, threads, steps: int) -> list[float]:
 
 
 def measure_loop(
-    path, threads: int | None = None, rounds: int = 5, prompt: str = "Estoy disfrutando de"
+    path,
+    threads: int | None = None,
+    rounds: int = 5,
+    prompt: str = "Estoy disfrutando de",
+    ynnpack: bool = YNNPACK_DEFAULT,
 ) -> dict:
     """Per-decode-step milliseconds, timed interleaved (A B C D A B C D ...) in this process.
 
-    - ``invoke``: the ``decode`` signature alone (no Python work but the call), each call timed;
-    - ``loop``: a step of ``LiteRTModel.generate`` (inputs, row sync, invoke, greedy pick), from
+    - ``invoke``: the ``decode`` signature's run alone (buffers bound, no writes), each call timed;
+    - ``loop``: a step of ``LiteRTModel.generate`` (buffer writes, run, logits read, greedy
+      pick), from
       ``Generation.timings["decode_step_s"]``;
     - ``loop_streaming``: the same with an ``on_text`` callback (as the CLI streams): the time
       between consecutive pieces of text (a step whose token ends inside a character passes no
       piece on, so a few intervals span two steps);
-    - ``naive``: a step of a loop over the signature runner that passes whole caches in and out.
+    - ``naive``: a step of a loop over the Interpreter's signature runner that passes whole caches
+      in and out.
     Medians of every step of every round (a shared machine's preemptions inflate means). Stop
     tokens are ignored here, so that every generation runs to the end of the cache.
     """
-    model = LiteRTModel(path, threads=threads)
+    model = LiteRTModel(path, threads=threads, ynnpack=ynnpack)
     model.stop_token_ids = frozenset()
     decode = model._decode
+    run = model.compiled.run_by_name
     figures = {name: [] for name in ("invoke", "loop", "loop_streaming", "naive")}
     steps = model.cache_length - len(model.token_ids(prompt, with_start=True))
     clock = time.perf_counter
     for _ in range(rounds):
         for _ in range(steps):
             started = clock()
-            decode.invoke()
+            run(decode.name, decode.inputs, decode.outputs)
             figures["invoke"].append(clock() - started)
         generation = model.generate(prompt, max_length=model.cache_length, timings=True)
         figures["loop"] += generation.timings["decode_step_s"]
@@ -562,11 +750,16 @@ def main(argv=None):
     parser.add_argument("models", nargs="+", help="LiteRT-route .tflite files (interleaved)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--ynnpack", action="store_true", help="let YNNPACK take the operations it supports"
+    )
     args = parser.parse_args(argv)
     results = {str(path): [] for path in args.models}
     for _ in range(args.rounds):  # one round of each file per pass: A B C A B C ...
         for path in args.models:
-            results[str(path)].append(measure_loop(path, args.threads, rounds=1))
+            results[str(path)].append(
+                measure_loop(path, args.threads, rounds=1, ynnpack=args.ynnpack)
+            )
     for path, mine in results.items():
         median = {
             key: round(statistics.median(r["ms_per_step"][key] for r in mine), 4)
@@ -577,6 +770,7 @@ def main(argv=None):
                 {
                     "model": path,
                     "threads": args.threads,
+                    "ynnpack": args.ynnpack,
                     "rounds": args.rounds,
                     "steps_per_round": mine[0]["steps"],
                     "median_ms_per_step": median,

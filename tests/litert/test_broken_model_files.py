@@ -1,0 +1,142 @@
+"""Broken model files get one line, never a traceback, from the CLI and from open_model (both
+routes), and ``python -m llm2tflite verify`` names each artifact changed since it was built."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llm2tflite.__main__ import main
+from llm2tflite.litert.contract import INFO_FILE, TOKENIZER_JSON
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def litert_copy(small_litert, directory, variant="int8"):
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in (INFO_FILE, TOKENIZER_JSON):
+        shutil.copy2(small_litert["dir"] / name, directory / name)
+    target = directory / f"{variant}.tflite"
+    shutil.copyfile(small_litert["tflite"][variant], target)
+    return target
+
+
+def cli_error_line(capfd, path) -> str:
+    """The CLI's stderr on ``generate path`` (a process of its own, as a user runs it): exactly
+    one line (returned), exit code 2."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "llm2tflite", "generate", str(path), "hola"],
+        cwd=path.parent,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 2, completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    return lines[0]
+
+
+def open_model_error(path) -> str:
+    from llm2tflite.model_files import ModelOpenError, open_model
+
+    with pytest.raises(ModelOpenError) as raised:
+        open_model(path, threads=1)
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+def truncate(path, keep):
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def test_truncated_litert_file(small_litert, tmp_path, capfd):
+    path = litert_copy(small_litert, tmp_path)
+    truncate(path, path.stat().st_size // 2)
+    assert "is damaged (truncated or altered" in cli_error_line(capfd, path)
+    assert "is damaged" in open_model_error(path)
+
+
+def test_altered_litert_flatbuffer(small_litert, tmp_path, capfd):
+    """The flatbuffer's tables altered (its root offset): LiteRT's loader would crash on it."""
+    path = litert_copy(small_litert, tmp_path)
+    data = bytearray(path.read_bytes())
+    data[0:4] = (len(data) + 4096).to_bytes(4, "little")  # the root table past the end
+    path.write_bytes(bytes(data))
+    line = cli_error_line(capfd, path)
+    assert str(path) in line and "damaged" in line
+    assert "damaged" in open_model_error(path)
+
+
+def test_missing_export_info(small_litert, tmp_path, capfd):
+    path = litert_copy(small_litert, tmp_path)
+    (tmp_path / INFO_FILE).unlink()
+    assert "litert_export.json is missing" in cli_error_line(capfd, path)
+
+
+def test_mismatched_export_info(small_litert, tmp_path, capfd):
+    path = litert_copy(small_litert, tmp_path)
+    info = json.loads((tmp_path / INFO_FILE).read_text())
+    info["cache_length"] = int(info["cache_length"]) + 3
+    (tmp_path / INFO_FILE).write_text(json.dumps(info))
+    assert "not its export info" in cli_error_line(capfd, path)
+
+
+def test_unreadable_export_info(small_litert, tmp_path, capfd):
+    path = litert_copy(small_litert, tmp_path)
+    (tmp_path / INFO_FILE).write_text("{not json")
+    assert "is not readable export info" in cli_error_line(capfd, path)
+
+
+def test_litertlm_given_for_a_tflite(tmp_path, capfd):
+    bundle = tmp_path / "int8.tflite"
+    bundle.write_bytes(b"LITERTLM" + bytes(64))  # a LiteRT-LM bundle's magic, renamed
+    assert "is a LiteRT-LM bundle" in cli_error_line(capfd, bundle)
+    assert "LiteRT-LM bundle" in open_model_error(bundle)
+
+
+def test_truncated_codelab_file(small_export, tmp_path, capfd):
+    path = tmp_path / "fp32.tflite"
+    shutil.copyfile(small_export["tflite"], path)
+    truncate(path, path.stat().st_size // 3)
+    assert "is damaged" in cli_error_line(capfd, path)
+    assert "is damaged" in open_model_error(path)
+
+
+def test_verify_names_each_changed_artifact(tmp_path, capfd):
+    from llm2tflite.report.manifest import build_manifest
+
+    project = tmp_path / "project"
+    (project / "results" / "m").mkdir(parents=True)
+    names = ["results/m/a.bin", "results/m/b.bin", "results/m/c.bin", "results/m/d.bin"]
+    for index, name in enumerate(names):
+        (project / name).write_bytes(bytes([index]) * 100)
+    manifest = project / "results" / "reports" / "default" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        manifest.write_text(json.dumps(build_manifest(names)))
+        assert main(["verify"]) == 0
+        assert "4 artifacts" in capfd.readouterr().out
+        (project / names[0]).write_bytes(bytes([9]) * 100)  # same size, other bytes
+        (project / names[1]).write_bytes(b"short")
+        (project / names[2]).unlink()
+        assert main(["verify", str(manifest)]) == 1
+    finally:
+        os.chdir(cwd)
+    out = capfd.readouterr().out.strip().splitlines()
+    assert out[:3] == [
+        f"{names[0]}: changed since it was built (same size, different bytes)",
+        f"{names[1]}: changed since it was built (100 bytes then, 5 now)",
+        f"{names[2]}: missing (listed in {manifest})",
+    ]
+    assert out[3].endswith("3 changed") and len(out) == 4
