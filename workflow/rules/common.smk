@@ -94,6 +94,10 @@ def prepend_to_search_path(variable, directory):
 
 prepend_to_search_path("PYTHONPATH", WORKFLOW_DIR)
 os.environ.update(LLM2TFLITE_WORKFLOW_DIR=str(WORKFLOW_DIR))
+# The LiteRT runtime keeps XNNPACK's packed weights in a cache file (llm2tflite/litert/
+# weight_cache.py), by default beside the model: the stages that run models keep theirs out of
+# results/, whose files are all declared outputs (a user's setting of the variable wins).
+os.environ.setdefault("LLM2TFLITE_WEIGHT_CACHE_DIR", ".snakemake/xnnpack-cache")
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     prepend_to_search_path("PATH", Path(sys.executable).parent)
 
