@@ -57,7 +57,7 @@ def test_native_notes_are_hidden_and_everything_else_kept_in_order(tmp_path):
     script = tmp_path / "noisy.py"
     script.write_text(
         "import os, sys\n"
-        "from llm2tflite import tf_logging\n"
+        "from llm2tflite.core import tf_logging\n"
         "print('before', file=sys.stderr)\n"
         "with tf_logging.native_notes_hidden():\n"
         "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are"
