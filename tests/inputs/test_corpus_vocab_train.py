@@ -131,7 +131,7 @@ def test_lexicon_is_package_data_and_the_corpus_code_holds_no_word_lists():
         relative = str(path.relative_to(REPO / "llm2tflite"))
         assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
     assert (data_dir / corpus.LEXICON_FILE).is_file()
-    source = (REPO / "llm2tflite" / "corpus.py").read_text()
+    source = (REPO / "llm2tflite" / "inputs" / "corpus.py").read_text()
     assert '_nouns("""' not in source and len(source.splitlines()) < 800
     assert len(corpus.FOOD) > 10 and corpus.ADJECTIVES["joven"].spanish("m", True) == "jóvenes"
 
