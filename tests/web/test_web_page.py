@@ -1,4 +1,5 @@
-"""The demo page in headless Chromium: the CLI's greedy text, refusals, seeded sampling.
+"""The demo page in headless Chromium: the CLI's greedy text, refusals, seeded sampling, a full
+context.
 
 The pages are built by the stage's CLI (``python -m llm2tflite.web.page``) from the LiteRT-route
 files of the default models, ``tiny`` and ``tiny_llama`` (int8), and served by
@@ -34,9 +35,14 @@ PROMPTS = (
     "Estoy disfrutando de",
     "I am enjoying the",
     "¿Dónde está",
-    # Longer than one prefill chunk of 32 and cut at the prompt limit (max_length - 1 = 99).
-    "El libro que " * 30,
+    # Longer than one prefill chunk of 32 (and than a few decode steps at the cache end).
+    "El libro que " * 7,
 )
+# Fills the context of 100 positions: the CLI keeps its first 99 tokens, the page refuses it.
+LONG_PROMPT = "El libro que " * 30
+# A page whose export info sets a sequence_length below max_length - 1: the CLI and the page
+# both cut a longer prompt to its first tokens and generate (data-note).
+SEQUENCE_LENGTH = 12
 SAMPLED = {"temperature": "0.9", "top_k": "40", "top_p": "0.95", "seed": "7"}
 OUTPUT_BLOCKED_WORD = "leche"  # tiny's greedy continuation of the first prompt holds it
 PROJECT_ENV = "LLM2TFLITE_WEB_TEST_PROJECT"
@@ -100,12 +106,31 @@ def site(project, tmp_path_factory):
     )  # fmt: skip
     shutil.copytree(web / "tiny", web / "no_model")
     (web / "no_model" / f"{VARIANT}.tflite").unlink()
+    _cli(
+        "page", "--litert-dir", str(short_prompt_litert(project, root)), "--variant", VARIANT,
+        "--model", "tiny", "--out", str(web / "tiny_short_prompt"),
+    )  # fmt: skip
     server = make_server(web)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", web, words
     server.shutdown()
     server.server_close()
+
+
+def short_prompt_litert(project: Path, root: Path) -> Path:
+    """A copy of tiny's LiteRT files whose export info keeps at most SEQUENCE_LENGTH prompt
+    tokens (the runtime's `sequence_length`), for the CLI and a page alike."""
+    litert = root / "short_prompt" / "tiny" / "litert"
+    if not litert.is_dir():
+        litert.mkdir(parents=True)
+        source = project / "results" / "tiny" / "litert"
+        for name in (f"{VARIANT}.tflite", "tokenizer.json"):
+            shutil.copyfile(source / name, litert / name)
+        info = json.loads((source / "litert_export.json").read_text(encoding="utf-8"))
+        info["sequence_length"] = SEQUENCE_LENGTH
+        (litert / "litert_export.json").write_text(json.dumps(info), encoding="utf-8")
+    return litert
 
 
 def cli_output(model_file: Path, prompt: str, *options: str) -> tuple[int, str, str]:
@@ -148,8 +173,13 @@ def browser_results(site, project, tmp_path_factory):
             jobs[f"{model}/sampled/{attempt}"] = {
                 "url": _url(base, model, prompt=PROMPTS[0], **SAMPLED)
             }
+        jobs[f"{model}/context_full"] = {"url": _url(base, model, prompt=LONG_PROMPT)}
+        jobs[f"{model}/max_length_full"] = {
+            "url": _url(base, model, prompt=PROMPTS[0], max_length=2)
+        }
     jobs["tiny_llama/greedy/0"]["encode"] = _sp_lines(project) + HARD_CASES
     jobs["tiny/greedy/0"]["encode"] = HARD_CASES
+    jobs["tiny_short_prompt"] = {"url": _url(base, "tiny_short_prompt", prompt=PROMPTS[3])}
     jobs["tiny_blocked"] = {"url": _url(base, "tiny_blocked", prompt=PROMPTS[0])}
     jobs["no_model"] = {"url": _url(base, "no_model", prompt=PROMPTS[0])}
     screenshots = tmp_path_factory.mktemp("web_screenshot")
@@ -193,9 +223,51 @@ def test_greedy_text_equals_the_cli(browser_results, project, model):
         assert result["text"] == stdout.removesuffix("\n"), (model, prompt)
         stats = result["stats"]
         assert stats["new_tokens"] >= 1 and stats["first_token_ms"] > 0
+        assert result["note"] is None, result["note"]
     assert browser_results[f"{model}/greedy/0"]["isolated"], "COOP/COEP headers not in effect"
-    # The long prompt was cut at the prompt limit, as the CLI notes.
-    assert "cut" in browser_results[f"{model}/greedy/{len(PROMPTS) - 1}"]["note"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_prompt_filling_the_context_is_a_context_full_error(browser_results, project, model):
+    """A prompt of at least max_length tokens (start included) leaves no room: the page says
+    so in one line where the CLI cuts the prompt to max_length - 1 tokens (docs/web.md)."""
+    from llm2tflite.litert.runtime_tokenizer import load_runtime_tokenizer
+
+    litert = project / "results" / model / "litert"
+    cache_length = json.loads((litert / "litert_export.json").read_text())["cache_length"]
+    tokens = 1 + len(load_runtime_tokenizer(litert).encode(LONG_PROMPT))
+    assert tokens >= cache_length
+    result = browser_results[f"{model}/context_full"]
+    assert result["error"] == (
+        f"context full: the prompt is {tokens} tokens (start token included) and max_length "
+        f"{cache_length} leaves no room for a new token; shorten the prompt"
+    )
+    assert result["done"] == "true" and result["text"] == ""
+    # What the page refuses, the CLI cuts (and says so).
+    code, _, stderr = cli_output(litert / f"{VARIANT}.tflite", LONG_PROMPT)
+    assert code == 0 and "cut to its first tokens" in stderr
+    short = browser_results[f"{model}/max_length_full"]
+    assert short["error"].startswith("context full:") and short["error"].endswith(
+        f"max_length 2 leaves no room for a new token; shorten the prompt or raise max_length "
+        f"(the model's context holds {cache_length})"
+    )
+
+
+def test_prompt_cut_to_the_sequence_length_equals_the_cli(browser_results, project, site):
+    """Where the CLI cuts a long prompt and still generates (an export info's sequence_length),
+    the page gives the same text and a data-note with the counts."""
+    from llm2tflite.litert.runtime_tokenizer import load_runtime_tokenizer
+
+    _, web, _ = site
+    litert = short_prompt_litert(project, web.parent)
+    tokens = 1 + len(load_runtime_tokenizer(litert).encode(PROMPTS[3]))
+    assert tokens > SEQUENCE_LENGTH
+    code, stdout, stderr = cli_output(litert / f"{VARIANT}.tflite", PROMPTS[3])
+    assert code == 0 and "cut to its first tokens" in stderr
+    result = browser_results["tiny_short_prompt"]
+    assert result["error"] is None and result["done"] == "true", result
+    assert result["text"] == stdout.removesuffix("\n")
+    assert f"(kept {SEQUENCE_LENGTH} of {tokens}, start token included)" in result["note"]
 
 
 @pytest.mark.parametrize("model", MODELS)

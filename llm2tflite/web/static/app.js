@@ -3,9 +3,11 @@
 // (?prompt=...&max_length=...&temperature=...&top_k=...&top_p=...&seed=...&threads=...).
 //
 // Test interface: #output holds the text (prompt included, as the CLI prints it);
-// data-done="true" when generation ended; data-error="<one line>" when it failed or was
-// refused (data-done is set too); data-note for what the CLI prints as a note (prompt cut,
-// max_length capped). window.llm2tflite exposes the tokenizer for the tokenizer parity test.
+// data-done="true" when generation ended; data-error="<one line>" when it failed, was refused
+// or the prompt leaves no room for a new token ("context full: ..."; data-done is set too);
+// data-note for what the CLI prints as a note (prompt cut to the export's sequence_length,
+// max_length capped at the context). window.llm2tflite exposes the tokenizer for the tokenizer
+// parity test.
 
 import { Tokenizer } from "@huggingface/tokenizers";
 import { LiteRTModel, loadRuntime } from "./model.js";
@@ -141,8 +143,11 @@ async function run(state, params) {
     onText: (text) => stream.write(text.slice(stream.text.length)),
   });
   stream.close(generation.text);
-  if (generation.promptTokens < model.tokenIds(prompt, true).length) {
-    notes.push("the prompt was longer than the model's prompt limit and was cut to its first tokens");
+  if (generation.promptTokens < generation.givenTokens) {
+    notes.push(
+      "the prompt was longer than the model's prompt limit and was cut to its first tokens " +
+        `(kept ${generation.promptTokens} of ${generation.givenTokens}, start token included)`,
+    );
   }
   if (notes.length) output.dataset.note = notes.join("; ");
   const steps = generation.timings.decode_step_ms;

@@ -1,8 +1,11 @@
 // The LiteRT route's prefill/decode .tflite in LiteRT.js: llm2tflite/litert/runtime.py's
 // generation, step for step, so that greedy text equals `python -m llm2tflite generate`'s.
 //
-// 1. the prompt is tokenized (in JS), the start token put first, and cut to
-//    max(1, min(sequence_length, max_length - 1)) tokens;
+// 1. the prompt is tokenized (in JS) and the start token put first. A prompt that fills
+//    max_length (at most the cache length) leaves no room for a new token: ContextFullError,
+//    where the CLI would keep its first max_length - 1 tokens (docs/web.md says why). Otherwise
+//    it is cut, as the CLI cuts it, to min(sequence_length, max_length - 1) tokens (only an
+//    export info with a sequence_length below that cuts anything);
 // 2. every prompt token but the last is prefilled in chunks of the exported lengths
 //    (prefillPlan: the longest while the rest is at least that long, then the shortest that holds
 //    the rest, padded with hidden rows; never past the cache end, decode steps where nothing fits);
@@ -16,6 +19,21 @@ import { loadAndCompile, loadLiteRt, Tensor } from "@litertjs/core";
 const CACHE_NAME = /^kv_cache_[kv]_\d+$/;
 
 export class ModelError extends Error {}
+
+// The prompt alone fills the context: no new token fits (the page's data-error "context full").
+export class ContextFullError extends ModelError {
+  constructor(promptTokens, maxLength, cacheLength) {
+    const fix =
+      maxLength < cacheLength
+        ? `shorten the prompt or raise max_length (the model's context holds ${cacheLength})`
+        : "shorten the prompt";
+    super(
+      `context full: the prompt is ${promptTokens} tokens (start token included) and ` +
+        `max_length ${maxLength} leaves no room for a new token; ${fix}`,
+    );
+    this.promptTokens = promptTokens;
+  }
+}
 
 export function prefillPlan(count, lengths, cacheLength, start = 0) {
   if (start + count > cacheLength) {
@@ -167,12 +185,15 @@ export class LiteRTModel {
 
   // Continue `prompt`; onText(text) receives the whole text so far whenever it grows by text
   // that can no longer change (an incomplete character at the end waits). Returns
-  // {text, ids, promptTokens, newTokens, timings}; timings in milliseconds.
+  // {text, ids, givenTokens, promptTokens, newTokens, timings} (givenTokens: the prompt's
+  // tokens before the cut, promptTokens: those kept); timings in milliseconds.
   async generate(prompt, { maxLength = null, pick, onText = null } = {}) {
     const started = performance.now();
     maxLength = this.effectiveMaxLength(maxLength);
     let ids = this.tokenIds(prompt, true);
     if (!ids.length) throw new ModelError("the prompt is empty and this model has no start token");
+    if (ids.length >= maxLength) throw new ContextFullError(ids.length, maxLength, this.cacheLength);
+    const givenTokens = ids.length;
     ids = ids.slice(0, this.promptTokenLimit(maxLength));
     const promptTokens = ids.length;
     let emitted = "";
@@ -214,6 +235,6 @@ export class LiteRTModel {
     this.caches = null;
     const text = this.text(ids);
     update(text);
-    return { text, ids, promptTokens, newTokens: ids.length - promptTokens, timings };
+    return { text, ids, givenTokens, promptTokens, newTokens: ids.length - promptTokens, timings };
   }
 }
