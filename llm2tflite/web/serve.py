@@ -39,6 +39,14 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 
+    def copyfile(self, source, outputfile):
+        try:
+            super().copyfile(source, outputfile)
+        except (BrokenPipeError, ConnectionResetError):
+            # The browser stopped reading: app.js checks that the model file exists by starting
+            # its download and cancelling it.
+            pass
+
     def log_message(self, format, *args):  # noqa: A002  (the base class's name)
         if self.server.verbose:
             super().log_message(format, *args)

@@ -208,6 +208,16 @@ def browser_results(site, project, tmp_path_factory):
         raise AssertionError(f"drive.mjs failed:\n{completed.stderr[-3000:]}")
     print(f"{len(jobs)} pages in headless Chromium: {time.perf_counter() - started:.1f} s")
     results = dict(zip(jobs, json.loads(completed.stdout)))
+    # The in-browser figures docs/web.md quotes (pytest -s): one LiteRT.js thread, wasm CPU.
+    for name, result in results.items():
+        if ("/greedy/" in name or "/sampled/" in name) and result["stats"]:
+            stats = result["stats"]
+            print(
+                f"{name}: {stats['new_tokens']} new tokens, "
+                f"{stats['decode_tokens_per_s']:.0f} tokens/s decode, first token "
+                f"{stats['first_token_ms']:.1f} ms, load {stats['load_ms']:.0f} ms, "
+                f"page {result['wall_ms']} ms"
+            )
     results["screenshot"] = screenshots / SCREENSHOT
     return results
 

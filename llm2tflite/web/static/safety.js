@@ -1,4 +1,4 @@
-// The codelab app's offensive-language filter, as llm2tflite/safety.py and the CLI apply it.
+// The codelab app's offensive-language filter, as llm2tflite/core/safety.py and the CLI apply it.
 //
 // blocklist.json holds the words already normalized by Python (casefold, NFKD, combining marks
 // dropped); text is normalized here the same way, with toLowerCase plus the few full case

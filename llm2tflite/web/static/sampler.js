@@ -1,6 +1,6 @@
 // The next token from a model's logits: greedy, temperature, top-k, top-p; seeded.
 //
-// The same steps and tie rules as llm2tflite/sampling.py (the CLI's sampler):
+// The same steps and tie rules as llm2tflite/core/sampling.py (the CLI's sampler):
 // 1. temperature divides the logits (0: greedy, the most likely token, lowest id on a tie);
 // 2. top_k keeps the k most likely tokens (lower id first on ties);
 // 3. top_p keeps the fewest most likely tokens whose probability (after 1 and 2) is >= p;
