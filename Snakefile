@@ -49,12 +49,14 @@ except ConfigError as error:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/litert_helpers.smk"
+include: "workflow/rules/web_common.smk"
 include: "workflow/rules/inputs.smk"
 include: "workflow/rules/codelab.smk"
 include: "workflow/rules/litert.smk"
 include: "workflow/rules/litertlm.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/web.smk"
 
 
 # Aggregation only: on a cluster it runs in the submitting Snakemake, not as a job.

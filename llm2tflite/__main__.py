@@ -1,5 +1,7 @@
 """Command line: ``python -m llm2tflite generate MODEL "prompt" [--max-length N] [sampling]``.
 
+``python -m llm2tflite serve [DIR] [--port N]`` serves the demo pages (``llm2tflite.web``).
+
 The workflow's stages have their own CLIs (``python -m llm2tflite.<stage> --help``); this one is
 for people: run a converted model from the terminal, behind the codelab app's safety filter.
 MODEL is either route's ``.tflite``, told apart by its signatures (``llm2tflite.model_files``):
@@ -234,6 +236,12 @@ def _verify(args) -> int:
     return EXIT_CHANGED if changed else 0
 
 
+def _serve(args) -> int:
+    from llm2tflite.web.serve import serve
+
+    return serve(args.directory, args.port, args.verbose)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="llm2tflite", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -302,6 +310,14 @@ def main(argv=None) -> int:
         "directory)",
     )
     verify.set_defaults(run=_verify)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the demo pages (results/reports/<config>/web) on 127.0.0.1 for a browser",
+    )
+    serve.add_argument("directory", nargs="?", default="results/reports/default/web")
+    serve.add_argument("--port", type=int, default=8000, help="default 8000; 0: any free port")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    serve.set_defaults(run=_serve)
     args = parser.parse_args(argv)
     return args.run(args)
 

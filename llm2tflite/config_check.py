@@ -224,6 +224,34 @@ def _litert_errors(config: dict) -> list[str]:
     return errors
 
 
+def web_models(config: dict) -> list[str]:
+    """The models with a demo page: `web.models`, null for every model when the LiteRT route is
+    on (a page runs a LiteRT-route file), none when it is off."""
+    models = config["web"]["models"]
+    if models is None:
+        return list(config["models"]) if config["litert"]["variants"] else []
+    return list(models)
+
+
+def _web_errors(config: dict) -> list[str]:
+    """The pages' models are configured and their variant built by the LiteRT route."""
+    errors = []
+    models = web_models(config)
+    unknown = [m for m in models if m not in config["models"]]
+    if unknown:
+        errors.append(
+            f"web.models: {unknown} are not configured models; use some of: "
+            f"{', '.join(config['models'])} (or null for every model, [] for no page)"
+        )
+    variant, litert_variants = config["web"]["variant"], config["litert"]["variants"]
+    if models and variant not in litert_variants:
+        errors.append(
+            f"web.variant: {variant} is not a variant of the litert route (litert.variants: "
+            f"{litert_variants}); pick one of them, or set web.models: [] for no page"
+        )
+    return errors
+
+
 def _android_errors(config: dict) -> list[str]:
     """The hand-off's model is configured and its variant built by its route (a bundle, for the
     LiteRT route)."""
@@ -275,6 +303,7 @@ def semantic_errors(config: dict) -> list[str]:
         errors += _model_errors(name, source, config)
     errors += _litert_errors(config)
     errors += _android_errors(config)
+    errors += _web_errors(config)
     blocklist = (config.get("safety") or {}).get("blocklist")
     if blocklist and not Path(blocklist).expanduser().is_file():
         errors.append(

@@ -8,6 +8,7 @@ TensorFlow import.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -49,10 +50,15 @@ def package_versions() -> dict:
     return versions
 
 
-def build_manifest(paths) -> dict:
+def build_manifest(paths, npm_versions=None) -> dict:
+    """``npm_versions``: a JSON file of vendored JavaScript packages' versions (the demo pages'
+    runtime/versions.json), recorded under ``versions["npm"]``."""
     files = artifact_files(paths)
+    versions = package_versions()
+    if npm_versions:
+        versions["npm"] = json.loads(Path(npm_versions).read_text(encoding="utf-8"))
     return {
-        "versions": package_versions(),
+        "versions": versions,
         "artifacts": {str(p): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
     }
 
@@ -60,9 +66,10 @@ def build_manifest(paths) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
+    parser.add_argument("--npm-versions", help="JSON versions of vendored npm packages")
     parser.add_argument("paths", nargs="+", help="artifact files or directories")
     args = parser.parse_args(argv)
-    atomic.write_json(args.out, build_manifest(args.paths))
+    atomic.write_json(args.out, build_manifest(args.paths, args.npm_versions))
 
 
 if __name__ == "__main__":

@@ -103,10 +103,15 @@ def traced(models=MODELS):
     return of_model("trace", models=models) | converted(*ALL_VARIANTS, models=models)
 
 
+def web_pages(models=MODELS):
+    """The demo pages (workflow/rules/web.smk): each reads its model's LiteRT files."""
+    return of_model("web_page", models=models)
+
+
 def litert_exported(models=MODELS):
     """The LiteRT route's export, every LiteRT variant (workflow/rules/litert.smk) and every job
-    that reads them: their checks, bundles and the benchmark."""
-    jobs = of_model("litert_export", "litert_convert", "bench", models=models)
+    that reads them: their checks, bundles, demo pages and the benchmark."""
+    jobs = of_model("litert_export", "litert_convert", "bench", models=models) | web_pages(models)
     jobs |= per_variant("litert_quantize", "int8", "int4", models=models)
     jobs |= per_variant("litertlm_bundle", *LITERT_VARIANTS, models=models)
     for rule in DOWNSTREAM_OF_VARIANT:
@@ -115,10 +120,16 @@ def litert_exported(models=MODELS):
 
 
 def runtime_tokenizer(models=MODELS):
-    """The LiteRT route's tokenizer file, written from the preset, and the bundles holding it."""
-    return {
-        ("runtime_tokenizer", f"model={m}, tokenizer_file={RUNTIME_TOKENIZERS[m]}") for m in models
-    } | per_variant("litertlm_bundle", *LITERT_VARIANTS, models=models)
+    """The LiteRT route's tokenizer file, written from the preset, and the bundles and demo
+    pages holding it."""
+    return (
+        {
+            ("runtime_tokenizer", f"model={m}, tokenizer_file={RUNTIME_TOKENIZERS[m]}")
+            for m in models
+        }
+        | per_variant("litertlm_bundle", *LITERT_VARIANTS, models=models)
+        | web_pages(models)
+    )
 
 
 CASES = {
@@ -215,7 +226,8 @@ def edited_module(workdir, module):
             | litert_exported()
             | runtime_tokenizer(),
         ),
-        ("core/safety.py", smoked()),
+        # The demo pages carry the blocklist normalized by the safety module.
+        ("core/safety.py", smoked() | web_pages()),
     ],
 )
 def test_editing_a_stage_module_reruns_that_stage(default_run, module, expected):

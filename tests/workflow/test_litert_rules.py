@@ -39,7 +39,8 @@ def test_variants_empty_turns_the_route_off(tmp_path):
 
 def test_only_int4_still_converts_fp32_first(tmp_path):
     config_file = copy_default_config(tmp_path)
-    _set_litert(config_file, "  variants: [int4]\n")
+    # The demo pages run a variant the route builds (config `web: variant`, default int8).
+    _set_litert(config_file, "  variants: [int4]\nweb:\n  variant: int4\n")
     _, output = _dry_run(tmp_path)
     jobs = dict(re.findall(r"^(litert_\w+)\s+(\d+)$", output, re.MULTILINE))
     assert jobs == {"litert_export": "2", "litert_convert": "2", "litert_quantize": "2"}, output
@@ -75,7 +76,8 @@ def test_litert_edits_rerun_only_the_litert_route(default_run):
     )
     for rule in DOWNSTREAM_OF_VARIANT:
         quantized |= per_variant(rule, "int8", "int4", route="litert")
-    quantized |= of_model("bench") | {("benchmark_table", "")}
+    # The demo pages run int8 (config `web: variant`).
+    quantized |= of_model("bench", "web_page") | {("benchmark_table", "")}
     with edited_module(workdir, "litert/quantize.py"):
         assert planned_jobs(workdir) - AGGREGATES == quantized
     assert planned_jobs(workdir) == set()

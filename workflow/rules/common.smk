@@ -273,6 +273,7 @@ def all_targets():
         report_path("summary.md"),
         report_path(f"android/app/src/main/assets/{ANDROID_ASSET}"),
     ]
+    targets += web_targets()  # workflow/rules/web_common.smk
     return targets
 
 

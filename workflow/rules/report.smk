@@ -81,5 +81,9 @@ rule manifest:
         report_log("manifest"),
     conda:
         ENV_FILE
+    params:
+        # The demo pages' vendored JavaScript packages (inside a runtime directory listed among
+        # the artifacts): workflow/rules/web.smk.
+        npm=" ".join(f"--npm-versions {shlex.quote(f)}" for f in web_versions_file()),
     shell:
-        "python -m llm2tflite.report.manifest --out {output} {input.artifacts} > {log} 2>&1"
+        "python -m llm2tflite.report.manifest --out {output} {params.npm} {input.artifacts} > {log} 2>&1"
