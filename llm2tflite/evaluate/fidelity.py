@@ -55,8 +55,8 @@ GATES = {
         "min",
         "whole-continuation agreement with Keras (stop token counted)",
     ),
-    "max_kl_mean": ("kl_mean", "max", "mean KL(Keras||variant) nats/token"),
-    "max_kl_p99": ("kl_p99", "max", "p99 KL(Keras||variant) nats/token"),
+    "max_kl_mean": ("kl_mean", "max", "mean KL(Keras ‖ variant) nats/token"),
+    "max_kl_p99": ("kl_p99", "max", "p99 KL(Keras ‖ variant) nats/token"),
     "min_top1_agreement": ("top1_agreement", "min", "top-1 agreement with Keras"),
     "min_logit_correlation": ("logit_correlation", "min", "mean logit correlation with Keras"),
     "max_perplexity_relative_difference": (
@@ -468,12 +468,17 @@ def variant_fidelity(
     keras_logits = np.asarray(keras_logits)
     model = open_model(model_path)
     max_length = reference["max_length"]
-    limit = getattr(model, "score_limit", None)
-    variant_max_length = min(max_length, limit) if limit else max_length
+    # The longest generation the variant can give (its own max_length, the LiteRT cache): one
+    # that ends before it stopped.
+    variant_max_length = min(
+        max_length,
+        getattr(model, "max_length", None) or max_length,
+        getattr(model, "score_limit", None) or max_length,
+    )
     prompts = []
     for record in reference["generations"]:
         keras = Generation(record["output"], record["token_ids"], record["prompt_tokens"])
-        generation = model.generate(record["prompt"])
+        generation = model.generate(record["prompt"], max_length=max_length)
         prompts.append(
             {
                 "prompt": record["prompt"],
