@@ -39,13 +39,16 @@ def scramble_largest_buffer(path: Path, seed: int = 0) -> str:
 
     data = bytearray(path.read_bytes())
     model = schema.Model.GetRootAs(data, 0)
-    _, index = max((model.Buffers(i).DataLength(), i) for i in range(model.BuffersLength()))
-    readers = [
-        model.Subgraphs(s).Tensors(t)
-        for s in range(model.SubgraphsLength())
-        for t in range(model.Subgraphs(s).TensorsLength())
-        if model.Subgraphs(s).Tensors(t).Buffer() == index
-    ]
+    readers_of = {}
+    for s in range(model.SubgraphsLength()):
+        for t in range(model.Subgraphs(s).TensorsLength()):
+            tensor = model.Subgraphs(s).Tensors(t)
+            readers_of.setdefault(tensor.Buffer(), []).append(tensor)
+    # The largest buffer a tensor reads (metadata buffers are read by none).
+    _, index = max(
+        (model.Buffers(i).DataLength(), i) for i in range(model.BuffersLength()) if i in readers_of
+    )
+    readers = readers_of[index]
     item_size = _ITEM_SIZE[readers[0].Type()]
     elements = model.Buffers(index).DataAsNumpy().reshape(-1, item_size)  # a view into data
     elements[:] = elements[np.random.default_rng(seed).permutation(len(elements))]
@@ -152,8 +155,12 @@ def test_a_scrambled_file_fails_its_gate_on_both_routes(default_run, model_name,
             f"{result['logit_correlation']:.5f}, sequence {result['sequence_agreement']:.3f}, "
             f"perplexity {result['perplexity_relative_difference']:.2%}"
         )
-        # Independent of the gates: the damage shows in the figures by a wide margin.
-        assert result["kl_mean"] > 20 * max(healthy["kl_mean"], 1e-6)
+        # Independent of the gates: the damage shows by a wide margin in the distributions or in
+        # the generation (tiny_llama's codelab int8: its largest buffer is read by the
+        # generation path only, not by `score`; measured: KL unchanged, sequence agreement 0).
+        assert result["kl_mean"] > 20 * max(healthy["kl_mean"], 1e-6) or (
+            result["sequence_agreement"] < healthy["sequence_agreement"] / 2
+        )
         code, lines = gate_cli_lines(result, shipped_gates("int8"), tmp_path / route)
         assert code == 1 and len(lines) == 1, lines
         assert lines[0].startswith(f"quality gate FAILED: {route}/int8: ")
