@@ -291,6 +291,11 @@ def fidelity_rows(inputs, model=None) -> list[dict]:
     return rows
 
 
+def _sci(value) -> str:
+    """KL spans decades (1e-6 for fp32 to 1 for a damaged file): two significant digits."""
+    return "-" if _missing(value) else f"{value:.2e}"
+
+
 def write_fidelity_csv(inputs, out_csv) -> None:
     import csv
     import io
@@ -312,7 +317,7 @@ def _fidelity_section(inputs, model) -> list[str]:
     lines += [
         "Per token, teacher-forced on held-out text over the full vocabulary (worst signature "
         f"path; {', '.join(str(p) for p in sorted(positions, key=str))} positions): "
-        "KL(Keras || variant) mean and 99th percentile in nats, top-1 agreement, mean logit "
+        "KL(Keras ‖ variant) mean and 99th percentile in nats, top-1 agreement, mean logit "
         "correlation. Greedy continuations of the fidelity prompts id by id, the stop token "
         "counted: sequence agreement (positions of the longer continuation) and exact match.",
         "",
@@ -322,8 +327,8 @@ def _fidelity_section(inputs, model) -> list[str]:
             "route": row["route"],
             "variant": row["variant"],
             "size (MB)": _fmt(row["size_mb"], 2),
-            "KL mean": _fmt(row["kl_mean"], 4),
-            "KL p99": _fmt(row["kl_p99"], 4),
+            "KL mean": _sci(row["kl_mean"]),
+            "KL p99": _sci(row["kl_p99"]),
             "top-1": _pct(row["top1_agreement"]),
             "logit corr.": _fmt(row["logit_correlation"], 5),
             "perplexity (Keras)": f"{_fmt(row['perplexity'], 3)} "
@@ -657,7 +662,7 @@ def draw_quality_plot(inputs, model: str):
         kl_ax.plot([r["size_mb"]], [max(r["kl_mean"], 1e-7)], **style)
         top1_ax.plot([r["size_mb"]], [r["top1_agreement"]], **style)
     kl_ax.set_yscale("log")
-    kl_ax.set_ylabel("mean KL(Keras || variant), nats/token")
+    kl_ax.set_ylabel("mean KL(Keras ‖ variant), nats/token")
     top1_ax.set_ylabel("top-1 agreement with Keras")
     for ax in (kl_ax, top1_ax):
         ax.set_xlabel("file size (MB)")

@@ -253,8 +253,8 @@ def test_fidelity_table_shows_gate_verdicts(written):
     # size (MB), KL mean, KL p99, top-1, logit corr., perplexity (Keras), sequence, exact
     assert _row(fidelity, "tflite/int8")[2:10] == [
         "9.00",
-        "0.0010",
-        "0.0100",
+        "1.00e-03",
+        "1.00e-02",
         "99.9%",
         "0.99990",
         "5.670 (5.600)",
