@@ -19,8 +19,10 @@ Signatures of the SavedModel (and so of the ``.tflite`` files converted from it)
   the Python interpreter cannot return a zero-size tensor.)
 - ``detokenize(token_ids: int32[1, n]) -> text: string[1]``: the inverse, without weights, so the
   CLI can cut an output to fewer tokens than the traced ``max_length``.
-- ``score(token_ids: int32[1, n]) -> log_likelihoods: float32[1, n - 1]``: log p(token i | tokens
-  before it) for i >= 1, for perplexity. It reads the same weight constants as the generation
+- ``score(token_ids: int32[1, n]) -> log_likelihoods: float32[1, n - 1], logits: float32[1, n,
+  V]``: log p(token i | tokens before it) for i >= 1, for perplexity, and every position's logits
+  over the vocabulary, for the per-token comparison with Keras (``llm2tflite.evaluate.fidelity``:
+  KL, top-1, logit correlation). It reads the same weight constants as the generation
   path; the converter stores each weight once, so the file barely grows and each variant
   scores with exactly the weights and quantization it generates with.
 
@@ -199,7 +201,10 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
                 logits = causal_lm(
                     {"token_ids": token_ids, "padding_mask": tf.ones_like(token_ids, tf.bool)}
                 )
-            return {"log_likelihoods": next_token_log_likelihoods(logits, token_ids)}
+            return {
+                "log_likelihoods": next_token_log_likelihoods(logits, token_ids),
+                "logits": tf.cast(logits, tf.float32),
+            }
 
     return ExportModule()
 
@@ -253,7 +258,7 @@ def export_saved_model(
             },
             SCORE_SIGNATURE: {
                 "inputs": {"token_ids": "int32[1,n]"},
-                "outputs": {"log_likelihoods": "float32[1,n-1]"},
+                "outputs": {"log_likelihoods": "float32[1,n-1]", "logits": "float32[1,n,V]"},
             },
         },
         **(extra_info or {}),

@@ -20,6 +20,12 @@ The plot (``<plot-dir>/<model>.png``) puts each row at (size, median latency) wi
 bars; labels are placed so that none overlaps another, a marker or the legend
 (:func:`place_labels`).
 
+The fidelity table (also ``--out-fidelity-csv``, one row per model, route and variant) and the
+size-quality plot (``<plot-dir>/<model>_quality.png``: file size against mean KL and top-1
+agreement, every variant of both routes: the figure a user picks a variant from) show the
+``llm2tflite.evaluate.fidelity`` figures: KL mean and p99, top-1, logit correlation, perplexity,
+whole-continuation agreement, exact match, gate verdict.
+
 Inputs may be missing: a model without fidelity (or ops, or smoke) results yet gets a note instead
 of a table, and a path that does not exist (an unmatched shell glob) is skipped with a warning.
 Model and route names come from the JSONs and otherwise from the workflow's layout
@@ -29,7 +35,8 @@ CLI::
 
     python -m llm2tflite.report.summary --benchmarks benchmarks.csv --fidelity ... --ops ... \
         --smoke ...
-        [--gates-json '{"int8": {...}, ...}'] --out-md summary.md --plot-dir plots
+        [--gates-json '{"int8": {...}, ...}'] --out-md summary.md --plot-dir plots \
+        [--out-fidelity-csv fidelity.csv]
 """
 
 from __future__ import annotations
@@ -245,25 +252,92 @@ def _gate_verdict(record: dict, gates: dict | None) -> str:
     return "pass" if not failures else "FAIL: " + "; ".join(failures)
 
 
+# The fidelity figures per model, route and variant: summary table, fidelity CSV, quality plot.
+FIDELITY_COLUMNS = (
+    "model",
+    "route",
+    "variant",
+    "size_mb",
+    "kl_mean",
+    "kl_p99",
+    "top1_agreement",
+    "logit_correlation",
+    "perplexity",
+    "keras_perplexity",
+    "sequence_agreement",
+    "exact_match_rate",
+    "positions",
+    "gate",
+)
+
+
+def fidelity_rows(inputs, model=None) -> list[dict]:
+    """One row per fidelity record (of ``model``, or all), with its gate verdict."""
+    rows = []
+    records = inputs["fidelity"] if model is None else _by_model(inputs["fidelity"], model)
+    for r in sorted(records, key=lambda r: (r["_model"], row_order(r["_route"], r["_variant"]))):
+        size = r.get("model_bytes")
+        rows.append(
+            {
+                "model": r["_model"],
+                "route": r["_route"],
+                "variant": r["_variant"],
+                "size_mb": None if _missing(size) else round(size / 1e6, 3),
+                **{k: r.get(k) for k in FIDELITY_COLUMNS[4:12]},
+                "positions": r.get("distribution_positions"),
+                "gate": _gate_verdict(r, inputs.get("gates")),
+            }
+        )
+    return rows
+
+
+def _sci(value) -> str:
+    """KL spans decades (1e-6 for fp32 to 1 for a damaged file): two significant digits."""
+    return "-" if _missing(value) else f"{value:.2e}"
+
+
+def write_fidelity_csv(inputs, out_csv) -> None:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIDELITY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in fidelity_rows(inputs):
+        writer.writerow({k: "" if _missing(v) else v for k, v in row.items()})
+    atomic.write_text(out_csv, buffer.getvalue())
+
+
 def _fidelity_section(inputs, model) -> list[str]:
     records = _by_model(inputs["fidelity"], model)
     lines = ["### Fidelity (against the Keras model)", ""]
     if not records:
         return lines + ["(no fidelity results yet)", ""]
+    positions = {r.get("distribution_positions") for r in records}
+    lines += [
+        "Per token, teacher-forced on held-out text over the full vocabulary (worst signature "
+        f"path; {', '.join(str(p) for p in sorted(positions, key=str))} positions): "
+        "KL(Keras ‖ variant) mean and 99th percentile in nats, top-1 agreement, mean logit "
+        "correlation. Greedy continuations of the fidelity prompts id by id, the stop token "
+        "counted: sequence agreement (positions of the longer continuation) and exact match.",
+        "",
+    ]
     table = [
         {
-            "route": r["_route"],
-            "variant": r["_variant"],
-            "exact match": _pct(r.get("exact_match_rate")),
-            "leading tokens agree (mean)": f"{_fmt(r.get('mean_leading_tokens_agree'), 1)} of "
-            f"{_fmt(r.get('mean_keras_new_tokens'), 1)}",
-            "perplexity": _fmt(r.get("perplexity"), 3),
-            "Keras perplexity": _fmt(r.get("keras_perplexity"), 3),
-            "difference": _pct(r.get("perplexity_relative_difference"), 2),
-            "prompts": len(r.get("prompts") or []),
-            "quality gates": _gate_verdict(r, inputs.get("gates")),
+            "route": row["route"],
+            "variant": row["variant"],
+            "size (MB)": _fmt(row["size_mb"], 2),
+            "KL mean": _sci(row["kl_mean"]),
+            "KL p99": _sci(row["kl_p99"]),
+            "top-1": _pct(row["top1_agreement"]),
+            "logit corr.": _fmt(row["logit_correlation"], 5),
+            "perplexity (Keras)": f"{_fmt(row['perplexity'], 3)} "
+            f"({_fmt(row['keras_perplexity'], 3)})",
+            "sequence agreement": _pct(row["sequence_agreement"]),
+            "exact": _pct(row["exact_match_rate"], 0),
+            "quality gates": row["gate"],
         }
-        for r in records
+        for row in fidelity_rows(inputs, model)
     ]
     lines += _markdown(table)
     lines.append("")
@@ -383,7 +457,11 @@ def render_summary(inputs, plot_paths: dict[str, Path] | None = None, out_md=Non
                     plot = plot.resolve().relative_to(Path(out_md).resolve().parent)
                 except ValueError:
                     pass
-            lines += [f"Plot: {plot}", ""]
+            lines += [
+                f"Plot: {plot}",
+                f"Size vs quality: {plot.with_name(plot.stem + '_quality.png')}",
+                "",
+            ]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -550,11 +628,71 @@ def plot_model(inputs, model: str, out_png) -> None:
         plt.close(fig)
 
 
-def write_summary(inputs, out_md, plot_dir) -> dict[str, Path]:
+def draw_quality_plot(inputs, model: str):
+    """File size against mean KL (log scale) and top-1 agreement, every variant of both routes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [
+        r
+        for r in fidelity_rows(inputs, model)
+        if not _missing(r["size_mb"]) and not _missing(r["kl_mean"])
+    ]
+    fig, (kl_ax, top1_ax) = plt.subplots(1, 2, figsize=(10, 4.5), dpi=100)
+    if not rows:
+        for ax in (kl_ax, top1_ax):
+            ax.text(
+                0.5, 0.5, "no fidelity results", ha="center", va="center", transform=ax.transAxes
+            )
+            ax.set_axis_off()
+        return fig
+    markers = {"tflite": "o", "litert": "s"}
+    for i, r in enumerate(rows):
+        failed = r["gate"].startswith("FAIL")
+        style = {
+            "marker": markers.get(r["route"], "^"),
+            "color": f"C{i % 10}",
+            "label": _label(r["route"], r["variant"]) + (" (gate FAILED)" if failed else ""),
+            "linestyle": "none",
+            "markersize": 8,
+        }
+        # KL of an exact copy can be 0: drawn at the axis floor of the log scale.
+        kl_ax.plot([r["size_mb"]], [max(r["kl_mean"], 1e-7)], **style)
+        top1_ax.plot([r["size_mb"]], [r["top1_agreement"]], **style)
+    kl_ax.set_yscale("log")
+    kl_ax.set_ylabel("mean KL(Keras ‖ variant), nats/token")
+    top1_ax.set_ylabel("top-1 agreement with Keras")
+    for ax in (kl_ax, top1_ax):
+        ax.set_xlabel("file size (MB)")
+        ax.set_xlim(left=0, right=max(r["size_mb"] for r in rows) * 1.1)
+        ax.grid(True, alpha=0.3)
+    top1_ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"{model}: size vs quality (held-out text, teacher-forced)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_quality(inputs, model: str, out_png) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = draw_quality_plot(inputs, model)
+    try:
+        with atomic.atomic_path(out_png) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+
+
+def write_summary(inputs, out_md, plot_dir, fidelity_csv=None) -> dict[str, Path]:
     plot_paths = {}
     for model in _models(inputs):
         plot_paths[model] = Path(plot_dir) / f"{model}.png"
         plot_model(inputs, model, plot_paths[model])
+        plot_quality(inputs, model, Path(plot_dir) / f"{model}_quality.png")
+    if fidelity_csv is not None:
+        write_fidelity_csv(inputs, fidelity_csv)
     atomic.write_text(out_md, render_summary(inputs, plot_paths, out_md))
     return plot_paths
 
@@ -580,10 +718,15 @@ def main(argv=None):
         default=None,
     )
     parser.add_argument("--out-md", required=True)
-    parser.add_argument("--plot-dir", required=True, help="one <model>.png per model")
+    parser.add_argument(
+        "--plot-dir",
+        required=True,
+        help="<model>.png (size vs latency) and <model>_quality.png (size vs KL, top-1) per model",
+    )
+    parser.add_argument("--out-fidelity-csv", default=None, help="fidelity figures, one row each")
     args = parser.parse_args(argv)
     inputs = load_inputs(args.benchmarks, args.fidelity, args.ops, args.smoke, args.gates)
-    plots = write_summary(inputs, args.out_md, args.plot_dir)
+    plots = write_summary(inputs, args.out_md, args.plot_dir, args.out_fidelity_csv)
     print(f"wrote {args.out_md} and {len(plots)} plot(s) in {args.plot_dir}")
 
 

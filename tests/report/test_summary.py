@@ -16,7 +16,7 @@ from conftest import litert_bench_steps
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GATES = {
     "fp32": {"min_exact_match_rate": 1.0, "max_perplexity_relative_difference": 0.001},
-    "int8": {"min_mean_leading_tokens_agree": 3, "max_perplexity_relative_difference": 0.05},
+    "int8": {"max_kl_mean": 0.05, "max_perplexity_relative_difference": 0.05},
 }
 
 
@@ -83,12 +83,20 @@ def _ops(model, variant, flex):
     }
 
 
-def _fidelity(model, variant, exact, leading, ppl, keras_ppl=5.60, route="tflite"):
+def _fidelity(model, variant, exact, leading, ppl, keras_ppl=5.60, route="tflite", kl=0.001):
     return {
         "model": model,
         "route": route,
         "variant": variant,
+        "model_bytes": {"fp32": 15_000_000, "fp16": 7_500_000}.get(variant, 9_000_000),
         "exact_match_rate": exact,
+        "sequence_agreement": exact,
+        "kl_mean": kl,
+        "kl_p99": 10 * kl,
+        "top1_agreement": 1 - kl,
+        "logit_correlation": 1 - kl / 10,
+        "distribution_positions": 300,
+        "worst_path": {"kl_mean": "decode" if route == "litert" else "score"},
         "mean_leading_tokens_agree": leading,
         "mean_keras_new_tokens": 20.0,
         "perplexity": ppl,
@@ -153,7 +161,7 @@ def written(tmp_path):
         # Scrambled weights: far from Keras.
         _json(
             results / "alpha" / "litert" / "fidelity" / "int8.json",
-            _fidelity("alpha", "int8", 0.0, 0.2, 812.5, route="litert"),
+            _fidelity("alpha", "int8", 0.0, 0.2, 812.5, route="litert", kl=4.2),
         ),
     ]
     flex = ["RegexSplitWithOffsets", "UnsortedSegmentJoin"]
@@ -186,11 +194,19 @@ def written(tmp_path):
             str(out_md),
             "--plot-dir",
             str(plot_dir),
+            "--out-fidelity-csv",
+            str(results / "fidelity.csv"),
         ]
     )
     text = out_md.read_text()
     alpha, beta = text.split("## alpha", 1)[1].split("## beta", 1)
-    return {"text": text, "alpha": alpha, "beta": beta, "plot_dir": plot_dir}
+    return {
+        "text": text,
+        "alpha": alpha,
+        "beta": beta,
+        "plot_dir": plot_dir,
+        "csv": results / "fidelity.csv",
+    }
 
 
 def test_benchmark_table_says_what_was_measured(written):
@@ -222,21 +238,44 @@ def test_benchmark_table_says_what_was_measured(written):
 def test_fidelity_table_shows_gate_verdicts(written):
     fidelity = written["alpha"].split("### Fidelity")[1].split("### Op audit")[0]
     assert _row(fidelity, "tflite/fp32")[-1] == "pass"
-    # 1.25% from Keras and 12.3 leading tokens: within the int8 gates.
     assert _row(fidelity, "tflite/int8")[-1] == "pass"
     verdict = _row(fidelity, "litert/int8")[-1]
     assert verdict == (
-        "FAIL: 0.2 leading generated tokens agree with Keras on average (gate: "
-        "at least 3.0); perplexity 812.5000 differs from Keras's 5.6000 by "
-        "14408.93% (gate: at most 5.00%)"
+        "FAIL: max_kl_mean: mean KL(Keras ‖ variant) nats/token 4.2 (decode path) (gate: at most "
+        "0.05); max_perplexity_relative_difference: perplexity relative difference from Keras "
+        "14408.929% (gate: at most 5.000%)"
     )
     assert (
         "Quality gates (config `quality_gates`): fp32: max_perplexity_relative_difference "
-        "0.001, min_exact_match_rate 1.0; int8: max_perplexity_relative_difference 0.05, "
-        "min_mean_leading_tokens_agree 3"
+        "0.001, min_exact_match_rate 1.0; int8: max_kl_mean 0.05, "
+        "max_perplexity_relative_difference 0.05"
     ) in fidelity
-    assert _row(fidelity, "tflite/int8")[2:4] == ["80.0%", "12.3 of 20.0"]
+    # size (MB), KL mean, KL p99, top-1, logit corr., perplexity (Keras), sequence, exact
+    assert _row(fidelity, "tflite/int8")[2:10] == [
+        "9.00",
+        "1.00e-03",
+        "1.00e-02",
+        "99.9%",
+        "0.99990",
+        "5.670 (5.600)",
+        "80.0%",
+        "80%",
+    ]
     assert "(no fidelity results yet)" in written["beta"]
+
+
+def test_fidelity_csv_has_every_figure_and_verdict(written):
+    import csv
+
+    rows = list(csv.DictReader(written["csv"].open()))
+    assert [(r["model"], r["route"], r["variant"]) for r in rows] == [
+        ("alpha", "tflite", "fp32"),
+        ("alpha", "tflite", "int8"),
+        ("alpha", "litert", "int8"),
+    ]
+    assert list(rows[0]) == list(summary.FIDELITY_COLUMNS)
+    assert float(rows[2]["kl_mean"]) == 4.2 and rows[2]["gate"].startswith("FAIL: max_kl_mean")
+    assert rows[1]["gate"] == "pass" and float(rows[1]["size_mb"]) == 9.0
 
 
 def test_other_sections(written):
@@ -250,7 +289,13 @@ def test_other_sections(written):
     for model in ("alpha", "beta"):
         png = plot_dir / f"{model}.png"
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
-    assert sorted(p.name for p in plot_dir.iterdir()) == ["alpha.png", "beta.png"]
+    assert sorted(p.name for p in plot_dir.iterdir()) == [
+        "alpha.png",
+        "alpha_quality.png",
+        "beta.png",
+        "beta_quality.png",
+    ]
+    assert "Size vs quality: plots/alpha_quality.png" in alpha
 
 
 def test_plot_labels_do_not_overlap(tmp_path):

@@ -1,5 +1,6 @@
 # Every variant of both routes checked and measured: the smoke test against the Keras model's own
-# generation, fidelity (greedy agreement and perplexity against Keras) and its quality gates,
+# generation, fidelity (per-token KL, top-1 and logit correlation on held-out text through every
+# signature, whole-continuation agreement, perplexity: against Keras) and its quality gates,
 # the op audit, and the benchmark.
 
 
@@ -44,7 +45,7 @@ rule fidelity:
         model="results/{model}/{route}/{variant}.tflite",
         litert_runtime=litert_runtime_files,  # workflow/rules/litert_helpers.smk
         keras_reference="results/{model}/reference/fidelity.json",
-        text=heldout_text,
+        keras_logits="results/{model}/reference/fidelity.logits.npy",
         code=stage_code("evaluate.fidelity"),
     output:
         "results/{model}/{route}/fidelity/{variant}.json",
@@ -61,8 +62,7 @@ rule fidelity:
     shell:
         "python -m llm2tflite.evaluate.fidelity variant --model {input.model:q}"
         " --model-name {wildcards.model} --variant {wildcards.variant}"
-        " --keras-reference {input.keras_reference:q} --text {input.text:q}"
-        " --out {output:q} > {log} 2>&1"
+        " --keras-reference {input.keras_reference:q} --out {output:q} > {log} 2>&1"
 
 
 # The variant's quality gates (config `quality_gates`) applied to its fidelity figures: this job

@@ -211,7 +211,10 @@ rule keras_fidelity_reference:
         text=heldout_text,
         code=stage_code("evaluate.fidelity"),
     output:
-        "results/{model}/reference/fidelity.json",
+        json="results/{model}/reference/fidelity.json",
+        # fp16 logits of the first held-out lines, at most fidelity.logits_mb (written beside the
+        # JSON by the same command)
+        logits="results/{model}/reference/fidelity.logits.npy",
     log:
         "logs/{model}/keras_fidelity_reference.log",
     benchmark:
@@ -229,8 +232,9 @@ rule keras_fidelity_reference:
         sampler=GENERATION["sampler"],
         prompts=as_json(FIDELITY["prompts"]),
         lines=FIDELITY["perplexity_lines"],
+        logits_mb=FIDELITY["logits_mb"],
     shell:
         "python -m llm2tflite.evaluate.fidelity keras --preset {params.preset:q}"
         " --max-length {params.max_length} --sampler {params.sampler}"
         " --prompts-json {params.prompts:q} --text {input.text} --lines {params.lines}"
-        " --out {output} > {log} 2>&1"
+        " --logits-mb {params.logits_mb} --out {output.json} > {log} 2>&1"

@@ -35,6 +35,14 @@ rule summary:
             caption="../report/plot.rst",
             category="Trade-offs",
         ),
+        quality_plots=report(
+            expand(report_path("plots/{model}_quality.png"), model=MODELS),
+            caption="../report/quality_plot.rst",
+            category="Trade-offs",
+        ),
+        fidelity_csv=report(
+            report_path("fidelity.csv"), caption="../report/fidelity.rst", category="Fidelity"
+        ),
     log:
         report_log("summary"),
     conda:
@@ -46,7 +54,8 @@ rule summary:
         "python -m llm2tflite.report.summary --benchmarks {input.benchmarks:q}"
         " --fidelity {input.fidelity:q} --ops {input.ops:q} --smoke {input.smoke:q}"
         " --gates-json {params.gates:q}"
-        " --out-md {output.md:q} --plot-dir {params.plot_dir:q} > {log} 2>&1"
+        " --out-md {output.md:q} --plot-dir {params.plot_dir:q}"
+        " --out-fidelity-csv {output.fidelity_csv:q} > {log} 2>&1"
 
 
 rule android:
