@@ -215,7 +215,7 @@ def markdown_table(section: str, title: str) -> list[dict]:
 
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_summary_fidelity_figures_are_the_jsons(default_run, model):
-    """The summary's fidelity table shows each variant's perplexity from its fidelity JSON, and
+    """The summary's fidelity table shows each variant's figures from its fidelity JSON, and
     "pass" exactly where a gate file was written; the Keras perplexity is far from a uniform
     guess (thousands for these vocabularies)."""
     workdir, _ = default_run
@@ -228,9 +228,12 @@ def test_summary_fidelity_figures_are_the_jsons(default_run, model):
         route, variant = path.parent.parent.name, path.stem
         figures = json.loads(path.read_text())
         row = rows[(route, variant)]
-        assert float(row["perplexity"]) == pytest.approx(figures["perplexity"], abs=6e-4)
-        assert float(row["Keras perplexity"]) == pytest.approx(
-            figures["keras_perplexity"], abs=6e-4
+        perplexity, keras_perplexity = row["perplexity (Keras)"].replace(")", "").split(" (")
+        assert float(perplexity) == pytest.approx(figures["perplexity"], abs=6e-4)
+        assert float(keras_perplexity) == pytest.approx(figures["keras_perplexity"], abs=6e-4)
+        assert float(row["KL mean"]) == pytest.approx(figures["kl_mean"], abs=6e-5)
+        assert float(row["top-1"].rstrip("%")) == pytest.approx(
+            100 * figures["top1_agreement"], abs=0.06
         )
         assert figures["keras_perplexity"] < 50
         gate_written = (path.parent.parent / "gate" / f"{variant}.json").is_file()
