@@ -283,7 +283,7 @@ def test_twin_dag_learns_the_tokenizer_from_the_corpus(tmp_path):
         "config/gemma3_270m_twin.yaml",
     )
     assert re.search(
-        r"llm2tflite\.vocab --architecture gemma3 .*--vocab-size 262144 --at-most", gemma.stdout
+        r"llm2tflite\.inputs\.vocab --architecture gemma3 .*--vocab-size 262144 --at-most", gemma.stdout
     ), gemma.stdout[-3000:]
     assert "rule corpus:" in gemma.stdout and "rule gpt2_assets:" not in gemma.stdout
     assert "--tokenizer-dir results/gemma3_270m_twin/vocab" in gemma.stdout
