@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -14,6 +15,13 @@ from pathlib import Path
 import pytest
 
 import llm2tflite  # noqa: F401  (KERAS_BACKEND before keras)
+
+# The LiteRT runtime keeps XNNPACK's packed weights beside a model unless told otherwise: the
+# models tests open (a default run's results/ among them, which the Slurm test compares file by
+# file) keep theirs in one directory of the session's; the weight-cache tests choose their own.
+os.environ.setdefault(
+    "LLM2TFLITE_WEIGHT_CACHE_DIR", tempfile.mkdtemp(prefix="llm2tflite-test-weight-cache-")
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # The tests' small exported model: prompts up to 24 tokens (start token included), 40 in all.
