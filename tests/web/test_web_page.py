@@ -12,8 +12,6 @@ page (tests/web/drive.mjs, puppeteer-core from tests/web/package-lock.json; both
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -134,13 +132,16 @@ def short_prompt_litert(project: Path, root: Path) -> Path:
 
 
 def cli_output(model_file: Path, prompt: str, *options: str) -> tuple[int, str, str]:
-    """``python -m llm2tflite generate`` in this process: (exit code, stdout, stderr)."""
-    from llm2tflite.__main__ import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["generate", str(model_file), prompt, *options])
-    return code, out.getvalue(), err.getvalue()
+    """``python -m llm2tflite generate``: (exit code, stdout, stderr), in a process of its own as a
+    user runs it (the CLI sets up logging before TensorFlow is imported; the suite's other tests
+    have imported it in this process)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "llm2tflite", "generate", str(model_file), prompt, *options],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.getenv("PYTHONPATH", "")])},
+    )
+    return completed.returncode, completed.stdout, completed.stderr
 
 
 def _url(base: str, page: str, **params) -> str:
