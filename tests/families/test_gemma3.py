@@ -282,9 +282,10 @@ def test_twin_dag_learns_the_tokenizer_from_the_corpus(tmp_path):
         "--configfile",
         "config/gemma3_270m_twin.yaml",
     )
-    assert re.search(
-        r"llm2tflite\.inputs\.vocab --architecture gemma3 .*--vocab-size 262144 --at-most", gemma.stdout
-    ), gemma.stdout[-3000:]
+    vocab_command = (
+        r"llm2tflite\.inputs\.vocab --architecture gemma3 .*--vocab-size 262144 --at-most"
+    )
+    assert re.search(vocab_command, gemma.stdout), gemma.stdout[-3000:]
     assert "rule corpus:" in gemma.stdout and "rule gpt2_assets:" not in gemma.stdout
     assert "--tokenizer-dir results/gemma3_270m_twin/vocab" in gemma.stdout
     gpt2 = run_snakemake(
