@@ -124,14 +124,25 @@ def is_native_note(line: str) -> bool:
     )
 
 
+def verbose() -> bool:
+    """Whether ``configure(verbose=True)`` asked to see the native notes."""
+    return _verbose
+
+
+def _without_native_notes(lines: list[str]) -> list[str]:
+    return [line for line in lines if not is_native_note(line)]
+
+
 @contextlib.contextmanager
-def native_notes_hidden():
-    """Drop TensorFlow's C++ INFO/WARNING notes that native code writes to stderr in the block.
+def native_notes_hidden(kept_lines=_without_native_notes, pass_on_after_error: bool = True):
+    """Drop the notes native code writes to stderr in the block (TensorFlow's C++ INFO/WARNING
+    lines by default; ``kept_lines(lines)`` chooses what is passed on).
 
     stderr (file descriptor 2, so native code's writes too) goes to a temporary file while the
-    block runs; afterwards every other line is written to stderr, in order, errors included. If
-    the process dies in the block, the file stays (``$TMPDIR/llm2tflite-stderr-*.log``). With
-    ``configure(verbose=True)`` nothing is hidden.
+    block runs; afterwards the kept lines are written to stderr, in order, errors included, or
+    none when the block raised and ``pass_on_after_error`` is false (the caller's one-line error
+    then says what they said). If the process dies in the block, the file stays
+    (``$TMPDIR/llm2tflite-stderr-*.log``). With ``configure(verbose=True)`` nothing is hidden.
     """
     if _verbose:
         yield
@@ -139,9 +150,13 @@ def native_notes_hidden():
     sys.stderr.flush()
     saved = os.dup(2)
     capture = tempfile.NamedTemporaryFile(prefix="llm2tflite-stderr-", suffix=".log", delete=False)
+    failed = False
     try:
         os.dup2(capture.fileno(), 2)
         yield
+    except BaseException:
+        failed = True
+        raise
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
@@ -150,5 +165,6 @@ def native_notes_hidden():
         lines = capture.read().decode("utf-8", errors="replace").splitlines(keepends=True)
         capture.close()
         os.unlink(capture.name)
-        sys.stderr.write("".join(line for line in lines if not is_native_note(line)))
-        sys.stderr.flush()
+        if pass_on_after_error or not failed:
+            sys.stderr.write("".join(kept_lines(lines)))
+            sys.stderr.flush()

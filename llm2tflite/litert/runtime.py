@@ -44,13 +44,11 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
 import json
 import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -121,47 +119,28 @@ _CONTINUATION = "\u2514 "
 _environment = None
 
 
-@contextlib.contextmanager
+def _without_litert_notes(lines: list[str]) -> list[str]:
+    """LiteRT's own notes (and their continuation lines) and TensorFlow's dropped."""
+    kept, dropping = [], False
+    for line in lines:
+        if line.startswith(_CONTINUATION) and dropping:
+            continue
+        dropping = bool(_LITERT_NOTE.match(line)) or tf_logging.is_native_note(line)
+        if not dropping:
+            kept.append(line)
+    return kept
+
+
 def _litert_notes_hidden():
-    """Run a LiteRT call with its stderr notes dropped; its other lines are passed on after it,
-    unless it raises (its one-line error then says what the lines said). Nothing is hidden with
-    ``tf_logging.configure(verbose=True)``."""
-    if getattr(tf_logging, "_verbose", False):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    capture = tempfile.TemporaryFile()
-    failed = False
-    try:
-        os.dup2(capture.fileno(), 2)
-        yield
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        capture.seek(0)
-        lines = capture.read().decode("utf-8", errors="replace").splitlines(keepends=True)
-        capture.close()
-        if not failed:
-            kept, dropping = [], False
-            for line in lines:
-                if line.startswith(_CONTINUATION) and dropping:
-                    continue
-                dropping = bool(_LITERT_NOTE.match(line)) or tf_logging.is_native_note(line)
-                if not dropping:
-                    kept.append(line)
-            sys.stderr.write("".join(kept))
-            sys.stderr.flush()
+    """A LiteRT call's stderr notes dropped; its other lines are passed on after it, unless it
+    raises (its one-line error then says what the lines said)."""
+    return tf_logging.native_notes_hidden(_without_litert_notes, pass_on_after_error=False)
 
 
 def _quiet_exit():
     # LiteRT's environment logs "INFO: DestroyAccelerator" lines when Python finalises it, after
     # every atexit handler: stderr has nothing left to say by then (tracebacks come before).
-    if not getattr(tf_logging, "_verbose", False):
+    if not tf_logging.verbose():
         sys.stderr.flush()
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
