@@ -197,10 +197,56 @@ def check_twin_codelab_files(workdir: Path, model: str, start_token: str) -> Non
                 assert result["equals_keras"], result
 
 
+# The Slurm test's run of the default DAG (tests/workflow/test_slurm.py) goes on while the local
+# one runs: most of a Slurm run's time is waiting (job starts, nested Snakemake starts, status
+# polls), so the two together take little longer than one (alone, one after the other: 400 s
+# local + 1140 s on Slurm, on 2 cores).
+REAL_DAG_ON_SLURM_TEST = "test_slurm.py::test_real_dag_on_slurm_matches_local"
+
+
 @pytest.fixture(scope="session")
-def default_run(tmp_path_factory):
+def slurm_cluster(tmp_path_factory):
+    """The private single-node Slurm cluster of tests/slurm/slurm_harness.py, for the session."""
+    import slurm_harness
+
+    reason = slurm_harness.skip_reason()
+    if reason:
+        skip_or_fail(reason)
+    try:
+        cluster = slurm_harness.start_cluster(tmp_path_factory.mktemp("slurm"))
+    except slurm_harness.ClusterError as error:
+        pytest.fail(str(error))
+    yield cluster
+    slurm_harness.stop_cluster(cluster)
+
+
+@pytest.fixture(scope="session")
+def default_run_on_slurm(slurm_cluster, tmp_path_factory):
+    """The default config started through profiles/slurm in its own copy of the checkout (a
+    ``SlurmRun``: the test that reads it waits for it)."""
+    import slurm_harness
+
+    workdir = make_project(tmp_path_factory.mktemp("slurm-e2e") / "project")
+    run = slurm_harness.start_workflow_on_slurm(
+        workdir / "Snakefile", workdir, cluster=slurm_cluster
+    )
+    yield run
+    if run.process.poll() is None:  # the session ended before its test waited for it
+        run.process.terminate()
+        run.process.wait(timeout=120)
+
+
+@pytest.fixture(scope="session")
+def default_run(request, tmp_path_factory):
     """The default config run to completion by Snakemake in a copy of the checkout, as a user
     runs it in a clone; every process's imports are recorded (``imports`` directory)."""
+    import slurm_harness
+
+    selected = (item.nodeid for item in request.session.items)
+    if slurm_harness.skip_reason() is None and any(
+        nodeid.endswith(REAL_DAG_ON_SLURM_TEST) for nodeid in selected
+    ):
+        request.getfixturevalue("default_run_on_slurm")
     root = tmp_path_factory.mktemp("e2e")
     workdir = make_project(root / "project")
     env = recording_imports(root / "imports")

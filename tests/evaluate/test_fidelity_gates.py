@@ -28,8 +28,9 @@ from llm2tflite.evaluate.fidelity import (
 
 from conftest import REPO, SMALL_MAX_LENGTH
 
-# TFLite tensor type -> bytes per element (float32, float16, int32, uint8, int64, int16, int8)
-_ITEM_SIZE = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 7: 2, 9: 1}
+# TFLite tensor type -> bytes per element (float32, float16, int32, uint8, int64, int16, int8;
+# int4: two to a byte, permuted as byte pairs)
+_ITEM_SIZE = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 7: 2, 9: 1, 17: 1}
 
 
 def scramble_largest_buffer(path: Path, seed: int = 0) -> str:
@@ -44,13 +45,26 @@ def scramble_largest_buffer(path: Path, seed: int = 0) -> str:
         for t in range(model.Subgraphs(s).TensorsLength()):
             tensor = model.Subgraphs(s).Tensors(t)
             readers_of.setdefault(tensor.Buffer(), []).append(tensor)
+
+    def extent(index: int) -> tuple[int, int]:
+        """(start, size) of a buffer's bytes in the file: inside the flatbuffer, or after it
+        (an offset buffer: large models are written so, e.g. the 124M twin's LiteRT files)."""
+        buffer = model.Buffers(index)
+        if buffer.Offset() > 1:
+            return buffer.Offset(), buffer.Size()
+        if buffer.DataLength() == 0:
+            return 0, 0
+        start = buffer.DataAsNumpy().ctypes.data - np.frombuffer(data, np.uint8).ctypes.data
+        return start, buffer.DataLength()
+
     # The largest buffer a tensor reads (metadata buffers are read by none).
-    _, index = max(
-        (model.Buffers(i).DataLength(), i) for i in range(model.BuffersLength()) if i in readers_of
-    )
+    # (Of two as large, the later buffer: tiny_llama's codelab int8 holds two copies of its
+    # largest table, and the later one is read by the generation loop only.)
+    _, index = max((extent(i)[1], i) for i in readers_of if i < model.BuffersLength())
+    start, size = extent(index)
     readers = readers_of[index]
     item_size = _ITEM_SIZE[readers[0].Type()]
-    elements = model.Buffers(index).DataAsNumpy().reshape(-1, item_size)  # a view into data
+    elements = np.frombuffer(data, np.uint8, count=size, offset=start).reshape(-1, item_size)
     elements[:] = elements[np.random.default_rng(seed).permutation(len(elements))]
     path.write_bytes(bytes(data))
     return readers[0].Name().decode()
@@ -167,15 +181,43 @@ def test_a_scrambled_file_fails_its_gate_on_both_routes(default_run, model_name,
         assert any(f"{route}/int8: {gate}: " in lines[0] for gate in shipped_gates("int8"))
 
 
-def test_a_babbler_fails_its_gate(default_run, tmp_path):
+def export_babbler(causal_lm, workdir: Path, route: str, out: Path) -> Path:
+    """``causal_lm`` exported like the default run's tiny_llama file of ``route``, fp32."""
+    if route == "litert":
+        from conftest import export_litert
+
+        info = json.loads((workdir / "results/tiny_llama/litert/litert_export.json").read_text())
+        exported = export_litert(
+            causal_lm,
+            out,
+            cache_length=info["cache_length"],
+            prefill_lengths=tuple(info["prefill_lengths"]),
+        )
+        return exported["tflite"]["fp32"]
+    from llm2tflite.codelab.convert import convert_saved_model
+    from llm2tflite.codelab.trace import SIGNATURES, export_saved_model
+
+    info = json.loads((workdir / "results/tiny_llama/traced/llm2tflite_export.json").read_text())
+    export_saved_model(
+        causal_lm,
+        out / "traced",
+        max_length=info["max_length"],
+        sequence_length=info["sequence_length"],
+    )
+    flatbuffer, _ = convert_saved_model(str(out / "traced"), "fp32", SIGNATURES)
+    (out / "fp32.tflite").write_bytes(flatbuffer)
+    return out / "fp32.tflite"
+
+
+@pytest.mark.parametrize("route", ["tflite", "litert"])
+def test_a_babbler_fails_its_gate(default_run, route, tmp_path):
     """tiny_llama with its stop token's output column negated (the output layer is not tied to
     the input embedding): where Keras stops, the stop logit is now low. Its first tokens still
     match Keras's, the teacher-forced text (no stop tokens) barely changes; the whole-continuation
-    agreement, the stop counted, fails."""
+    agreement, the stop counted, fails, on the codelab route's generation loop and on the LiteRT
+    route's decode loop alike."""
     from llm2tflite.inputs.reference import stop_token_ids
     from llm2tflite.inputs.sources import load_causal_lm
-
-    from conftest import export_litert
 
     workdir, _ = default_run
     reference = load_reference(workdir / "results/tiny_llama/reference/fidelity.json")
@@ -185,17 +227,11 @@ def test_a_babbler_fails_its_gate(default_run, tmp_path):
     for stop in stop_token_ids(causal_lm):
         weights[:, stop] = -weights[:, stop]
     reverse.assign(weights)
-    info = json.loads((workdir / "results/tiny_llama/litert/litert_export.json").read_text())
-    exported = export_litert(
-        causal_lm,
-        tmp_path / "babbler",
-        cache_length=info["cache_length"],
-        prefill_lengths=tuple(info["prefill_lengths"]),
-    )
-    result = variant_fidelity(str(exported["tflite"]["fp32"]), "tiny_llama", "fp32", reference)
+    babbler = export_babbler(causal_lm, workdir, route, tmp_path / "babbler")
+    result = variant_fidelity(str(babbler), "tiny_llama", "fp32", reference)
     prompts = result["prompts"]
     print(
-        f"babbler: sequence agreement {result['sequence_agreement']:.3f}, leading "
+        f"{route} babbler: sequence agreement {result['sequence_agreement']:.3f}, leading "
         f"{result['mean_leading_tokens_agree']:.1f} of {result['mean_keras_new_tokens']:.1f}, "
         f"stopped {sum(p['stopped'] for p in prompts)} of {len(prompts)}, KL "
         f"{result['kl_mean']:.3g}, top-1 {result['top1_agreement']:.3f}"
@@ -206,4 +242,4 @@ def test_a_babbler_fails_its_gate(default_run, tmp_path):
     assert np.mean([p["leading_tokens_agree"] >= 1 for p in prompts]) >= 0.8
     code, lines = gate_cli_lines(result, shipped_gates("fp32"), tmp_path)
     assert code == 1 and len(lines) == 1, lines
-    assert "fp32: min_sequence_agreement: whole-continuation agreement" in lines[0]
+    assert f"{route}/fp32: min_sequence_agreement: whole-continuation agreement" in lines[0]

@@ -34,6 +34,10 @@ EXPORT_INFO = f"{RESULTS}/traced/llm2tflite_export.json"
 LITERT_VARIANTS = ("fp32", "int8", "int4")
 BENCH = f"{RESULTS}/bench.json"
 SUMMARY = f"results/reports/{MODEL}/summary.md"
+REFERENCE = f"{RESULTS}/reference/fidelity.json"
+REFERENCE_LOGITS = f"{RESULTS}/reference/fidelity.logits.npy"
+# The quantized files a user ships, each scrambled after the run: every one must fail its gates.
+SCRAMBLED = (("tflite", "int8"), ("litert", "int8"), ("litert", "int4"))
 
 
 def fidelity_file(route: str, variant: str) -> str:
@@ -64,7 +68,41 @@ def paths_read() -> list[str]:
         *(gate_file("litert", v) for v in LITERT_VARIANTS),
         BENCH,
         SUMMARY,
+        REFERENCE,
+        REFERENCE_LOGITS,
+        # (the codelab files are among twin_codelab_paths)
+        *(
+            f"{RESULTS}/{route}/{variant}.tflite"
+            for route, variant in SCRAMBLED
+            if route != "tflite"
+        ),
     ]
+
+
+def check_scrambled_files_fail(workdir, out) -> None:
+    """The twin's quantized files, their largest weight buffer scrambled (copies in ``out``),
+    fail the gates their healthy files passed in the run: on random weights too, a damaged file
+    is caught (issue 15: before the twin-proof figures, a permuted int4 MLP matrix passed)."""
+    from test_fidelity_gates import copy_model, scramble_largest_buffer
+
+    from llm2tflite.evaluate.fidelity import gate_failures, load_reference, variant_fidelity
+
+    reference = load_reference(workdir / REFERENCE)
+    for route, variant in SCRAMBLED:
+        gate = json.loads((workdir / gate_file(route, variant)).read_text())
+        healthy = json.loads((workdir / fidelity_file(route, variant)).read_text())
+        assert gate["passed"], gate
+        damaged = copy_model(workdir / f"{RESULTS}/{route}/{variant}.tflite", out / route)
+        tensor = scramble_largest_buffer(damaged)
+        result = variant_fidelity(str(damaged), MODEL, variant, reference)
+        failures = gate_failures(result, gate["gates"])
+        print(
+            f"scrambled {route}/{variant} ({tensor}): corr {result['logit_correlation']:.4f} "
+            f"(healthy {healthy['logit_correlation']:.4f}), KL {result['kl_mean']:.3g} "
+            f"(healthy {healthy['kl_mean']:.3g}), top-1 {result['top1_agreement']:.3f} "
+            f"(healthy {healthy['top1_agreement']:.3f}); gates failed: {failures}"
+        )
+        assert failures, f"scrambled {route}/{variant} passed its gates"
 
 
 @pytest.mark.slow
@@ -108,3 +146,4 @@ def test_twin_dag_runs_to_completion(tmp_path):
     for entry in record["entries"]:
         assert entry["new_tokens"] >= 1 and entry["deterministic"]
     print((tmp_path / SUMMARY).read_text())
+    check_scrambled_files_fail(tmp_path, tmp_path / "scrambled")
