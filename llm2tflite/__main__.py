@@ -9,9 +9,9 @@ MODEL is either route's ``.tflite``, told apart by its signatures (``llm2tflite.
 - the codelab route (``results/<model>/tflite/<variant>.tflite``): generation and tokenizer run
   inside one call; the output is printed when it is complete; greedy only (its sampler is fixed
   when it is traced);
-- the LiteRT route (``results/<model>/litert/<variant>.tflite``, with ``litert_export.json`` and
-  its tokenizer file beside it): tokens are printed as they are generated, and --temperature,
-  --top-k, --top-p and --seed choose how they are sampled.
+- the LiteRT route (``results/<model>/litert/<variant>.tflite``, which carries its export info
+  and tokenizer: it runs copied alone): tokens are printed as they are generated, and
+  --temperature, --top-k, --top-p and --seed choose how they are sampled.
 
 Safety filter: a prompt with a blocklisted word is refused before the model runs. The output is
 checked before it is printed: the codelab route's as a whole; the LiteRT route's word by word as it

@@ -18,12 +18,37 @@ from llm2tflite.litert.contract import INFO_FILE, TOKENIZER_JSON
 REPO = Path(__file__).resolve().parents[2]
 
 
-def litert_copy(small_litert, directory, variant="int8"):
+def without_embedded_files(source, target):
+    """A copy of a LiteRT-route file without its embedded export info and tokenizer (as files
+    were built before llm2tflite.litert.embedded): it needs the files beside it."""
+    from llm2tflite.litert import convert as litert_convert
+    from llm2tflite.litert.embedded import PREFIX
+
+    model = litert_convert.read_model(Path(source).read_bytes())
+    kept = []
+    for entry in model.metadata:
+        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+        if name.startswith(PREFIX):
+            model.buffers[entry.buffer].data = None
+        else:
+            kept.append(entry)
+    assert len(kept) == len(model.metadata) - 2
+    model.metadata = kept
+    Path(target).write_bytes(litert_convert.write_model(model))
+    return target
+
+
+def litert_copy(small_litert, directory, variant="int8", embedded=True):
+    """The file and its sidecar files in ``directory``; ``embedded=False``: a file that carries
+    no export info or tokenizer of its own."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in (INFO_FILE, TOKENIZER_JSON):
         shutil.copy2(small_litert["dir"] / name, directory / name)
     target = directory / f"{variant}.tflite"
-    shutil.copyfile(small_litert["tflite"][variant], target)
+    if embedded:
+        shutil.copyfile(small_litert["tflite"][variant], target)
+    else:
+        without_embedded_files(small_litert["tflite"][variant], target)
     return target
 
 
@@ -40,7 +65,7 @@ def cli_error_line(capfd, path) -> str:
     )
     assert completed.returncode == 2, completed.stderr
     lines = completed.stderr.strip().splitlines()
-    assert len(lines) == 1, completed.stderr
+    assert len(lines) == 1 and "Traceback" not in completed.stderr, completed.stderr
     return lines[0]
 
 
@@ -76,18 +101,39 @@ def test_altered_litert_flatbuffer(small_litert, tmp_path, capfd):
     assert "damaged" in open_model_error(path)
 
 
-def test_missing_export_info(small_litert, tmp_path, capfd):
-    path = litert_copy(small_litert, tmp_path)
+def test_missing_sidecar_of_a_file_without_its_own(small_litert, tmp_path, capfd):
+    """A file built without embedded info needs the files beside it (a file with them runs
+    alone: tests/litert/test_self_describing_files.py)."""
+    path = litert_copy(small_litert, tmp_path, embedded=False)
     (tmp_path / INFO_FILE).unlink()
-    assert "litert_export.json is missing" in cli_error_line(capfd, path)
+    expected = (
+        f"{tmp_path / INFO_FILE} is missing: the LiteRT model's export info (written by the "
+        "workflow's litert export) must lie beside it (int8.tflite carries none of its own)"
+    )
+    assert cli_error_line(capfd, path) == f"llm2tflite: error: {expected}"
+    assert open_model_error(path) == expected
+    shutil.copy2(small_litert["dir"] / INFO_FILE, tmp_path / INFO_FILE)
+    (tmp_path / TOKENIZER_JSON).unlink()
+    expected = (
+        f"{tmp_path} must hold exactly one tokenizer file (tokenizer.json or tokenizer.model), "
+        "found 0; the workflow's runtime_tokenizer rule writes it (int8.tflite carries none of "
+        "its own)"
+    )
+    assert cli_error_line(capfd, path) == f"llm2tflite: error: {expected}"
+    assert open_model_error(path) == expected
 
 
 def test_mismatched_export_info(small_litert, tmp_path, capfd):
-    path = litert_copy(small_litert, tmp_path)
+    path = litert_copy(small_litert, tmp_path, embedded=False)
     info = json.loads((tmp_path / INFO_FILE).read_text())
     info["cache_length"] = int(info["cache_length"]) + 3
     (tmp_path / INFO_FILE).write_text(json.dumps(info))
-    assert "not its export info" in cli_error_line(capfd, path)
+    expected = (
+        f"{tmp_path / INFO_FILE} describes a cache of {info['cache_length']} positions, {path} "
+        f"has {info['cache_length'] - 3}: not its export info"
+    )
+    assert cli_error_line(capfd, path) == f"llm2tflite: error: {expected}"
+    assert open_model_error(path) == expected
 
 
 def test_unreadable_export_info(small_litert, tmp_path, capfd):
