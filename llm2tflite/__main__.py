@@ -23,8 +23,9 @@ the manifest lists and prints one line per file missing or changed since it was 
 any).
 
 Exit codes: 0 generated; 2 bad input (empty prompt, --max-length out of range, missing model or
-not a model of this workflow, sampling options for the codelab route); 3 refused by the safety
-filter (prompt or output on the blocklist).
+not a model of this workflow, a broken model file, sampling options for the codelab route); 3
+refused by the safety filter (prompt or output on the blocklist). A broken file gets one line,
+never a traceback, also when it fails only as it runs.
 """
 
 from __future__ import annotations
@@ -160,9 +161,13 @@ def _generate(args) -> int:
         model = open_model(args.model, threads=args.threads)
     except (ModelOpenError, FileNotFoundError) as error:
         return _fail(f"error: {error}", EXIT_BAD_INPUT)
-    if route != LITERT_ROUTE:
-        return _generate_whole(model, prompt, readable_prompt, args.max_length, safety)
-    return _generate_streaming(model, prompt, args.max_length, sampler, safety)
+    try:
+        if route != LITERT_ROUTE:
+            return _generate_whole(model, prompt, readable_prompt, args.max_length, safety)
+        return _generate_streaming(model, prompt, args.max_length, sampler, safety)
+    except ModelOpenError as error:  # a damaged file that fails only when it runs
+        sys.stdout.flush()
+        return _fail(f"error: {error}", EXIT_BAD_INPUT)
 
 
 def _note_truncated_prompt(model, prompt, generation):
