@@ -9,9 +9,9 @@ MODEL is either route's ``.tflite``, told apart by its signatures (``llm2tflite.
 - the codelab route (``results/<model>/tflite/<variant>.tflite``): generation and tokenizer run
   inside one call; the output is printed when it is complete; greedy only (its sampler is fixed
   when it is traced);
-- the LiteRT route (``results/<model>/litert/<variant>.tflite``, with ``litert_export.json`` and
-  its tokenizer file beside it): tokens are printed as they are generated, and --temperature,
-  --top-k, --top-p and --seed choose how they are sampled.
+- the LiteRT route (``results/<model>/litert/<variant>.tflite``, which carries its export info
+  and tokenizer: it runs copied alone): tokens are printed as they are generated, and
+  --temperature, --top-k, --top-p and --seed choose how they are sampled.
 
 Safety filter: a prompt with a blocklisted word is refused before the model runs. The output is
 checked before it is printed: the codelab route's as a whole; the LiteRT route's word by word as it
@@ -23,8 +23,9 @@ the manifest lists and prints one line per file missing or changed since it was 
 any).
 
 Exit codes: 0 generated; 2 bad input (empty prompt, --max-length out of range, missing model or
-not a model of this workflow, sampling options for the codelab route); 3 refused by the safety
-filter (prompt or output on the blocklist).
+not a model of this workflow, a broken model file, sampling options for the codelab route); 3
+refused by the safety filter (prompt or output on the blocklist). A broken file gets one line,
+never a traceback, also when it fails only as it runs.
 """
 
 from __future__ import annotations
@@ -160,9 +161,13 @@ def _generate(args) -> int:
         model = open_model(args.model, threads=args.threads)
     except (ModelOpenError, FileNotFoundError) as error:
         return _fail(f"error: {error}", EXIT_BAD_INPUT)
-    if route != LITERT_ROUTE:
-        return _generate_whole(model, prompt, readable_prompt, args.max_length, safety)
-    return _generate_streaming(model, prompt, args.max_length, sampler, safety)
+    try:
+        if route != LITERT_ROUTE:
+            return _generate_whole(model, prompt, readable_prompt, args.max_length, safety)
+        return _generate_streaming(model, prompt, args.max_length, sampler, safety)
+    except ModelOpenError as error:  # a damaged file that fails only when it runs
+        sys.stdout.flush()
+        return _fail(f"error: {error}", EXIT_BAD_INPUT)
 
 
 def _note_truncated_prompt(model, prompt, generation):

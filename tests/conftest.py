@@ -414,7 +414,10 @@ def export_litert(
     tokenizer = write_runtime_tokenizer(
         causal_lm.preprocessor.tokenizer, family.tokenizer_kind, out
     )
-    flatbuffer, _ = litert_convert.convert(out / "saved_model", litert_export.signature_keys(info))
+    # As the workflow's litert_convert rule: the export info and the tokenizer embedded.
+    flatbuffer, _ = litert_convert.convert(
+        out / "saved_model", litert_export.signature_keys(info), tokenizer
+    )
     atomic.write_bytes(out / "fp32.tflite", flatbuffer)
     files = {"fp32": out / "fp32.tflite"}
     for variant in variants:

@@ -13,6 +13,7 @@ import time
 import warnings
 
 import llm2tflite  # noqa: F401
+from llm2tflite.core import flatbuffer
 from llm2tflite.core.generation import Generation, ModelOpenError
 
 TFLITE_ROUTE = "tflite"
@@ -124,6 +125,9 @@ class TFLiteModel(_TracedGraphModel):
         started = time.perf_counter()
         self.path = str(model_path)
         try:
+            # TensorFlow's interpreter runs no flatbuffer verifier: a damaged file can crash
+            # the process (segmentation fault) where LiteRT's verifier refuses it.
+            flatbuffer.verify(self.path)
             self.interpreter = load_interpreter(self.path, num_threads)
         except (ValueError, RuntimeError) as error:
             # The flatbuffer verifier's refusal ("The model is not a valid Flatbuffer buffer",
@@ -141,11 +145,29 @@ class TFLiteModel(_TracedGraphModel):
                 "ids: it was converted by an older llm2tflite; rebuild it (snakemake reruns trace "
                 "and convert)"
             )
-        self._runners = {name: self.interpreter.get_signature_runner(name) for name in SIGNATURES}
+        try:
+            self._runners = {
+                name: self.interpreter.get_signature_runner(name) for name in SIGNATURES
+            }
+        except (ValueError, RuntimeError) as error:  # a kernel's Prepare refuses its tensors
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else "invalid"
+            raise ModelOpenError(
+                f"{model_path} is damaged (its signatures cannot be prepared: {reason}); "
+                "rebuild it or copy it again"
+            ) from None
         self.load_seconds = time.perf_counter() - started
 
     def _run(self, name: str, **inputs) -> dict:
-        return self._runners[name](**inputs)
+        try:
+            return self._runners[name](**inputs)
+        except (ValueError, RuntimeError) as error:
+            # Inputs are always well-formed here: a kernel that fails (a Flex op's damaged
+            # NodeDef: UnicodeDecodeError, a ValueError) is a damaged file.
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else "failed"
+            raise ModelOpenError(
+                f"{self.path} is damaged (its {name} signature fails: "
+                f"{type(error).__name__}: {reason[:200]}); rebuild it or copy it again"
+            ) from None
 
 
 class SavedModelRuntime(_TracedGraphModel):

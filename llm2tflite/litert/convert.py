@@ -11,6 +11,8 @@ Steps, each checked:
 3. Every tensor name unique across signatures (``unique_tensor_names``): ai-edge-quantizer
    refuses a model whose subgraphs repeat a name ("Tensor name ... is not unique").
 4. Audit: any custom (or Flex) op left fails with one line (``BuiltinsOnlyError``).
+5. With ``--tokenizer``: the export info and the runtime tokenizer embedded as metadata
+   (``llm2tflite.litert.embedded``), so that the file runs when copied alone.
 
 The report (``<variant>.conversion.json``): time, peak RSS, size, op counts per signature,
 rewritten lookups.
@@ -26,6 +28,7 @@ import time
 import llm2tflite  # noqa: F401
 from llm2tflite.core import conversion_report, flatbuffer, memory, tf_logging
 from llm2tflite.core.conversion_report import summary
+from llm2tflite.litert import embedded
 from llm2tflite.litert import export as litert_export
 
 
@@ -385,8 +388,9 @@ def tensor_names_unique(model) -> bool:
     return len(names) == len(set(names))
 
 
-def convert(saved_model_dir, signature_keys) -> tuple[bytes, dict]:
-    """The fp32 builtins-only flatbuffer and its report."""
+def convert(saved_model_dir, signature_keys, tokenizer=None) -> tuple[bytes, dict]:
+    """The fp32 builtins-only flatbuffer and its report; with ``tokenizer`` (the runtime
+    tokenizer file), the SavedModel's export info and that file embedded in it."""
     started = time.perf_counter()
     flatbuffer = convert_builtins_only(saved_model_dir, signature_keys)
     converted = time.perf_counter()
@@ -398,6 +402,12 @@ def convert(saved_model_dir, signature_keys) -> tuple[bytes, dict]:
     check_finite_constants(model)
     if not tensor_names_unique(model):
         raise RuntimeError("tensor names are still not unique after renaming")
+    embedded_entries = {}
+    if tokenizer is not None:
+        embedded_entries = embedded.runtime_entries(
+            litert_export.read_info(saved_model_dir), tokenizer
+        )
+        embedded.embed(model, embedded_entries)
     flatbuffer = write_model(model)
     report = {
         "variant": "fp32",
@@ -409,6 +419,7 @@ def convert(saved_model_dir, signature_keys) -> tuple[bytes, dict]:
         "embedding_lookups": lookups,
         "renamed_tensors": renamed,
         "op_counts": op_counts(model),
+        "embedded_bytes": {name: len(data) for name, data in embedded_entries.items()},
     }
     return flatbuffer, report
 
@@ -427,10 +438,15 @@ def main(argv=None):
     parser.add_argument("--saved-model", required=True)
     parser.add_argument("--out", required=True, help=".tflite file to write")
     parser.add_argument("--report", required=True, help="conversion report JSON to write")
+    parser.add_argument(
+        "--tokenizer",
+        help="the runtime tokenizer file (tokenizer.json / tokenizer.model) to embed with the "
+        "export info",
+    )
     args = parser.parse_args(argv)
     info = litert_export.read_info(args.saved_model)
     flatbuffer, report = exit_on_builtins_only_error(
-        convert, args.saved_model, litert_export.signature_keys(info)
+        convert, args.saved_model, litert_export.signature_keys(info), args.tokenizer
     )
     conversion_report.write(args.out, flatbuffer, args.report, report)
     print(

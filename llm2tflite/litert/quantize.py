@@ -15,7 +15,8 @@ than int8 (7x int4's time).
 
 The embedding tables reach the quantizer as EMBEDDING_LOOKUPs (``llm2tflite.litert.convert``),
 so a table tied to the output projection is stored once, quantized; the report lists the
-largest float constants left so a regression shows.
+largest float constants left so a regression shows. The fp32 file's embedded runtime files
+(export info, tokenizer: ``llm2tflite.litert.embedded``) are put into the quantized file too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import llm2tflite  # noqa: F401
 from llm2tflite.core import conversion_report, flatbuffer, memory
 from llm2tflite.core.conversion_report import summary
 from llm2tflite.litert import convert as litert_convert
+from llm2tflite.litert import embedded
 from llm2tflite.litert.contract import QUANTIZATION_RECIPES as RECIPES
 
 VARIANTS = ("fp32", *RECIPES)
@@ -90,6 +92,11 @@ def quantize(fp32_path, variant: str) -> tuple[bytes, dict]:
     del qt
     model = litert_convert.read_model(flatbuffer)
     litert_convert.check_builtins_only(model)
+    # Written by this stage, whatever the quantizer keeps of the fp32 file's metadata.
+    embedded_entries = embedded.read_entries(fp32_path)
+    if embedded_entries:
+        embedded.embed(model, embedded_entries)
+        flatbuffer = litert_convert.write_model(model)
     report = {
         "variant": variant,
         "recipe": RECIPES[variant],
@@ -100,6 +107,7 @@ def quantize(fp32_path, variant: str) -> tuple[bytes, dict]:
         "largest_float_constants": largest_float_constants(model),
         "tensor_names_unique": litert_convert.tensor_names_unique(model),
         "op_counts": litert_convert.op_counts(model),
+        "embedded_bytes": {name: len(data) for name, data in embedded_entries.items()},
     }
     return flatbuffer, report
 

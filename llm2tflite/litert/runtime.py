@@ -1,11 +1,13 @@
 """Run the LiteRT route's prefill/decode ``.tflite``: tokenizer outside, sampling, streaming.
 
 The file holds ``prefill_<T>`` signatures and ``decode`` over an external KV cache (the contract is
-docs/litert-contract.md); next to it lie the export info (``litert_export.json``:
-cache length, start/stop tokens, ...) and the runtime tokenizer (``tokenizer.json`` or
-``tokenizer.model``, ``llm2tflite.litert.runtime_tokenizer``). :class:`LiteRTModel` is the route's
-runtime for the CLI, smoke, fidelity and benchmark stages (``llm2tflite.model_files.open_model``
-returns it).
+docs/litert-contract.md), and as metadata the export info (cache length, start/stop tokens, ...)
+and the runtime tokenizer (``llm2tflite.litert.embedded``); the same files lie beside it
+(``litert_export.json``, ``tokenizer.json`` or ``tokenizer.model``,
+``llm2tflite.litert.runtime_tokenizer``). A file copied alone runs from its own; a file built
+without them needs the files beside it; a file beside files that differ from its own is refused
+in one line (one of them is from another build). :class:`LiteRTModel` is the route's runtime for
+the CLI, smoke, fidelity and benchmark stages (``llm2tflite.model_files.open_model`` returns it).
 
 One generation, as LiteRT-LM runs the same file:
 
@@ -54,9 +56,10 @@ from pathlib import Path
 
 import numpy as np
 
-from llm2tflite.core import tf_logging
+from llm2tflite.core import flatbuffer, tf_logging
 from llm2tflite.core.generation import Generation, ModelOpenError
 from llm2tflite.core.sampling import GREEDY, Sampler
+from llm2tflite.litert import embedded
 from llm2tflite.litert.contract import (
     DECODE_SIGNATURE,
     INFO_FILE,
@@ -67,7 +70,7 @@ from llm2tflite.litert.contract import (
     PREFILL_PREFIX,
     TOKENS,
 )
-from llm2tflite.litert.runtime_tokenizer import load_runtime_tokenizer
+from llm2tflite.litert.runtime_tokenizer import load_runtime_tokenizer, tokenizer_from_bytes
 from llm2tflite.litert.weight_cache import weight_cache_for
 
 ROUTE = "litert"
@@ -93,21 +96,75 @@ def _one_line(error) -> str:
 
 def check_flatbuffer(path) -> None:
     """Refuse a damaged file in one line before LiteRT maps it (LiteRT's CompiledModel crashes
-    the process on a bit-flipped flatbuffer; the Interpreter runs the flatbuffer verifier).
-
-    Without delegates the Interpreter only verifies and builds the graph: ~1 ms, no weight packed.
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
+    the process on a bit-flipped flatbuffer): ``llm2tflite.core.flatbuffer.verify``."""
     try:
-        Interpreter(
-            model_path=str(path),
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
-    except (ValueError, RuntimeError) as error:
+        flatbuffer.verify(path)
+    except flatbuffer.DamagedFlatbufferError as error:
         raise LiteRTModelError(
-            f"{path} is damaged (truncated or altered since it was built: {_one_line(error)}); "
+            f"{path} is damaged (truncated or altered since it was built: {error}); "
             "rebuild it or copy it again"
+        ) from None
+
+
+def _first_difference(beside: dict, inside: dict) -> str:
+    key = next(k for k in sorted(set(beside) | set(inside)) if beside.get(k) != inside.get(k))
+    return f"{key}: {_short(beside.get(key))} beside it, {_short(inside.get(key))} inside"
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _export_info(path: Path, info_path: Path, given: bool, inside: dict | None):
+    """The export info and where it is read from: the file's own, the sidecar's (a file built
+    without), never two that differ. A sidecar named by the caller (``given``) must exist."""
+    if not info_path.is_file():
+        if inside is not None and not given:
+            return inside, f"the export info inside {path}"
+        raise LiteRTModelError(
+            f"{info_path} is missing: the LiteRT model's export info (written by the workflow's "
+            f"litert export) must lie beside it"
+            + ("" if inside is not None else f" ({path.name} carries none of its own)")
+        )
+    beside = _read_info(info_path)
+    if inside is not None and beside != inside:
+        raise LiteRTModelError(
+            f"{info_path} differs from the export info inside {path} "
+            f"({_first_difference(beside, inside)}): one of them is from another build; "
+            "remove it or rebuild"
+        )
+    return beside, str(info_path)
+
+
+def _runtime_tokenizer(path: Path, own: embedded.Embedded):
+    """The tokenizer: the file's own (a file beside it of the same name must hold the same
+    bytes), else the one beside it."""
+    try:
+        if own.tokenizer is None:
+            return load_runtime_tokenizer(path.parent)
+        beside = path.parent / own.tokenizer_name
+        if beside.is_file() and beside.read_bytes() != own.tokenizer:
+            raise LiteRTModelError(
+                f"{beside} differs from the tokenizer inside {path} ({beside.stat().st_size} "
+                f"bytes beside it, {len(own.tokenizer)} inside): one of them is from another "
+                "build; remove it or rebuild"
+            )
+        origin = f"{path}:{embedded.PREFIX}{own.tokenizer_name}"
+        return tokenizer_from_bytes(own.tokenizer_name, own.tokenizer, origin)
+    except LiteRTModelError:
+        raise
+    except FileNotFoundError as error:
+        raise LiteRTModelError(f"{error} ({path.name} carries none of its own)") from None
+    except Exception as error:  # noqa: BLE001  (tokenizers and sentencepiece raise their own)
+        where = (
+            f"its embedded tokenizer ({embedded.PREFIX}{own.tokenizer_name})"
+            if own.tokenizer is not None
+            else "the tokenizer beside it"
+        )
+        raise LiteRTModelError(
+            f"{path}: {where} cannot be read ({_one_line(error)[:200]}); rebuild it or copy it "
+            "again"
         ) from None
 
 
@@ -165,7 +222,6 @@ def _compile(path, threads, weight_cache: bool, weight_cache_dir, ynnpack: bool)
     from ai_edge_litert.cpu_options import CpuOptions
     from ai_edge_litert.options import Options
 
-    check_flatbuffer(path)
     cache = weight_cache_for(path, weight_cache_dir) if weight_cache else None
 
     def create(cache_file):
@@ -331,7 +387,8 @@ class LiteRTModel:
     """A LiteRT-route ``.tflite`` with its tokenizer and export info (see the module docstring).
 
     ``threads``: XNNPACK's thread count; None leaves the runtime's default.
-    ``info``: the export info path; default ``litert_export.json`` next to the model.
+    ``info``: the export info path; default ``litert_export.json`` next to the model if it is
+    there, else the info inside the file (see the module docstring).
     ``weight_cache``: keep XNNPACK's packed weights in a file and map them back on later loads
     (``llm2tflite.litert.weight_cache``); False packs them at every load (a cold load).
     ``weight_cache_dir``: where that file goes (default: ``.xnnpack_cache/`` beside the model).
@@ -353,14 +410,15 @@ class LiteRTModel:
         started = time.perf_counter()
         self.path = Path(path)
         self.threads = threads
+        # Verified before anything of it is read (the metadata too).
+        check_flatbuffer(self.path)
+        try:
+            own = embedded.read(self.path)
+        except embedded.EmbeddedFilesError as error:
+            raise LiteRTModelError(str(error)) from None
         info_path = Path(info) if info else self.path.parent / INFO_FILE
-        if not info_path.is_file():
-            raise LiteRTModelError(
-                f"{info_path} is missing: the LiteRT model's export info "
-                "(written by the workflow's litert export) must lie beside it"
-            )
-        self.info = _read_info(info_path)
-        self.tokenizer = load_runtime_tokenizer(self.path.parent)
+        self.info, info_source = _export_info(self.path, info_path, bool(info), own.info)
+        self.tokenizer = _runtime_tokenizer(self.path, own)
         expected = self.info.get("tokenizer_vocabulary_size")
         if expected is not None and self.tokenizer.vocabulary_size() != int(expected):
             raise LiteRTModelError(
@@ -373,7 +431,7 @@ class LiteRTModel:
         )
         with _litert_notes_hidden():
             self._prepare_signatures(path)
-        self._check_signatures(path, info_path)
+        self._check_signatures(path, info_source)
         self.load_seconds = time.perf_counter() - started
 
     def _prepare_signatures(self, path):
@@ -394,7 +452,7 @@ class LiteRTModel:
             signature = _Signature(self.compiled, name, caches)
             self._prefill[signature.length] = signature
 
-    def _check_signatures(self, path, info_path):
+    def _check_signatures(self, path, info_source: str):
         self.cache_length = int(self._decode.mask.shape[-1])
         for signature in self._signatures():
             if signature.mask.shape[-1] != self.cache_length:
@@ -405,7 +463,7 @@ class LiteRTModel:
                 )
         if self.info.get("cache_length", self.cache_length) != self.cache_length:
             raise LiteRTModelError(
-                f"{info_path} describes a cache of {self.info['cache_length']} "
+                f"{info_source} describes a cache of {self.info['cache_length']} "
                 f"positions, {path} has {self.cache_length}: not its export "
                 "info"
             )
@@ -416,7 +474,7 @@ class LiteRTModel:
             self.stop_token_ids = frozenset(int(i) for i in self.info["stop_token_ids"])
         except (KeyError, TypeError, ValueError) as error:
             raise LiteRTModelError(
-                f"{info_path}: no valid start_token_id/stop_token_ids ({error}): not a LiteRT "
+                f"{info_source}: no valid start_token_id/stop_token_ids ({error}): not a LiteRT "
                 "export info"
             ) from None
         self.add_start_token = bool(self.info.get("add_start_token", True))

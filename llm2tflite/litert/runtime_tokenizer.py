@@ -113,15 +113,19 @@ def load_keras_tokenizer(preset: str):
 
 
 class HuggingFaceTokenizer:
-    """``tokenizer.json`` read with Hugging Face ``tokenizers``."""
+    """``tokenizer.json`` read with Hugging Face ``tokenizers`` (``data``: its bytes, read from
+    elsewhere than ``path``, e.g. a model's metadata)."""
 
     kind = "byte_level_bpe"
 
-    def __init__(self, path):
+    def __init__(self, path, data: bytes | None = None):
         from tokenizers import Tokenizer
 
-        self.path = Path(path)
-        self._tokenizer = Tokenizer.from_file(str(path))
+        self.path = path if data is not None else Path(path)
+        if data is None:
+            self._tokenizer = Tokenizer.from_file(str(path))
+        else:
+            self._tokenizer = Tokenizer.from_str(data.decode("utf-8"))
 
     def encode(self, text: str) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
@@ -135,15 +139,18 @@ class HuggingFaceTokenizer:
 
 
 class SentencePieceTokenizer:
-    """``tokenizer.model`` read with ``sentencepiece``."""
+    """``tokenizer.model`` read with ``sentencepiece`` (``data``: as ``HuggingFaceTokenizer``)."""
 
     kind = "sentencepiece"
 
-    def __init__(self, path):
+    def __init__(self, path, data: bytes | None = None):
         import sentencepiece
 
-        self.path = Path(path)
-        self._processor = sentencepiece.SentencePieceProcessor(model_file=str(path))
+        self.path = path if data is not None else Path(path)
+        if data is None:
+            self._processor = sentencepiece.SentencePieceProcessor(model_file=str(path))
+        else:
+            self._processor = sentencepiece.SentencePieceProcessor(model_proto=data)
 
     def encode(self, text: str) -> list[int]:
         return list(self._processor.encode(text, out_type=int))
@@ -178,13 +185,22 @@ def load_runtime_tokenizer(path):
     path = Path(path)
     if path.is_dir():
         path = find_runtime_tokenizer(path)
+    return _reader(path.name, path)(path)
+
+
+def tokenizer_from_bytes(file_name: str, data: bytes, origin: str):
+    """The tokenizer of a runtime tokenizer file's bytes read from elsewhere (a model's metadata):
+    ``file_name`` tells its kind, ``origin`` (the tokenizer's ``path``) where they came from."""
+    return _reader(file_name, origin)(origin, bytes(data))
+
+
+def _reader(file_name: str, where):
     try:
-        reader = _READER_BY_FILE[path.name]
+        return _READER_BY_FILE[file_name]
     except KeyError:
         raise ValueError(
-            f"{path}: not a runtime tokenizer file ({' or '.join(_READER_BY_FILE)})"
+            f"{where}: not a runtime tokenizer file ({' or '.join(_READER_BY_FILE)})"
         ) from None
-    return reader(path)
 
 
 def main(argv=None) -> None:

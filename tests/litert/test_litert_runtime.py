@@ -287,29 +287,35 @@ def test_open_model_tells_the_routes_apart(small_litert, small_export):
 
 
 def test_missing_files_beside_the_model_are_reported(small_litert, tmp_path):
+    """Of a file that carries no export info or tokenizer of its own (a file with them runs
+    alone: tests/litert/test_self_describing_files.py)."""
     import shutil
+
+    from test_broken_model_files import without_embedded_files
 
     from llm2tflite.litert.runtime import LiteRTModel, LiteRTModelError
 
-    copy = tmp_path / "fp32.tflite"
-    shutil.copyfile(small_litert["tflite"]["fp32"], copy)
+    copy = without_embedded_files(small_litert["tflite"]["fp32"], tmp_path / "fp32.tflite")
     with pytest.raises(LiteRTModelError, match="litert_export.json is missing"):
         LiteRTModel(copy)
     shutil.copyfile(small_litert["dir"] / "litert_export.json", tmp_path / "litert_export.json")
-    with pytest.raises(FileNotFoundError, match="tokenizer"):
+    with pytest.raises(LiteRTModelError, match="exactly one tokenizer file"):
         LiteRTModel(copy)
 
 
 def test_a_tokenizer_of_another_model_is_refused(small_litert, tmp_path):
     import shutil
 
+    from test_broken_model_files import without_embedded_files
     from tokenizers import pre_tokenizers
 
     from llm2tflite.litert.runtime import LiteRTModel, LiteRTModelError
     from llm2tflite.litert.runtime_tokenizer import byte_level_bpe_json
 
-    for name in ("fp32.tflite", "litert_export.json"):
-        shutil.copyfile(small_litert["dir"] / name, tmp_path / name)
+    shutil.copyfile(small_litert["dir"] / "litert_export.json", tmp_path / "litert_export.json")
+    # A file without a tokenizer of its own reads the one beside it (a file with one refuses a
+    # different one beside it: tests/litert/test_self_describing_files.py).
+    without_embedded_files(small_litert["tflite"]["fp32"], tmp_path / "fp32.tflite")
     # A byte-level BPE without merges: the 256 byte symbols and the end token.
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocabulary = {symbol: i for i, symbol in enumerate(sorted(alphabet))}

@@ -2,7 +2,8 @@
 # prefill/decode SavedModel with the KV cache outside (llm2tflite/litert/export.py documents the
 # contract) -> builtins-only fp32 .tflite -> ai-edge-quantizer int8 / int4; and the tokenizer
 # outside the graph, next to the LiteRT model (results/{model}/litert/tokenizer.json or
-# tokenizer.model, by the family's tokenizer kind: llm2tflite/litert/runtime_tokenizer.py).
+# tokenizer.model, by the family's tokenizer kind: llm2tflite/litert/runtime_tokenizer.py). The
+# export info and the tokenizer are embedded in every .tflite too (llm2tflite/litert/embedded.py).
 # Settings and helpers: workflow/rules/litert_helpers.smk.
 
 
@@ -38,6 +39,8 @@ rule litert_export:
 rule litert_convert:
     input:
         saved_model="results/{model}/litert/saved_model",
+        # Embedded in the .tflite with the export info (llm2tflite/litert/embedded.py).
+        tokenizer=lambda wildcards: litert_tokenizer_file(wildcards.model),
         code=stage_code("litert.convert"),
     output:
         tflite="results/{model}/litert/fp32.tflite",
@@ -55,7 +58,8 @@ rule litert_convert:
         cpus_per_task=2,
     shell:
         "python -m llm2tflite.litert.convert --saved-model {input.saved_model}"
-        " --out {output.tflite} --report {output.report} > {log} 2>&1"
+        " --tokenizer {input.tokenizer} --out {output.tflite} --report {output.report}"
+        " > {log} 2>&1"
 
 
 rule litert_quantize:
