@@ -191,6 +191,7 @@ def _model_errors(name: str, source: dict, config: dict) -> list[str]:
                 f"litert.cache_length: {cache_length} exceeds model {name!r}'s {model_max} "
                 f"positions; set litert.cache_length <= {model_max}"
             )
+    errors += _block_size_errors(name, family.weight_input_widths(backbone), config)
     lines, origin = _heldout_lines(source)
     perplexity_lines = config["fidelity"]["perplexity_lines"]
     if perplexity_lines > lines:
@@ -199,6 +200,39 @@ def _model_errors(name: str, source: dict, config: dict) -> list[str]:
             f"of model {name!r} ({origin}); set fidelity.perplexity_lines <= {lines}"
         )
     return errors
+
+
+def _block_size_errors(name: str, widths: dict[str, int], config: dict) -> list[str]:
+    """A blockwise int4 recipe's block must divide the input width of every weight matrix of
+    the model (ai-edge-quantizer refuses the model otherwise)."""
+
+    def misfits(variant):
+        block = litert_contract.block_size(variant)
+        return {key: width for key, width in widths.items() if block and width % block}
+
+    errors = []
+    for variant in config["litert"]["variants"]:
+        if misfits(variant):
+            fitting = [v for v in litert_contract.QUANTIZATION_RECIPES if not misfits(v)]
+            errors.append(
+                f"litert.variants: {variant} quantizes weights in blocks of "
+                f"{litert_contract.block_size(variant)} input values, which do not divide model "
+                f"{name!r}'s "
+                + ", ".join(f"{key} {width}" for key, width in misfits(variant).items())
+                + f"; use one of {', '.join(fitting)}"
+            )
+    return errors
+
+
+def quality_gates(config: dict) -> dict:
+    """The quality gates per variant name, as the rules apply them: `quality_gates`, with the
+    LiteRT variants named after an int4 recipe (int4_b32, ...) taking int4's gates but those they
+    state themselves."""
+    gates = {variant: dict(values or {}) for variant, values in config["quality_gates"].items()}
+    for variant in config["litert"]["variants"]:
+        if variant in litert_contract.INT4_RECIPE_VARIANTS:
+            gates[variant] = {**gates.get("int4", {}), **gates.get(variant, {})}
+    return gates
 
 
 def litertlm_variants(config: dict) -> list[str]:

@@ -279,6 +279,8 @@ def build_random_preset(
     num_layers: int = 1,
     num_heads: int = 2,
     max_sequence_length: int = 128,
+    hidden_dim: int = 32,
+    intermediate_dim: int = 64,
 ) -> Path:
     """A tiny GPT-2 with seeded random weights on the given BPE files, saved as a preset."""
     import keras
@@ -293,8 +295,8 @@ def build_random_preset(
         vocabulary_size=tokenizer.vocabulary_size(),
         num_layers=num_layers,
         num_heads=num_heads,
-        hidden_dim=32,
-        intermediate_dim=64,
+        hidden_dim=hidden_dim,
+        intermediate_dim=intermediate_dim,
         max_sequence_length=max_sequence_length,
     )
     keras_hub.models.GPT2CausalLM(backbone, preprocessor).save_to_preset(str(out_dir))

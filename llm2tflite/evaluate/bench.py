@@ -68,7 +68,17 @@ TF_VARIANT = "tf"
 DEFAULT_PROMPT = CODELAB_PROMPT
 # Display order of rows everywhere (benchmarks.csv, the summary's tables, the plot's legend).
 ROUTE_ORDER = (BASELINE_ROUTE, "tflite", "litert")
-VARIANT_ORDER = (TF_VARIANT, "fp32", "fp16", "int8", "int4")
+VARIANT_ORDER = (
+    TF_VARIANT,
+    "fp32",
+    "fp16",
+    "int8",
+    "int4",
+    "int4_b32",
+    "int4_b64",
+    "int4_b128",
+    "int4_c",
+)
 COLUMNS = [
     "model",
     "route",

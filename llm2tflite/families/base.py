@@ -76,6 +76,16 @@ class Architecture:
         """Longest sequence the backbone's position handling supports (None: unbounded)."""
         return backbone_config.get("max_sequence_length")
 
+    def weight_input_widths(self, backbone_config: Mapping) -> dict[str, int]:
+        """The input widths of the backbone's weight matrices (embedding tables included: their
+        rows), by the setting that gives each: a blockwise quantization's block must divide
+        every one. Empty when the config does not say (a preset not known without its files)."""
+        return {
+            key: backbone_config[key]
+            for key in ("hidden_dim", "intermediate_dim")
+            if backbone_config.get(key) is not None
+        }
+
     def train_model_config(self, overrides: Mapping | None = None) -> dict:
         """``train_model_defaults`` updated with the config's ``train: model:`` section."""
         overrides = dict(overrides or {})

@@ -233,6 +233,15 @@ class Gemma3(Architecture):
     def max_sequence_length(self, backbone_config: Mapping) -> int | None:
         return None  # rotary positions: no learned position table to run out of
 
+    def weight_input_widths(self, backbone_config: Mapping) -> dict[str, int]:
+        """Hidden and feed-forward widths, and the attention output projection's input (query
+        heads x head_dim, unlike other families not always the hidden width)."""
+        widths = super().weight_input_widths(backbone_config)
+        heads, head_dim = backbone_config.get("num_query_heads"), backbone_config.get("head_dim")
+        if heads and head_dim:
+            widths["num_query_heads x head_dim"] = heads * head_dim
+        return widths
+
     def semantic_errors(self, model_config: Mapping, where: str) -> list[str]:
         model = self.train_model_config(model_config)
         heads, kv_heads = model["num_query_heads"], model["num_key_value_heads"]

@@ -27,9 +27,49 @@ TOKENIZER_JSON = "tokenizer.json"
 SENTENCEPIECE_MODEL = "tokenizer.model"
 RUNTIME_TOKENIZER_FILES = {"byte_level_bpe": TOKENIZER_JSON, "sentencepiece": SENTENCEPIECE_MODEL}
 
-# Quantized variant -> ai-edge-quantizer recipe (a function of ai_edge_quantizer.recipe,
-# llm2tflite.litert.quantize); fp32 is the converter's own output.
-QUANTIZATION_RECIPES = {"int8": "dynamic_wi8_afp32", "int4": "dynamic_wi4b32_afp32"}
+# ai-edge-quantizer's dynamic-range recipes the route offers, by the library's own names
+# (ai_edge_quantizer.recipe: int weights, float32 activations quantized on the fly by the kernels;
+# wi<bits>, then c: one scale per output channel, or b<M>: one per block of M input values):
+# recipe name -> (weight bits, granularity). llm2tflite.litert.quantize builds each as the
+# library builds its named ones, RecipeManager.add_dynamic_config(".*", every supported op, bits,
+# granularity); blocks of 128 have no named recipe in ai-edge-quantizer 0.10.0, only the
+# granularity.
+DYNAMIC_RECIPES = {
+    "dynamic_wi8_afp32": (8, "CHANNELWISE"),
+    "dynamic_wi4b32_afp32": (4, "BLOCKWISE_32"),
+    "dynamic_wi4b64_afp32": (4, "BLOCKWISE_64"),
+    "dynamic_wi4b128_afp32": (4, "BLOCKWISE_128"),
+    "dynamic_wi4c_afp32": (4, "CHANNELWISE"),
+}
+# The int4 recipe a variant name without a suffix means, chosen by measurement
+# (docs/benchmarks.md#int4-recipes).
+INT4_DEFAULT_RECIPE = "dynamic_wi4b32_afp32"
+# Quantized variant -> its recipe (llm2tflite.litert.quantize); fp32 is the converter's own
+# output. `int4` is the chosen int4 recipe; `int4_<granularity>` names each int4 recipe.
+QUANTIZATION_RECIPES = {
+    "int8": "dynamic_wi8_afp32",
+    "int4": INT4_DEFAULT_RECIPE,
+    "int4_b32": "dynamic_wi4b32_afp32",
+    "int4_b64": "dynamic_wi4b64_afp32",
+    "int4_b128": "dynamic_wi4b128_afp32",
+    "int4_c": "dynamic_wi4c_afp32",
+}
+# The variants named after their int4 recipe; they take int4's quality gates unless the config
+# states their own (llm2tflite.config_check.quality_gates).
+INT4_RECIPE_VARIANTS = tuple(v for v in QUANTIZATION_RECIPES if v.startswith("int4_"))
+
+
+def block_size(variant: str) -> int | None:
+    """Input values per scale of a variant's blockwise recipe; None per channel or unquantized.
+
+    The block must divide the input width of every weight matrix: the quantizer refuses the
+    model otherwise (llm2tflite.config_check checks it when the DAG is parsed).
+    """
+    recipe = QUANTIZATION_RECIPES.get(variant)
+    granularity = DYNAMIC_RECIPES[recipe][1] if recipe else ""
+    prefix = "BLOCKWISE_"
+    return int(granularity[len(prefix) :]) if granularity.startswith(prefix) else None
+
 
 # Prefill lengths when `litert.prefill_lengths` is null (config/config.schema.yaml holds the
 # section's other defaults): a short one for short prompts (a prefill invoke costs about a decode

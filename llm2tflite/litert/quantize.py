@@ -5,7 +5,17 @@ Variants (the config's ``litert: variants``):
 - ``int8``: ``dynamic_wi8_afp32``: int8 weights, one scale per output channel; activations
   stay float32 between ops and are quantized on the fly by the kernels (XNNPACK's dynamically
   quantized FULLY_CONNECTED), so the weights stay int8 in memory and are read as int8.
-- ``int4``: ``dynamic_wi4b32_afp32``: int4 weights, one scale per block of 32 input values.
+- ``int4``: ``dynamic_wi4b32_afp32``: int4 weights, one fp16 scale per block of 32 input values;
+  the other int4 recipes by name: ``int4_b32`` (the same), ``int4_b64``, ``int4_b128`` (blocks of
+  64, 128: each must divide every weight's input width) and ``int4_c`` (``dynamic_wi4c_afp32``,
+  one scale per output channel). Blocks of 32 were chosen by measurement (docs/benchmarks.md,
+  "int4 recipes"): the lowest mean KL against Keras on ``tiny``, ``tiny_llama`` and the 124M twin
+  (twin: 4.5e-3 nats; blocks of 64 6.3e-3, 128 7.7e-3, channelwise 8.9e-3), for a file at most
+  9 % larger (70.2 MB; 66.3, 64.4, 67.1 MB) and decode invokes within about 20 % (channelwise
+  0.81 of its time, blocks of 64 and 128 0.97 and 0.93; 2 threads, interleaved).
+
+Every recipe is built as ai_edge_quantizer.recipe builds its named ones
+(``llm2tflite.litert.contract.DYNAMIC_RECIPES``): blocks of 128 have no named recipe there.
 
 Weight-only recipes are not offered: they earn no place. On the 124M twin (2 threads, XNNPACK,
 interleaved in one process) ``weight_only_wi8_afp32`` (129 MB, like int8) decoded 3.4x slower
@@ -29,15 +39,25 @@ from llm2tflite.core import conversion_report, flatbuffer, memory
 from llm2tflite.core.conversion_report import summary
 from llm2tflite.litert import convert as litert_convert
 from llm2tflite.litert import embedded
+from llm2tflite.litert.contract import DYNAMIC_RECIPES
 from llm2tflite.litert.contract import QUANTIZATION_RECIPES as RECIPES
 
 VARIANTS = ("fp32", *RECIPES)
 
 
 def _recipe(variant: str):
-    from ai_edge_quantizer import recipe
+    """The variant's recipe, built as ai_edge_quantizer.recipe builds its named ones."""
+    from ai_edge_quantizer import qtyping, recipe_manager
 
-    return getattr(recipe, RECIPES[variant])()
+    bits, granularity = DYNAMIC_RECIPES[RECIPES[variant]]
+    manager = recipe_manager.RecipeManager()
+    manager.add_dynamic_config(
+        regex=".*",
+        operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+        num_bits=bits,
+        granularity=qtyping.QuantGranularity(granularity),
+    )
+    return manager.get_quantization_recipe()
 
 
 def constants_by_type(model) -> dict[str, dict[str, int]]:

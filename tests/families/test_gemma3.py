@@ -112,6 +112,16 @@ def test_preset_parameter_counts_are_the_published_ones():
         GEMMA3.parameter_count({**GEMMA3.presets["gemma3_1b"], "vision_encoder": object()})
 
 
+def test_weight_input_widths_include_the_attention_output():
+    """What an int4 block must divide (config check): the attention output projection reads
+    query heads x head_dim values, not the hidden width (4 x 256 = 1024 against 640)."""
+    assert GEMMA3.weight_input_widths(GEMMA3.presets["gemma3_270m"]) == {
+        "hidden_dim": 640,
+        "intermediate_dim": 2048,
+        "num_query_heads x head_dim": 1024,
+    }
+
+
 def test_registry_knows_gemma3():
     assert registry.by_class_name("Gemma3CausalLM") is GEMMA3
     assert "gemma3 (Gemma3CausalLM)" in registry.supported()

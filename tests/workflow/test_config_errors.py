@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm2tflite.config_check import check_config, fill_defaults
+from llm2tflite.config_check import check_config, fill_defaults, quality_gates
 
 from conftest import REPO, copy_default_config, run_snakemake
 
@@ -47,6 +47,22 @@ def test_bad_config_fails_at_parse_time(tmp_path, case):
 def test_valid_config_passes_check():
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     check_config(config, REPO / "config/config.schema.yaml", [REPO / "config/config.yaml"])
+
+
+def test_int4_recipe_variants_take_int4_gates():
+    """A variant named after an int4 recipe gets int4's gates (as configured); a section of its
+    own replaces only the gates it states (null switches one off)."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["litert"]["variants"] = ["fp32", "int8", "int4", "int4_b32", "int4_c"]
+    config["quality_gates"]["int4"]["max_kl_p99"] = 0.2
+    config["quality_gates"]["int4_c"] = {"max_kl_mean": 0.05, "min_top1_agreement": None}
+    check_config(config, REPO / "config/config.schema.yaml")
+    gates = quality_gates(config)
+    assert gates["int4_b32"] == gates["int4"] and gates["int4"]["max_kl_p99"] == 0.2
+    assert gates["int4_c"] == {**gates["int4"], "max_kl_mean": 0.05, "min_top1_agreement": None}
+    assert "int4_b64" not in gates  # not built
+    for variant in ("fp32", "fp16", "int8", "int4"):
+        assert gates[variant] == config["quality_gates"][variant]
 
 
 @pytest.mark.parametrize(

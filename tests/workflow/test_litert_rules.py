@@ -3,6 +3,7 @@ refusals at parse time are cases of tests/workflow/config_errors.yaml)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from conftest import copy_default_config, run_snakemake
@@ -44,6 +45,34 @@ def test_only_int4_still_converts_fp32_first(tmp_path):
     _, output = _dry_run(tmp_path)
     jobs = dict(re.findall(r"^(litert_\w+)\s+(\d+)$", output, re.MULTILINE))
     assert jobs == {"litert_export": "2", "litert_convert": "2", "litert_quantize": "2"}, output
+
+
+def test_int4_recipe_variants_are_built_and_gated_like_int4(tmp_path):
+    """A variant named after an int4 recipe is quantized from the fp32 file with its recipe, and
+    its quality gate is int4's but for the gates it states itself."""
+    config_file = copy_default_config(tmp_path)
+    text = config_file.read_text().replace(
+        "\nquality_gates:\n", "\nquality_gates:\n  int4_c:\n    max_kl_mean: 0.05\n", 1
+    )
+    config_file.write_text(text)
+    _set_litert(config_file, "  variants: [fp32, int8, int4, int4_c]\n")
+    completed = run_snakemake(
+        tmp_path,
+        "--dry-run",
+        "--printshellcmds",
+        "results/tiny/litert/gate/int4_c.json",
+        "results/tiny/litert/gate/int4.json",
+    )
+    output = completed.stdout + completed.stderr
+    assert "--variant int4_c --out results/tiny/litert/int4_c.tflite" in output, output
+    gates = {
+        variant: json.loads(value)
+        for value, variant in re.findall(
+            r"--gates-json '([^']*)' --out results/tiny/litert/gate/(\w+)\.json", output
+        )
+    }
+    assert gates["int4_c"] == {**gates["int4"], "max_kl_mean": 0.05}, output
+    assert gates["int4"]["max_kl_mean"] == 0.03
 
 
 def test_litert_edits_rerun_only_the_litert_route(default_run):
