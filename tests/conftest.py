@@ -233,6 +233,7 @@ def build_random_preset(
     num_layers: int = 1,
     num_heads: int = 2,
     max_sequence_length: int = 128,
+    intermediate_dim: int = 64,
 ) -> Path:
     """A tiny GPT-2 with seeded random weights on the given BPE files, saved as a preset."""
     import keras
@@ -248,7 +249,7 @@ def build_random_preset(
         num_layers=num_layers,
         num_heads=num_heads,
         hidden_dim=32,
-        intermediate_dim=64,
+        intermediate_dim=intermediate_dim,
         max_sequence_length=max_sequence_length,
     )
     keras_hub.models.GPT2CausalLM(backbone, preprocessor).save_to_preset(str(out_dir))
@@ -330,6 +331,30 @@ def small_export(default_corpus_and_vocab, tmp_path_factory):
         "tflite": out / "fp32.tflite",
         "conversion": report,
     }
+
+
+def export_transformers_checkpoint(causal_lm, out: Path) -> Path:
+    """``causal_lm`` written by KerasHub's own Transformers exporter: ``config.json`` (without
+    ``architectures``, for GPT-2), ``model.safetensors`` and the tokenizer's files, a Hugging
+    Face checkpoint directory as a user has one."""
+    causal_lm.export_to_transformers(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def gpt2_checkpoint(default_corpus_and_vocab, tmp_path_factory):
+    """A small random GPT-2 on the default vocabulary, as a KerasHub preset and as a Hugging Face
+    checkpoint. Its MLP is 4 x hidden_dim wide: KerasHub's GPT-2 converter reads no other width
+    (``n_inner``)."""
+    from llm2tflite.inputs.sources import load_causal_lm
+
+    out = tmp_path_factory.mktemp("gpt2_checkpoint")
+    preset = build_random_preset(
+        default_corpus_and_vocab / "vocab", out / "preset", num_layers=2, intermediate_dim=128
+    )
+    causal_lm = load_causal_lm(str(preset))
+    checkpoint = export_transformers_checkpoint(causal_lm, out / "checkpoint")
+    return {"preset": preset, "causal_lm": causal_lm, "checkpoint": checkpoint}
 
 
 # The tests' small LiteRT-route model: the codelab fixture's causal LM (same weights) exported as
