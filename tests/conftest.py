@@ -380,6 +380,30 @@ def small_export(default_corpus_and_vocab, tmp_path_factory):
     }
 
 
+def export_transformers_checkpoint(causal_lm, out: Path) -> Path:
+    """``causal_lm`` written by KerasHub's own Transformers exporter: ``config.json`` (without
+    ``architectures``, for GPT-2), ``model.safetensors`` and the tokenizer's files, a Hugging
+    Face checkpoint directory as a user has one."""
+    causal_lm.export_to_transformers(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def gpt2_checkpoint(default_corpus_and_vocab, tmp_path_factory):
+    """A small random GPT-2 on the default vocabulary, as a KerasHub preset and as a Hugging Face
+    checkpoint. Its MLP is 4 x hidden_dim wide: KerasHub's GPT-2 converter reads no other width
+    (``n_inner``)."""
+    from llm2tflite.inputs.sources import load_causal_lm
+
+    out = tmp_path_factory.mktemp("gpt2_checkpoint")
+    preset = build_random_preset(
+        default_corpus_and_vocab / "vocab", out / "preset", num_layers=2, intermediate_dim=128
+    )
+    causal_lm = load_causal_lm(str(preset))
+    checkpoint = export_transformers_checkpoint(causal_lm, out / "checkpoint")
+    return {"preset": preset, "causal_lm": causal_lm, "checkpoint": checkpoint}
+
+
 # The tests' small LiteRT-route model: the codelab fixture's causal LM (same weights) exported as
 # prefill/decode signatures. A cache of 40 positions (= SMALL_MAX_LENGTH) and prefill lengths 8
 # and 16: prompts of any length take several chunks, and the last positions fit no chunk.

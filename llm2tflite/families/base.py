@@ -65,6 +65,15 @@ class Architecture:
     #: (validated by the config check) and their defaults.
     train_model_schema: Mapping = {}
     train_model_defaults: Mapping = {}
+    #: Hugging Face checkpoints (a ``preset:`` directory with ``config.json`` + ``*.safetensors``,
+    #: loaded by KerasHub's own converter, ``keras_hub/src/utils/transformers/``): the
+    #: ``model_type`` values of ``config.json`` that KerasHub converts to this family's causal
+    #: LM -> the Transformers class written in ``config.json``'s ``architectures`` (the value the
+    #: loader is given when a checkpoint lacks it, as KerasHub's own exporter writes them).
+    transformers_model_types: Mapping[str, str] = {}
+    #: The tokenizer files KerasHub's converter reads from such a checkpoint: alternatives, the
+    #: first whose files are all present is read.
+    transformers_tokenizer_files: tuple[tuple[str, ...], ...] = ()
 
     # ---- light: no TensorFlow, no Keras ------------------------------------------------------
 
@@ -100,6 +109,13 @@ class Architecture:
     def semantic_errors(self, model_config: Mapping, where: str) -> list[str]:
         """Checks of a ``train: model:`` section that a JSON schema cannot express."""
         return []
+
+    def transformers_backbone_config(self, hf_config: Mapping) -> dict:
+        """The backbone arguments KerasHub's converter builds from a checkpoint's
+        ``config.json`` (``convert_backbone_config``, mirrored without importing Keras), for the
+        light methods above. Raises ValueError (one line) for a checkpoint the family's modules
+        cannot handle."""
+        raise NotImplementedError(f"{self.name}: no Hugging Face checkpoints")
 
     # ---- heavy: import Keras inside -----------------------------------------------------------
 

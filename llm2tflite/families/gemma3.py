@@ -149,6 +149,11 @@ class Gemma3(Architecture):
         "gemma3_instruct_27b_text": 27_009_002_240,
         "medgemma_instruct_27b_text": 27_009_002_240,
     }
+    # Hugging Face Gemma 3 text checkpoints (keras_hub/src/utils/transformers/convert_gemma3.py;
+    # model_type "gemma3" is the multimodal model, with a vision tower). KerasHub reads
+    # tokenizer.model, or builds the SentencePiece model from tokenizer.json.
+    transformers_model_types = {"gemma3_text": "Gemma3ForCausalLM"}
+    transformers_tokenizer_files = (("tokenizer.model",), ("tokenizer.json",))
     # A small Gemma 3 with every feature of the real ones: 6 layers (5 sliding-window, 1
     # global), multi-query attention (4 query heads on 1 key/value head, as gemma3_270m/1b),
     # query/key norm, post-norms, a window shorter than the traced generations.
@@ -258,6 +263,42 @@ class Gemma3(Architecture):
                 "key/value head among a whole number of query heads)"
             )
         return errors
+
+    def transformers_backbone_config(self, hf_config: Mapping) -> dict:
+        """convert_gemma3.convert_backbone_config of a text config (model_type gemma3_text),
+        with its defaults for absent keys."""
+        if hf_config.get("use_bidirectional_attention", False):
+            raise ValueError("an embedding model (use_bidirectional_attention), not a causal LM")
+        rope_scaling = hf_config.get("rope_scaling")
+        rope = hf_config.get("rope_parameters") or {}
+        global_rope = rope_scaling if rope_scaling is not None else rope.get("full_attention", {})
+        window, layer_types = hf_config.get("sliding_window"), hf_config.get("layer_types", [])
+        if layer_types:
+            sliding = any(kind == "sliding_attention" for kind in layer_types)
+        else:
+            sliding = window not in (None, 0)
+        head_dim, scalar = hf_config["head_dim"], hf_config.get("query_pre_attn_scalar")
+        return {
+            **_TEXT,
+            "vocabulary_size": hf_config.get("vocab_size", 262_144),
+            "num_layers": hf_config["num_hidden_layers"],
+            "num_query_heads": hf_config.get("num_attention_heads", 8),
+            "num_key_value_heads": hf_config.get("num_key_value_heads", 4),
+            "hidden_dim": hf_config["hidden_size"],
+            "intermediate_dim": hf_config["intermediate_size"],
+            "head_dim": head_dim,
+            "use_post_ffw_norm": hf_config.get("use_post_ffw_norm", True),
+            "use_post_attention_norm": hf_config.get("use_post_attention_norm", True),
+            "attention_logit_soft_cap": hf_config.get("attn_logit_softcapping"),
+            "final_logit_soft_cap": hf_config.get("final_logit_softcapping"),
+            "use_sliding_window_attention": sliding,
+            "query_head_dim_normalize": True if scalar is None else scalar == head_dim,
+            "sliding_window_size": window or 4096,
+            "local_rope_scaling_factor": rope.get("sliding_attention", {}).get("factor", 1.0),
+            "global_rope_scaling_factor": (global_rope or {}).get("factor", 1.0),
+            "layer_norm_epsilon": hf_config.get("rms_norm_eps", 1e-6),
+            "use_query_key_norm": hf_config.get("use_query_key_norm", True),
+        }
 
     # ---- heavy ----------------------------------------------------------------------------------
 

@@ -60,6 +60,9 @@ class GPT2(Architecture):
         "max_sequence_length": 256,
         "dropout": 0.1,
     }
+    # Hugging Face GPT-2 checkpoints (keras_hub/src/utils/transformers/convert_gpt2.py).
+    transformers_model_types = {"gpt2": "GPT2LMHeadModel"}
+    transformers_tokenizer_files = (("vocab.json", "merges.txt"),)
     train_model_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -93,6 +96,25 @@ class GPT2(Architecture):
                 f"{model['num_heads']}; change one of them"
             ]
         return []
+
+    def transformers_backbone_config(self, hf_config: Mapping) -> dict:
+        """convert_gpt2.convert_backbone_config: the MLP is always 4 * n_embd wide (KerasHub
+        reads no n_inner), so a checkpoint with another width would not load."""
+        hidden = hf_config["n_embd"]
+        if hf_config.get("n_inner") not in (None, 4 * hidden):
+            raise ValueError(
+                f"n_inner {hf_config['n_inner']} is not 4 * n_embd = {4 * hidden}, the only MLP "
+                "width KerasHub's GPT-2 converter builds"
+            )
+        return {
+            "vocabulary_size": hf_config["vocab_size"],
+            "num_layers": hf_config["n_layer"],
+            "num_heads": hf_config["n_head"],
+            "hidden_dim": hidden,
+            "intermediate_dim": 4 * hidden,
+            "dropout": hf_config["resid_pdrop"],
+            "max_sequence_length": hf_config["n_positions"],
+        }
 
     def load_tokenizer(self, tokenizer_dir):
         import keras_hub

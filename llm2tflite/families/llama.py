@@ -7,7 +7,10 @@ LiteRT route's prefill/decode forward pass over an external KV cache.
 
 KerasHub's ``Llama3CausalLM`` subclasses ``LlamaCausalLM`` (same decoder, same cache) but
 tokenizes with byte-level BPE: it is not this family (the registry refuses it by its own class,
-see ``registry.for_causal_lm``), since everything here assumes SentencePiece.
+see ``registry.for_causal_lm``), since everything here assumes SentencePiece. For the same
+reason this family takes no Hugging Face checkpoint: KerasHub 0.31 converts every ``model_type``
+"llama" checkpoint with its Llama 3 converter (``Llama3CausalLM``, byte-level BPE from
+``tokenizer.json``), Llama 2's SentencePiece ones included.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
-"""Load a KerasHub causal LM from a preset: a KerasHub preset name or a local preset directory.
+"""Load a KerasHub causal LM from a preset: a KerasHub preset name, a local preset directory or a
+local Hugging Face checkpoint directory.
 
 Every model source in the config (``preset:``, ``train:``, ``shape_of:``) ends as a preset that
-this module loads, so tracing and the Keras reference see one code path.
+this module loads, so tracing and the Keras reference see one code path. A Hugging Face
+checkpoint (``config.json`` with a ``model_type``, ``*.safetensors``, tokenizer files) is
+converted by KerasHub's own converter for its ``model_type``
+(``keras_hub/src/utils/transformers/``), as ``CausalLM.from_preset`` does.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ LOAD_SEED = 0
 
 
 def load_causal_lm(preset: str, sampler: str = "greedy"):
-    """Return ``keras_hub.models.CausalLM.from_preset(preset)`` compiled with ``sampler``.
+    """Return ``keras_hub.models.CausalLM.from_preset(preset)`` compiled with ``sampler`` (a
+    Hugging Face checkpoint: ``load_transformers_checkpoint``).
 
     A remote preset (e.g. ``gpt2_base_en``) goes through KerasHub's real download code; when that
     fails (offline), raise one clear error naming the preset and the ways out instead of a
@@ -37,13 +42,14 @@ def load_causal_lm(preset: str, sampler: str = "greedy"):
     looks_like_path = os.sep in preset or preset.startswith(".")
     if looks_like_path and not is_local_preset(preset):
         raise PresetUnavailableError(f"preset directory {preset!r} does not exist")
-    if not is_local_preset(preset) and "://" not in preset:
-        # A preset name: a typo gets the names we know, not a model-hub download that fails
-        # offline with "cannot reach the model hub".
-        try:
-            registry.for_preset(preset)
-        except registry.UnsupportedArchitectureError as error:
-            raise PresetUnavailableError(str(error)) from None
+    # A preset name: a typo gets the names we know, not a model-hub download that fails offline
+    # with "cannot reach the model hub". A checkpoint: its model_type and files.
+    try:
+        hf_config = registry.transformers_config(preset) if is_local_preset(preset) else None
+        if hf_config is not None or (not is_local_preset(preset) and "://" not in preset):
+            family, _ = registry.for_preset(preset)
+    except registry.UnsupportedArchitectureError as error:
+        raise PresetUnavailableError(str(error)) from None
 
     import keras
     import keras_hub
@@ -53,7 +59,10 @@ def load_causal_lm(preset: str, sampler: str = "greedy"):
     # fixed seed keeps two runs' SavedModels (and everything derived) byte-identical.
     keras.utils.set_random_seed(LOAD_SEED)
     try:
-        causal_lm = keras_hub.models.CausalLM.from_preset(preset)
+        if hf_config is not None:
+            causal_lm = load_transformers_checkpoint(preset, family, hf_config)
+        else:
+            causal_lm = keras_hub.models.CausalLM.from_preset(preset)
     except Exception as error:  # noqa: BLE001  (any download/parse failure gets the same advice)
         if is_local_preset(preset):
             raise PresetUnavailableError(
@@ -68,6 +77,28 @@ def load_causal_lm(preset: str, sampler: str = "greedy"):
         ) from error
     causal_lm.compile(sampler=sampler)
     return causal_lm
+
+
+def load_transformers_checkpoint(preset: str, family, hf_config: dict):
+    """What ``keras_hub.models.CausalLM.from_preset(preset)`` does for a Hugging Face checkpoint
+    (KerasHub's loader and converter, the family's task class), with one difference: a
+    ``config.json`` without ``architectures`` (KerasHub's own exporter leaves it out, and its
+    loader reads it: ``KeyError: 'architectures'``) is given the family's Transformers class
+    for its ``model_type``, in memory; the checkpoint's files stay as they are."""
+    import keras_hub
+    from keras_hub.src.utils.preset_utils import get_preset_loader
+
+    loader = get_preset_loader(preset)
+    architecture = family.transformers_model_types[hf_config["model_type"]]
+    loader.config.setdefault("architectures", [architecture])
+    task = getattr(keras_hub.models, family.causal_lm_class)
+    converted = loader.check_backbone_class()
+    if converted is not task.backbone_cls:
+        raise PresetUnavailableError(
+            f"KerasHub converts {preset!r} (model_type {hf_config['model_type']!r}) to a "
+            f"{converted.__name__}, not the {task.backbone_cls.__name__} of {family.name}"
+        )
+    return loader.load_task(task, load_weights=True, load_task_weights=True)
 
 
 def exit_on_unavailable_preset(func):

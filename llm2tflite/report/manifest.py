@@ -26,6 +26,7 @@ VERSIONED_PACKAGES = (
     "numpy",
     "tokenizers",
     "sentencepiece",
+    "safetensors",
     "ai-edge-litert",
     "ai-edge-quantizer",
 )

@@ -24,9 +24,9 @@ from conftest import REPO, run_snakemake
 AGGREGATES = {("all", ""), ("manifest", ""), ("summary", "")}
 
 
-def planned_jobs(workdir) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run plans."""
-    completed = run_snakemake(workdir, "--dry-run")
+def planned_jobs(workdir, *args) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run plans (``args``: more options and targets)."""
+    completed = run_snakemake(workdir, "--dry-run", *args)
     jobs, rule = set(), None
     for line in completed.stdout.splitlines():
         match = re.match(r"^(?:local)?rule (\w+):$", line)

@@ -218,11 +218,13 @@ def shape_of(wildcards):
 
 
 def preset_inputs(wildcards):
-    """Files the preset stages depend on: the built preset, or a configured local directory."""
+    """Files the preset stages depend on: the built preset, or the files of a configured local
+    directory that loading it reads (a Hugging Face checkpoint's config, weights and tokenizer;
+    a KerasHub preset's files): an edit of one reruns the model's jobs that load it."""
     source = model_source(wildcards.model)
     if "preset" in source:
         directory = os.path.expanduser(source["preset"])
-        return [directory] if Path(directory).is_dir() else []
+        return registry.local_preset_files(directory) if Path(directory).is_dir() else []
     return [f"results/{wildcards.model}/preset"]
 
 

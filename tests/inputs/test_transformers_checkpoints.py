@@ -1,0 +1,290 @@
+"""Hugging Face checkpoints as a model source (`preset:` a directory with config.json, safetensors
+weights and tokenizer files), loaded by KerasHub's own converters (llm2tflite/inputs/sources.py).
+
+The checkpoints are written by KerasHub's Transformers exporter (`export_to_transformers`) from
+small random models the tests build: a GPT-2 (byte-level BPE; the exporter leaves
+`architectures` out of its config.json) and a Gemma 3 (SentencePiece). KerasHub 0.31 has no
+exporter for Llama, and loads any `model_type: llama` checkpoint as a Llama 3 (byte-level BPE),
+which is not the workflow's SentencePiece `llama` family.
+
+- loaded back, each is the original model: same class, same weights, same greedy ids; the
+  user's files are not edited;
+- the `safetensors` library reads every tensor the Hugging Face way (names, layouts) and each
+  equals the Keras model's weight it stands for: a check independent of KerasHub's converters;
+- the light backbone config a family reads from config.json (config check, resource sizing) is
+  what KerasHub's converter builds;
+- broken checkpoints are refused in one line, by the registry and the loader alike.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from test_gemma3 import SMALL_GEMMA3, gemma3_vocab  # noqa: F401  (a fixture)
+
+from llm2tflite.families import registry
+
+from conftest import SMALL_MAX_LENGTH, export_transformers_checkpoint
+
+PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "¿Dónde está"]
+
+
+@pytest.fixture(scope="module")
+def gemma3_checkpoint(gemma3_vocab, tmp_path_factory):  # noqa: F811
+    """A small random Gemma 3 (sliding-window and global layers, multi-query attention) on a
+    SentencePiece vocabulary with Gemma's special pieces, and its Transformers export."""
+    import keras
+
+    gemma3 = registry.by_name("gemma3")
+    out = tmp_path_factory.mktemp("gemma3_checkpoint")
+    keras.utils.set_random_seed(0)
+    tokenizer = gemma3.load_tokenizer(gemma3_vocab)
+    backbone_config = {
+        **gemma3.train_model_config(SMALL_GEMMA3),
+        "vocabulary_size": tokenizer.vocabulary_size(),
+    }
+    causal_lm = gemma3.build_causal_lm(backbone_config, tokenizer, 32)
+    causal_lm.compile(sampler="greedy")
+    checkpoint = export_transformers_checkpoint(causal_lm, out / "checkpoint")
+    return {"causal_lm": causal_lm, "checkpoint": checkpoint}
+
+
+@pytest.fixture(params=["gpt2", "gemma3"])
+def checkpoint(request):
+    return request.param, request.getfixturevalue(f"{request.param}_checkpoint")
+
+
+def _greedy_ids(causal_lm):
+    from llm2tflite.inputs.reference import keras_generate
+
+    causal_lm.compile(sampler="greedy")
+    return [keras_generate(causal_lm, p, SMALL_MAX_LENGTH).token_ids for p in PROMPTS]
+
+
+def test_checkpoint_loads_as_the_original_model(checkpoint):
+    from llm2tflite.inputs.sources import load_causal_lm
+
+    family_name, built = checkpoint
+    files = {p.name: p.read_bytes() for p in built["checkpoint"].iterdir()}
+    original = built["causal_lm"]
+    loaded = load_causal_lm(str(built["checkpoint"]))
+    assert type(loaded) is type(original)
+    assert registry.for_causal_lm(loaded).name == family_name
+    assert len(loaded.weights) == len(original.weights)
+    for ours, theirs in zip(loaded.weights, original.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=theirs.path)
+    expected = _greedy_ids(original)
+    assert _greedy_ids(loaded) == expected
+    assert all(len(ids) > 5 for ids in expected)
+    # The checkpoint is read as it is: no `architectures` written into the user's config.json.
+    assert {p.name: p.read_bytes() for p in built["checkpoint"].iterdir()} == files
+    config = json.loads(files["config.json"])
+    assert ("architectures" in config) == (family_name == "gemma3")
+
+
+def _gpt2_tensors(causal_lm) -> dict:
+    """Hugging Face GPT2LMHeadModel's tensors (Conv1D weights [in, out]) from the Keras weights."""
+    backbone = causal_lm.backbone
+    d = backbone.hidden_dim
+    tensors = {
+        "transformer.wte.weight": backbone.token_embedding.embeddings,
+        "transformer.wpe.weight": backbone.position_embedding.position_embeddings,
+        "transformer.ln_f.weight": backbone.layer_norm.gamma,
+        "transformer.ln_f.bias": backbone.layer_norm.beta,
+        "lm_head.weight": backbone.token_embedding.embeddings,  # tied
+    }
+    for i, layer in enumerate(backbone.transformer_layers):
+        attention, h = layer._self_attention_layer, f"transformer.h.{i}"
+        qkv = (attention._query_dense, attention._key_dense, attention._value_dense)
+        tensors |= {
+            f"{h}.ln_1.weight": layer._self_attention_layer_norm.gamma,
+            f"{h}.ln_1.bias": layer._self_attention_layer_norm.beta,
+            f"{h}.ln_2.weight": layer._feedforward_layer_norm.gamma,
+            f"{h}.ln_2.bias": layer._feedforward_layer_norm.beta,
+            f"{h}.attn.c_attn.weight": np.concatenate(
+                [dense.kernel.numpy().reshape(d, d) for dense in qkv], axis=-1
+            ),
+            f"{h}.attn.c_attn.bias": np.concatenate(
+                [dense.bias.numpy().reshape(-1) for dense in qkv]
+            ),
+            f"{h}.attn.c_proj.weight": attention._output_dense.kernel.numpy().reshape(d, d),
+            f"{h}.attn.c_proj.bias": attention._output_dense.bias,
+            f"{h}.mlp.c_fc.weight": layer._feedforward_intermediate_dense.kernel,
+            f"{h}.mlp.c_fc.bias": layer._feedforward_intermediate_dense.bias,
+            f"{h}.mlp.c_proj.weight": layer._feedforward_output_dense.kernel,
+            f"{h}.mlp.c_proj.bias": layer._feedforward_output_dense.bias,
+        }
+    return tensors
+
+
+def _gemma3_tensors(causal_lm) -> dict:
+    """Hugging Face Gemma3ForCausalLM's tensors (Linear weights [out, in]; output projection
+    tied to the embedding, so no lm_head) from the Keras weights."""
+    backbone = causal_lm.backbone
+    d = backbone.hidden_dim
+
+    def heads_in(kernel):  # Keras [heads, d, head_dim] -> [heads * head_dim, d]
+        kernel = kernel.numpy()
+        return kernel.transpose(0, 2, 1).reshape(-1, d)
+
+    tensors = {
+        "model.embed_tokens.weight": backbone.token_embedding.embeddings,
+        "model.norm.weight": backbone.get_layer("final_normalization").scale,
+    }
+    for i, block in enumerate(backbone.transformer_layers):
+        attention, layer = block.attention, f"model.layers.{i}"
+        tensors |= {
+            f"{layer}.self_attn.q_proj.weight": heads_in(attention.query_dense.kernel),
+            f"{layer}.self_attn.k_proj.weight": heads_in(attention.key_dense.kernel),
+            f"{layer}.self_attn.v_proj.weight": heads_in(attention.value_dense.kernel),
+            # Keras [heads, head_dim, d] -> [d, heads * head_dim]
+            f"{layer}.self_attn.o_proj.weight": attention.output_dense.kernel.numpy()
+            .reshape(-1, d)
+            .T,
+            f"{layer}.self_attn.q_norm.weight": attention.query_norm.scale,
+            f"{layer}.self_attn.k_norm.weight": attention.key_norm.scale,
+            f"{layer}.mlp.gate_proj.weight": block.gating_ffw.kernel.numpy().T,
+            f"{layer}.mlp.up_proj.weight": block.gating_ffw_2.kernel.numpy().T,
+            f"{layer}.mlp.down_proj.weight": block.ffw_linear.kernel.numpy().T,
+            f"{layer}.input_layernorm.weight": block.pre_attention_norm.scale,
+            f"{layer}.post_attention_layernorm.weight": block.post_attention_norm.scale,
+            f"{layer}.pre_feedforward_layernorm.weight": block.pre_ffw_norm.scale,
+            f"{layer}.post_feedforward_layernorm.weight": block.post_ffw_norm.scale,
+        }
+    return tensors
+
+
+HF_TENSORS = {"gpt2": _gpt2_tensors, "gemma3": _gemma3_tensors}
+
+
+def test_safetensors_hold_the_keras_weights_under_hugging_face_names(checkpoint):
+    """Read by the `safetensors` library, not KerasHub: every tensor has the name and layout
+    Hugging Face's model class expects, and the Keras weight's values."""
+    from safetensors import safe_open
+
+    family_name, built = checkpoint
+    expected = {
+        name: np.asarray(getattr(value, "numpy", lambda v=value: v)())
+        for name, value in HF_TENSORS[family_name](built["causal_lm"]).items()
+    }
+    files = registry.checkpoint_weight_files(built["checkpoint"])
+    assert files == ["model.safetensors"]
+    with safe_open(str(built["checkpoint"] / files[0]), framework="np") as f:
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    assert sorted(tensors) == sorted(expected)
+    for name, tensor in tensors.items():
+        assert tensor.dtype == np.float32, name
+        assert tensor.shape == expected[name].shape, name
+        np.testing.assert_array_equal(tensor, expected[name], err_msg=name)
+    stored = sum(t.size for name, t in tensors.items() if name != "lm_head.weight")
+    assert stored == built["causal_lm"].backbone.count_params()
+
+
+def test_family_reads_config_json_as_keras_hub_converts_it(checkpoint):
+    """The family's light translation of config.json (config check, resource sizing) equals
+    KerasHub's converter's backbone arguments, and its parameter count the loaded model's."""
+    import keras_hub
+    from keras_hub.src.utils.preset_utils import get_preset_loader
+
+    family_name, built = checkpoint
+    family, backbone_config = registry.for_preset(str(built["checkpoint"]))
+    assert family.name == family_name
+    hf_config = registry.transformers_config(built["checkpoint"])
+    converter = get_preset_loader(str(built["checkpoint"])).converter
+    converted = converter.convert_backbone_config(hf_config)
+    assert {k: converted[k] for k in backbone_config if k in converted} == {
+        k: v for k, v in backbone_config.items() if k in converted
+    }
+    assert set(converted) - set(backbone_config) <= {
+        "use_bidirectional_attention",
+        "is_embedding_model",
+        "pooling_intermediate_dim",
+        "embedding_dim",
+    }
+    backbone = getattr(keras_hub.models, family.causal_lm_class).backbone_cls(**converted)
+    assert family.parameter_count(backbone_config) == backbone.count_params()
+    assert family.max_sequence_length(backbone_config) == (128 if family_name == "gpt2" else None)
+
+
+def _broken(checkpoint_dir, tmp_path, edit):
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint_dir, broken)
+    edit(broken)
+    return broken
+
+
+def _set_config(**changes):
+    def edit(directory):
+        config = json.loads((directory / "config.json").read_text())
+        (directory / "config.json").write_text(json.dumps({**config, **changes}))
+
+    return edit
+
+
+BROKEN = {
+    "llama model_type": (
+        _set_config(model_type="llama"),
+        r"model_type 'llama' is not supported; supported model_types: gpt2 \(gpt2\), "
+        r"gemma3_text \(gemma3\)",
+    ),
+    "multimodal gemma3": (
+        _set_config(model_type="gemma3"),
+        r"model_type 'gemma3' is not supported; supported model_types: gpt2 \(gpt2\), ",
+    ),
+    "no weights": (
+        lambda d: (d / "model.safetensors").unlink(),
+        r"\(gpt2\): no \*\.safetensors weights; KerasHub reads safetensors only",
+    ),
+    "missing shard": (
+        lambda d: (d / "model.safetensors.index.json").write_text(
+            json.dumps({"weight_map": {"wte.weight": "model-00001-of-00002.safetensors"}})
+        ),
+        r"no \*\.safetensors weights \(model-00001-of-00002\.safetensors missing\)",
+    ),
+    "no tokenizer": (
+        lambda d: (d / "merges.txt").unlink(),
+        r"\(gpt2\): no tokenizer files \(vocab\.json \+ merges\.txt\)",
+    ),
+    "MLP width": (
+        _set_config(n_inner=64),
+        r"n_inner 64 is not 4 \* n_embd = 128, the only MLP width KerasHub's GPT-2 converter",
+    ),
+    "config key": (
+        lambda d: _drop_key(d, "n_positions"),
+        r"\(gpt2\): config.json has no 'n_positions'",
+    ),
+    "invalid config.json": (
+        lambda d: (d / "config.json").write_text('{"model_type": "gpt2",'),
+        r"config\.json' is not valid JSON: Expecting property name enclosed in double quotes",
+    ),
+    "neither format": (
+        lambda d: (d / "config.json").unlink(),
+        r"has no task.json: not a KerasHub causal LM preset directory .* and no config.json "
+        r"with a model_type: not a Hugging Face checkpoint",
+    ),
+}
+
+
+def _drop_key(directory, key):
+    config = json.loads((directory / "config.json").read_text())
+    del config[key]
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_checkpoint_is_refused_in_one_line(gpt2_checkpoint, tmp_path, case):
+    """By the registry (the config check, at parse time) and, for a checkpoint, by the loader
+    (a stage run by hand) with the same line, before KerasHub reads anything."""
+    from llm2tflite.inputs.sources import PresetUnavailableError, load_causal_lm
+
+    edit, message = BROKEN[case]
+    broken = _broken(gpt2_checkpoint["checkpoint"], tmp_path, edit)
+    with pytest.raises(registry.UnsupportedArchitectureError, match=message) as error:
+        registry.for_preset(str(broken))
+    assert "\n" not in str(error.value)
+    if case != "neither format":
+        with pytest.raises(PresetUnavailableError, match=message):
+            load_causal_lm(str(broken))
