@@ -118,16 +118,22 @@ def site(project, tmp_path_factory):
 
 def short_prompt_litert(project: Path, root: Path) -> Path:
     """A copy of tiny's LiteRT files whose export info keeps at most SEQUENCE_LENGTH prompt
-    tokens (the runtime's `sequence_length`), for the CLI and a page alike."""
+    tokens (the runtime's `sequence_length`), for the CLI and a page alike: in the sidecar and in
+    the file's own metadata (the runtime refuses a sidecar that differs from it)."""
+    from llm2tflite.litert import convert as litert_convert
+    from llm2tflite.litert import embedded
+
     litert = root / "short_prompt" / "tiny" / "litert"
     if not litert.is_dir():
         litert.mkdir(parents=True)
         source = project / "results" / "tiny" / "litert"
-        for name in (f"{VARIANT}.tflite", "tokenizer.json"):
-            shutil.copyfile(source / name, litert / name)
+        shutil.copyfile(source / "tokenizer.json", litert / "tokenizer.json")
         info = json.loads((source / "litert_export.json").read_text(encoding="utf-8"))
         info["sequence_length"] = SEQUENCE_LENGTH
-        (litert / "litert_export.json").write_text(json.dumps(info), encoding="utf-8")
+        (litert / "litert_export.json").write_bytes(embedded.info_bytes(info))
+        model = litert_convert.read_model((source / f"{VARIANT}.tflite").read_bytes())
+        embedded.embed(model, embedded.runtime_entries(info, litert / "tokenizer.json"))
+        (litert / f"{VARIANT}.tflite").write_bytes(litert_convert.write_model(model))
     return litert
 
 
