@@ -371,7 +371,13 @@ def _answer_requests(connection, model_path: str, threads: int | None) -> None:
                     {"ok": True, "seconds": seconds, "generation": generation.to_json()}
                 )
             elif request["op"] == "loads":
-                connection.send({"ok": True, **_load_figures(model, request, threads)})
+                # The worker's last request: its model is released first, so that the loads
+                # measured never hold two models at once (the job's memory stays as budgeted).
+                path, model = model.path, None
+                import gc
+
+                gc.collect()
+                connection.send({"ok": True, **_load_figures(path, request, threads)})
             elif request["op"] == "first_token":
                 connection.send({"ok": True, **_first_token_figures(model, request)})
             elif request["op"] == "memory":
@@ -452,7 +458,7 @@ def _median_min(values) -> dict:
     return {"median": round(statistics.median(values), 6), "min": round(min(values), 6)}
 
 
-def _load_figures(model, request, threads) -> dict:
+def _load_figures(path, request, threads) -> dict:
     """Cold and warm loads of the worker's model file (see ``load`` in the module docstring)."""
     import gc
     import shutil
@@ -461,7 +467,7 @@ def _load_figures(model, request, threads) -> dict:
     from llm2tflite.litert.runtime import LiteRTModel
     from llm2tflite.litert.weight_cache import weight_cache_for
 
-    path, prompt = model.path, request["prompt"]
+    prompt = request["prompt"]
     figures = {
         key: []
         for key in (
@@ -746,8 +752,8 @@ def benchmark_model(
         extra = {}
         for worker in workers:
             if worker.route == "litert":
-                loads = worker.request("loads", prompt=prompt, runs=load_runs)
                 first_token = worker.request("first_token", prompt=prompt, runs=load_runs)
+                loads = worker.request("loads", prompt=prompt, runs=load_runs)
                 loads["first_in_process"] = {
                     "load_s": round(worker.ready["load_s"], 6),
                     "breakdown": {
