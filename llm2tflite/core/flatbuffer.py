@@ -158,3 +158,48 @@ def set_metadata(model, entries: dict[str, bytes]) -> None:
         entry.name = name
         entry.buffer = len(model.buffers) - 1
         model.metadata.append(entry)
+
+
+def _buffer_size(buffer) -> int:
+    size = buffer.DataLength()
+    if not size and buffer.Offset() > 1:  # stored after the flatbuffer (> 2 GB files)
+        size = buffer.Size()
+    return int(size)
+
+
+def constant_bytes(path) -> dict:
+    """The bytes of the constant tensors of a .tflite file (weights, quantized or not), read from
+    its tables without loading them (memory-mapped).
+
+    ``file_bytes``: the file's size; ``constant_bytes``: every buffer a tensor of any subgraph
+    refers to, each counted once (metadata buffers are not tensors' and are left out);
+    ``signatures``: per signature key, the constant bytes of its subgraph's tensors, i.e. what
+    one call of that signature must read at least once (its weights).
+    """
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if not is_flatbuffer(data):
+            raise NotAFlatbufferError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+        # In a function of its own: no view into the map outlives it.
+        return _constant_bytes(data)
+
+
+def _constant_bytes(data) -> dict:
+    model = root_model(data)
+    sizes = [_buffer_size(model.Buffers(i)) for i in range(model.BuffersLength())]
+    by_subgraph = []
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        indices = {subgraph.Tensors(t).Buffer() for t in range(subgraph.TensorsLength())}
+        by_subgraph.append({i for i in indices if 0 < i < len(sizes) and sizes[i]})
+    signatures = {}
+    for i in range(model.SignatureDefsLength()):
+        signature = model.SignatureDefs(i)
+        key = signature.SignatureKey()
+        key = key.decode("utf-8") if isinstance(key, bytes) else str(key)
+        signatures[key] = sum(sizes[b] for b in by_subgraph[signature.SubgraphIndex()])
+    every = set().union(*by_subgraph)
+    return {
+        "file_bytes": len(data),
+        "constant_bytes": sum(sizes[b] for b in every),
+        "signatures": signatures,
+    }

@@ -41,6 +41,44 @@ rss_after_load_mb, peak_rss_mb, versions, steps (null, or first_token_s, prefill
 decode_step_ms: {median, p10, p90, min, max, count}, decode_tokens_per_s), speedup_vs_tf
 ({per_round, median, min, max}; 1 for the baseline), equal_work.
 
+LiteRT entries also get (the user's questions: how long until the first token, how far from
+the hardware's floor), measured after the timed runs and the peak memory, one entry at a time:
+
+- ``load``: ``load_runs`` repetitions, each a *cold* load (``LiteRTModel`` constructor with a
+  fresh, empty weight cache directory: the flatbuffer verified, the embedded files and the
+  tokenizer read, every weight packed by XNNPACK and the packed weights written to the cache
+  file) and then a *warm* load (the same directory: the cache file the cold load wrote is mapped
+  back, nothing packed), each followed by the first token of the benchmark prompt on the fresh
+  model (its first call: kernel preparation included). Keys: ``runs``, ``cold_s``, ``warm_s``,
+  ``cold_first_token_s``, ``warm_first_token_s``, ``cold_to_first_token_s``,
+  ``warm_to_first_token_s`` (load + first token, per repetition), ``tokenizer_s`` (the
+  tokenizer's part of a load), each ``{median, min}``; ``cache_before_cold``,
+  ``cache_after_cold``, ``cache_before_warm`` (whether the weight cache file existed, per
+  repetition: false, true, true), ``includes`` (what a load includes, in words). Imports are not
+  included (the worker imported the runtime first: ``import_s``), nor LiteRT's environment, made
+  once per process by its first load: ``first_in_process`` is the worker's own first load
+  (``load_s``, its ``breakdown``: ``LiteRTModel.load_breakdown``, ``environment_s`` included;
+  ``weight_cache_found``: whether its weight cache was there before it).
+- ``first_token``: ``short`` (the benchmark prompt) and ``long`` (the benchmark prompt repeated,
+  cut to the longest prefill length plus the shortest plus one token, at most what the cache
+  takes), each ``{prompt_tokens, prefill_steps (the chunk lengths the runtime used), calls (the
+  signatures run up to the first token), median_s, min_s}`` over ``load_runs`` repetitions on
+  the worker's loaded model (steady state: prefill chunks and the first decode step).
+- ``floor``: ``file_bytes``, ``weight_bytes`` (the constant buffers of the ``decode``
+  signature's subgraph, ``llm2tflite.core.flatbuffer.constant_bytes``: what a decode step must
+  read at least once), ``read_bytes_per_s`` (the job's ``memory_bandwidth``), the floors
+  ``decode_ms`` (weight bytes / bandwidth), ``load_s`` (file bytes / bandwidth),
+  ``first_token_short_s`` and ``first_token_long_s`` (the weight bytes of every signature call up
+  to the first token / bandwidth), and each figure's ratio to its floor: ``decode_vs_floor``,
+  ``cold_load_vs_floor``, ``warm_load_vs_floor``, ``first_token_short_vs_floor``,
+  ``first_token_long_vs_floor`` (1 = memory-bound; 5 = five times the floor).
+
+``memory_bandwidth`` (the record's): read bandwidth measured in the job before any model loads,
+with the benchmark's thread count: ``threads`` Python threads each sum (``numpy.add.reduce``,
+which releases the GIL) their slice of one float32 array of ``bytes`` (at least 256 MiB and 8x the
+last-level cache, so it streams from memory), ``repetitions`` times; ``bytes_per_s`` is the best
+repetition (the least disturbed on a shared machine), ``per_repetition`` all of them.
+
 ``benchmarks.csv``: one row per model, route and variant, columns ``COLUMNS`` (sizes in 10^6
 bytes, memory in MiB); rows in ``row_order`` (the one place the display order is defined).
 """
@@ -105,6 +143,23 @@ COLUMNS = [
     "decode_ms_p90",
     "peak_rss_mb",
     "rss_after_load_mb",
+    "cold_load_s",
+    "warm_load_s",
+    "tokenizer_load_s",
+    "warm_load_first_token_s",
+    "cold_load_first_token_s",
+    "environment_s",
+    "first_token_short_s",
+    "first_token_long_s",
+    "long_prompt_tokens",
+    "read_gb_per_s",
+    "floor_decode_ms",
+    "decode_vs_floor",
+    "floor_load_s",
+    "cold_load_vs_floor",
+    "warm_load_vs_floor",
+    "first_token_short_vs_floor",
+    "first_token_long_vs_floor",
     "threads",
     "cpu_model",
     "physical_cores",
@@ -192,6 +247,51 @@ def _spread(values) -> dict:
     }
 
 
+def _last_level_cache_bytes() -> int:
+    """The largest CPU cache of cpu0 (sysfs), or 64 MiB when it cannot be read."""
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        unit = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:].upper(), 1)
+        digits = text.rstrip("KMGkmg")
+        if digits.isdigit():
+            sizes.append(int(digits) * unit)
+    return max(sizes, default=64 * 1024**2)
+
+
+def read_bandwidth(threads: int | None, repetitions: int = 5, size_bytes: int | None = None):
+    """Memory read bandwidth (bytes/s) with ``threads`` threads: see ``memory_bandwidth`` in the
+    module docstring (numpy sums of one array far larger than the last-level cache; best of
+    ``repetitions``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    threads = threads or len(os.sched_getaffinity(0))
+    if size_bytes is None:
+        size_bytes = max(256 * 1024**2, 8 * _last_level_cache_bytes())
+    array = np.ones(size_bytes // 4, np.float32)  # written: every page is resident
+    slices = np.array_split(array, threads)
+    seconds = []
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(repetitions):
+            started = time.perf_counter()
+            list(pool.map(np.add.reduce, slices))
+            seconds.append(time.perf_counter() - started)
+    del slices, array
+    return {
+        "method": "numpy.add.reduce over a float32 array, one slice per thread, best repetition",
+        "bytes": size_bytes,
+        "threads": threads,
+        "repetitions": repetitions,
+        "per_repetition": [round(size_bytes / s, 0) for s in seconds],
+        "bytes_per_s": round(size_bytes / min(seconds), 0),
+    }
+
+
 # ---- the worker: one model, loaded once, serving timed requests -------------------------------
 
 
@@ -253,6 +353,8 @@ def _answer_requests(connection, model_path: str, threads: int | None) -> None:
                 "versions": versions,
                 "rss_before_load_mb": rss_before,
                 "rss_after_load_mb": rss_mb(),
+                "load_breakdown": getattr(model, "load_breakdown", None),
+                "weight_cache_found": getattr(getattr(model, "weight_cache", None), "found", None),
             }
         )
     except BaseException:  # noqa: BLE001  (reported to the coordinator, which fails the job)
@@ -268,6 +370,16 @@ def _answer_requests(connection, model_path: str, threads: int | None) -> None:
                 connection.send(
                     {"ok": True, "seconds": seconds, "generation": generation.to_json()}
                 )
+            elif request["op"] == "loads":
+                # The worker's last request: its model is released first, so that the loads
+                # measured never hold two models at once (the job's memory stays as budgeted).
+                path, model = model.path, None
+                import gc
+
+                gc.collect()
+                connection.send({"ok": True, **_load_figures(path, request, threads)})
+            elif request["op"] == "first_token":
+                connection.send({"ok": True, **_first_token_figures(model, request)})
             elif request["op"] == "memory":
                 connection.send({"ok": True, "peak_rss_mb": peak_rss_mb(), "rss_mb": rss_mb()})
             elif request["op"] == "stop":
@@ -278,6 +390,135 @@ def _answer_requests(connection, model_path: str, threads: int | None) -> None:
         except BaseException:  # noqa: BLE001
             connection.send({"ok": False, "error": traceback.format_exc()})
             return
+
+
+def _first_token_of(model, prompt) -> dict:
+    """Generate one token of ``prompt``: its first-token seconds and the prefill chunks used."""
+    limit = model.prompt_token_limit()
+    prompt_tokens = min(len(model.token_ids(prompt, with_start=True)), limit)
+    generation = model.generate(prompt, max_length=prompt_tokens + 1, timings=True)
+    steps = generation.timings["prefill_steps"]
+    calls = [
+        model._prefill[t].name if t in model._prefill else "decode"  # noqa: SLF001
+        for t in steps
+    ]
+    return {
+        "seconds": generation.timings["first_token_s"],
+        "prompt_tokens": generation.prompt_tokens,
+        "prefill_steps": steps,
+        "calls": [*calls, "decode"],
+    }
+
+
+def long_prompt(model, prompt: str) -> str:
+    """The benchmark prompt repeated, cut to the longest prefill length plus the shortest plus
+    one token (start token included; at most what the model keeps), so that its prefill takes
+    the longest chunk and a shorter one."""
+    lengths = model.prefill_lengths
+    target = max(lengths) + (min(lengths) if len(lengths) > 1 else 1) + 1
+    target = min(target, model.prompt_token_limit())
+    text = prompt
+    while len(model.token_ids(text, with_start=True)) < target + 8:
+        text = f"{text} {prompt}"
+    ids = model.token_ids(text)
+    start = len(model.token_ids("", with_start=True))
+    best = None
+    # Detokenized ids can merge differently at the cut: take a cut that gives the target exactly.
+    for cut in range(target - start, max(target - start - 8, 1), -1):
+        candidate = model.tokenizer.decode(ids[:cut])
+        count = len(model.token_ids(candidate, with_start=True))
+        if count == target:
+            return candidate
+        if best is None or abs(count - target) < abs(best[1] - target):
+            best = (candidate, count)
+    return best[0]
+
+
+def _first_token_figures(model, request) -> dict:
+    """First-token latency of the short and the long prompt, alternately, ``runs`` times."""
+    prompts = {"short": request["prompt"], "long": long_prompt(model, request["prompt"])}
+    figures = {}
+    for _ in range(request["runs"]):
+        for name, prompt in prompts.items():
+            figures.setdefault(name, []).append(_first_token_of(model, prompt))
+    result = {}
+    for name, measured in figures.items():
+        seconds = [m["seconds"] for m in measured]
+        result[name] = {
+            "prompt_tokens": measured[0]["prompt_tokens"],
+            "prefill_steps": measured[0]["prefill_steps"],
+            "calls": measured[0]["calls"],
+            "median_s": round(statistics.median(seconds), 6),
+            "min_s": round(min(seconds), 6),
+        }
+    return result
+
+
+def _median_min(values) -> dict:
+    return {"median": round(statistics.median(values), 6), "min": round(min(values), 6)}
+
+
+def _load_figures(path, request, threads) -> dict:
+    """Cold and warm loads of the worker's model file (see ``load`` in the module docstring)."""
+    import gc
+    import shutil
+    import tempfile
+
+    from llm2tflite.litert.runtime import LiteRTModel
+    from llm2tflite.litert.weight_cache import weight_cache_for
+
+    prompt = request["prompt"]
+    figures = {
+        key: []
+        for key in (
+            "cold_s",
+            "warm_s",
+            "cold_first_token_s",
+            "warm_first_token_s",
+            "tokenizer_s",
+            "cache_before_cold",
+            "cache_after_cold",
+            "cache_before_warm",
+        )
+    }
+
+    def load(directory, kind):
+        figures[f"cache_before_{kind}"].append(weight_cache_for(path, directory).exists)
+        started = time.perf_counter()
+        loaded = LiteRTModel(path, threads=threads, weight_cache_dir=directory)
+        figures[f"{kind}_s"].append(time.perf_counter() - started)
+        figures["tokenizer_s"].append(loaded.load_breakdown["tokenizer_s"])
+        figures[f"{kind}_first_token_s"].append(_first_token_of(loaded, prompt)["seconds"])
+        return loaded
+
+    for _ in range(request["runs"]):
+        directory = tempfile.mkdtemp(prefix="llm2tflite-bench-weights-")
+        try:
+            loaded = load(directory, "cold")
+            figures["cache_after_cold"].append(
+                loaded.weight_cache is not None and loaded.weight_cache.path.is_file()
+            )
+            del loaded
+            gc.collect()
+            load(directory, "warm")  # released on return
+            gc.collect()
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    cold_total = [a + b for a, b in zip(figures["cold_s"], figures["cold_first_token_s"])]
+    warm_total = [a + b for a, b in zip(figures["warm_s"], figures["warm_first_token_s"])]
+    result = {"runs": request["runs"]}
+    for key in ("cold_s", "warm_s", "cold_first_token_s", "warm_first_token_s", "tokenizer_s"):
+        result[key] = _median_min(figures[key])
+    result["cold_to_first_token_s"] = _median_min(cold_total)
+    result["warm_to_first_token_s"] = _median_min(warm_total)
+    for key in ("cache_before_cold", "cache_after_cold", "cache_before_warm"):
+        result[key] = figures[key]
+    result["includes"] = (
+        "LiteRTModel constructor: flatbuffer verified, embedded files and tokenizer read, "
+        "CompiledModel created (cold: weights packed and written to a fresh weight cache file; "
+        "warm: that file mapped back), tensor buffers bound; runtime imports excluded"
+    )
+    return result
 
 
 class Worker:
@@ -400,6 +641,45 @@ def _entry_record(worker: Worker, first: dict, timed: list[dict], memory: dict) 
     }
 
 
+def floor_figures(entry: dict, bytes_per_s: float) -> dict:
+    """The floors of a LiteRT entry's figures and each figure's ratio to its floor (see
+    ``floor`` in the module docstring)."""
+    from llm2tflite.core import flatbuffer
+
+    constants = flatbuffer.constant_bytes(entry["model_path"])
+    weights = constants["signatures"]
+
+    def ratio(value, floor):
+        return round(value / floor, 3) if value is not None and floor else None
+
+    decode = ((entry.get("steps") or {}).get("decode_step_ms") or {}).get("median")
+    load = entry.get("load") or {}
+    first_token = entry.get("first_token") or {}
+    floors = {
+        "decode_ms": 1000 * weights.get("decode", 0) / bytes_per_s,
+        "load_s": constants["file_bytes"] / bytes_per_s,
+    }
+    for name in ("short", "long"):
+        calls = (first_token.get(name) or {}).get("calls") or []
+        floors[f"first_token_{name}_s"] = sum(weights.get(c, 0) for c in calls) / bytes_per_s
+    return {
+        "file_bytes": constants["file_bytes"],
+        "weight_bytes": weights.get("decode"),
+        "constant_bytes": constants["constant_bytes"],
+        "read_bytes_per_s": bytes_per_s,
+        **floors,
+        "decode_vs_floor": ratio(decode, floors["decode_ms"]),
+        "cold_load_vs_floor": ratio((load.get("cold_s") or {}).get("median"), floors["load_s"]),
+        "warm_load_vs_floor": ratio((load.get("warm_s") or {}).get("median"), floors["load_s"]),
+        **{
+            f"first_token_{name}_vs_floor": ratio(
+                (first_token.get(name) or {}).get("median_s"), floors[f"first_token_{name}_s"]
+            )
+            for name in ("short", "long")
+        },
+    }
+
+
 def _add_comparisons(entries: list[dict]) -> None:
     """Speed-up over the baseline per round (median, min-max) and the equal-work flag."""
     baseline = entries[0]
@@ -422,10 +702,12 @@ def benchmark_model(
     runs: int = 5,
     threads: int | None = None,
     log=print,
+    load_runs: int = 3,
 ) -> dict:
-    """Time the baseline (a traced SavedModel) and every (route, variant, path), interleaved."""
-    if runs < 1:
-        raise ValueError("runs must be at least 1")
+    """Time the baseline (a traced SavedModel) and every (route, variant, path), interleaved;
+    then the LiteRT entries' loads and first tokens (``load_runs`` repetitions each)."""
+    if runs < 1 or load_runs < 1:
+        raise ValueError("runs and load_runs must be at least 1")
     # Flush pending writes first: the workflow benchmarks right after writing hundreds of MB of
     # models, and their writeback would otherwise overlap the measurement.
     os.sync()
@@ -444,6 +726,12 @@ def benchmark_model(
                 f"{path} is a {route_of(path)!r} model, not {route!r}: fix the "
                 f"entry {route}/{variant}"
             )
+    # Before any model is loaded: nothing else of the job runs.
+    bandwidth = read_bandwidth(threads)
+    log(
+        f"  memory read bandwidth {bandwidth['bytes_per_s'] / 1e9:.2f} GB/s "
+        f"({bandwidth['threads']} threads, best of {bandwidth['repetitions']})"
+    )
     context = multiprocessing.get_context("spawn")
     workers: list[Worker] = []
     try:
@@ -461,10 +749,35 @@ def benchmark_model(
                 timed[worker.label].append(worker.request("generate", prompt=prompt))
         # Peak memory right after the timed runs, before any other call.
         memory = {worker.label: worker.request("memory") for worker in workers}
+        extra = {}
+        for worker in workers:
+            if worker.route == "litert":
+                first_token = worker.request("first_token", prompt=prompt, runs=load_runs)
+                loads = worker.request("loads", prompt=prompt, runs=load_runs)
+                loads["first_in_process"] = {
+                    "load_s": round(worker.ready["load_s"], 6),
+                    "breakdown": {
+                        k: round(v, 6) for k, v in (worker.ready["load_breakdown"] or {}).items()
+                    },
+                    "weight_cache_found": worker.ready["weight_cache_found"],
+                }
+                extra[worker.label] = {
+                    "load": {k: v for k, v in loads.items() if k != "ok"},
+                    "first_token": {k: v for k, v in first_token.items() if k != "ok"},
+                }
+                log(
+                    f"  {worker.label}: cold load {loads['cold_s']['median']:.3f} s, warm "
+                    f"{loads['warm_s']['median']:.3f} s"
+                )
     finally:
         for worker in workers:
             worker.stop()
     records = [_entry_record(w, first[w.label], timed[w.label], memory[w.label]) for w in workers]
+    for record in records:
+        figures = extra.get(f"{record['route']}/{record['variant']}")
+        if figures:
+            record.update(figures)
+            record["floor"] = floor_figures(record, bandwidth["bytes_per_s"])
     _add_comparisons(records)
     return {
         "model_name": model_name,
@@ -473,6 +786,8 @@ def benchmark_model(
         "threads": threads,
         "order": "rotating interleaved rounds (A B C, B C A, C A B, ...)",
         "machine": machine,
+        "load_runs": load_runs,
+        "memory_bandwidth": bandwidth,
         "entries": records,
     }
 
@@ -517,6 +832,7 @@ def table_rows(record: dict) -> list[dict]:
                 "decode_ms_p90": decode.get("p90"),
                 "peak_rss_mb": entry["peak_rss_mb"],
                 "rss_after_load_mb": entry["rss_after_load_mb"],
+                **_load_and_floor_columns(entry, record),
                 "threads": record.get("threads"),
                 "cpu_model": machine.get("cpu_model"),
                 "physical_cores": machine.get("physical_cores"),
@@ -527,6 +843,39 @@ def table_rows(record: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def _load_and_floor_columns(entry: dict, record: dict) -> dict:
+    """The LiteRT entries' load, first-token and floor columns (None where not measured)."""
+    load = entry.get("load") or {}
+    first_token = entry.get("first_token") or {}
+    floor = entry.get("floor") or {}
+    bandwidth = (record.get("memory_bandwidth") or {}).get("bytes_per_s")
+
+    def median(figure):
+        return (figure or {}).get("median")
+
+    return {
+        "cold_load_s": median(load.get("cold_s")),
+        "warm_load_s": median(load.get("warm_s")),
+        "tokenizer_load_s": median(load.get("tokenizer_s")),
+        "warm_load_first_token_s": median(load.get("warm_to_first_token_s")),
+        "cold_load_first_token_s": median(load.get("cold_to_first_token_s")),
+        "environment_s": ((load.get("first_in_process") or {}).get("breakdown") or {}).get(
+            "environment_s"
+        ),
+        "first_token_short_s": (first_token.get("short") or {}).get("median_s"),
+        "first_token_long_s": (first_token.get("long") or {}).get("median_s"),
+        "long_prompt_tokens": (first_token.get("long") or {}).get("prompt_tokens"),
+        "read_gb_per_s": round(bandwidth / 1e9, 3) if bandwidth else None,
+        "floor_decode_ms": floor.get("decode_ms"),
+        "decode_vs_floor": floor.get("decode_vs_floor"),
+        "floor_load_s": floor.get("load_s"),
+        "cold_load_vs_floor": floor.get("cold_load_vs_floor"),
+        "warm_load_vs_floor": floor.get("warm_load_vs_floor"),
+        "first_token_short_vs_floor": floor.get("first_token_short_vs_floor"),
+        "first_token_long_vs_floor": floor.get("first_token_long_vs_floor"),
+    }
 
 
 def build_table(records: list[dict]):
@@ -553,6 +902,7 @@ def build_table(records: list[dict]):
         "runs",
         "prompt_tokens",
         "new_tokens",
+        "long_prompt_tokens",
     ):
         table[column] = table[column].astype("Int64")
     return table
@@ -603,6 +953,17 @@ def format_record(record: dict) -> str:
                 f"(p10-p90 {steps['decode_step_ms']['p10']:.2f}-"
                 f"{steps['decode_step_ms']['p90']:.2f})"
             )
+        load, floor = e.get("load"), e.get("floor")
+        if load and floor:
+            first_token = e["first_token"]
+            step_text += (
+                f", cold load {load['cold_s']['median']:.3f} s, warm {load['warm_s']['median']:.3f}"
+                f" s (+ first token {load['warm_to_first_token_s']['median']:.3f} s), first token"
+                f" short {first_token['short']['median_s'] * 1e3:.1f} ms, long "
+                f"{first_token['long']['median_s'] * 1e3:.1f} ms; vs floor: decode "
+                f"{floor['decode_vs_floor']}, cold load {floor['cold_load_vs_floor']}, warm load "
+                f"{floor['warm_load_vs_floor']}"
+            )
         lines.append(
             f"  {e['route']}/{e['variant']}: load {e['load_s']:.3f} s, first call "
             f"{e['first_call_s']:.3f} s, median {e['median_s']:.4f} s (min {e['min_s']:.4f}, "
@@ -633,6 +994,12 @@ def run_main(argv=None):
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--runs", type=int, default=5, help="interleaved timed rounds")
     parser.add_argument(
+        "--load-runs",
+        type=int,
+        default=3,
+        help="cold/warm loads and short/long first tokens of each LiteRT entry",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -640,8 +1007,8 @@ def run_main(argv=None):
     )
     parser.add_argument("--out", required=True, help="bench.json to write")
     args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
+    if args.runs < 1 or args.load_runs < 1:
+        parser.error("--runs and --load-runs must be at least 1")
     record = benchmark_model(
         args.model_name,
         args.baseline,
@@ -649,6 +1016,7 @@ def run_main(argv=None):
         prompt=args.prompt,
         runs=args.runs,
         threads=args.threads,
+        load_runs=args.load_runs,
     )
     atomic.write_json(args.out, record)
     print(format_record(record))

@@ -87,8 +87,9 @@ def cache_directory(model_path, weight_cache_dir=None) -> Path | None:
 
 
 class WeightCache:
-    """The weight cache file of one model: ``path`` (final name), ``exists``, and the file to
-    hand XNNPACK (``creation_path``), renamed into place by ``created()``."""
+    """The weight cache file of one model: ``path`` (final name), ``exists``, ``found`` (it
+    existed when this object was made), and the file to hand XNNPACK (``creation_path``),
+    renamed into place by ``created()``."""
 
     def __init__(self, model_path, directory: Path):
         model_path = Path(model_path)
@@ -96,6 +97,7 @@ class WeightCache:
         self.directory = directory
         self.path = directory / f"{self.tag}-{model_key(model_path)}{SUFFIX}"
         self.exists = self.path.is_file() and self.path.stat().st_size > 0
+        self.found = self.exists  # there before this process's load (``exists``: now)
         host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname().split(".")[0]) or "host"
         self._temporary = self.path.with_name(
             f".{self.path.name}.tmp-{host}-{os.getpid()}-{secrets.token_hex(4)}"

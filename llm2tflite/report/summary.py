@@ -239,7 +239,56 @@ def _benchmark_section(inputs, model) -> list[str]:
         "that run the loop in Python. Peak RSS: the process that ran only that model.",
         "",
     ]
-    return lines
+    return lines + _load_and_floor_section(rows)
+
+
+def _ratio(value) -> str:
+    return "-" if _missing(value) else f"{float(value):.2f}x"
+
+
+def _load_and_floor_section(rows) -> list[str]:
+    """The LiteRT entries' loads, first tokens and ratios to the memory-read floor."""
+    rows = [r for r in rows if not _missing(r.get("cold_load_s"))]
+    if not rows:
+        return []
+    table = [
+        {
+            "route": r["route"],
+            "variant": r["variant"],
+            "cold load s": _fmt(r["cold_load_s"], 3),
+            "warm load s": _fmt(r["warm_load_s"], 3),
+            "tokenizer load s": _fmt(r.get("tokenizer_load_s"), 3),
+            "warm load + first token s": _fmt(r["warm_load_first_token_s"], 3),
+            "LiteRT environment s": _fmt(r.get("environment_s"), 3),
+            "first token ms: short": _ms(r["first_token_short_s"]),
+            f"long ({_int(r.get('long_prompt_tokens'))} tokens)": _ms(r["first_token_long_s"]),
+            "decode ms/token": _fmt(r.get("decode_ms_per_token"), 2),
+            "floor: decode ms": _fmt(r.get("floor_decode_ms"), 2),
+            "decode / floor": _ratio(r.get("decode_vs_floor")),
+            "cold load / floor": _ratio(r.get("cold_load_vs_floor")),
+            "warm load / floor": _ratio(r.get("warm_load_vs_floor")),
+            "first token / floor: short": _ratio(r.get("first_token_short_vs_floor")),
+            "long": _ratio(r.get("first_token_long_vs_floor")),
+        }
+        for r in rows
+    ]
+    return [
+        "LiteRT loads, first tokens and floors (median of the load repetitions):",
+        "",
+        *_markdown(table),
+        "",
+        "Cold load: the model constructor with an empty weight cache (flatbuffer verified, "
+        "tokenizer read, weights packed and written to the cache); warm: the same with the cache "
+        "file the cold load wrote; both include the tokenizer, not the runtime's imports nor "
+        "LiteRT's environment (made once per process by its first load: a fresh process adds "
+        "it). First "
+        "token: the first generated id of the benchmark prompt (short) and of that prompt "
+        "repeated to take the longest prefill chunk and a shorter one (long). Floor: the bytes "
+        "to read (decode: the decode signature's weights; load: the file; first token: the "
+        "weights of every call) over the memory read bandwidth measured in the job "
+        f"({_fmt(rows[0].get('read_gb_per_s'), 1)} GB/s, same threads).",
+        "",
+    ]
 
 
 def _gate_verdict(record: dict, gates: dict | None) -> str:

@@ -335,3 +335,119 @@ def test_a_saved_model_s_size_is_what_tensorflow_loads(tmp_path):
     (tmp_path / "assets").mkdir()
     assert bench.path_size(tmp_path) == 1127
     assert bench.path_size(tmp_path / "saved_model.pb") == 100
+
+
+# ---- the LiteRT entries' loads, first tokens and floors --------------------------------------
+
+
+def _decode_weight_bytes_by_schema(path) -> int:
+    """The decode signature's constant bytes through the schema's object API (the whole model
+    unpacked: independent of ``flatbuffer.constant_bytes``, which reads the tables lazily)."""
+    from llm2tflite.core import flatbuffer
+
+    bindings = flatbuffer.schema()
+    data = path.read_bytes()
+    model = bindings.ModelT.InitFromObj(bindings.Model.GetRootAs(data, 0))
+    signature = next(s for s in model.signatureDefs if s.signatureKey in ("decode", b"decode"))
+    buffers = {t.buffer for t in model.subgraphs[signature.subgraphIndex].tensors}
+    return sum(
+        len(model.buffers[b].data) for b in buffers if b and model.buffers[b].data is not None
+    )
+
+
+def test_read_bandwidth_is_its_best_repetition():
+    figure = bench.read_bandwidth(2, repetitions=3, size_bytes=8 * 1024**2)
+    assert figure["threads"] == 2 and figure["bytes"] == 8 * 1024**2
+    assert len(figure["per_repetition"]) == 3
+    assert figure["bytes_per_s"] == max(figure["per_repetition"]) > 0
+
+
+@pytest.fixture(scope="module")
+def litert_record(small_export, small_litert, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_litert") / "bench.json"
+    bench.main(
+        [
+            "run",
+            "--model-name",
+            "small",
+            "--baseline",
+            str(small_export["dir"] / "traced"),
+            "--entry",
+            f"litert/int8={small_litert['tflite']['int8']}",
+            "--prompt",
+            PROMPT,
+            "--runs",
+            "1",
+            "--load-runs",
+            "2",
+            "--threads",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    return json.loads(out.read_text())
+
+
+def test_litert_loads_are_cold_then_warm(litert_record):
+    entry = litert_record["entries"][1]
+    load = entry["load"]
+    assert load["runs"] == litert_record["load_runs"] == 2
+    # Cold: no weight cache before it (a fresh directory), the cache written by it; warm: that
+    # file present before the load.
+    assert load["cache_before_cold"] == [False, False]
+    assert load["cache_after_cold"] == [True, True]
+    assert load["cache_before_warm"] == [True, True]
+    for kind in ("cold", "warm"):
+        total = load[f"{kind}_to_first_token_s"]["median"]
+        assert 0 < load[f"{kind}_s"]["min"] <= load[f"{kind}_s"]["median"] < total
+    assert 0 < load["tokenizer_s"]["median"] < load["warm_s"]["median"]
+    # The worker's own first load made LiteRT's environment; the repetitions after it did not.
+    first = load["first_in_process"]
+    assert first["load_s"] == entry["load_s"]
+    assert first["breakdown"]["environment_s"] > 0
+    assert sum(first["breakdown"].values()) == pytest.approx(first["load_s"], abs=1e-3)
+
+
+def test_long_prompt_takes_the_longest_chunk_and_a_shorter_one(litert_record, small_litert):
+    first_token = litert_record["entries"][1]["first_token"]
+    lengths = sorted(small_litert["info"]["prefill_lengths"])
+    short, long = first_token["short"], first_token["long"]
+    # The runtime's own step record: the long prompt's prefill took the longest length, then
+    # a shorter one; the short prompt one chunk.
+    assert long["prefill_steps"][0] == lengths[-1]
+    assert len(long["prefill_steps"]) == 2 and long["prefill_steps"][1] < lengths[-1]
+    assert long["calls"] == [f"prefill_{t}" for t in long["prefill_steps"]] + ["decode"]
+    assert len(short["prefill_steps"]) == 1 and short["prompt_tokens"] < long["prompt_tokens"]
+    assert sum(long["prefill_steps"]) >= long["prompt_tokens"] - 1 > lengths[-1]
+
+
+def test_floors_are_weight_bytes_over_the_measured_bandwidth(litert_record, small_litert):
+    path = small_litert["tflite"]["int8"]
+    entry = litert_record["entries"][1]
+    floor = entry["floor"]
+    bandwidth = litert_record["memory_bandwidth"]
+    assert bandwidth["threads"] == 2 and bandwidth["bytes"] >= 256 * 1024**2
+    assert floor["read_bytes_per_s"] == bandwidth["bytes_per_s"] == max(bandwidth["per_repetition"])
+    # The weight bytes: the decode subgraph's constant buffers, counted here independently.
+    assert floor["weight_bytes"] == _decode_weight_bytes_by_schema(path)
+    # Not the metadata: the embedded tokenizer and export info are left out.
+    tokenizer_bytes = small_litert["tokenizer"].stat().st_size
+    assert floor["constant_bytes"] + tokenizer_bytes <= floor["file_bytes"] == path.stat().st_size
+    decode_ms = entry["steps"]["decode_step_ms"]["median"]
+    assert floor["decode_ms"] == pytest.approx(
+        1000 * floor["weight_bytes"] / bandwidth["bytes_per_s"], rel=1e-4
+    )
+    assert floor["decode_vs_floor"] == pytest.approx(decode_ms / floor["decode_ms"], rel=1e-2)
+    assert floor["load_s"] == pytest.approx(
+        floor["file_bytes"] / bandwidth["bytes_per_s"], rel=1e-4
+    )
+    cold = entry["load"]["cold_s"]["median"]
+    assert floor["cold_load_vs_floor"] == pytest.approx(cold / floor["load_s"], rel=1e-2)
+    # The long prompt's first token reads the weights of three calls, the short one's two.
+    assert floor["first_token_long_s"] > floor["first_token_short_s"] > floor["decode_ms"] / 1000
+    rows = bench.table_rows(litert_record)
+    assert rows[0]["cold_load_s"] is None and rows[0]["decode_vs_floor"] is None  # TF baseline
+    assert rows[1]["cold_load_s"] == entry["load"]["cold_s"]["median"]
+    assert rows[1]["decode_vs_floor"] == floor["decode_vs_floor"]
+    assert rows[1]["long_prompt_tokens"] == entry["first_token"]["long"]["prompt_tokens"]

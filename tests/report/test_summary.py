@@ -365,3 +365,43 @@ def test_summary_without_benchmarks(tmp_path):
     assert "## gamma" in text and "(no benchmark results)" in text
     assert "(no fidelity results yet)" in text and "(no op audit results)" in text
     assert (tmp_path / "plots" / "gamma.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_litert_loads_first_tokens_and_floors_are_shown_with_units(tmp_path):
+    import pandas as pd
+
+    steps = litert_bench_steps(first_token_s=0.021, prefill_s=0.0155)
+    litert = _entry("litert", "int8", [0.25, 0.3, 0.275], 9_000_000, steps=steps)
+    litert["load"] = {
+        "cold_s": {"median": 0.4, "min": 0.35},
+        "warm_s": {"median": 0.08, "min": 0.07},
+        "tokenizer_s": {"median": 0.05, "min": 0.05},
+        "warm_to_first_token_s": {"median": 0.09, "min": 0.08},
+        "cold_to_first_token_s": {"median": 0.42, "min": 0.37},
+        "first_in_process": {"load_s": 1.0, "breakdown": {"environment_s": 0.45}},
+    }
+    litert["first_token"] = {
+        "short": {"median_s": 0.008, "prompt_tokens": 8},
+        "long": {"median_s": 0.016, "prompt_tokens": 41},
+    }
+    litert["floor"] = {"decode_ms": 3.0, "decode_vs_floor": 1.1, "cold_load_vs_floor": 133.3}
+    record = _bench_record("alpha", [_entry("tensorflow", "tf", [2.0, 2.4, 2.2], 30e6), litert])
+    record["memory_bandwidth"] = {"bytes_per_s": 40e9}
+    table = pd.read_csv(_bench_csv(tmp_path, [record]))
+    text = "\n".join(summary._benchmark_section({"benchmarks": table}, "alpha"))
+    section = text.split("LiteRT loads, first tokens and floors")[1]
+    header = [c.strip() for c in section.splitlines()[2].strip("|").split("|")]
+    assert header[2:6] == [
+        "cold load s",
+        "warm load s",
+        "tokenizer load s",
+        "warm load + first token s",
+    ]
+    assert "long (41 tokens)" in header and "decode / floor" in header
+    cells = _row(section, "litert/int8")
+    assert cells[2:7] == ["0.400", "0.080", "0.050", "0.090", "0.450"]
+    assert cells[header.index("decode / floor")] == "1.10x"
+    assert cells[header.index("warm load / floor")] == "-"  # not in the record: not estimated
+    assert "(40.0 GB/s, same threads)" in section
+    # Only the entries measured so: the baseline has no row there.
+    assert "tensorflow" not in section.split("Cold load:")[0]
