@@ -54,6 +54,7 @@ from pathlib import Path
 
 from llm2tflite import CODELAB_PROMPT
 from llm2tflite.core import atomic, tf_logging
+from llm2tflite.core.chat import ChatTemplate
 from llm2tflite.core.hashing import sha256_file
 
 ENV_FILE = "envs/litert-lm.yaml"
@@ -98,7 +99,7 @@ def sampler_params(sampler: dict | None, vocabulary_size: int) -> dict:
 
 def llm_metadata(info: dict, sampler: dict | None = None) -> dict:
     """The bundle's ``LlmMetadata`` fields, from the export info (``litert_export.json``)."""
-    return {
+    fields = {
         "start_token": {"token_ids": {"ids": [int(info["start_token_id"])]}},
         "stop_tokens": [{"token_ids": {"ids": [int(i)]}} for i in info["stop_token_ids"]],
         # The largest context with which LiteRT-LM's padded prefill chunks never run past the
@@ -108,6 +109,10 @@ def llm_metadata(info: dict, sampler: dict | None = None) -> dict:
         "llm_model_type": {"generic_model": {}},
         "sampler_params": sampler_params(sampler, int(info["vocabulary_size"])),
     }
+    if info.get("chat_template"):
+        # Rendered by LiteRT-LM's Conversation API (llm2tflite.core.chat.ChatTemplate.jinja).
+        fields["jinja_prompt_template"] = ChatTemplate.from_dict(info["chat_template"]).jinja()
+    return fields
 
 
 def _metadata_proto(fields: dict):
