@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm2tflite.core.chat import ChatTemplate
-from llm2tflite.litert.runtime import _TextStream, _as_sampler
 from llm2tflite.litert.contract import MASK_HIDDEN
+from llm2tflite.litert.runtime import _as_sampler, _TextStream
 
 
 class ContextFullError(ValueError):
