@@ -40,6 +40,7 @@ never a traceback, also when it fails only as it runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -273,8 +274,14 @@ def _chat(args) -> int:
                 "(results/<model>/litert/<variant>.tflite)",
                 EXIT_BAD_INPUT,
             )
-        session = ChatSession(open_model(args.model, threads=args.threads), sampler=sampler)
-    except (ModelOpenError, FileNotFoundError, NoChatTemplateError) as error:
+        template = None
+        if args.chat_template_json:
+            from llm2tflite.core.chat import ChatTemplate
+
+            template = ChatTemplate.from_dict(json.loads(args.chat_template_json))
+        model = open_model(args.model, threads=args.threads)
+        session = ChatSession(model, template, sampler=sampler)
+    except (ModelOpenError, FileNotFoundError, NoChatTemplateError, ValueError) as error:
         return _fail(f"error: {error}", EXIT_BAD_INPUT)
     refused = False
     for line in sys.stdin:
@@ -416,6 +423,11 @@ def main(argv=None) -> int:
     chat.add_argument("--max-new-tokens", type=int, default=64, help="per reply (default 64)")
     chat.add_argument("--blocklist", help="word list of the safety filter (as generate's)")
     chat.add_argument("--threads", type=int)
+    chat.add_argument(
+        "--chat-template-json",
+        help='a template replacing the model\'s: {"user": {"prefix": ..., "suffix": ...}, '
+        '"model": {...}}',
+    )
     chat.add_argument("-v", "--verbose", action="store_true")
     _add_sampling(chat)
     chat.set_defaults(run=_chat)
