@@ -167,7 +167,7 @@ def test_litert_lm_conversation_equals_our_chat(
         model_file, "--info", info_path, "--tokenizer", small_llama_litert["tokenizer"],
         "--out", bundle, "--check-prompt", "",
     )  # fmt: skip
-    max_new_tokens = 6
+    max_new_tokens = 2  # three turns within LiteRT-LM's context (max_num_tokens)
     completed = _in_env_stdin(
         litertlm_env,
         "\n".join(TURNS) + "\n",
@@ -180,6 +180,7 @@ def test_litert_lm_conversation_equals_our_chat(
     for turn in TURNS:
         reply = session.reply(turn, max_new_tokens)
         ours.append({"text": reply.text, "token_count": session.position + len(session.pending)})
+    assert ours[-1]["token_count"] < info["litert_lm_max_num_tokens"], ours
     assert ours == theirs
 
 
