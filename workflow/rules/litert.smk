@@ -30,9 +30,7 @@ rule litert_export:
         cache_length=LITERT["cache_length"],
         prefill_lengths=" ".join(map(str, LITERT["prefill_lengths"])),
         prefill_logits="--prefill-logits" if LITERT["prefill_logits"] else "",
-        chat_template=lambda wildcards: as_json(
-            LITERT["chat_templates"].get(wildcards.model) or {}
-        ),
+        chat_template=lambda wildcards: as_json(LITERT["chat_templates"].get(wildcards.model) or {}),
     shell:
         "python -m llm2tflite.litert.export --preset {params.preset:q}"
         " --cache-length {params.cache_length} --prefill-lengths {params.prefill_lengths}"
