@@ -18,6 +18,15 @@ checked before it is printed: the codelab route's as a whole; the LiteRT route's
 streams (a word is printed once the text after it shows it is complete), so a blocklisted word
 stops the stream with the refusal message, and the text printed before it stays on the screen.
 
+``python -m llm2tflite chat MODEL [--max-new-tokens N] [sampling] < turns.txt`` holds a
+conversation with a LiteRT-route ``.tflite`` whose model has a chat template (its family's, or
+the config's ``litert.chat_templates``): one user turn per stdin line, each reply streamed on one
+line; the KV cache is kept across turns (only the new turn is prefilled,
+``llm2tflite.litert.chat``), every turn passes the safety filter (a refused turn is dropped and
+the conversation goes on; exit 3 at the end). A turn that does not fit the context, or a reply
+that reaches its end, ends the conversation with one line saying so (exit 4). A ``.litertlm``
+is LiteRT-LM's: ``python -m llm2tflite.litertlm.bundle chat`` in its environment.
+
 ``python -m llm2tflite verify [results/reports/<config>/manifest.json]`` re-hashes every artifact
 the manifest lists and prints one line per file missing or changed since it was built (exit 1 if
 any).
@@ -31,6 +40,7 @@ never a traceback, also when it fails only as it runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -226,6 +236,106 @@ def _generate_streaming(model, prompt, max_length, sampler, safety) -> int:
     return 0
 
 
+EXIT_CONTEXT_FULL = 4  # chat: a turn did not fit the context
+
+
+def _chat(args) -> int:
+    """A conversation on the LiteRT route's .tflite: one user turn per stdin line."""
+    from llm2tflite.core.safety import RefusedError, SafetyFilter
+
+    if args.model.endswith(".litertlm"):
+        return _fail(
+            f"error: {args.model} is a LiteRT-LM bundle, which this runtime cannot open; chat "
+            "with the LiteRT route's .tflite it was packed from (results/<model>/litert/"
+            "<variant>.tflite), or in LiteRT-LM's environment: python -m "
+            "llm2tflite.litertlm.bundle chat BUNDLE",
+            EXIT_BAD_INPUT,
+        )
+    if not os.path.isfile(args.model):
+        return _fail(f"error: model file {args.model!r} does not exist", EXIT_BAD_INPUT)
+    if args.max_new_tokens < 1:
+        return _fail("error: --max-new-tokens must be at least 1", EXIT_BAD_INPUT)
+    try:
+        sampler = _sampler(args)
+    except ValueError as error:
+        return _fail(f"error: {error}", EXIT_BAD_INPUT)
+    safety = SafetyFilter.from_file(args.blocklist)
+    from llm2tflite.core import tf_logging
+
+    tf_logging.configure(verbose=args.verbose)
+    from llm2tflite.litert.chat import ChatSession, ContextFullError, NoChatTemplateError
+    from llm2tflite.model_files import LITERT_ROUTE, ModelOpenError, open_model, route_of
+
+    try:
+        if route_of(args.model) != LITERT_ROUTE:
+            return _fail(
+                f"error: {args.model} is a codelab-route model (one call per prompt, no KV "
+                "cache between calls); chat with a LiteRT-route model "
+                "(results/<model>/litert/<variant>.tflite)",
+                EXIT_BAD_INPUT,
+            )
+        template = None
+        if args.chat_template_json:
+            from llm2tflite.core.chat import ChatTemplate
+
+            template = ChatTemplate.from_dict(json.loads(args.chat_template_json))
+        model = open_model(args.model, threads=args.threads)
+        session = ChatSession(model, template, sampler=sampler)
+    except (ModelOpenError, FileNotFoundError, NoChatTemplateError, ValueError) as error:
+        return _fail(f"error: {error}", EXIT_BAD_INPUT)
+    refused = False
+    for line in sys.stdin:
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        blocked = safety.blocked_words(text)
+        if blocked:
+            refused = True
+            print(f"llm2tflite: {RefusedError('prompt', blocked)}", file=sys.stderr)
+            continue
+        stream = _SafeStream(safety, sys.stdout)
+        try:
+            reply = session.reply(text, args.max_new_tokens, on_text=stream.write)
+            stream.close(reply.text)
+        except ContextFullError as error:
+            sys.stdout.flush()
+            return _fail(str(error), EXIT_CONTEXT_FULL)
+        except _StreamRefused as stopped:
+            # The turn is forgotten: the next one continues from the conversation before it.
+            session.forget()
+            refused = True
+            if stream.printed:
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+            count = len(stopped.words)
+            print(
+                f"llm2tflite: refused: the reply contains language on the blocklist ({count} "
+                f"match{'es' if count != 1 else ''}); it stopped before it and the turn is "
+                "dropped from the conversation",
+                file=sys.stderr,
+            )
+            continue
+        except ModelOpenError as error:
+            sys.stdout.flush()
+            return _fail(f"error: {error}", EXIT_BAD_INPUT)
+        if reply.context_full:
+            sys.stdout.flush()
+            return _fail(
+                f"the context is full: the reply reached the end of the model's "
+                f"{session.context_length} tokens and stopped there; the conversation ends",
+                EXIT_CONTEXT_FULL,
+            )
+    return EXIT_REFUSED if refused else 0
+
+
+def _add_sampling(parser):
+    sampling = parser.add_argument_group("sampling (default greedy)")
+    sampling.add_argument("--temperature", type=float, help="as generate's")
+    sampling.add_argument("--top-k", type=int, help="as generate's")
+    sampling.add_argument("--top-p", type=float, help="as generate's")
+    sampling.add_argument("--seed", type=int, help="as generate's")
+
+
 def _verify(args) -> int:
     """Re-hash every artifact of a manifest; one line per file changed since it was built."""
     from llm2tflite.report.verify import ManifestError, changed_artifacts, find_manifest
@@ -304,6 +414,23 @@ def main(argv=None) -> int:
         "--seed", type=int, help="random seed: the same seed, prompt and model give the same text"
     )
     generate.set_defaults(run=_generate)
+    chat = commands.add_parser(
+        "chat",
+        help="a multi-turn conversation (one user turn per stdin line) with a LiteRT-route "
+        ".tflite whose model has a chat template",
+    )
+    chat.add_argument("model", help="results/<model>/litert/<variant>.tflite")
+    chat.add_argument("--max-new-tokens", type=int, default=64, help="per reply (default 64)")
+    chat.add_argument("--blocklist", help="word list of the safety filter (as generate's)")
+    chat.add_argument("--threads", type=int)
+    chat.add_argument(
+        "--chat-template-json",
+        help='a template replacing the model\'s: {"user": {"prefix": ..., "suffix": ...}, '
+        '"model": {...}}',
+    )
+    chat.add_argument("-v", "--verbose", action="store_true")
+    _add_sampling(chat)
+    chat.set_defaults(run=_chat)
     verify = commands.add_parser(
         "verify",
         help="re-hash the artifacts of a run's manifest; say which changed since they were built",

@@ -74,6 +74,10 @@ class Architecture:
     #: The tokenizer files KerasHub's converter reads from such a checkpoint: alternatives, the
     #: first whose files are all present is read.
     transformers_tokenizer_files: tuple[tuple[str, ...], ...] = ()
+    #: The family's chat template for its instruction models, as prefix/suffix per role
+    #: (``llm2tflite.core.chat.ChatTemplate``): ``{"user": {"prefix", "suffix"}, "model":
+    #: {...}}``; None: the family has none (the config may set one, ``litert: chat_template:``).
+    chat_template: Mapping | None = None
 
     # ---- light: no TensorFlow, no Keras ------------------------------------------------------
 

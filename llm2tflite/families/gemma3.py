@@ -117,6 +117,13 @@ class Gemma3(Architecture):
         ),
         "add_dummy_prefix": False,
     }
+    # KerasHub's Gemma 3 chat format (Gemma3CausalLMPreprocessor's documented prompts, Gemma's
+    # own template): "<start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n"; the
+    # reply ends with <end_of_turn> (a stop token, ``stop_token_ids``).
+    chat_template = {
+        "user": {"prefix": f"{START_OF_TURN}user\n", "suffix": f"{END_OF_TURN}\n"},
+        "model": {"prefix": f"{START_OF_TURN}model\n", "suffix": f"{END_OF_TURN}\n"},
+    }
     # Gemma3Backbone arguments of KerasHub 0.31's text-only Gemma 3 causal-LM presets (the
     # vision presets add a SigLIP encoder; the embedding presets, embedding_gemma3_300m and
     # harrier_embedding_oss_270m, are not causal LMs).

@@ -108,6 +108,7 @@ def resolve_settings(config: dict) -> dict:
         "cache_length": int(cache_length),
         "prefill_lengths": sorted({int(t) for t in lengths}),
         "prefill_logits": bool(section["prefill_logits"]),
+        "chat_templates": dict(section.get("chat_templates") or {}),
     }
     check_lengths(settings["cache_length"], settings["prefill_lengths"])
     return settings

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from llm2tflite.core import atomic
+from llm2tflite.core.chat import ChatTemplate
 from llm2tflite.families import registry
 from llm2tflite.litert import contract
 
@@ -167,6 +168,9 @@ def export_info(
         "tokenizer_files": list(family.tokenizer_files),
         "start_token_id": int(tokenizer.start_token_id),
         "stop_token_ids": stop_ids,
+        # The family's chat template (instruction models; the config's replaces it through
+        # ``extra``): llm2tflite.core.chat. None: the model continues text only.
+        "chat_template": family.chat_template,
         "pad_token_id": int(tokenizer.pad_token_id),
         # KerasHub's causal-LM preprocessor puts the start token before the prompt's ids.
         "add_start_token": bool(getattr(causal_lm.preprocessor, "add_start_token", True)),
@@ -236,6 +240,14 @@ def signature_keys(info: dict) -> list[str]:
     return [*info["prefill_signatures"], info["decode_signature"]]
 
 
+def _extra_info(args) -> dict:
+    extra = {"preset": args.preset}
+    if args.chat_template_json and json.loads(args.chat_template_json):
+        template = ChatTemplate.from_dict(json.loads(args.chat_template_json))
+        extra["chat_template"] = template.to_dict()
+    return extra
+
+
 def main(argv=None):
     from llm2tflite.inputs.sources import PresetUnavailableError, load_causal_lm
 
@@ -250,6 +262,11 @@ def main(argv=None):
     )
     parser.add_argument("--out", required=True, help="SavedModel directory to write")
     parser.add_argument("--info", required=True, help="export info JSON to write")
+    parser.add_argument(
+        "--chat-template-json",
+        help='the model\'s chat template, replacing its family\'s: {"user": {"prefix": ...,'
+        ' "suffix": ...}, "model": {...}} (llm2tflite.core.chat)',
+    )
     args = parser.parse_args(argv)
     try:
         causal_lm = load_causal_lm(args.preset)
@@ -260,7 +277,7 @@ def main(argv=None):
             args.cache_length,
             args.prefill_lengths,
             args.prefill_logits,
-            extra_info={"preset": args.preset},
+            extra_info=_extra_info(args),
         )
     except (
         PresetUnavailableError,

@@ -54,6 +54,7 @@ from pathlib import Path
 
 from llm2tflite import CODELAB_PROMPT
 from llm2tflite.core import atomic, tf_logging
+from llm2tflite.core.chat import ChatTemplate
 from llm2tflite.core.hashing import sha256_file
 
 ENV_FILE = "envs/litert-lm.yaml"
@@ -98,7 +99,7 @@ def sampler_params(sampler: dict | None, vocabulary_size: int) -> dict:
 
 def llm_metadata(info: dict, sampler: dict | None = None) -> dict:
     """The bundle's ``LlmMetadata`` fields, from the export info (``litert_export.json``)."""
-    return {
+    fields = {
         "start_token": {"token_ids": {"ids": [int(info["start_token_id"])]}},
         "stop_tokens": [{"token_ids": {"ids": [int(i)]}} for i in info["stop_token_ids"]],
         # The largest context with which LiteRT-LM's padded prefill chunks never run past the
@@ -108,6 +109,10 @@ def llm_metadata(info: dict, sampler: dict | None = None) -> dict:
         "llm_model_type": {"generic_model": {}},
         "sampler_params": sampler_params(sampler, int(info["vocabulary_size"])),
     }
+    if info.get("chat_template"):
+        # Rendered by LiteRT-LM's Conversation API (llm2tflite.core.chat.ChatTemplate.jinja).
+        fields["jinja_prompt_template"] = ChatTemplate.from_dict(info["chat_template"]).jinja()
+    return fields
 
 
 def _metadata_proto(fields: dict):
@@ -297,6 +302,26 @@ def check_record(bundle, prompt: str, max_num_tokens: int, activation_type: str)
     }
 
 
+def engine_chat(engine, turns, max_new_tokens: int) -> list[dict]:
+    """LiteRT-LM's Conversation API, greedy, on ``turns`` (user texts): the bundle's template
+    applied by LiteRT-LM; per turn the reply text and the conversation's token count after it."""
+    import litert_lm
+
+    greedy = litert_lm.interfaces.SamplerConfig(top_k=1, top_p=1.0, temperature=1.0)
+    conversation = engine.create_conversation(
+        sampler_config=greedy, max_output_tokens=max_new_tokens
+    )
+    replies = []
+    try:
+        for turn in turns:
+            message = conversation.send_message(turn)
+            text = "".join(getattr(part, "text", "") for part in message.contents)
+            replies.append({"text": text, "token_count": conversation.token_count})
+    finally:
+        conversation.close()
+    return replies
+
+
 def _versions() -> dict:
     from importlib import metadata
 
@@ -351,6 +376,19 @@ def _generate_main(args):
     print(json.dumps({"continuations": texts}, ensure_ascii=False))
 
 
+def _chat_main(args):
+    turns = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    with tempfile.TemporaryDirectory() as cache_dir:
+        engine = open_engine(
+            args.bundle, args.max_num_tokens, args.threads, args.activation_type, cache_dir
+        )
+        try:
+            replies = engine_chat(engine, turns, args.max_new_tokens)
+        finally:
+            engine.close()
+    print(json.dumps({"replies": replies}, ensure_ascii=False))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -381,8 +419,21 @@ def main(argv=None):
     )
     generate.add_argument("--sampler-json", help="our sampler settings (default: the bundle's)")
 
+    chat = commands.add_parser(
+        "chat", help="LiteRT-LM's greedy conversation (one user turn per stdin line), as JSON"
+    )
+    chat.add_argument("bundle")
+    chat.add_argument("--max-new-tokens", type=int, default=64)
+    chat.add_argument("--max-num-tokens", type=int)
+    chat.add_argument("--threads", type=int)
+    chat.add_argument(
+        "--activation-type", default=DEFAULT_ACTIVATION_TYPE, choices=ACTIVATION_TYPES
+    )
+
     args = parser.parse_args(argv)
-    if args.command == "build":
+    if args.command == "chat":
+        _chat_main(args)
+    elif args.command == "build":
         args.record = args.record or f"{args.out}.json"
         _build_main(args)
     else:

@@ -30,10 +30,12 @@ rule litert_export:
         cache_length=LITERT["cache_length"],
         prefill_lengths=" ".join(map(str, LITERT["prefill_lengths"])),
         prefill_logits="--prefill-logits" if LITERT["prefill_logits"] else "",
+        chat_template=lambda wildcards: as_json(LITERT["chat_templates"].get(wildcards.model) or {}),
     shell:
         "python -m llm2tflite.litert.export --preset {params.preset:q}"
         " --cache-length {params.cache_length} --prefill-lengths {params.prefill_lengths}"
-        " {params.prefill_logits} --out {output.saved_model} --info {output.info} > {log} 2>&1"
+        " {params.prefill_logits} --chat-template-json {params.chat_template:q}"
+        " --out {output.saved_model} --info {output.info} > {log} 2>&1"
 
 
 rule litert_convert:
