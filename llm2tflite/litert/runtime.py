@@ -90,8 +90,10 @@ YNNPACK_DEFAULT = False
 
 
 def _one_line(error) -> str:
+    """LiteRT's message on one line: its lines joined (the last one says what failed, e.g.
+    "ERROR: [...litert_compiled_model.h:562]" then "└ Failed to allocate tensors")."""
     lines = [line.strip(" └") for line in str(error).splitlines() if line.strip(" └")]
-    return lines[0] if lines else type(error).__name__
+    return ": ".join(lines) if lines else type(error).__name__
 
 
 def check_flatbuffer(path) -> None:
@@ -440,12 +442,21 @@ class LiteRTModel:
                 f"tokenizer {expected}: not this model's tokenizer (rerun the runtime_tokenizer "
                 "rule)"
             )
-        self.compiled, self.weight_cache = _compile(
-            self.path, threads, weight_cache, weight_cache_dir, ynnpack
-        )
-        compiled = clock()
+        # One block for compiling and preparing: what LiteRT printed while compiling a file
+        # whose preparation then fails (e.g. "failed to delegate ... node") is said by the
+        # one-line error instead.
         with _litert_notes_hidden():
-            self._prepare_signatures(path)
+            self.compiled, self.weight_cache = _compile(
+                self.path, threads, weight_cache, weight_cache_dir, ynnpack
+            )
+            compiled = clock()
+            try:
+                self._prepare_signatures(path)
+            except RuntimeError as error:  # e.g. a damaged constant: "Failed to allocate tensors"
+                raise LiteRTModelError(
+                    f"{path}: LiteRT cannot prepare its signatures ({_one_line(error)}): the "
+                    "file is damaged; rebuild it or copy it again"
+                ) from None
         self._check_signatures(path, info_source)
         self.load_seconds = clock() - started
         # Where the load's time went (seconds): see ``load_breakdown`` in the class docstring.

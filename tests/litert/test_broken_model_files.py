@@ -107,6 +107,36 @@ def test_altered_litert_flatbuffer(small_litert, tmp_path, capfd):
     assert "damaged" in open_model_error(path)
 
 
+def test_a_damaged_shape_constant_in_a_litert_file(small_litert, tmp_path, capfd):
+    """Valid flatbuffer, wrong numbers: every 4-element int32 constant (the reshapes' target
+    shapes) set to 3s, so no reshape can hold its input. LiteRT fails to allocate the tensors
+    (a RuntimeError from CompiledModel, until now a traceback)."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    path = litert_copy(small_litert, tmp_path)
+    data = bytearray(path.read_bytes())
+    model = schema.Model.GetRootAs(data, 0)
+    base = np.frombuffer(data, np.uint8).ctypes.data
+    damaged = 0
+    for s in range(model.SubgraphsLength()):
+        for t in range(model.Subgraphs(s).TensorsLength()):
+            tensor = model.Subgraphs(s).Tensors(t)
+            buffer = model.Buffers(tensor.Buffer())
+            if tensor.Type() == schema.TensorType.INT32 and buffer.DataLength() == 16:
+                start = buffer.DataAsNumpy().ctypes.data - base
+                np.frombuffer(data, np.int32, count=4, offset=start)[:] = 3
+                damaged += 1
+    assert damaged
+    path.write_bytes(bytes(data))
+    line = cli_error_line(capfd, path)
+    assert line.startswith(f"llm2tflite: error: {path}: LiteRT cannot prepare its signatures (")
+    assert line.endswith(
+        "Failed to allocate tensors): the file is damaged; rebuild it or copy it again"
+    )
+    assert "cannot prepare its signatures" in open_model_error(path)
+
+
 def test_missing_sidecar_of_a_file_without_its_own(small_litert, tmp_path, capfd):
     """A file built without embedded info needs the files beside it (a file with them runs
     alone: tests/litert/test_self_describing_files.py)."""
