@@ -3,10 +3,10 @@
 A template is a prefix and a suffix around each role's turn (``user``, ``model``), the shape of
 LiteRT-LM's ``PromptTemplates`` (``PromptAffixes``): ``{"user": {"prefix": ..., "suffix": ...},
 "model": {"prefix": ..., "suffix": ...}}``. A family may know its own (Gemma 3:
-``llm2tflite.families.gemma3``), the config may set one for a model (``litert: chat_template:``);
-the LiteRT export records it in the export info (``chat_template``), which travels inside the
-``.tflite`` and into the ``.litertlm`` bundle as the ``jinja_prompt_template`` LiteRT-LM's
-Conversation API renders (``jinja``).
+``llm2tflite.families.gemma3``), the config may set one per model (``litert: chat_templates:
+{MODEL: ...}``); the LiteRT export records it in the export info (``chat_template``), which
+travels inside the ``.tflite`` and into the ``.litertlm`` bundle as the
+``jinja_prompt_template`` LiteRT-LM's Conversation API renders (``jinja``).
 
 The conversation text is ``user.prefix + U1 + user.suffix + model.prefix + M1 + model.suffix +
 user.prefix + U2 + ...``. A conversation is prefilled turn by turn, as LiteRT-LM's Conversation

@@ -46,7 +46,7 @@ class ChatSession:
             if not fields:
                 raise NoChatTemplateError(
                     f"{model.path} carries no chat template (its export info has no "
-                    "chat_template): set litert.chat_template in the config for this model, or "
+                    "chat_template): set litert.chat_templates.<model> in the config, or "
                     "use a family that has one (gemma3)"
                 )
             template = ChatTemplate.from_dict(fields)
