@@ -261,14 +261,14 @@ def _load_and_floor_section(rows) -> list[str]:
             "warm load + first token s": _fmt(r["warm_load_first_token_s"], 3),
             "LiteRT environment s": _fmt(r.get("environment_s"), 3),
             "first token ms: short": _ms(r["first_token_short_s"]),
-            f"long ({_int(r.get('long_prompt_tokens'))} tokens)": _ms(r["first_token_long_s"]),
+            f"long ({_int(r.get('long_prompt_tokens'))} tokens) ms": _ms(r["first_token_long_s"]),
             "decode ms/token": _fmt(r.get("decode_ms_per_token"), 2),
             "floor: decode ms": _fmt(r.get("floor_decode_ms"), 2),
             "decode / floor": _ratio(r.get("decode_vs_floor")),
             "cold load / floor": _ratio(r.get("cold_load_vs_floor")),
             "warm load / floor": _ratio(r.get("warm_load_vs_floor")),
             "first token / floor: short": _ratio(r.get("first_token_short_vs_floor")),
-            "long": _ratio(r.get("first_token_long_vs_floor")),
+            "long / floor": _ratio(r.get("first_token_long_vs_floor")),
         }
         for r in rows
     ]

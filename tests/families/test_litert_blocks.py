@@ -268,6 +268,7 @@ def test_settings_defaults_and_refusals():
         "cache_length": 100,
         "prefill_lengths": [8, 32],
         "prefill_logits": False,
+        "chat_templates": {},
     }
     assert settings(max_length=20)["prefill_lengths"] == [8]
     assert settings(variants=[])["variants"] == []

@@ -397,7 +397,9 @@ def test_litert_loads_first_tokens_and_floors_are_shown_with_units(tmp_path):
         "tokenizer load s",
         "warm load + first token s",
     ]
-    assert "long (41 tokens)" in header and "decode / floor" in header
+    assert (
+        "long (41 tokens) ms" in header and "long / floor" in header and "decode / floor" in header
+    )
     cells = _row(section, "litert/int8")
     assert cells[2:7] == ["0.400", "0.080", "0.050", "0.090", "0.450"]
     assert cells[header.index("decode / floor")] == "1.10x"

@@ -133,20 +133,23 @@ def test_failed_slurm_job_is_reported(slurm_cluster, tmp_path):
 
 # ---- Comparing two runs' results, file by file ---------------------------------------------
 # A measured time, memory peak or ratio of times, or a clock reading, is named by one of these
-# words: a unit of time (s, ms, seconds), "rss", "speed"/"speedup", "date", "time", "timestamp".
-# Sizes, counts, ids, texts and quality figures have none of them.
+# words: a unit of time (s, ms, seconds), "rss", "speed"/"speedup", "date", "time", "timestamp",
+# "floor" (a time's ratio to the memory floor) and "bandwidth" (the read bandwidth that floor
+# comes from). Sizes, counts, ids, texts and quality figures have none of them.
 MEASURED_WORDS = frozenset(
-    {"s", "ms", "seconds", "rss", "speed", "speedup", "date", "time", "timestamp"}
+    {"s", "ms", "seconds", "rss", "speed", "speedup", "date", "time", "timestamp", "floor"}
+    | {"bandwidth"}
 )
 # A JSON key or CSV column naming a measurement is a snake_case identifier with such a word
 # ("median_s", "decode_ms_per_token", "peak_rss_mb", "speedup_vs_tf", Keras's "date_saved"); a
 # vocabulary's tokens (keys like "s" or "Ġs") are not.
 MEASURED_KEY = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
-# Keys describing the process that ran a job rather than what it made: its id, and the CPUs the
-# scheduler gave it (a Slurm allocation is not the local machine's affinity mask).
-RUN_ENVIRONMENT_KEYS = frozenset({"pid", "cpus_available"})
-# A measured time in running text: "(+6 tokens, 0.025 s)".
-MEASURED_TIME_IN_TEXT = re.compile(r"\d+(?:\.\d+)?(?:e-?\d+)? ?(?:s|ms)\b")
+# Keys describing the process that ran a job rather than what it made: its id, the CPUs the
+# scheduler gave it (a Slurm allocation is not the local machine's affinity mask), and whether
+# a weight cache was already there when it first loaded a model (another run may have made it).
+RUN_ENVIRONMENT_KEYS = frozenset({"pid", "cpus_available", "weight_cache_found"})
+# A measured time or bandwidth in running text: "(+6 tokens, 0.025 s)", "(21.3 GB/s, ...)".
+MEASURED_TIME_IN_TEXT = re.compile(r"\d+(?:\.\d+)?(?:e-?\d+)? ?(?:s|ms|GB/s)\b")
 
 
 def _names_a_measurement(words) -> bool:
@@ -299,7 +302,16 @@ def _write_run(root: Path, perplexity=6.665, median_s=0.0127, weights=b"\x00\x01
     files = {
         "results/m/preset/model.weights.h5": weights,
         "results/m/bench.json": json.dumps(
-            {"entries": [{"median_s": median_s, "pid": os.getpid() + int(median_s * 1e4)}]}
+            {
+                "entries": [
+                    {
+                        "median_s": median_s,
+                        "pid": os.getpid() + int(median_s * 1e4),
+                        "floor": {"decode_vs_floor": median_s * 90, "weight_bytes": 1024},
+                    }
+                ],
+                "memory_bandwidth": {"per_repetition": [median_s * 1e12]},
+            }
         ).encode(),
         "results/m/tflite/fidelity/int8.json": json.dumps({"perplexity": perplexity}).encode(),
         "results/reports/default/benchmarks.csv": f"model,median_s,new_tokens\nm,{median_s},6\n",
