@@ -11,7 +11,7 @@ import pytest
 
 from llm2tflite.evaluate import bench
 
-from conftest import litert_bench_steps
+from conftest import cli_options, litert_bench_steps
 
 PROMPT = "Estoy disfrutando de"
 
@@ -216,29 +216,34 @@ def test_a_wrong_entry_fails_before_any_timing(small_export, tmp_path):
         )
 
 
-@pytest.fixture(scope="module")
-def small_record(small_export, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "bench.json"
+def bench_record(directory, small_export, entry: str, **options) -> dict:
+    """``bench run`` of one entry against the small model's TF baseline, 2 threads: its record."""
+    out = directory / "bench.json"
     bench.main(
         [
             "run",
-            "--model-name",
-            "small",
-            "--baseline",
-            str(small_export["dir"] / "traced"),
-            "--entry",
-            f"tflite/fp32={small_export['tflite']}",
-            "--prompt",
-            PROMPT,
-            "--runs",
-            "3",
-            "--threads",
-            "2",
-            "--out",
-            str(out),
+            *cli_options(
+                model_name="small",
+                baseline=small_export["dir"] / "traced",
+                entry=entry,
+                prompt=PROMPT,
+                **options,
+                threads=2,
+                out=out,
+            ),
         ]
     )
     return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def small_record(small_export, tmp_path_factory):
+    return bench_record(
+        tmp_path_factory.mktemp("bench"),
+        small_export,
+        f"tflite/fp32={small_export['tflite']}",
+        runs=3,
+    )
 
 
 def greedy_ids_by_hand(causal_lm, prompt: str, max_length: int) -> tuple[list[int], list[int]]:
@@ -364,29 +369,13 @@ def test_read_bandwidth_is_its_best_repetition():
 
 @pytest.fixture(scope="module")
 def litert_record(small_export, small_litert, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench_litert") / "bench.json"
-    bench.main(
-        [
-            "run",
-            "--model-name",
-            "small",
-            "--baseline",
-            str(small_export["dir"] / "traced"),
-            "--entry",
-            f"litert/int8={small_litert['tflite']['int8']}",
-            "--prompt",
-            PROMPT,
-            "--runs",
-            "1",
-            "--load-runs",
-            "2",
-            "--threads",
-            "2",
-            "--out",
-            str(out),
-        ]
+    return bench_record(
+        tmp_path_factory.mktemp("bench_litert"),
+        small_export,
+        f"litert/int8={small_litert['tflite']['int8']}",
+        runs=1,
+        load_runs=2,
     )
-    return json.loads(out.read_text())
 
 
 def test_litert_loads_are_cold_then_warm(litert_record):
