@@ -516,24 +516,32 @@ def sentencepiece_vocab(default_corpus_and_vocab, tmp_path_factory):
     return out
 
 
+def build_small_causal_lm(family_name: str, vocab, model_config: dict):
+    """A seeded random causal LM of the family (its ``train:`` model settings ``model_config``)
+    on the tokenizer files in ``vocab``, preprocessing 32 tokens."""
+    import keras
+
+    from llm2tflite.families import registry
+
+    family = registry.by_name(family_name)
+    keras.utils.set_random_seed(0)
+    tokenizer = family.load_tokenizer(vocab)
+    backbone_config = {
+        **family.train_model_config(model_config),
+        "vocabulary_size": tokenizer.vocabulary_size(),
+    }
+    return family.build_causal_lm(backbone_config, tokenizer, 32)
+
+
 @pytest.fixture(scope="session")
 def small_llama(sentencepiece_vocab, tmp_path_factory):
     """A small seeded random Llama (SMALL_LLAMA) on the default SentencePiece vocabulary, saved
     as a preset and loaded back as the workflow loads it."""
-    import keras
-
-    from llm2tflite.families import registry
     from llm2tflite.inputs.sources import load_causal_lm
 
-    llama = registry.by_name("llama")
     out = tmp_path_factory.mktemp("small_llama")
-    keras.utils.set_random_seed(0)
-    tokenizer = llama.load_tokenizer(sentencepiece_vocab)
-    backbone_config = {
-        **llama.train_model_config(SMALL_LLAMA),
-        "vocabulary_size": tokenizer.vocabulary_size(),
-    }
-    llama.build_causal_lm(backbone_config, tokenizer, 32).save_to_preset(str(out / "preset"))
+    causal_lm = build_small_causal_lm("llama", sentencepiece_vocab, SMALL_LLAMA)
+    causal_lm.save_to_preset(str(out / "preset"))
     return {"dir": out, "preset": out / "preset", "causal_lm": load_causal_lm(str(out / "preset"))}
 
 

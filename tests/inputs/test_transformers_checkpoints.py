@@ -27,7 +27,7 @@ from test_gemma3 import SMALL_GEMMA3, gemma3_vocab  # noqa: F401  (a fixture)
 
 from llm2tflite.families import registry
 
-from conftest import SMALL_MAX_LENGTH, export_transformers_checkpoint
+from conftest import SMALL_MAX_LENGTH, build_small_causal_lm, export_transformers_checkpoint
 
 PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "¿Dónde está"]
 
@@ -36,17 +36,8 @@ PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "¿Dónde está"]
 def gemma3_checkpoint(gemma3_vocab, tmp_path_factory):  # noqa: F811
     """A small random Gemma 3 (sliding-window and global layers, multi-query attention) on a
     SentencePiece vocabulary with Gemma's special pieces, and its Transformers export."""
-    import keras
-
-    gemma3 = registry.by_name("gemma3")
     out = tmp_path_factory.mktemp("gemma3_checkpoint")
-    keras.utils.set_random_seed(0)
-    tokenizer = gemma3.load_tokenizer(gemma3_vocab)
-    backbone_config = {
-        **gemma3.train_model_config(SMALL_GEMMA3),
-        "vocabulary_size": tokenizer.vocabulary_size(),
-    }
-    causal_lm = gemma3.build_causal_lm(backbone_config, tokenizer, 32)
+    causal_lm = build_small_causal_lm("gemma3", gemma3_vocab, SMALL_GEMMA3)
     causal_lm.compile(sampler="greedy")
     checkpoint = export_transformers_checkpoint(causal_lm, out / "checkpoint")
     return {"causal_lm": causal_lm, "checkpoint": checkpoint}
