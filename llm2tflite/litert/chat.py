@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm2tflite.core.chat import ChatTemplate
-from llm2tflite.litert.contract import MASK_HIDDEN
 from llm2tflite.litert.runtime import _as_sampler, _TextStream
 
 
@@ -57,7 +56,7 @@ class ChatSession:
         self.turns = 0
         self.steps: list[tuple] = []
         self._saved = None
-        model._reset()
+        model._rewind()
 
     @property
     def context_length(self) -> int:
@@ -110,8 +109,5 @@ class ChatSession:
         if self._saved is None:
             return
         self.position, self.pending, self.turns = self._saved
-        decode = self.model._decode
-        if decode.visible > self.position:
-            decode.mask[..., self.position : decode.visible] = MASK_HIDDEN
-            decode.visible = self.position
+        self.model._rewind(self.position)
         self._saved = None

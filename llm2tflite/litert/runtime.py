@@ -571,7 +571,7 @@ class LiteRTModel:
             stream.update(ids)
         record = {"tokenize_s": tokenized - started, "decode_step_s": [], "decode_invoke_s": []}
 
-        self._reset()
+        self._rewind()
         record["prefill_steps"] = self._prefill_tokens(ids[:-1], 0)
         prefilled = time.perf_counter()
         record["prefill_s"] = prefilled - tokenized
@@ -620,7 +620,7 @@ class LiteRTModel:
             )
         if len(ids) < 2:
             return []
-        self._reset()
+        self._rewind()
         rows = []
         if self.prefill_logits:
             position = 0
@@ -655,12 +655,14 @@ class LiteRTModel:
             raise ValueError("max_length must be at least 1 (the start token)")
         return min(int(max_length), self.cache_length)
 
-    def _reset(self):
-        """A new sequence from position 0: rows of an earlier one stay in the caches, hidden by
-        the mask until overwritten."""
+    def _rewind(self, position: int = 0):
+        """Continue from ``position`` (0: a new sequence): the rows from there on, of an earlier
+        sequence or of a chat turn taken back, stay in the caches, hidden by the mask until
+        overwritten."""
         decode = self._decode
-        decode.mask[..., : decode.visible] = MASK_HIDDEN
-        decode.visible = 0
+        if decode.visible > position:
+            decode.mask[..., position : decode.visible] = MASK_HIDDEN
+            decode.visible = position
 
     def _prefill_tokens(self, tokens, position: int) -> list[int]:
         """Prefill ``tokens`` from ``position`` (see ``prefill_plan``); the lengths used."""
