@@ -17,7 +17,8 @@ module traces the graph.
 
 Defaults (the ``litert:`` section of config/config.schema.yaml; the prefill lengths in
 ``llm2tflite.litert.contract``) were chosen by measurement: prefill logits off, prefill lengths 8
-and 32, cache length = ``generation.max_length``, attention as explicit transposes and matmuls.
+and 32, cache length = ``generation.max_length``, each cache stored in the layout its attention
+matmul reads (``contract.KV_CACHE_LAYOUT``).
 The figures are in docs/benchmarks.md.
 """
 
@@ -48,12 +49,9 @@ def _signature_specs(length: int, cache_length: int, cache_shapes):
         tf.TensorSpec([1, 1, length, cache_length], tf.float32, name=contract.MASK),
     ]
     for layer, shape in enumerate(cache_shapes):
-        for name in cache_names(layer):
-            specs.append(
-                tf.TensorSpec(
-                    [1, cache_length, shape.kv_heads, shape.head_dim], tf.float32, name=name
-                )
-            )
+        layout = contract.kv_cache_shapes(cache_length, shape.kv_heads, shape.head_dim)
+        for name, cache_shape in zip(cache_names(layer), layout):
+            specs.append(tf.TensorSpec(cache_shape, tf.float32, name=name))
     return specs
 
 
@@ -138,9 +136,9 @@ def export_info(
             {contract.LOGITS: ["float32", [1, length, vocabulary_size]]} if with_logits else {}
         )
         for layer, shape in enumerate(cache_shapes):
-            for name in cache_names(layer):
-                spec = ["float32", [1, cache_length, shape.kv_heads, shape.head_dim]]
-                inputs[name] = outputs[name] = spec
+            layout = contract.kv_cache_shapes(cache_length, shape.kv_heads, shape.head_dim)
+            for name, cache_shape in zip(cache_names(layer), layout):
+                inputs[name] = outputs[name] = ["float32", cache_shape]
         return {"inputs": inputs, "outputs": outputs}
 
     # The family's generate() stop tokens (Gemma 3: <eos> and <end_of_turn>).
@@ -181,6 +179,7 @@ def export_info(
             "rule": "query t sees cache positions s <= input_pos[t]",
         },
         "kv_cache_dtype": "float32",
+        "kv_cache_layout": contract.KV_CACHE_LAYOUT,
         "runtime_duties": [
             "input_pos contiguous and input_pos[0] + T <= cache_length for every call "
             "(DYNAMIC_UPDATE_SLICE clamps its start)",
