@@ -23,7 +23,7 @@ import shutil
 
 import numpy as np
 import pytest
-from test_gemma3 import SMALL_GEMMA3, gemma3_vocab  # noqa: F401  (a fixture)
+from test_gemma3 import SMALL_GEMMA3
 
 from llm2tflite.families import registry
 
@@ -33,7 +33,7 @@ PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "¿Dónde está"]
 
 
 @pytest.fixture(scope="module")
-def gemma3_checkpoint(gemma3_vocab, tmp_path_factory):  # noqa: F811
+def gemma3_checkpoint(gemma3_vocab, tmp_path_factory):
     """A small random Gemma 3 (sliding-window and global layers, multi-query attention) on a
     SentencePiece vocabulary with Gemma's special pieces, and its Transformers export."""
     out = tmp_path_factory.mktemp("gemma3_checkpoint")
