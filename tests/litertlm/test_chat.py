@@ -264,35 +264,48 @@ def _greedy_from_scratch(model, ids, max_new_tokens):
     return new, None
 
 
+@pytest.mark.parametrize("source", ["family", "tokenizer_config"])
 def test_gemma3_conversation_with_its_template_equals_litert_lms(
     gemma3_chat_litert,
     litertlm_env,  # noqa: F811
     tmp_path,
+    source,
 ):
-    """Gemma 3's own template (the family's, from the export info) on a multi-turn conversation:
-    LiteRT-LM's Conversation API on our .litertlm and our chat give the same greedy replies and
-    token counts. LiteRT-LM renders each turn with the template and prefills only the new turn
+    """Gemma 3's own template on a multi-turn conversation: LiteRT-LM's Conversation API on our
+    .litertlm and our chat give the same greedy replies and token counts. The template is the
+    family's (from the export info) or the one derived from Gemma 3's Jinja template (a
+    checkpoint's tokenizer_config.json: content stripped, here of turns with surrounding
+    whitespace). LiteRT-LM renders each turn with the template and prefills only the new turn
     (its count is ours); our kept KV cache gives, turn by turn, the replies of the whole
     conversation prefilled from scratch; a reply ends at <end_of_turn>."""
+    from test_chat_templates import GEMMA3_JINJA
+
+    from llm2tflite.core.chat import from_jinja
     from llm2tflite.litert.runtime import LiteRTModel
 
     info = gemma3_chat_litert["info"]
     assert info["chat_template"] == GEMMA3
     end_of_turn = gemma3_chat_litert["end_of_turn"]
     assert end_of_turn in info["stop_token_ids"]
+    if source == "family":
+        fields, turns = GEMMA3, GEMMA3_TURNS
+    else:
+        fields = from_jinja(GEMMA3_JINJA, "<bos>", "<eos>").to_dict()
+        assert fields == {**GEMMA3, "trim": True}
+        turns = [f"  {turn}\t " for turn in GEMMA3_TURNS]
     ours, theirs, session = _litert_lm_and_our_chat(
-        gemma3_chat_litert, GEMMA3, litertlm_env, tmp_path, GEMMA3_TURNS, GEMMA3_MAX_NEW_TOKENS
+        gemma3_chat_litert, fields, litertlm_env, tmp_path, turns, GEMMA3_MAX_NEW_TOKENS
     )
     assert ours == [{k: reply[k] for k in ("text", "token_count")} for reply in theirs]
-    template = ChatTemplate.from_dict(GEMMA3)
-    for turn, reply in zip(GEMMA3_TURNS, theirs):
+    template = ChatTemplate.from_dict(fields)
+    for turn, reply in zip(turns, theirs):
         assert reply["rendered"] == template.turn(turn)
     # Neither side prefills the history again. LiteRT-LM prefills the start token and the first
     # turn, then each later turn's own ids (it feeds the last sampled token apart). Ours: the
     # token pending and the turn, but the last id (decode takes it), from where the last turn
     # ended.
     model = LiteRTModel(gemma3_chat_litert["tflite"]["fp32"], threads=2)
-    turn_ids = [len(model.token_ids(template.turn(turn))) for turn in GEMMA3_TURNS]
+    turn_ids = [len(model.token_ids(template.turn(turn))) for turn in turns]
     assert [r["prefill_tokens"] for r in theirs] == [turn_ids[0] + 1, *turn_ids[1:]]
     prefills = [step[1:] for step in session.steps if step[0] == "prefill"]
     ends = [0] + [reply["token_count"] - 1 for reply in ours[:-1]]
@@ -302,7 +315,7 @@ def test_gemma3_conversation_with_its_template_equals_litert_lms(
     # A reply cut at the limit ends with its last id, fed at the next turn; one that stopped,
     # with the stop token, fed too.
     conversation, stops = [model.start_token_id], []
-    for turn, reply in zip(GEMMA3_TURNS, ours):
+    for turn, reply in zip(turns, ours):
         conversation += model.token_ids(template.turn(turn))
         new, stop = _greedy_from_scratch(model, conversation, GEMMA3_MAX_NEW_TOKENS)
         assert model.text(new) == reply["text"]
