@@ -232,12 +232,12 @@ def from_jinja(source: str, bos_token: str = "", eos_token: str = "") -> ChatTem
         refuse("the generation prompt changes the user turn before it")
     model_prefix = prompted[len(first) :]
     exchange = render([("user", a), ("model", b)], False)
-    if not exchange.startswith(prompted) or exchange.count(b) != 1:
-        refuse(f"the model turn does not start with the generation prompt {_short(model_prefix)}")
-    model_suffix = exchange[len(prompted) :].split(b)[1]
-    exchange_prefix = exchange[: exchange.index(b)]
-    if exchange_prefix != prompted:
-        refuse("the model turn does not follow the user turn as the generation prompt does")
+    if exchange.count(b) != 1 or exchange[: exchange.index(b)] != prompted:
+        refuse(
+            "a model turn does not follow the user turn as the generation prompt "
+            f"{_short(model_prefix)} does"
+        )
+    model_suffix = exchange[len(prompted) + len(b) :]
     later = render([("user", a), ("model", b), ("user", c)], True)
     if not later.startswith(exchange) or later.count(c) != 1:
         refuse("a later turn changes the turns before it")

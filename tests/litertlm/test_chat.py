@@ -219,17 +219,20 @@ def gemma3_chat_litert(gemma3_vocab, tmp_path_factory):
 
     causal_lm = build_small_causal_lm("gemma3", gemma3_vocab, SMALL_GEMMA3)
     first_turn = ChatTemplate.from_dict(GEMMA3).turn(GEMMA3_TURNS[0])
-    packed = causal_lm.preprocessor.generate_preprocess([first_turn])
-    prompt_tokens = int(packed["padding_mask"].numpy().sum())
-    end_of_turn = int(causal_lm.preprocessor.tokenizer.token_to_id("<end_of_turn>"))
+    preprocessor = causal_lm.preprocessor
+    prompt_tokens = len(preprocessor.tokenizer(first_turn)) + 1  # and the start token
+    # Room for the four ids looked at only: generate_step runs eagerly here.
+    packed = preprocessor.generate_preprocess([first_turn], sequence_length=prompt_tokens + 4)
+    assert int(packed["padding_mask"].numpy().sum()) == prompt_tokens
+    end_of_turn = int(preprocessor.tokenizer.token_to_id("<end_of_turn>"))
     table = causal_lm.backbone.token_embedding.embeddings
     # The turn holds <end_of_turn> too, so the new row changes the reply: until it ends there
     # after a few ids.
     original, candidates, tried = table.numpy(), [], []
     for _ in range(16):
         generated = causal_lm.generate_step(packed, stop_token_ids=None)["token_ids"]
-        reply = [int(i) for i in generated[0, prompt_tokens : prompt_tokens + 8]]
-        if end_of_turn in reply[1:4] and reply[0] != end_of_turn:
+        reply = [int(i) for i in generated[0, prompt_tokens:]]
+        if end_of_turn in reply[1:] and reply[0] != end_of_turn:
             break
         candidates += [t for t in reply if t not in candidates and t != end_of_turn]
         token = next(t for t in candidates if t not in tried)
