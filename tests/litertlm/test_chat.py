@@ -327,6 +327,25 @@ def test_gemma3_conversation_with_its_template_equals_litert_lms(
     assert end_of_turn in stops and any(reply["text"] for reply in ours), stops
 
 
+def test_cli_chat_on_gemma3_applies_its_template(gemma3_chat_litert):
+    """`python -m llm2tflite chat` on the Gemma 3 .tflite alone: the template comes from the
+    export info the file carries, the replies are the session's (compared with LiteRT-LM above)
+    and a reply ends at <end_of_turn>."""
+    from llm2tflite.litert.chat import ChatSession
+    from llm2tflite.litert.runtime import LiteRTModel
+
+    model_file = gemma3_chat_litert["tflite"]["fp32"]
+    session = ChatSession(LiteRTModel(model_file, threads=2))
+    assert session.template == ChatTemplate.from_dict(GEMMA3)
+    replies = [session.reply(turn, GEMMA3_MAX_NEW_TOKENS) for turn in GEMMA3_TURNS]
+    assert any(len(r.token_ids) < GEMMA3_MAX_NEW_TOKENS for r in replies)  # <end_of_turn>
+    completed = _chat_cli(
+        model_file, "\n".join(GEMMA3_TURNS) + "\n", "--max-new-tokens", GEMMA3_MAX_NEW_TOKENS
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.splitlines() == [r.text for r in replies]
+
+
 def _in_env_stdin(env, stdin, *args):
     import os
     import subprocess
