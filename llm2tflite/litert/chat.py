@@ -59,7 +59,7 @@ class ChatSession:
         self.turns = 0
         self.steps: list[tuple] = []
         self._saved = None
-        model._rewind()
+        model.rewind()
 
     @property
     def context_length(self) -> int:
@@ -77,7 +77,7 @@ class ChatSession:
                 "conversation)"
             )
         self._saved = (self.position, list(self.pending), self.turns)
-        model._prefill_tokens(ids[:-1], self.position)
+        model.prefill(ids[:-1], self.position)
         if len(ids) > 1:
             self.steps.append(("prefill", self.position, len(ids) - 1))
         token, position = ids[-1], self.position + len(ids) - 1
@@ -88,7 +88,7 @@ class ChatSession:
             if position >= self.context_length:
                 context_full = True
                 break
-            logits = model._decode_step(token, position)
+            logits = model.decode_step(token, position)
             self.steps.append(("decode", position))
             token = pick(logits)
             position += 1
@@ -112,5 +112,5 @@ class ChatSession:
         if self._saved is None:
             return
         self.position, self.pending, self.turns = self._saved
-        self.model._rewind(self.position)
+        self.model.rewind(self.position)
         self._saved = None

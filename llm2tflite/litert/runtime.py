@@ -571,8 +571,8 @@ class LiteRTModel:
             stream.update(ids)
         record = {"tokenize_s": tokenized - started, "decode_step_s": [], "decode_invoke_s": []}
 
-        self._rewind()
-        record["prefill_steps"] = self._prefill_tokens(ids[:-1], 0)
+        self.rewind()
+        record["prefill_steps"] = self.prefill(ids[:-1], 0)
         prefilled = time.perf_counter()
         record["prefill_s"] = prefilled - tokenized
         record["first_token_s"] = None
@@ -582,7 +582,7 @@ class LiteRTModel:
         clock = time.perf_counter
         while len(ids) < max_length:
             step_started = clock()
-            logits = self._decode_step(token, position)
+            logits = self.decode_step(token, position)
             invoked = clock()
             token = pick(logits)
             step_ended = clock()
@@ -620,7 +620,7 @@ class LiteRTModel:
             )
         if len(ids) < 2:
             return []
-        self._rewind()
+        self.rewind()
         rows = []
         if self.prefill_logits:
             position = 0
@@ -629,7 +629,7 @@ class LiteRTModel:
             ):
                 chunk = ids[position : position + count]
                 if length == 1 and count == 1 and 1 not in self._prefill:
-                    rows.append(np.array(self._decode_step(chunk[0], position), np.float64))
+                    rows.append(np.array(self.decode_step(chunk[0], position), np.float64))
                 else:
                     signature = self._prefill[length]
                     self._run(signature, chunk, position)
@@ -637,7 +637,7 @@ class LiteRTModel:
                 position += count
         else:
             for position, token in enumerate(ids[:-1]):
-                rows.append(np.array(self._decode_step(token, position), np.float64))
+                rows.append(np.array(self.decode_step(token, position), np.float64))
         logits = np.stack(rows)
         log_normalizer = np.logaddexp.reduce(logits, axis=-1)
         targets = np.asarray(ids[1:])
@@ -655,7 +655,12 @@ class LiteRTModel:
             raise ValueError("max_length must be at least 1 (the start token)")
         return min(int(max_length), self.cache_length)
 
-    def _rewind(self, position: int = 0):
+    # ---- stepping: the calls ``generate`` makes, for callers that keep one sequence across
+    # calls (``llm2tflite.litert.chat``: a conversation's turns). Positions are the caller's:
+    # ``prefill`` from p writes rows p .., ``decode_step`` at p writes row p and returns the
+    # logits of the token at p + 1; ``rewind(p)`` forgets the rows from p on.
+
+    def rewind(self, position: int = 0):
         """Continue from ``position`` (0: a new sequence): the rows from there on, of an earlier
         sequence or of a chat turn taken back, stay in the caches, hidden by the mask until
         overwritten."""
@@ -664,7 +669,7 @@ class LiteRTModel:
             decode.mask[..., position : decode.visible] = MASK_HIDDEN
             decode.visible = position
 
-    def _prefill_tokens(self, tokens, position: int) -> list[int]:
+    def prefill(self, tokens, position: int) -> list[int]:
         """Prefill ``tokens`` from ``position`` (see ``prefill_plan``); the lengths used."""
         used = []
         for length, count in prefill_plan(
@@ -673,7 +678,7 @@ class LiteRTModel:
             chunk = tokens[:count]
             tokens = tokens[count:]
             if length == 1 and 1 not in self._prefill:
-                self._decode_step(chunk[0], position)
+                self.decode_step(chunk[0], position)
             else:
                 self._run(self._prefill[length], chunk, position)
             used.append(length)
@@ -695,8 +700,11 @@ class LiteRTModel:
         signature.mask[0, 0, count:] = MASK_HIDDEN
         signature.invoke()
 
-    def _decode_step(self, token: int, position: int):
+    def decode_step(self, token: int, position: int):
         """``decode`` at ``position``: the logits of the next token."""
+        if not 0 <= position < self.cache_length:
+            # DYNAMIC_UPDATE_SLICE would clamp the row onto the last one.
+            raise ValueError(f"position {position} is outside the cache of {self.cache_length}")
         decode = self._decode
         decode.tokens[0, 0] = token
         decode.input_pos[0] = position

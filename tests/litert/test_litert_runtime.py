@@ -156,6 +156,31 @@ def test_fast_paths_compute_what_the_naive_loop_computes(model, small_litert):
     assert np.array_equal(np.array(first), expected)
 
 
+def test_stepping_api_continues_rewinds_and_refuses_positions_outside_the_cache(
+    model, small_litert
+):
+    """``prefill`` / ``decode_step`` / ``rewind`` against the naive loop: a sequence continued
+    across calls, and one whose tail is taken back and replaced."""
+    ids = model.token_ids(PROMPTS[4], with_start=True)
+    assert len(ids) >= 10  # rows past the replaced ones stay written, to be hidden
+    naive = naive_decode_logits(small_litert["tflite"]["fp32"], ids)
+    model.rewind()
+    model.prefill(ids[:4], 0)
+    continued = [model.decode_step(token, 4 + i) for i, token in enumerate(ids[4:])]
+    np.testing.assert_allclose(np.stack(continued), naive[4:], rtol=1e-5, atol=1e-5)
+    # Take back everything from position 5 on and continue with other ids: the rows of the
+    # forgotten tail must not be attended.
+    other = [ids[1], ids[2], ids[3]]
+    model.rewind(5)
+    replaced = [model.decode_step(token, 5 + i) for i, token in enumerate(other)]
+    expected = naive_decode_logits(small_litert["tflite"]["fp32"], ids[:5] + other)[5:]
+    np.testing.assert_allclose(np.stack(replaced), expected, rtol=1e-5, atol=1e-5)
+    for position in (-1, model.cache_length):
+        with pytest.raises(ValueError, match="outside the cache"):
+            model.decode_step(ids[0], position)
+    model.rewind()
+
+
 def test_log_likelihoods_equal_keras(model, small_litert, tmp_path):
     from llm2tflite.litert.runtime import LiteRTModel
 

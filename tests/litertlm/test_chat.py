@@ -255,11 +255,11 @@ def _greedy_from_scratch(model, ids, max_new_tokens):
     and the stop token that ended them (None: cut at ``max_new_tokens``)."""
     import numpy as np
 
-    model._rewind()
-    model._prefill_tokens(ids[:-1], 0)
+    model.rewind()
+    model.prefill(ids[:-1], 0)
     token, position, new = ids[-1], len(ids) - 1, []
     while len(new) < max_new_tokens:
-        token = int(np.argmax(model._decode_step(token, position)))
+        token = int(np.argmax(model.decode_step(token, position)))
         position += 1
         if token in model.stop_token_ids:
             return new, token
