@@ -2,7 +2,8 @@
 
 A family's ``litert_decoder`` (see ``base.Architecture``) reuses its Keras sublayers for
 everything else; these functions are what KerasHub's own cached attention cannot do for the
-contract's cache (one 4-D K and one 4-D V tensor per layer, an additive mask from the runtime) and its positions (``input_pos``, not a start index):
+contract's cache (one 4-D K and one 4-D V tensor per layer, an additive mask from the
+runtime) and its positions (``input_pos``, not a start index):
 
 - ``update_caches``: write the T new keys and values at ``input_pos[0]`` (one
   DYNAMIC_UPDATE_SLICE per cache), in the contract's layout (``contract.KV_CACHE_LAYOUT``: K

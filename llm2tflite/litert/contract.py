@@ -42,7 +42,10 @@ def cache_input_shapes(info: dict) -> dict[str, list[int]]:
     """Every cache tensor's shape, by name, as the export info's ``decode`` signature lists it
     (any contract version: the shapes are read, not assumed)."""
     inputs = info["signatures"][info["decode_signature"]]["inputs"]
-    return {name: list(shape) for name, (_, shape) in inputs.items() if name.startswith("kv_cache_")}
+    return {
+        name: list(shape) for name, (_, shape) in inputs.items() if name.startswith("kv_cache_")
+    }
+
 
 # The tokenizer file beside the model, of each tokenizer kind (``Architecture.tokenizer_kind``),
 # written by llm2tflite.litert.runtime_tokenizer.

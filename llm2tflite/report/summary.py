@@ -245,8 +245,9 @@ def _benchmark_section(inputs, model) -> list[str]:
     lines += [
         "Speed-up: per round, the baseline's time over the variant's time in that round; "
         "median and min-max over rounds; vs codelab: the same, the codelab route's file of the "
-        "same variant (tflite/V) over the LiteRT route's. Step columns ('-' for the codelab route, whose "
-        "generation loop runs inside one signature call) are measured per call by routes "
+        "same variant (tflite/V) over the LiteRT route's. Step columns ('-' for the codelab "
+        "route, whose generation loop runs inside one signature call) are measured per call by "
+        "routes "
         "that run the loop in Python. Peak RSS: the process that ran only that model.",
         "",
     ]
