@@ -125,6 +125,10 @@ class Architecture:
         cannot handle."""
         raise NotImplementedError(f"{self.name}: no Hugging Face checkpoints")
 
+    def check_transformers_tokenizer(self, checkpoint_dir) -> None:
+        """Raise ValueError (one line) for a checkpoint whose tokenizer files the family cannot
+        reproduce exactly (light: no TensorFlow); by default every one KerasHub reads is fine."""
+
     # ---- heavy: import Keras inside -----------------------------------------------------------
 
     def load_tokenizer(self, tokenizer_dir):

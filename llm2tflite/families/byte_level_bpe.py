@@ -215,7 +215,10 @@ def _pre_tokenizer_steps(pre_tokenizer: Mapping | None, where: str) -> list[str]
     if not steps or steps[-1]["type"] != "ByteLevel":
         raise UnsupportedTokenizerError(f"{where}: the pre-tokenizer does not end in ByteLevel")
     for pattern in patterns:
-        re2_pattern(pattern)  # refuses what RE2 cannot run
+        try:
+            re2_pattern(pattern)  # refuses what RE2 cannot run
+        except UnsupportedTokenizerError as error:
+            raise UnsupportedTokenizerError(f"{where}: {error}") from None
     return patterns
 
 

@@ -164,6 +164,14 @@ class Llama3(Llama):
             )
         return config
 
+    def check_transformers_tokenizer(self, checkpoint_dir) -> None:
+        """tokenizer.json must be a byte-level BPE whose pre-tokenizer ``byte_level_bpe``
+        reproduces in the graph (else the codelab route would silently tokenize otherwise)."""
+        from llm2tflite.families import byte_level_bpe
+
+        path = Path(checkpoint_dir).expanduser() / "tokenizer.json"
+        byte_level_bpe.from_tokenizer_json(path.read_text(encoding="utf-8"), "tokenizer.json")
+
     # ---- heavy ----------------------------------------------------------------------------------
 
     def load_tokenizer(self, tokenizer_dir):

@@ -154,6 +154,7 @@ def for_transformers_checkpoint(preset_dir, hf_config: dict) -> tuple[Architectu
             f"{where} ({model_type}): no tokenizer files ({alternatives})"
         )
     try:
+        family.check_transformers_tokenizer(directory)
         return family, family.transformers_backbone_config(hf_config)
     except KeyError as error:
         raise UnsupportedArchitectureError(

@@ -144,15 +144,22 @@ def quiet_unused_embedding_rows(causal_lm, used: int, scale: float = UNUSED_ROW_
 
 
 def keep_backbone_arguments(preset_dir: Path, backbone_config) -> list[str]:
-    """Write into a saved preset's ``config.json`` the backbone arguments its ``get_config``
-    leaves out (LlamaBackbone 0.31: ``tie_word_embeddings``, so a tied twin would reload untied
-    and fail to load its own weights); return their names."""
-    config_file = preset_dir / "config.json"
-    saved = json.loads(config_file.read_text(encoding="utf-8"))
-    missing = sorted(set(backbone_config) - set(saved["config"]))
-    if missing:
-        saved["config"].update({key: backbone_config[key] for key in missing})
-        config_file.write_text(json.dumps(saved, indent=4) + "\n", encoding="utf-8")
+    """Write into a saved preset the backbone arguments its ``get_config`` leaves out
+    (LlamaBackbone 0.31: ``tie_word_embeddings``, so a tied twin would reload untied and fail to
+    load its own weights): in ``config.json`` (the backbone) and ``task.json`` (the backbone
+    inside the task, which ``CausalLM.from_preset`` builds); return their names."""
+    missing = []
+    for name, backbone in (("config.json", ()), ("task.json", ("config", "backbone"))):
+        config_file = preset_dir / name
+        saved = json.loads(config_file.read_text(encoding="utf-8"))
+        arguments = saved
+        for key in (*backbone, "config"):
+            arguments = arguments[key]
+        absent = sorted(set(backbone_config) - set(arguments))
+        if absent:
+            arguments.update({key: backbone_config[key] for key in absent})
+            config_file.write_text(json.dumps(saved, indent=4) + "\n", encoding="utf-8")
+            missing = sorted(set(missing) | set(absent))
     return missing
 
 

@@ -160,10 +160,30 @@ def test_unsupported_checkpoints_are_refused_in_one_line(llama3_checkpoint, tmp_
         with pytest.raises(registry.UnsupportedArchitectureError, match=expected) as error:
             registry.for_preset(str(broken))
         assert "\n" not in str(error.value)
-    tokenizer = json.loads((llama3_checkpoint / "tokenizer.json").read_text())
-    tokenizer["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = r"\w+(?=\s)"
-    with pytest.raises(byte_level_bpe.UnsupportedTokenizerError, match="lookaround"):
-        byte_level_bpe.from_tokenizer_json(json.dumps(tokenizer))
+    # A tokenizer.json the graph path cannot reproduce: refused when the DAG is parsed.
+    for edit, message in (
+        (
+            lambda t: t["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex=r"\w+(?=\s)"),
+            r"tokenizer.json: split pattern '.*': lookaround RE2 cannot run$",
+        ),
+        (
+            lambda t: t.update(normalizer={"type": "Lowercase"}),
+            r"tokenizer.json: normalizer Lowercase \(supported: none, NFC\)$",
+        ),
+        (
+            lambda t: t["added_tokens"][0].update(lstrip=True),
+            r"tokenizer.json: added token '<\|begin_of_text\|>' with lstrip$",
+        ),
+    ):
+        broken = shutil.copytree(
+            llama3_checkpoint, tmp_path / f"tokenizer{len(message)}_{id(edit)}"
+        )
+        tokenizer = json.loads((broken / "tokenizer.json").read_text())
+        edit(tokenizer)
+        (broken / "tokenizer.json").write_text(json.dumps(tokenizer))
+        with pytest.raises(registry.UnsupportedArchitectureError, match=message) as error:
+            registry.for_preset(str(broken))
+        assert str(error.value).startswith(f"Hugging Face checkpoint '{broken}' (llama): ")
 
 
 def test_presets_parameter_counts():
@@ -402,3 +422,59 @@ def test_litert_fp32_equals_keras(llama3_model, llama3_litert):
             assert generation.text == llama3_model.generate(prompt, max_length=SMALL_MAX_LENGTH)
             texts_compared += 1
     assert texts_compared >= 2
+
+
+# ---- a KerasHub preset of the family (the twin's path) ------------------------------------------
+
+
+def test_vocab_stage_and_a_tied_keras_hub_preset(default_corpus_and_vocab, tmp_path):
+    """The twin's path, small: the vocabulary stage learns a byte-level BPE with Llama 3's split
+    and special tokens; a tied model built on it, saved as a KerasHub preset (the arguments
+    get_config drops written back), reloads tied with its weights, and its exact tokenizer (Llama
+    3's settings) gives the same ids in the graph and in its runtime tokenizer.json."""
+    import keras
+
+    from llm2tflite.inputs import twin
+    from llm2tflite.inputs.sources import load_causal_lm
+    from llm2tflite.litert.runtime_tokenizer import HuggingFaceTokenizer
+
+    from conftest import run_module
+
+    completed = run_module(
+        "llm2tflite.inputs.vocab",
+        "--at-most",
+        architecture="llama3",
+        corpus=default_corpus_and_vocab / "train.txt",
+        vocab_size=49_152,
+        out_dir=tmp_path / "vocab",
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "all the corpus supports; at most 49152" in completed.stdout
+    vocabulary = json.loads((tmp_path / "vocab" / "vocab.json").read_text())
+    assert list(vocabulary)[-5:] == list(LLAMA3.byte_level_bpe_layout["special_tokens"])
+    keras.utils.set_random_seed(0)
+    tokenizer = LLAMA3.load_tokenizer(tmp_path / "vocab")
+    config = {
+        **LLAMA3.train_model_config(),
+        "vocabulary_size": len(vocabulary),
+        "tie_word_embeddings": True,
+    }
+    causal_lm = LLAMA3.build_causal_lm(config, tokenizer, 32)
+    causal_lm.save_to_preset(str(tmp_path / "preset"))
+    assert twin.keep_backbone_arguments(tmp_path / "preset", config) == ["tie_word_embeddings"]
+    loaded = load_causal_lm(str(tmp_path / "preset"))
+    assert loaded.backbone.token_embedding.tie_weights
+    for ours, theirs in zip(loaded.weights, causal_lm.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    exact = loaded.preprocessor.tokenizer
+    runtime = HuggingFaceTokenizer(None, exact.hugging_face_json().encode())
+    texts = _texts(default_corpus_and_vocab)
+    _assert_same(
+        "graph path",
+        _graph_ids(exact, texts),
+        "runtime",
+        [runtime.encode(t) for t in texts],
+        texts,
+    )
+    assert runtime.encode("¿Quieres") == [int(i) for i in exact("¿Quieres")]
+    assert LLAMA3.stop_token_ids(exact) == [vocabulary["<|end_of_text|>"], vocabulary["<|eot_id|>"]]
