@@ -221,6 +221,19 @@ class Llama3(Llama):
         exact = exact_class(spec, bos_token=bos, eos_token=eos, misc_special_tokens=misc)
         return exact
 
+    def line_preprocessor(self, preprocessor):
+        """Training packs lines as the model's preprocessor does, but tokenized by the exact
+        tokenizer (KerasHub's graph path splits with GPT-2's regex): a preprocessor of its own,
+        used for the training data only (the model keeps KerasHub's, so its preset is plain)."""
+        from keras_hub.models import Llama3CausalLMPreprocessor
+
+        return Llama3CausalLMPreprocessor(
+            self.exact_tokenizer(preprocessor.tokenizer, None),
+            sequence_length=preprocessor.sequence_length,
+            add_start_token=preprocessor.add_start_token,
+            add_end_token=preprocessor.add_end_token,
+        )
+
     def stop_token_ids(self, tokenizer) -> list[int]:
         """The end token, and <|eot_id|> when KerasHub adds it (end token <|end_of_text|>): what
         Llama3CausalLM.generate(stop_token_ids="auto") stops at."""

@@ -433,6 +433,7 @@ def test_vocab_stage_and_a_tied_keras_hub_preset(default_corpus_and_vocab, tmp_p
     get_config drops written back), reloads tied with its weights, and its exact tokenizer (Llama
     3's settings) gives the same ids in the graph and in its runtime tokenizer.json."""
     import keras
+    import tensorflow as tf
 
     from llm2tflite.inputs import twin
     from llm2tflite.inputs.sources import load_causal_lm
@@ -477,4 +478,9 @@ def test_vocab_stage_and_a_tied_keras_hub_preset(default_corpus_and_vocab, tmp_p
         texts,
     )
     assert runtime.encode("¿Quieres") == [int(i) for i in exact("¿Quieres")]
+    # Training packs lines with the exact tokenizer too (in a tf.data graph, as the train stage).
+    packer = LLAMA3.line_preprocessor(causal_lm.preprocessor)
+    (x, _, _), *_ = tf.data.Dataset.from_tensor_slices(["¿Quieres 2026"]).batch(1).map(packer)
+    expected = [exact.start_token_id, *runtime.encode("¿Quieres 2026")]
+    assert x["token_ids"][0][: len(expected)].numpy().tolist() == expected
     assert LLAMA3.stop_token_ids(exact) == [vocabulary["<|end_of_text|>"], vocabulary["<|eot_id|>"]]
