@@ -32,6 +32,7 @@ from test_tokenizer_parity import _assert_same, _parity_texts
 from llm2tflite.families import byte_level_bpe, registry
 
 from conftest import (
+    LLAMA3_SPECIAL_TOKENS,
     LLAMA3_TOKENIZER_PATTERN,
     SMALL_LLAMA3_CONFIG,
     SMALL_MAX_LENGTH,
@@ -245,18 +246,7 @@ def test_tokenizer_ids_equal_tokenizers_on_every_path(
     )
 
 
-SPECIALS = [
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|reserved_special_token_0|>",
-    "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eom_id|>",
-    "<|eot_id|>",
-    "<|python_tag|>",
-]
+SPECIALS = list(LLAMA3_SPECIAL_TOKENS)
 
 
 def test_keras_hubs_own_tokenizer_is_not_exact(llama3_checkpoint, default_corpus_and_vocab):
