@@ -557,6 +557,37 @@ def small_llama_litert(small_llama, tmp_path_factory):
     return {**exported, "causal_lm": small_llama["causal_lm"], "preset": small_llama["preset"]}
 
 
+# ---- the Gemma 3 family's vocabulary ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gemma3_vocab(default_corpus_and_vocab, tmp_path_factory):
+    """A twin-style Gemma 3 vocabulary (Gemma's special pieces at their ids): the stage CLI,
+    every piece the corpus supports. Shared by the Gemma 3 tests (family, checkpoints, chat)."""
+    out = tmp_path_factory.mktemp("gemma3_vocab") / "vocab"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llm2tflite.inputs.vocab",
+            "--architecture",
+            "gemma3",
+            "--corpus",
+            str(default_corpus_and_vocab / "train.txt"),
+            "--vocab-size",
+            "262144",
+            "--at-most",
+            "--out-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "all the corpus supports; at most 262144" in completed.stdout
+    return out
+
+
 def litert_bench_steps(first_token_s: float, prefill_s: float) -> dict:
     """A benchmark entry's ``steps`` as the LiteRT route measures them: 300 decode steps of
     3.3 ms median (p10-p90 3.1-3.9 ms), 300 tokens/s."""

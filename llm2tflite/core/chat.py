@@ -16,6 +16,16 @@ not yet fed) and then ``user.prefix + U + user.suffix + model.prefix``, tokenize
 (``turn``); ``model.suffix`` is never prefilled (Gemma 3: the stop token ``<end_of_turn>`` is
 fed, its newline is not). The first turn starts with the start token instead (the runtime puts
 it first, as LiteRT-LM does), so the template holds no start token.
+
+A template whose Jinja source strips each message's surrounding whitespace (Gemma 3's and Llama
+3's ``| trim``) has ``trim``: ``render``, ``turn`` and ``jinja`` strip the content too.
+
+A Hugging Face checkpoint's ``tokenizer_config.json`` carries its template as Jinja source
+(``chat_template``); ``from_jinja`` derives the prefixes and suffixes by rendering it as
+transformers does on sentinel messages, then checks them by rendering conversations both ways,
+and refuses (``ChatTemplateError``, one line) a template that prefix/suffix per role cannot
+express: a default system prompt or other text only before the first turn (SmolLM2's, Qwen
+2.5's), content changed beyond stripping, roles told apart by more than their turn's text.
 """
 
 from __future__ import annotations
@@ -23,8 +33,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 ROLES = ("user", "model")
+# Hugging Face's role name for the model's turns.
+HF_ROLES = {"user": "user", "model": "assistant"}
+
+
+class ChatTemplateError(ValueError):
+    """A Jinja chat template that prefix/suffix per role cannot express (one line)."""
 
 
 @dataclass(frozen=True)
@@ -33,13 +50,17 @@ class ChatTemplate:
     user_suffix: str
     model_prefix: str
     model_suffix: str
+    trim: bool = False  # each message's content is stripped of surrounding whitespace
 
     @classmethod
     def from_dict(cls, fields: Mapping) -> ChatTemplate:
-        """From ``{"user": {"prefix", "suffix"}, "model": {"prefix", "suffix"}}`` (ValueError)."""
-        if not isinstance(fields, Mapping) or set(fields) != set(ROLES):
+        """From ``{"user": {"prefix", "suffix"}, "model": {"prefix", "suffix"}}`` and an
+        optional ``"trim": true`` (ValueError)."""
+        if not isinstance(fields, Mapping) or set(fields) - {"trim"} != set(ROLES):
             raise ValueError(f"a chat template has exactly the roles {ROLES}: {fields!r}")
-        values = {}
+        if not isinstance(fields.get("trim", False), bool):
+            raise ValueError(f"chat template trim: true or false, not {fields['trim']!r}")
+        values = {"trim": fields.get("trim", False)}
         for role in ROLES:
             affixes = fields[role]
             if not isinstance(affixes, Mapping) or not set(affixes) <= {"prefix", "suffix"}:
@@ -52,13 +73,21 @@ class ChatTemplate:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return {
+        fields = {
             role: {
                 "prefix": getattr(self, f"{role}_prefix"),
                 "suffix": getattr(self, f"{role}_suffix"),
             }
             for role in ROLES
         }
+        return {**fields, "trim": True} if self.trim else fields
+
+    @property
+    def end_of_turn(self) -> str:
+        """The text that ends the model's turn, its suffix without surrounding whitespace
+        (Gemma 3: ``<end_of_turn>``; ChatML: ``<|im_end|>``): a stop token when the tokenizer
+        reads it as one token. Empty: none."""
+        return self.model_suffix.strip()
 
     def render(self, messages, add_generation_prompt: bool = True) -> str:
         """The conversation's text: ``messages`` are ``{"role": "user"|"model", "content"}``."""
@@ -67,11 +96,8 @@ class ChatTemplate:
             role = message["role"]
             if role not in ROLES:
                 raise ValueError(f"role {role!r}: one of {ROLES}")
-            parts += [
-                getattr(self, f"{role}_prefix"),
-                message["content"],
-                getattr(self, f"{role}_suffix"),
-            ]
+            content = message["content"].strip() if self.trim else message["content"]
+            parts += [getattr(self, f"{role}_prefix"), content, getattr(self, f"{role}_suffix")]
         if add_generation_prompt:
             parts.append(self.model_prefix)
         return "".join(parts)
@@ -85,11 +111,12 @@ class ChatTemplate:
         ``add_generation_prompt``; LiteRT-LM's ``jinja_prompt_template``). The role
         ``assistant`` is the model's. No start token: the runtime puts it first. A message's
         content is a string or, as LiteRT-LM's Conversation passes it, a list of parts
-        (``{"type": "text", "text": ...}``) whose texts are joined."""
+        (``{"type": "text", "text": ...}``) whose texts are joined (each stripped when ``trim``)."""
+        trim = " | trim" if self.trim else ""
         content = (
-            "{% if message['content'] is string %}{{ message['content'] }}"
+            "{% if message['content'] is string %}{{ message['content']" + trim + " }}"
             "{% else %}{% for part in message['content'] %}"
-            "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+            "{% if part['type'] == 'text' %}{{ part['text']" + trim + " }}{% endif %}"
             "{% endfor %}{% endif %}"
         )
 
@@ -109,3 +136,181 @@ class ChatTemplate:
             + "{% endif %}{% endfor %}"
             "{% if add_generation_prompt %}" + literal(self.model_prefix) + "{% endif %}"
         )
+
+
+# ---- from a Hugging Face checkpoint's Jinja template -------------------------------------------
+
+# Message contents that no template's own text contains: where each lands in a rendering marks
+# the prefixes and suffixes around it.
+_SENTINELS = ("llm2tfliteSentinelA", "llm2tfliteSentinelB", "llm2tfliteSentinelC")
+# Contents of the conversations a derived template is checked on: markup, quotes, newlines,
+# non-ASCII, and (last) surrounding whitespace, which a ``trim`` template strips.
+_CHECK_CONTENTS = (
+    "hola",
+    "¿Qué tal? ñandú 🤖",
+    "{{ x }} {% if %} 'single' \"double\"",
+    "line one\nline two",
+    "  padded both sides \n",
+    "\ttab first",
+)
+
+
+def _compiled(source: str):
+    """The template compiled as transformers compiles chat templates (sandboxed, blocks trimmed,
+    loop controls, ``raise_exception``, ``strftime_now``, a JSON ``tojson``)."""
+    import datetime
+
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(
+            value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+            sort_keys=sort_keys,
+        )  # fmt: skip
+
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    environment.filters["tojson"] = tojson
+    environment.globals["raise_exception"] = raise_exception
+    environment.globals["strftime_now"] = lambda f: datetime.datetime.now().strftime(f)
+    try:
+        return environment.from_string(source)
+    except jinja2.exceptions.TemplateError as error:
+        raise ChatTemplateError(f"the chat template is not valid Jinja: {error}") from None
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def from_jinja(source: str, bos_token: str = "", eos_token: str = "") -> ChatTemplate:
+    """The prefix/suffix template that renders conversations as the Jinja chat template
+    ``source`` does (Hugging Face's convention: ``messages`` of roles ``user`` and
+    ``assistant``, ``add_generation_prompt``, ``bos_token``, ``eos_token``).
+
+    A ``bos_token`` the rendering starts with is left out: the runtime puts the start token
+    first itself (export info ``add_start_token``), as LiteRT-LM does. Raises
+    ``ChatTemplateError`` (one line) for a template prefix/suffix per role cannot express; the
+    derived template is checked by rendering conversations of one to three exchanges, ending
+    with a user turn and the generation prompt or with a model turn, both ways."""
+    import jinja2
+
+    compiled = _compiled(source)
+
+    def render(roles_contents, generation_prompt: bool) -> str:
+        messages = [{"role": HF_ROLES[r], "content": c} for r, c in roles_contents]
+        try:
+            text = compiled.render(
+                messages=messages,
+                add_generation_prompt=generation_prompt,
+                bos_token=bos_token,
+                eos_token=eos_token,
+            )
+        except jinja2.exceptions.TemplateError as error:
+            raise ChatTemplateError(
+                f"the chat template fails on a {len(messages)}-message conversation: {error}"
+            ) from None
+        return text[len(bos_token) :] if bos_token and text.startswith(bos_token) else text
+
+    def refuse(reason: str):
+        raise ChatTemplateError(
+            f"the chat template cannot be expressed as a prefix and suffix per role: {reason}"
+        )
+
+    a, b, c = _SENTINELS
+    first = render([("user", a)], False)
+    if first.count(a) != 1:
+        refuse("a message's content does not appear in its rendering as it was given")
+    user_prefix, user_suffix = first.split(a)
+    prompted = render([("user", a)], True)
+    if not prompted.startswith(first):
+        refuse("the generation prompt changes the user turn before it")
+    model_prefix = prompted[len(first) :]
+    exchange = render([("user", a), ("model", b)], False)
+    if exchange.count(b) != 1 or exchange[: exchange.index(b)] != prompted:
+        refuse(
+            "a model turn does not follow the user turn as the generation prompt "
+            f"{_short(model_prefix)} does"
+        )
+    model_suffix = exchange[len(prompted) + len(b) :]
+    later = render([("user", a), ("model", b), ("user", c)], True)
+    if not later.startswith(exchange) or later.count(c) != 1:
+        refuse("a later turn changes the turns before it")
+    later_prefix = later[len(exchange) : later.index(c)]
+    if later_prefix != user_prefix:
+        refuse(
+            f"the text before the first user turn, {_short(user_prefix)}, is not the text "
+            f"before later ones, {_short(later_prefix)} (a default system prompt or other "
+            "text only at the start)"
+        )
+
+    padded = " " + a + "\n"
+    trimmed = render([("user", padded)], True)
+    if trimmed == prompted:
+        trim = True
+    elif trimmed == user_prefix + padded + user_suffix + model_prefix:
+        trim = False
+    else:
+        refuse("a message's surrounding whitespace is changed other than by stripping it")
+    template = ChatTemplate(user_prefix, user_suffix, model_prefix, model_suffix, trim)
+
+    for exchanges in (1, 2, 3):
+        contents = [_CHECK_CONTENTS[(exchanges + i) % len(_CHECK_CONTENTS)] for i in range(6)]
+        turns = [(ROLES[i % 2], contents[i]) for i in range(2 * exchanges)]
+        for conversation, generation_prompt in ((turns[:-1], True), (turns, False)):
+            ours = template.render(
+                [{"role": r, "content": t} for r, t in conversation], generation_prompt
+            )
+            theirs = render(conversation, generation_prompt)
+            if ours != theirs:
+                at = next(
+                    (i for i, (x, y) in enumerate(zip(ours, theirs)) if x != y),
+                    min(len(ours), len(theirs)),
+                )
+                start = max(0, at - 20)
+                refuse(
+                    f"rendering a {len(conversation)}-message conversation gives "
+                    f"{_short(theirs[start:])} from character {start}, prefix/suffix per role "
+                    f"{_short(ours[start:])}"
+                )
+    return template
+
+
+def _special_token(value) -> str:
+    """A tokenizer_config.json special token: a string, ``{"content": ...}`` or null."""
+    if isinstance(value, Mapping):
+        value = value.get("content")
+    return value if isinstance(value, str) else ""
+
+
+def from_tokenizer_config(checkpoint_dir) -> ChatTemplate | None:
+    """The chat template of a Hugging Face checkpoint directory: its ``tokenizer_config.json``'s
+    ``chat_template`` (a Jinja string, or the one named ``default`` of a list of named
+    templates) through ``from_jinja``; None when it has none. ``ChatTemplateError`` (one line,
+    naming the file) when it cannot be expressed."""
+    path = Path(checkpoint_dir).expanduser() / "tokenizer_config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ChatTemplateError(f"{path}: not valid JSON: {error}") from None
+    source = config.get("chat_template")
+    if isinstance(source, list):  # [{"name": ..., "template": ...}, ...]
+        named = {t.get("name"): t.get("template") for t in source if isinstance(t, Mapping)}
+        source = named.get("default")
+    if not source:
+        return None
+    if not isinstance(source, str):
+        raise ChatTemplateError(f"{path}: chat_template is not a string")
+    try:
+        return from_jinja(
+            source, _special_token(config.get("bos_token")), _special_token(config.get("eos_token"))
+        )
+    except ChatTemplateError as error:
+        raise ChatTemplateError(f"{path}: {error}") from None

@@ -39,7 +39,8 @@ worker), import_s, load_s, first_call_s, run_s (per round), median_s, min_s, max
 prompt_tokens, new_tokens, output, token_ids, deterministic, tokens_per_s, rss_before_load_mb,
 rss_after_load_mb, peak_rss_mb, versions, steps (null, or first_token_s, prefill_s,
 decode_step_ms: {median, p10, p90, min, max, count}, decode_tokens_per_s), speedup_vs_tf
-({per_round, median, min, max}; 1 for the baseline), equal_work.
+({per_round, median, min, max}; 1 for the baseline), equal_work; a LiteRT entry whose variant
+the codelab route has too, speedup_vs_codelab (the same, over that file's rounds).
 
 LiteRT entries also get (the user's questions: how long until the first token, how far from
 the hardware's floor), measured after the timed runs and the peak memory, one entry at a time:
@@ -105,7 +106,8 @@ BASELINE_ROUTE = "tensorflow"
 TF_VARIANT = "tf"
 DEFAULT_PROMPT = CODELAB_PROMPT
 # Display order of rows everywhere (benchmarks.csv, the summary's tables, the plot's legend).
-ROUTE_ORDER = (BASELINE_ROUTE, "tflite", "litert")
+CODELAB_ROUTE, LITERT_ROUTE = "tflite", "litert"
+ROUTE_ORDER = (BASELINE_ROUTE, CODELAB_ROUTE, LITERT_ROUTE)
 VARIANT_ORDER = (
     TF_VARIANT,
     "fp32",
@@ -136,6 +138,9 @@ COLUMNS = [
     "speedup_vs_tf",
     "speedup_min",
     "speedup_max",
+    "speedup_vs_codelab",
+    "speedup_vs_codelab_min",
+    "speedup_vs_codelab_max",
     "first_token_s",
     "prefill_s",
     "decode_ms_per_token",
@@ -298,7 +303,7 @@ def read_bandwidth(threads: int | None, repetitions: int = 5, size_bytes: int | 
 def _import_route_libraries(route: str) -> dict:
     """Import what the route runs on, so that the load time is the model's, not the imports'."""
     versions = {}
-    if route in ("tflite", BASELINE_ROUTE):
+    if route in (CODELAB_ROUTE, BASELINE_ROUTE):
         import tensorflow as tf
         import tensorflow_text
 
@@ -680,18 +685,28 @@ def floor_figures(entry: dict, bytes_per_s: float) -> dict:
     }
 
 
+def _per_round_speedup(reference: dict, entry: dict) -> dict:
+    """``reference``'s time over ``entry``'s, round by round (median, min-max)."""
+    ratios = [r / v for r, v in zip(reference["run_s"], entry["run_s"]) if v > 0]
+    return {
+        "per_round": [round(r, 4) for r in ratios],
+        "median": round(statistics.median(ratios), 4),
+        "min": round(min(ratios), 4),
+        "max": round(max(ratios), 4),
+    }
+
+
 def _add_comparisons(entries: list[dict]) -> None:
-    """Speed-up over the baseline per round (median, min-max) and the equal-work flag."""
+    """Speed-up over the baseline per round (median, min-max), the equal-work flag, and each
+    LiteRT entry's speed-up over the codelab route's file of the same variant, per round."""
     baseline = entries[0]
+    codelab = {e["variant"]: e for e in entries if e["route"] == CODELAB_ROUTE}
     for entry in entries:
-        ratios = [b / v for b, v in zip(baseline["run_s"], entry["run_s"]) if v > 0]
-        entry["speedup_vs_tf"] = {
-            "per_round": [round(r, 4) for r in ratios],
-            "median": round(statistics.median(ratios), 4),
-            "min": round(min(ratios), 4),
-            "max": round(max(ratios), 4),
-        }
+        entry["speedup_vs_tf"] = _per_round_speedup(baseline, entry)
         entry["equal_work"] = entry["new_tokens"] == baseline["new_tokens"]
+        same_variant = codelab.get(entry["variant"])
+        if entry["route"] == LITERT_ROUTE and same_variant is not None:
+            entry["speedup_vs_codelab"] = _per_round_speedup(same_variant, entry)
 
 
 def benchmark_model(
@@ -751,7 +766,7 @@ def benchmark_model(
         memory = {worker.label: worker.request("memory") for worker in workers}
         extra = {}
         for worker in workers:
-            if worker.route == "litert":
+            if worker.route == LITERT_ROUTE:
                 first_token = worker.request("first_token", prompt=prompt, runs=load_runs)
                 loads = worker.request("loads", prompt=prompt, runs=load_runs)
                 loads["first_in_process"] = {
@@ -805,6 +820,7 @@ def table_rows(record: dict) -> list[dict]:
         steps = entry.get("steps") or {}
         decode = steps.get("decode_step_ms") or {}
         speedup = entry.get("speedup_vs_tf") or {}
+        over_codelab = entry.get("speedup_vs_codelab") or {}
         rows.append(
             {
                 "model": record["model_name"],
@@ -825,6 +841,9 @@ def table_rows(record: dict) -> list[dict]:
                 "speedup_vs_tf": speedup.get("median"),
                 "speedup_min": speedup.get("min"),
                 "speedup_max": speedup.get("max"),
+                "speedup_vs_codelab": over_codelab.get("median"),
+                "speedup_vs_codelab_min": over_codelab.get("min"),
+                "speedup_vs_codelab_max": over_codelab.get("max"),
                 "first_token_s": steps.get("first_token_s"),
                 "prefill_s": steps.get("prefill_s"),
                 "decode_ms_per_token": decode.get("median"),
@@ -963,6 +982,12 @@ def format_record(record: dict) -> str:
                 f"{first_token['long']['median_s'] * 1e3:.1f} ms; vs floor: decode "
                 f"{floor['decode_vs_floor']}, cold load {floor['cold_load_vs_floor']}, warm load "
                 f"{floor['warm_load_vs_floor']}"
+            )
+        over_codelab = e.get("speedup_vs_codelab")
+        if over_codelab:
+            flag = (
+                f", speed-up vs tflite/{e['variant']} {over_codelab['median']:.2f} (per round "
+                f"{over_codelab['min']:.2f}-{over_codelab['max']:.2f})" + flag
             )
         lines.append(
             f"  {e['route']}/{e['variant']}: load {e['load_s']:.3f} s, first call "

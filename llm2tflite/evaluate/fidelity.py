@@ -46,6 +46,7 @@ from pathlib import Path
 import llm2tflite  # noqa: F401
 from llm2tflite.core import atomic, cli_options, tf_logging
 from llm2tflite.core.generation import Generation
+from llm2tflite.litert.contract import cache_input_shapes
 
 # gate name -> (figure, "min" or "max", how the failure line names it)
 GATES = {
@@ -355,11 +356,8 @@ class _LiteRTScorer:
         import numpy as np
 
         return {
-            f"kv_cache_{kv}_{i}": np.zeros(
-                (1, self.limit, layer["kv_heads"], layer["head_dim"]), np.float32
-            )
-            for i, layer in enumerate(self.info["layers"])
-            for kv in "kv"
+            name: np.zeros(shape, np.float32)
+            for name, shape in cache_input_shapes(self.info).items()
         }
 
     def _call(self, name, tokens, position, count, caches):

@@ -29,7 +29,8 @@ MASK_HIDDEN = -0.7 * 3.4028234663852886e38
 
 @dataclasses.dataclass(frozen=True)
 class KVCacheShape:
-    """One layer's K (and V) cache of the LiteRT route: ``[1, S, kv_heads, head_dim]``."""
+    """One layer's K and V caches of the LiteRT route: their heads and head size (the layout:
+    ``llm2tflite.litert.contract.KV_CACHE_LAYOUT``)."""
 
     kv_heads: int
     head_dim: int
@@ -232,8 +233,8 @@ class Architecture:
     # attention).
     # Positions come from input_pos (learned position tables are gathered by it, rotary
     # embeddings computed from it); cache rows are written at input_pos[0] .. input_pos[0]+T-1
-    # with ``litert_blocks.update_cache`` (-> DYNAMIC_UPDATE_SLICE) and attention reads the
-    # updated 4-D cache directly (``litert_blocks.attention``): never a per-layer slice of a
+    # with ``litert_blocks.update_caches`` (-> DYNAMIC_UPDATE_SLICE) and attention reads the
+    # updated 4-D caches directly (``litert_blocks.attention``): never a per-layer slice of a
     # stacked cache (a STRIDED_SLICE copy that dominated decode, ~1 GB/s).
     # An embedding table must be read by row lookup (``ops.take``, what Keras' Embedding does):
     # the converter rewrites such GATHERs into EMBEDDING_LOOKUP so the quantizer quantizes the

@@ -426,9 +426,8 @@ class Gemma3(Architecture):
             if attention.use_query_key_norm:
                 query, key = attention.query_norm(query), attention.key_norm(key)
             query, key = rotations.apply(attention.rope_layer, query, key)
-            key_cache = litert_blocks.update_cache(key_cache, key, start)
-            value_cache = litert_blocks.update_cache(
-                value_cache, attention.value_dense(normalized), start
+            key_cache, value_cache = litert_blocks.update_caches(
+                key_cache, value_cache, key, attention.value_dense(normalized), start
             )
             layer_mask = mask
             window = attention.sliding_window_size

@@ -164,8 +164,9 @@ class GPT2(Architecture):
             residual = x
             x = layer._self_attention_layer_norm(x)
             query = attention._query_dense(x)
-            key_cache = litert_blocks.update_cache(key_cache, attention._key_dense(x), start)
-            value_cache = litert_blocks.update_cache(value_cache, attention._value_dense(x), start)
+            key_cache, value_cache = litert_blocks.update_caches(
+                key_cache, value_cache, attention._key_dense(x), attention._value_dense(x), start
+            )
             x = litert_blocks.attention(
                 query, key_cache, value_cache, mask, scale=attention._inverse_sqrt_key_dim
             )

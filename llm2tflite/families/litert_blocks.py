@@ -2,13 +2,14 @@
 
 A family's ``litert_decoder`` (see ``base.Architecture``) reuses its Keras sublayers for
 everything else; these functions are what KerasHub's own cached attention cannot do for the
-contract's cache (one 4-D ``[1, S, kv_heads, head_dim]`` K and V tensor per layer, an additive
-mask from the runtime) and its positions (``input_pos``, not a start index):
+contract's cache (one 4-D K and one 4-D V tensor per layer, an additive mask from the runtime) and its positions (``input_pos``, not a start index):
 
-- ``update_cache``: write the T new rows at ``input_pos[0]`` (one DYNAMIC_UPDATE_SLICE);
+- ``update_caches``: write the T new keys and values at ``input_pos[0]`` (one
+  DYNAMIC_UPDATE_SLICE per cache), in the contract's layout (``contract.KV_CACHE_LAYOUT``: K
+  [1, kv_heads, head_dim, S], V [1, kv_heads, S, head_dim]);
 - ``attention``: scaled dot-product attention of the queries over the whole updated cache,
-  grouped-query aware, reading the 4-D cache by transposing it (no per-layer slice of a
-  stacked cache);
+  grouped-query aware, each cache read as stored: no transpose of a cache, no per-layer slice of
+  a stacked cache;
 - ``rotary_cos_sin`` / ``apply_rotary``: a KerasHub rotary embedding layer's cos/sin at
   ``input_pos`` (its own frequencies: wavelength, scaling, rope type, Llama 3.1 smoothing) and
   its own rotation; ``rotary_key`` tells layers with equal settings apart from the others, and
@@ -23,20 +24,29 @@ from __future__ import annotations
 from keras import ops
 
 
-def update_cache(cache, update, start):
-    """``cache`` [1, S, H, D] with rows ``start .. start + T - 1`` replaced by ``update``
-    [1, T, H, D].
+def update_caches(key_cache, value_cache, key, value, start):
+    """The layer's caches with positions ``start .. start + T - 1`` replaced by ``key`` and
+    ``value`` [1, T, kv_heads, head_dim]: K [1, kv_heads, head_dim, S], V [1, kv_heads, S,
+    head_dim] (``contract.KV_CACHE_LAYOUT``). The new rows are transposed, never the caches.
 
     Lowered to TFLite's DYNAMIC_UPDATE_SLICE, which clamps ``start`` so the whole update fits:
     a chunk with start + T > S would overwrite earlier rows, which is why every prefill length
     must fit the cache and the runtime must not start a chunk past S - T.
     """
     zero = ops.zeros((), dtype="int32")
-    return ops.slice_update(cache, [zero, ops.cast(start, "int32"), zero, zero], update)
+    start = ops.cast(start, "int32")
+    key_cache = ops.slice_update(
+        key_cache, [zero, zero, zero, start], ops.transpose(key, (0, 2, 3, 1))
+    )
+    value_cache = ops.slice_update(
+        value_cache, [zero, zero, start, zero], ops.transpose(value, (0, 2, 1, 3))
+    )
+    return key_cache, value_cache
 
 
 def attention(query, key_cache, value_cache, mask, scale, soft_cap=None):
-    """Attention of ``query`` [1, T, N, D] over the caches [1, S, K, D] (N = K * groups).
+    """Attention of ``query`` [1, T, N, D] over the caches K [1, K, D, S] and V [1, K, S, D]
+    (``update_caches``; N = K * groups).
 
     ``mask`` [1, 1, T, S] is added to the scores (0 visible, large negative hidden). Query head
     n reads K/V head ``n // (N // K)``, as KerasHub's grouped-query layers repeat K/V heads.
@@ -45,14 +55,12 @@ def attention(query, key_cache, value_cache, mask, scale, soft_cap=None):
     ``tanh(s / cap) * cap`` before the mask. Returns [1, T, N, D].
     """
     _, t, n, d = query.shape
-    k = key_cache.shape[2]
+    k = key_cache.shape[1]
     groups = n // k
     if groups * k != n:
         raise ValueError(f"{n} query heads cannot share {k} key/value heads")
     query = ops.multiply(query, ops.cast(scale, query.dtype))
-    # The caches themselves transposed, each read once per layer: K [1, K, D, S], V [1, K, S, D].
-    keys = ops.transpose(key_cache, (0, 2, 3, 1))
-    values = ops.transpose(value_cache, (0, 2, 1, 3))
+    keys, values = key_cache, value_cache  # stored as the matmuls read them
     if groups == 1:
         queries = ops.transpose(query, (0, 2, 1, 3))  # [1, N, T, D]
     else:

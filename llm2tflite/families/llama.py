@@ -203,9 +203,8 @@ class Llama(Architecture):
             query = attention._query_dense(normalized)
             key = attention._key_dense(normalized)
             query, key = rotations.apply(attention.rotary_embedding_layer, query, key)
-            key_cache = litert_blocks.update_cache(key_cache, key, start)
-            value_cache = litert_blocks.update_cache(
-                value_cache, attention._value_dense(normalized), start
+            key_cache, value_cache = litert_blocks.update_caches(
+                key_cache, value_cache, key, attention._value_dense(normalized), start
             )
             attended = litert_blocks.attention(
                 query, key_cache, value_cache, mask, scale=attention._inv_norm_factor

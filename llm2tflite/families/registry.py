@@ -174,7 +174,10 @@ def local_preset_files(preset_dir) -> list[str]:
     if hf_config is not None:
         family = transformers_families().get(hf_config["model_type"])
         tokenizer = (checkpoint_tokenizer_files(base, family) if family else None) or []
-        names = ["config.json", *checkpoint_weight_files(base), *tokenizer]
+        names = {"config.json", *checkpoint_weight_files(base), *tokenizer}
+        # Its chat template (llm2tflite.core.chat.from_tokenizer_config) and special tokens.
+        if os.path.isfile(os.path.join(base, "tokenizer_config.json")):
+            names.add("tokenizer_config.json")
     else:
         names = [
             str(relative)

@@ -43,11 +43,14 @@ class ChatSession:
         if template is None:
             fields = model.info.get("chat_template")
             if not fields:
+                refused = model.info.get("chat_template_refused")
                 raise NoChatTemplateError(
-                    f"{model.path} carries no chat template (its export info has no "
-                    "chat_template): set litert.chat_templates.<model> in the config, or "
-                    "use a family that has one (gemma3)"
-                )
+                    f"{model.path} carries no chat template ("
+                    + (f"its checkpoint's was refused: {refused}" if refused else
+                       "its export info has no chat_template")
+                    + "): set litert.chat_templates.<model> in the config, or use a family "
+                    "that has one (gemma3), or give --chat-template-json"
+                )  # fmt: skip
             template = ChatTemplate.from_dict(fields)
         self.model, self.template = model, template
         self.sampler = _as_sampler(sampler)

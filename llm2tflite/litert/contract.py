@@ -15,11 +15,34 @@ from llm2tflite.families.base import MASK_HIDDEN as MASK_HIDDEN
 
 INFO_FILE = "litert_export.json"
 # Version of the contract (llm2tflite.litert.export); bump it when a runtime would misread a new
-# export.
-CONTRACT_VERSION = 1
+# export. 2: each cache in the layout its attention matmul reads (``kv_cache_shapes``).
+CONTRACT_VERSION = 2
 PREFILL_PREFIX = "prefill_"
 DECODE_SIGNATURE = "decode"
 TOKENS, INPUT_POS, MASK, LOGITS = "tokens", "input_pos", "mask", "logits"
+
+# One layer's caches, S = cache_length: keys with the positions last, values with the positions
+# before head_dim. Each is then the right-hand side of its attention matmul as it is stored
+# (queries @ K -> scores [1, kv_heads, T, S]; probabilities @ V), so no call transposes a cache;
+# with [1, S, kv_heads, head_dim] for both (litert-torch's default, contract version 1) every
+# layer transposed both caches at every call, and a decode step took 1.14-1.17x as long (int8
+# and int4, the 124M GPT-2 twin; docs/benchmarks.md). LiteRT-LM treats the layout as opaque.
+KV_CACHE_LAYOUT = {
+    "k": "[1, kv_heads, head_dim, cache_length]",
+    "v": "[1, kv_heads, cache_length, head_dim]",
+}
+
+
+def kv_cache_shapes(cache_length: int, kv_heads: int, head_dim: int) -> tuple[list, list]:
+    """One layer's K and V cache shapes (``KV_CACHE_LAYOUT``)."""
+    return [1, kv_heads, head_dim, cache_length], [1, kv_heads, cache_length, head_dim]
+
+
+def cache_input_shapes(info: dict) -> dict[str, list[int]]:
+    """Every cache tensor's shape, by name, as the export info's ``decode`` signature lists it
+    (any contract version: the shapes are read, not assumed)."""
+    inputs = info["signatures"][info["decode_signature"]]["inputs"]
+    return {name: list(shape) for name, (_, shape) in inputs.items() if name.startswith("kv_cache_")}
 
 # The tokenizer file beside the model, of each tokenizer kind (``Architecture.tokenizer_kind``),
 # written by llm2tflite.litert.runtime_tokenizer.

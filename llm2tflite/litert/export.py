@@ -17,7 +17,8 @@ module traces the graph.
 
 Defaults (the ``litert:`` section of config/config.schema.yaml; the prefill lengths in
 ``llm2tflite.litert.contract``) were chosen by measurement: prefill logits off, prefill lengths 8
-and 32, cache length = ``generation.max_length``, attention as explicit transposes and matmuls.
+and 32, cache length = ``generation.max_length``, each cache stored in the layout its attention
+matmul reads (``contract.KV_CACHE_LAYOUT``).
 The figures are in docs/benchmarks.md.
 """
 
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 import llm2tflite  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
-from llm2tflite.core import atomic
+from llm2tflite.core import atomic, chat
 from llm2tflite.core.chat import ChatTemplate
 from llm2tflite.families import registry
 from llm2tflite.litert import contract
@@ -48,12 +49,9 @@ def _signature_specs(length: int, cache_length: int, cache_shapes):
         tf.TensorSpec([1, 1, length, cache_length], tf.float32, name=contract.MASK),
     ]
     for layer, shape in enumerate(cache_shapes):
-        for name in cache_names(layer):
-            specs.append(
-                tf.TensorSpec(
-                    [1, cache_length, shape.kv_heads, shape.head_dim], tf.float32, name=name
-                )
-            )
+        layout = contract.kv_cache_shapes(cache_length, shape.kv_heads, shape.head_dim)
+        for name, cache_shape in zip(cache_names(layer), layout):
+            specs.append(tf.TensorSpec(cache_shape, tf.float32, name=name))
     return specs
 
 
@@ -138,13 +136,20 @@ def export_info(
             {contract.LOGITS: ["float32", [1, length, vocabulary_size]]} if with_logits else {}
         )
         for layer, shape in enumerate(cache_shapes):
-            for name in cache_names(layer):
-                spec = ["float32", [1, cache_length, shape.kv_heads, shape.head_dim]]
-                inputs[name] = outputs[name] = spec
+            layout = contract.kv_cache_shapes(cache_length, shape.kv_heads, shape.head_dim)
+            for name, cache_shape in zip(cache_names(layer), layout):
+                inputs[name] = outputs[name] = ["float32", cache_shape]
         return {"inputs": inputs, "outputs": outputs}
 
-    # The family's generate() stop tokens (Gemma 3: <eos> and <end_of_turn>).
-    stop_ids = sorted(set(family.stop_token_ids(tokenizer)))
+    extra = dict(extra or {})
+    # The model's chat template: the config's or the checkpoint's (in ``extra``, None when the
+    # checkpoint's was refused), else its family's. llm2tflite.core.chat.
+    template = extra.pop("chat_template", family.chat_template)
+    # The family's generate() stop tokens (Gemma 3: <eos> and <end_of_turn>) and the template's
+    # end-of-turn token (ChatML: <|im_end|>).
+    stop_ids = sorted(
+        set(family.stop_token_ids(tokenizer)) | set(template_stop_ids(tokenizer, template))
+    )
     return {
         "contract_version": contract.CONTRACT_VERSION,
         "architecture": family.name,
@@ -168,9 +173,8 @@ def export_info(
         "tokenizer_files": list(family.tokenizer_files),
         "start_token_id": int(tokenizer.start_token_id),
         "stop_token_ids": stop_ids,
-        # The family's chat template (instruction models; the config's replaces it through
-        # ``extra``): llm2tflite.core.chat. None: the model continues text only.
-        "chat_template": family.chat_template,
+        # None: the model continues text only.
+        "chat_template": template,
         "pad_token_id": int(tokenizer.pad_token_id),
         # KerasHub's causal-LM preprocessor puts the start token before the prompt's ids.
         "add_start_token": bool(getattr(causal_lm.preprocessor, "add_start_token", True)),
@@ -181,6 +185,7 @@ def export_info(
             "rule": "query t sees cache positions s <= input_pos[t]",
         },
         "kv_cache_dtype": "float32",
+        "kv_cache_layout": contract.KV_CACHE_LAYOUT,
         "runtime_duties": [
             "input_pos contiguous and input_pos[0] + T <= cache_length for every call "
             "(DYNAMIC_UPDATE_SLICE clamps its start)",
@@ -193,8 +198,22 @@ def export_info(
             **{name: io(t, prefill_logits) for name, t in prefill.items()},
             contract.DECODE_SIGNATURE: io(1, True),
         },
-        **(extra or {}),
+        **extra,
     }
+
+
+def template_stop_ids(tokenizer, template_fields) -> list[int]:
+    """The template's end-of-turn token (``ChatTemplate.end_of_turn``) when the tokenizer reads
+    its text as one token: the model ends a reply with it."""
+    import numpy as np
+
+    if not template_fields:
+        return []
+    text = ChatTemplate.from_dict(template_fields).end_of_turn
+    if not text:
+        return []
+    ids = np.asarray(tokenizer(text)).reshape(-1).tolist()
+    return [int(ids[0])] if len(ids) == 1 else []
 
 
 def export(
@@ -241,10 +260,30 @@ def signature_keys(info: dict) -> list[str]:
 
 
 def _extra_info(args) -> dict:
+    """The export info's entries from the command line: the preset and the chat template, the
+    config's (``--chat-template-json``) before a Hugging Face checkpoint's (its
+    tokenizer_config.json ``chat_template``, derived by ``llm2tflite.core.chat.from_jinja``).
+    A checkpoint template that prefix/suffix per role cannot express is not carried, nor
+    replaced by the family's: ``chat_template`` None and the reason in
+    ``chat_template_refused`` (also printed, one line)."""
     extra = {"preset": args.preset}
     if args.chat_template_json and json.loads(args.chat_template_json):
         template = ChatTemplate.from_dict(json.loads(args.chat_template_json))
         extra["chat_template"] = template.to_dict()
+    elif registry.transformers_config(args.preset) is not None:
+        try:
+            template = chat.from_tokenizer_config(args.preset)
+        except chat.ChatTemplateError as error:
+            extra["chat_template"] = None
+            extra["chat_template_refused"] = str(error)
+            print(
+                f"llm2tflite: note: the checkpoint's chat template is not carried: {error}; "
+                "set litert.chat_templates.<model> in the config to give one",
+                file=sys.stderr,
+            )
+        else:
+            if template is not None:
+                extra["chat_template"] = template.to_dict()
     return extra
 
 

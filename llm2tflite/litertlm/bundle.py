@@ -243,9 +243,11 @@ def open_engine(
     threads: int | None = None,
     activation_type: str | None = DEFAULT_ACTIVATION_TYPE,
     cache_dir=None,
+    enable_benchmark: bool = False,
 ):
     """``litert_lm.Engine`` on CPU. ``cache_dir``: where LiteRT-LM may keep its XNNPACK weight
-    cache (by default it writes ``<bundle>_<mtime>_<size>.xnnpack_cache`` next to the bundle)."""
+    cache (by default it writes ``<bundle>_<mtime>_<size>.xnnpack_cache`` next to the bundle).
+    ``enable_benchmark``: LiteRT-LM counts the tokens of each prefill (``engine_chat``)."""
     import litert_lm
     from litert_lm._ffi import ActivationDataType
 
@@ -257,6 +259,7 @@ def open_engine(
         backend=litert_lm.interfaces.Backend.CPU(thread_count=threads),
         max_num_tokens=max_num_tokens,
         cache_dir=str(cache_dir) if cache_dir else None,
+        enable_benchmark=enable_benchmark,
         **options,
     )
 
@@ -302,9 +305,12 @@ def check_record(bundle, prompt: str, max_num_tokens: int, activation_type: str)
     }
 
 
-def engine_chat(engine, turns, max_new_tokens: int) -> list[dict]:
+def engine_chat(engine, turns, max_new_tokens: int, benchmarked: bool = False) -> list[dict]:
     """LiteRT-LM's Conversation API, greedy, on ``turns`` (user texts): the bundle's template
-    applied by LiteRT-LM; per turn the reply text and the conversation's token count after it."""
+    applied by LiteRT-LM; per turn the reply text, the conversation's token count after it, the
+    text LiteRT-LM renders for the turn (``rendered``) and, on an engine opened with
+    ``enable_benchmark`` (``benchmarked``), the tokens it prefilled for the turn
+    (``prefill_tokens``: the new turn's only, when it keeps the conversation's KV cache)."""
     import litert_lm
 
     greedy = litert_lm.interfaces.SamplerConfig(top_k=1, top_p=1.0, temperature=1.0)
@@ -314,9 +320,13 @@ def engine_chat(engine, turns, max_new_tokens: int) -> list[dict]:
     replies = []
     try:
         for turn in turns:
+            rendered = conversation.render_message_to_string(turn)
             message = conversation.send_message(turn)
             text = "".join(getattr(part, "text", "") for part in message.contents)
-            replies.append({"text": text, "token_count": conversation.token_count})
+            reply = {"text": text, "token_count": conversation.token_count, "rendered": rendered}
+            if benchmarked:
+                reply["prefill_tokens"] = conversation.get_benchmark_info().last_prefill_token_count
+            replies.append(reply)
     finally:
         conversation.close()
     return replies
@@ -380,10 +390,15 @@ def _chat_main(args):
     turns = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     with tempfile.TemporaryDirectory() as cache_dir:
         engine = open_engine(
-            args.bundle, args.max_num_tokens, args.threads, args.activation_type, cache_dir
+            args.bundle,
+            args.max_num_tokens,
+            args.threads,
+            args.activation_type,
+            cache_dir,
+            enable_benchmark=True,
         )
         try:
-            replies = engine_chat(engine, turns, args.max_new_tokens)
+            replies = engine_chat(engine, turns, args.max_new_tokens, benchmarked=True)
         finally:
             engine.close()
     print(json.dumps({"replies": replies}, ensure_ascii=False))

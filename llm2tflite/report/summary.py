@@ -179,6 +179,15 @@ def _speedup(row) -> str:
     return f"{row['speedup_vs_tf']:.2f}{mark} ({row['speedup_min']:.2f}-{row['speedup_max']:.2f})"
 
 
+def _speedup_vs_codelab(row) -> str:
+    if _missing(row.get("speedup_vs_codelab")):
+        return "-"
+    return (
+        f"{row['speedup_vs_codelab']:.2f} ({row['speedup_vs_codelab_min']:.2f}-"
+        f"{row['speedup_vs_codelab_max']:.2f})"
+    )
+
+
 def _benchmark_section(inputs, model) -> list[str]:
     rows = _bench_rows(inputs, model)
     lines = ["### Benchmarks", ""]
@@ -204,6 +213,7 @@ def _benchmark_section(inputs, model) -> list[str]:
             "median s (min-max)": f"{_fmt(r['median_s'], 4)} ({_fmt(r['min_s'], 4)}-"
             f"{_fmt(r['max_s'], 4)})",
             "speed-up vs tf (min-max)": _speedup(r),
+            "speed-up vs codelab (min-max)": _speedup_vs_codelab(r),
             "new tokens": _int(r["new_tokens"]),
             "tokens/s": _fmt(r["tokens_per_s"], 1),
             "first token ms": _ms(r.get("first_token_s")),
@@ -234,7 +244,8 @@ def _benchmark_section(inputs, model) -> list[str]:
         ]
     lines += [
         "Speed-up: per round, the baseline's time over the variant's time in that round; "
-        "median and min-max over rounds. Step columns ('-' for the codelab route, whose "
+        "median and min-max over rounds; vs codelab: the same, the codelab route's file of the "
+        "same variant (tflite/V) over the LiteRT route's. Step columns ('-' for the codelab route, whose "
         "generation loop runs inside one signature call) are measured per call by routes "
         "that run the loop in Python. Peak RSS: the process that ran only that model.",
         "",

@@ -72,6 +72,25 @@ def test_speedup_is_computed_per_round():
     assert variant["speedup_vs_tf"]["median"] != baseline["median_s"] / variant["median_s"]
 
 
+def test_litert_speedup_over_the_codelab_file_of_its_variant_per_round():
+    entries = [
+        _entry("tensorflow", "tf", [4.0, 8.0, 4.0]),
+        _entry("tflite", "int8", [2.0, 4.0, 3.0]),
+        _entry("litert", "int8", [0.5, 2.0, 1.0]),
+        _entry("litert", "int4", [0.25, 1.0, 0.5]),  # no codelab int4: nothing to compare
+    ]
+    bench._add_comparisons(entries)
+    assert entries[2]["speedup_vs_codelab"] == {
+        "per_round": [4.0, 2.0, 3.0],
+        "median": 3.0,
+        "min": 2.0,
+        "max": 4.0,
+    }
+    assert "speedup_vs_codelab" not in entries[1] and "speedup_vs_codelab" not in entries[3]
+    text = bench.format_record(_record("m", entries))
+    assert "litert/int8: " in text and "speed-up vs tflite/int8 3.00 (per round 2.00-4.00)" in text
+
+
 def test_unequal_work_is_flagged():
     entries = [
         _entry("tensorflow", "tf", [2.0, 2.0], new_tokens=94),
@@ -147,6 +166,8 @@ def test_table_rows_order_and_columns(tmp_path):
     assert alpha_rows.loc[("tflite", "int8"), "speedup_vs_tf"] == 2.0
     assert alpha_rows.loc[("litert", "int8"), "speedup_vs_tf"] == 5.0
     assert alpha_rows.loc[("litert", "int8"), "speedup_min"] == 4.0
+    assert alpha_rows.loc[("litert", "int8"), "speedup_vs_codelab"] == 2.5
+    assert pd.isna(alpha_rows.loc[("tflite", "int8"), "speedup_vs_codelab"])
     assert not alpha_rows.loc[("tflite", "fp32"), "equal_work"]
     assert alpha_rows.loc[("tflite", "int8"), "equal_work"]
     assert alpha_rows.loc[("litert", "int8"), "decode_ms_per_token"] == 3.3

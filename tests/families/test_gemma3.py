@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -195,33 +193,6 @@ def test_twin_weights_are_distinct_and_unused_rows_quiet(gemma3_vocab):
 
 
 # ================================================================ vocabulary
-
-
-@pytest.fixture(scope="module")
-def gemma3_vocab(default_corpus_and_vocab, tmp_path_factory):
-    """A twin-style Gemma 3 vocabulary: the stage CLI, every piece the corpus supports."""
-    out = tmp_path_factory.mktemp("gemma3_vocab") / "vocab"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm2tflite.inputs.vocab",
-            "--architecture",
-            "gemma3",
-            "--corpus",
-            str(default_corpus_and_vocab / "train.txt"),
-            "--vocab-size",
-            "262144",
-            "--at-most",
-            "--out-dir",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "all the corpus supports; at most 262144" in completed.stdout
-    return out
 
 
 def test_vocabulary_has_gemma3_special_pieces_at_their_ids(gemma3_vocab):

@@ -36,19 +36,44 @@ def test_attention_over_the_cache(heads, kv_heads):
     mask = np.full((1, 1, t, s), -0.7 * np.finfo(np.float32).max, np.float32)
     for row, position in enumerate([2, 3, 4]):
         mask[0, 0, row, : position + 1] = 0
-    got = np.asarray(litert_blocks.attention(query, keys, values, mask, scale=d**-0.5))
+    # The reference reads [1, S, K, D]; the contract stores K [1, K, D, S] and V [1, K, S, D].
+    got = np.asarray(
+        litert_blocks.attention(
+            query,
+            keys.transpose(0, 2, 3, 1),
+            values.transpose(0, 2, 1, 3),
+            mask,
+            scale=d**-0.5,
+        )
+    )
     np.testing.assert_allclose(
         got, _reference_attention(query, keys, values, mask, d**-0.5), rtol=1e-5, atol=1e-6
     )
 
 
-def test_update_cache_writes_rows_at_start():
+def test_update_caches_write_rows_at_start_in_the_contract_layout():
     from llm2tflite.families import litert_blocks
+    from llm2tflite.litert.contract import kv_cache_shapes
 
-    cache = np.zeros((1, 6, 2, 3), np.float32)
-    update = np.ones((1, 2, 2, 3), np.float32)
-    updated = np.asarray(litert_blocks.update_cache(cache, update, np.int32(3)))
-    assert np.flatnonzero(updated[0].sum(axis=(1, 2))).tolist() == [3, 4]
+    s, heads, d, start = 6, 2, 3, 3
+    key_shape, value_shape = kv_cache_shapes(s, heads, d)
+    rng = np.random.default_rng(1)
+    key_cache = rng.standard_normal(key_shape).astype(np.float32)
+    value_cache = rng.standard_normal(value_shape).astype(np.float32)
+    key = rng.standard_normal((1, 2, heads, d)).astype(np.float32)
+    value = rng.standard_normal((1, 2, heads, d)).astype(np.float32)
+    new_keys, new_values = (
+        np.asarray(c)
+        for c in litert_blocks.update_caches(key_cache, value_cache, key, value, np.int32(start))
+    )
+    # Written by hand: position p of head h is K[0, h, :, p] and V[0, h, p, :].
+    expected_keys, expected_values = key_cache.copy(), value_cache.copy()
+    for row in range(2):
+        for head in range(heads):
+            expected_keys[0, head, :, start + row] = key[0, row, head]
+            expected_values[0, head, start + row, :] = value[0, row, head]
+    np.testing.assert_array_equal(new_keys, expected_keys)
+    np.testing.assert_array_equal(new_values, expected_values)
 
 
 def _rotary_layer(kind):

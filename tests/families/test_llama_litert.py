@@ -189,9 +189,11 @@ def test_runtime_tokenizer_equals_keras_hub(
 
 def test_builtins_only_and_the_cache_read_once_per_layer(small_llama_litert):
     """Every signature: builtin ops, one EMBEDDING_LOOKUP (no GATHER), and each cache input
-    written by one DYNAMIC_UPDATE_SLICE whose result is transposed once (kv_heads wide) and
-    returned: grouped-query attention without a repeated or copied cache."""
+    written by one DYNAMIC_UPDATE_SLICE whose result is returned and read by one BATCH_MATMUL
+    (kv_heads wide) as it is stored: grouped-query attention without a repeated, copied or
+    transposed cache."""
     from llm2tflite.litert import convert as litert_convert
+    from llm2tflite.litert.contract import kv_cache_shapes
 
     info = small_llama_litert["info"]
     layers = info["num_layers"]
@@ -212,14 +214,16 @@ def test_builtins_only_and_the_cache_read_once_per_layer(small_llama_litert):
                 assert litert_convert.op_name(model, writer) == "DYNAMIC_UPDATE_SLICE"
                 updated = writer.outputs[0]
                 assert updated == outputs[cache]
-                assert list(subgraph.tensors[updated].shape) == [1, info["cache_length"], 2, 8]
+                key_shape, value_shape = kv_cache_shapes(info["cache_length"], 2, 8)
+                expected = key_shape if cache.startswith("kv_cache_k_") else value_shape
+                assert list(subgraph.tensors[updated].shape) == expected
                 readers = [
                     litert_convert.op_name(model, op) for op in _consumers(subgraph, updated)
                 ]
                 # A prefill without logits never reads the last layer's attention output: the
                 # converter drops that attention, and the cache is only written.
                 unread = "logits" not in outputs and cache.endswith(f"_{layers - 1}")
-                assert readers == ([] if unread else ["TRANSPOSE"]), (variant, cache, readers)
+                assert readers == ([] if unread else ["BATCH_MATMUL"]), (variant, cache, readers)
 
 
 def _name(signature_tensor):

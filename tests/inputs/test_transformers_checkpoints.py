@@ -23,7 +23,7 @@ import shutil
 
 import numpy as np
 import pytest
-from test_gemma3 import SMALL_GEMMA3, gemma3_vocab  # noqa: F401  (a fixture)
+from test_gemma3 import SMALL_GEMMA3
 
 from llm2tflite.families import registry
 
@@ -33,7 +33,7 @@ PROMPTS = ["Estoy disfrutando de", "I am enjoying the", "¿Dónde está"]
 
 
 @pytest.fixture(scope="module")
-def gemma3_checkpoint(gemma3_vocab, tmp_path_factory):  # noqa: F811
+def gemma3_checkpoint(gemma3_vocab, tmp_path_factory):
     """A small random Gemma 3 (sliding-window and global layers, multi-query attention) on a
     SentencePiece vocabulary with Gemma's special pieces, and its Transformers export."""
     out = tmp_path_factory.mktemp("gemma3_checkpoint")
@@ -279,3 +279,84 @@ def test_broken_checkpoint_is_refused_in_one_line(gpt2_checkpoint, tmp_path, cas
     if case != "neither format":
         with pytest.raises(PresetUnavailableError, match=message):
             load_causal_lm(str(broken))
+
+
+# ---- the checkpoint's chat template ----------------------------------------------------------
+
+
+def _with_chat_template(checkpoint_dir, tmp_path, source):
+    """A copy of the checkpoint whose tokenizer_config.json carries ``source`` as its template."""
+    copy = shutil.copytree(checkpoint_dir, tmp_path / "checkpoint")
+    path = copy / "tokenizer_config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**config, "chat_template": source}))
+    return copy
+
+
+def _export_info(causal_lm, preset, chat_template_json=""):
+    from argparse import Namespace
+
+    from llm2tflite.litert import export as litert_export
+
+    extra = litert_export._extra_info(
+        Namespace(preset=str(preset), chat_template_json=chat_template_json)
+    )
+    return litert_export.export_info(causal_lm, SMALL_MAX_LENGTH, [8], False, extra)
+
+
+def test_checkpoint_chat_template_travels_into_the_export_info(gemma3_checkpoint, tmp_path):
+    """tokenizer_config.json's Jinja template becomes the export's chat template (Gemma 3's:
+    the family's prefixes and suffixes, content stripped); the config's template wins; one that
+    cannot be expressed is refused in one line, and not replaced by the family's."""
+    from test_chat_templates import GEMMA3_JINJA, QWEN25_JINJA
+
+    from llm2tflite.litert.chat import ChatSession, NoChatTemplateError
+
+    causal_lm = gemma3_checkpoint["causal_lm"]
+    checkpoint = _with_chat_template(gemma3_checkpoint["checkpoint"], tmp_path, GEMMA3_JINJA)
+    assert str(checkpoint / "tokenizer_config.json") in registry.local_preset_files(checkpoint)
+    info = _export_info(causal_lm, checkpoint)
+    assert info["chat_template"] == {**registry.by_name("gemma3").chat_template, "trim": True}
+    assert info["stop_token_ids"] == [1, 106]  # <eos>, <end_of_turn>
+    plain = {"user": {"prefix": "U: "}, "model": {"prefix": "M: ", "suffix": "\n"}}
+    info = _export_info(causal_lm, checkpoint, json.dumps(plain))
+    assert info["chat_template"] == {
+        "user": {"prefix": "U: ", "suffix": ""},
+        "model": {"prefix": "M: ", "suffix": "\n"},
+    }
+    (checkpoint / "tokenizer_config.json").write_text(json.dumps({"chat_template": QWEN25_JINJA}))
+    info = _export_info(causal_lm, checkpoint)
+    assert info["chat_template"] is None
+    refused = info["chat_template_refused"]
+    assert "\n" not in refused and "a default system prompt" in refused
+
+    class Model:
+        path = "m.tflite"
+
+    Model.info = info
+    with pytest.raises(NoChatTemplateError, match="its checkpoint's was refused: .*default system"):
+        ChatSession(Model())
+
+
+def test_template_end_of_turn_is_a_stop_token_when_it_is_one_token(gpt2_checkpoint):
+    """A template's end-of-turn text joins the stop tokens when the tokenizer reads it as one
+    token, and only then."""
+    causal_lm = gpt2_checkpoint["causal_lm"]
+    tokenizer = causal_lm.preprocessor.tokenizer
+    family_stops = registry.for_causal_lm(causal_lm).stop_token_ids(tokenizer)
+
+    def ids(text):
+        return np.asarray(tokenizer(text)).reshape(-1).tolist()
+
+    word = next(w for w in ("the", "and", "of", "el", "la", "de") if len(ids(w)) == 1)
+    (word_id,) = ids(word)
+    assert len(ids("<|im_end|>")) > 1
+    assert word_id not in family_stops
+    for suffix, stops in (
+        (f"{word}\n", sorted({*family_stops, word_id})),
+        ("<|im_end|>\n", sorted(family_stops)),  # not one token of this vocabulary
+        ("\n", sorted(family_stops)),
+    ):
+        template = {"user": {"prefix": "U: "}, "model": {"prefix": "M: ", "suffix": suffix}}
+        info = _export_info(causal_lm, gpt2_checkpoint["preset"], json.dumps(template))
+        assert info["stop_token_ids"] == stops, suffix

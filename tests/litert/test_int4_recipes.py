@@ -153,11 +153,8 @@ def test_every_recipe_runs_and_tracks_fp32(recipe_files):
         "input_pos": np.array([0], np.int32),
         "mask": mask,
         **{
-            f"kv_cache_{kv}_{i}": np.zeros(
-                (1, length, layer["kv_heads"], layer["head_dim"])
-            ).astype(np.float32)
-            for i, layer in enumerate(info["layers"])
-            for kv in "kv"
+            name: np.zeros(shape, np.float32)
+            for name, shape in contract.cache_input_shapes(info).items()
         },
     }
 

@@ -70,16 +70,15 @@ class Session:
     def __init__(self, path, info):
         from ai_edge_litert.interpreter import Interpreter
 
-        from llm2tflite.litert import export as litert_export
+        from llm2tflite.litert import contract
 
         self.info = info
         self.interpreter = Interpreter(model_path=str(path), num_threads=1)
         self.cache_length = info["cache_length"]
         self.hidden = np.float32(info["mask"]["hidden"])
         self.caches = {
-            name: np.zeros((1, self.cache_length, layer["kv_heads"], layer["head_dim"]), np.float32)
-            for index, layer in enumerate(info["layers"])
-            for name in litert_export.cache_names(index)
+            name: np.zeros(shape, np.float32)
+            for name, shape in contract.cache_input_shapes(info).items()
         }
         self.position = 0
 
@@ -332,8 +331,11 @@ def test_dynamic_update_slice_clamps_a_chunk_past_the_cache(litert_files):
         mask=np.zeros((1, 1, 4, CACHE_LENGTH), np.float32),
         **session.caches,
     )
-    written = np.flatnonzero(np.abs(outputs["kv_cache_k_0"][0]).sum(axis=(1, 2)))
-    assert written.tolist() == list(range(CACHE_LENGTH - 4, CACHE_LENGTH))
+    # Positions: K [1, heads, head_dim, S]'s last axis, V [1, heads, S, head_dim]'s third.
+    written_keys = np.flatnonzero(np.abs(outputs["kv_cache_k_0"][0]).sum(axis=(0, 1)))
+    written_values = np.flatnonzero(np.abs(outputs["kv_cache_v_0"][0]).sum(axis=(0, 2)))
+    for written in (written_keys, written_values):
+        assert written.tolist() == list(range(CACHE_LENGTH - 4, CACHE_LENGTH))
 
 
 def test_prefill_chunk_that_does_not_fit_is_refused(litert_files, tmp_path):

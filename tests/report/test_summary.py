@@ -221,11 +221,13 @@ def test_benchmark_table_says_what_was_measured(written):
     assert _row(alpha, "litert/int8")[6] == "8.00 (8.00-8.00)"
     # Median latency with its range; new tokens as generated.
     assert _row(alpha, "tflite/fp32")[5] == "1.0000 (1.0000-1.2000)"
-    assert _row(alpha, "tflite/int8")[7] == "7"
-    # Step figures: measured by the LiteRT route, "-" for the codelab route.
+    assert _row(alpha, "tflite/int8")[8] == "7"
+    # LiteRT over the codelab file of its variant, per round: 0.5/0.25, 0.5/0.3, 0.55/0.275.
     litert, codelab = _row(alpha, "litert/int8"), _row(alpha, "tflite/int8")
-    assert litert[9:12] == ["21.0", "15.5", "3.30 (3.10-3.90)"]
-    assert codelab[9:12] == ["-", "-", "-"]
+    assert litert[7] == "2.00 (1.67-2.00)" and codelab[7] == "-"
+    # Step figures: measured by the LiteRT route, "-" for the codelab route.
+    assert litert[10:13] == ["21.0", "15.5", "3.30 (3.10-3.90)"]
+    assert codelab[10:13] == ["-", "-", "-"]
     rows = [line for line in alpha.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip() + "/" + r.split("|")[2].strip() for r in rows] == [
         "tensorflow/tf",
@@ -280,7 +282,7 @@ def test_fidelity_csv_has_every_figure_and_verdict(written):
 
 def test_other_sections(written):
     alpha, beta = written["alpha"], written["beta"]
-    assert _row(beta.split("### Fidelity")[0], "tflite/int8")[7] == "12"
+    assert _row(beta.split("### Fidelity")[0], "tflite/int8")[8] == "12"
     assert "Flex ops (all variants; 2): RegexSplitWithOffsets, UnsortedSegmentJoin" in alpha
     assert '"Estoy disfrutando de" -> "Estoy disfrutando de la playa"' in beta
     assert "[tflite/int8] passed" in beta

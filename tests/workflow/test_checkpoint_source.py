@@ -4,7 +4,8 @@
   gives the original Keras model's greedy ids: the run's Keras reference, loaded from the
   checkpoint, has the original's ids, and each route's fp32 fidelity matches it exactly;
 - the checkpoint's files are inputs of the jobs that load it: editing one (config, weights,
-  tokenizer) reruns that model's jobs and no other model's;
+  tokenizer, tokenizer_config.json with its chat template) reruns that model's jobs and no
+  other model's;
 - a checkpoint the workflow cannot load fails the DAG's parsing with one line.
 """
 
@@ -99,7 +100,9 @@ def test_fp32_of_both_routes_equals_the_original_keras_model(gpt2_checkpoint, ch
         assert smoke["passed"] and all(r["equals_keras"] for r in smoke["results"]), smoke
 
 
-@pytest.mark.parametrize("name", ["config.json", "model.safetensors", "merges.txt"])
+@pytest.mark.parametrize(
+    "name", ["config.json", "model.safetensors", "merges.txt", "tokenizer_config.json"]
+)
 def test_editing_a_checkpoint_file_reruns_that_models_jobs_only(
     gpt2_checkpoint, checkpoint_run, name
 ):
