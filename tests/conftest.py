@@ -604,3 +604,172 @@ def litert_bench_steps(first_token_s: float, prefill_s: float) -> dict:
             "count": 300,
         },
     }
+
+
+# ---- a Llama 3 checkpoint written by hand (KerasHub 0.31 has no Llama exporter) ---------------
+
+# Llama 3's pre-tokenizer regex, as Meta's tokenizer.json writes it (the reference the workflow's
+# tokenizers are checked against; llm2tflite keeps its own copy).
+LLAMA3_TOKENIZER_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# Llama 3.2's special tokens, in its order (reserved ones among them), after the learned tokens.
+LLAMA3_SPECIAL_TOKENS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|reserved_special_token_0|>",
+    "<|reserved_special_token_1|>",
+    "<|finetune_right_pad_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eom_id|>",
+    "<|eot_id|>",
+    "<|python_tag|>",
+)
+# SmolLM2's: special tokens first (<|endoftext|> is id 0), digits alone, then GPT-2's regex.
+SMOLLM2_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+# A small Llama 3.2: tied embeddings, grouped-query attention, Llama 3.2's RoPE scaling.
+SMALL_LLAMA3_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "hidden_act": "silu",
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "rope_type": "llama3",
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
+    "tie_word_embeddings": True,
+    "torch_dtype": "float32",
+}
+
+
+def write_byte_level_tokenizer(lines, out_dir: Path, style: str = "llama3", size: int = 1200):
+    """A ``tokenizer.json`` + ``tokenizer_config.json`` as Hugging Face writes them, trained with
+    ``tokenizers`` on ``lines``: "llama3" (Llama 3's split regex, ignore_merges, special tokens
+    after the learned ones, a template adding <|begin_of_text|>) or "smollm2" (digits alone, then
+    GPT-2's byte-level regex; special tokens first, <|endoftext|> = 0 as bos and eos)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if style == "llama3":
+        specials, bos, eos = LLAMA3_SPECIAL_TOKENS, "<|begin_of_text|>", "<|end_of_text|>"
+        tokenizer = Tokenizer(models.BPE(ignore_merges=True))
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(LLAMA3_TOKENIZER_PATTERN), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+        trainer_specials = []
+    else:
+        specials, bos, eos = SMOLLM2_SPECIAL_TOKENS, "<|endoftext|>", "<|endoftext|>"
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            ]
+        )
+        trainer_specials = list(specials)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=size - (len(specials) if style == "llama3" else 0),
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=trainer_specials,
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(lines, trainer)
+    tokenizer.add_special_tokens(list(specials))
+    if style == "llama3":
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", special_tokens=[(bos, tokenizer.token_to_id(bos))]
+        )
+    tokenizer.save(str(out_dir / "tokenizer.json"))
+    (out_dir / "tokenizer_config.json").write_text(
+        json.dumps(
+            {"bos_token": bos, "eos_token": eos, "tokenizer_class": "PreTrainedTokenizerFast"}
+        )
+    )
+    return out_dir
+
+
+def llama3_checkpoint_tensors(config: dict, seed: int = 0) -> dict:
+    """Seeded random weights of a Hugging Face LlamaForCausalLM, by tensor name, in its layouts
+    (Linear weights [out, in]); spread enough that greedy decoding has clear winners."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    d, f = config["hidden_size"], config["intermediate_size"]
+    head_dim = d // config["num_attention_heads"]
+    q, kv = config["num_attention_heads"] * head_dim, config["num_key_value_heads"] * head_dim
+
+    def linear(out, into):
+        return (rng.standard_normal((out, into)) / np.sqrt(into)).astype(np.float32)
+
+    def norm():
+        return (1.0 + 0.1 * rng.standard_normal(d)).astype(np.float32)
+
+    tensors = {
+        "model.embed_tokens.weight": (0.5 * rng.standard_normal((config["vocab_size"], d))).astype(
+            np.float32
+        ),
+        "model.norm.weight": norm(),
+    }
+    for i in range(config["num_hidden_layers"]):
+        layer = f"model.layers.{i}"
+        tensors |= {
+            f"{layer}.input_layernorm.weight": norm(),
+            f"{layer}.post_attention_layernorm.weight": norm(),
+            f"{layer}.self_attn.q_proj.weight": linear(q, d),
+            f"{layer}.self_attn.k_proj.weight": linear(kv, d),
+            f"{layer}.self_attn.v_proj.weight": linear(kv, d),
+            f"{layer}.self_attn.o_proj.weight": linear(d, q),
+            f"{layer}.mlp.gate_proj.weight": linear(f, d),
+            f"{layer}.mlp.up_proj.weight": linear(f, d),
+            f"{layer}.mlp.down_proj.weight": linear(d, f),
+        }
+    if not config["tie_word_embeddings"]:
+        tensors["lm_head.weight"] = linear(config["vocab_size"], d)
+    return tensors
+
+
+def write_llama3_checkpoint(tokenizer_dir: Path, out: Path, config: dict, seed: int = 0) -> Path:
+    """A Hugging Face Llama checkpoint directory: config.json, model.safetensors (written by the
+    ``safetensors`` library), and the tokenizer files of ``tokenizer_dir``."""
+    from safetensors.numpy import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy2(tokenizer_dir / name, out / name)
+    vocabulary = json.loads((out / "tokenizer.json").read_text())
+    size = len(vocabulary["model"]["vocab"]) + len(
+        [t for t in vocabulary["added_tokens"] if t["content"] not in vocabulary["model"]["vocab"]]
+    )
+    config = {**config, "vocab_size": size}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    save_file(
+        llama3_checkpoint_tensors(config, seed), str(out / "model.safetensors"), {"format": "pt"}
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def llama3_checkpoint(default_corpus_and_vocab, tmp_path_factory):
+    """A small Llama 3.2-like Hugging Face checkpoint (SMALL_LLAMA3_CONFIG) on a byte-level BPE
+    learned from the default corpus with Llama 3's tokenizer settings."""
+    out = tmp_path_factory.mktemp("llama3_checkpoint")
+    lines = (default_corpus_and_vocab / "train.txt").read_text(encoding="utf-8").splitlines()
+    tokenizer_dir = write_byte_level_tokenizer(lines, out / "tokenizer", "llama3")
+    return write_llama3_checkpoint(tokenizer_dir, out / "checkpoint", SMALL_LLAMA3_CONFIG)

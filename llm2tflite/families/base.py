@@ -56,6 +56,10 @@ class Architecture:
     #: SentencePiece trainer options (``{unk,bos,eos,pad}_{id,piece}``,
     #: ``user_defined_symbols``, ``add_dummy_prefix``); None: SentencePiece's own defaults.
     sentencepiece_layout: Mapping | None = None
+    #: Byte-level BPE families other than GPT-2: how the vocabulary stage learns their
+    #: vocabulary (``{"split_pattern": NAME, "special_tokens": (...)}``, see
+    #: ``llm2tflite.inputs.vocab``); None: GPT-2's (its regex, <|endoftext|> last).
+    byte_level_bpe_layout: Mapping | None = None
     #: KerasHub presets of the family whose architecture we know without downloading them:
     #: preset name -> backbone constructor arguments (for ``shape_of:`` twins and sizing).
     presets: Mapping[str, Mapping] = {}
@@ -122,11 +126,23 @@ class Architecture:
         cannot handle."""
         raise NotImplementedError(f"{self.name}: no Hugging Face checkpoints")
 
+    def check_transformers_tokenizer(self, checkpoint_dir) -> None:
+        """Raise ValueError (one line) for a checkpoint whose tokenizer files the family cannot
+        reproduce exactly (light: no TensorFlow); by default every one KerasHub reads is fine."""
+
     # ---- heavy: import Keras inside -----------------------------------------------------------
 
     def load_tokenizer(self, tokenizer_dir):
         """The family's KerasHub tokenizer on the files of ``tokenizer_dir``."""
         raise NotImplementedError
+
+    def exact_tokenizer(self, tokenizer, preset):
+        """The tokenizer the workflow uses for a model of this family loaded from ``preset`` (a
+        preset name or directory, None if unknown), given KerasHub's: by default KerasHub's own.
+        A family whose KerasHub tokenizer is not id-exact with the model's reference tokenizer
+        returns one that is (``llm2tflite.inputs.sources.load_causal_lm`` puts it in the
+        preprocessor; the LiteRT route's runtime tokenizer is written from it)."""
+        return tokenizer
 
     def build_causal_lm(self, backbone_config: Mapping, tokenizer, sequence_length: int):
         """A freshly initialised causal LM (weights drawn from the global Keras seed): the

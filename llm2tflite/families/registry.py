@@ -15,12 +15,17 @@ import json
 import os
 from pathlib import Path
 
-from llm2tflite.families import gemma3, gpt2, llama
+from llm2tflite.families import gemma3, gpt2, llama, llama3
 from llm2tflite.families.base import Architecture
 
 ARCHITECTURES: dict[str, Architecture] = {
     family.causal_lm_class: family
-    for family in (gpt2.ARCHITECTURE, llama.ARCHITECTURE, gemma3.ARCHITECTURE)
+    for family in (
+        gpt2.ARCHITECTURE,
+        llama.ARCHITECTURE,
+        gemma3.ARCHITECTURE,
+        llama3.ARCHITECTURE,
+    )
 }
 BY_NAME: dict[str, Architecture] = {family.name: family for family in ARCHITECTURES.values()}
 # The config's default family for `train:` models.
@@ -63,7 +68,7 @@ def for_causal_lm(causal_lm) -> Architecture:
     """The family of a loaded KerasHub causal LM: its class, or for a user's subclass the first
     KerasHub class it derives from. Only that class counts: KerasHub derives some families from
     others (``Llama3CausalLM`` from ``LlamaCausalLM``, with another tokenizer), and a parent's
-    module would handle them wrongly."""
+    module would handle them wrongly (``llama3`` is its own family)."""
     for cls in type(causal_lm).__mro__:
         if cls.__module__.split(".")[0] == "keras_hub":
             return by_class_name(cls.__name__)
@@ -149,6 +154,7 @@ def for_transformers_checkpoint(preset_dir, hf_config: dict) -> tuple[Architectu
             f"{where} ({model_type}): no tokenizer files ({alternatives})"
         )
     try:
+        family.check_transformers_tokenizer(directory)
         return family, family.transformers_backbone_config(hf_config)
     except KeyError as error:
         raise UnsupportedArchitectureError(

@@ -75,8 +75,22 @@ def load_causal_lm(preset: str, sampler: str = "greedy"):
             f"(models: {{NAME: {{preset: /path/to/{preset}}}}}), or use the offline default "
             "model `tiny` (config/config.yaml) or a `shape_of:` twin."
         ) from error
+    use_exact_tokenizer(causal_lm, preset)
     causal_lm.compile(sampler=sampler)
     return causal_lm
+
+
+def use_exact_tokenizer(causal_lm, preset) -> None:
+    """Give ``causal_lm``'s preprocessor its family's exact tokenizer
+    (``Architecture.exact_tokenizer``; the same vocabulary, so the same ids where KerasHub's
+    tokenizer is right), so that every stage tokenizes as the model's reference tokenizer."""
+    preprocessor = causal_lm.preprocessor
+    if preprocessor is None:
+        return
+    family = registry.for_causal_lm(causal_lm)
+    exact = family.exact_tokenizer(preprocessor.tokenizer, preset)
+    if exact is not preprocessor.tokenizer:
+        preprocessor.tokenizer = exact
 
 
 def load_transformers_checkpoint(preset: str, family, hf_config: dict):

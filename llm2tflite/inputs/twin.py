@@ -7,11 +7,10 @@ size, memory and latency are those of the real model; the family module in
 the twin must reproduce), seeded random weights (the family's own initializers) and a tokenizer
 of the family's kind from the tokenizer directory (``Architecture.twin_tokenizer``: GPT-2 its real
 vocab.json + merges.txt, from ``python -m llm2tflite.families.gpt2_assets --out-dir DIR``;
-SentencePiece
-families a model the vocabulary stage trains on the workflow's corpus with the family's special
-pieces, as many pieces as the corpus supports). It is saved as a KerasHub preset directory, so
-every later stage loads it like any other preset. The generated text is gibberish; everything
-else is real scale.
+SentencePiece families and Llama 3 a model the vocabulary stage trains on the workflow's corpus
+with the family's special pieces, as many pieces as the corpus supports). It is saved as a
+KerasHub preset directory, so every later stage loads it like any other preset. The generated
+text is gibberish; everything else is real scale.
 
 A tokenizer smaller than the preset's vocabulary (a trained one: a few thousand pieces against
 Gemma 3's 262,144) leaves the embedding and output layers at the real size, since they are what
@@ -144,6 +143,26 @@ def quiet_unused_embedding_rows(causal_lm, used: int, scale: float = UNUSED_ROW_
     return unused
 
 
+def keep_backbone_arguments(preset_dir: Path, backbone_config) -> list[str]:
+    """Write into a saved preset the backbone arguments its ``get_config`` leaves out
+    (LlamaBackbone 0.31: ``tie_word_embeddings``, so a tied twin would reload untied and fail to
+    load its own weights): in ``config.json`` (the backbone) and ``task.json`` (the backbone
+    inside the task, which ``CausalLM.from_preset`` builds); return their names."""
+    missing = []
+    for name, backbone in (("config.json", ()), ("task.json", ("config", "backbone"))):
+        config_file = preset_dir / name
+        saved = json.loads(config_file.read_text(encoding="utf-8"))
+        arguments = saved
+        for key in (*backbone, "config"):
+            arguments = arguments[key]
+        absent = sorted(set(backbone_config) - set(arguments))
+        if absent:
+            arguments.update({key: backbone_config[key] for key in absent})
+            config_file.write_text(json.dumps(saved, indent=4) + "\n", encoding="utf-8")
+            missing = sorted(set(missing) | set(absent))
+    return missing
+
+
 def save_twin(shape_of: str, tokenizer_dir, seed: int, out_preset) -> dict:
     """Build the twin and write it as a KerasHub preset directory, atomically; return its info."""
     started = time.perf_counter()
@@ -160,6 +179,7 @@ def save_twin(shape_of: str, tokenizer_dir, seed: int, out_preset) -> dict:
     }
     with atomic.atomic_path(out_preset, is_dir=True) as tmp:
         causal_lm.save_to_preset(str(tmp))
+        keep_backbone_arguments(Path(tmp), registry.for_preset(shape_of)[1])
         info["build_seconds"] = round(time.perf_counter() - started, 2)
         (Path(tmp) / TWIN_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -63,28 +63,46 @@ _LAYOUT_KEYS = {
 _NO_LIMIT = 1 << 20
 
 
-def train_byte_level_bpe(lines: list[str], vocab_size: int, min_frequency: int = 2):
-    """Return (vocab dict token -> id with END_OF_TEXT last, merges list of "a b" strings)."""
-    from tokenizers import ByteLevelBPETokenizer, pre_tokenizers
+def train_byte_level_bpe(
+    lines: list[str], vocab_size: int, min_frequency: int = 2, layout: dict | None = None
+):
+    """Return (vocab dict token -> id with the special tokens last, merges list of "a b"
+    strings).
 
-    if vocab_size <= BYTE_ALPHABET_SIZE + 1:
+    ``layout``: a family's ``byte_level_bpe_layout``, ``{"split_pattern": REGEX,
+    "special_tokens": (...)}``: learned on text split by that regex (as the family's
+    tokenizer.json splits it, e.g. Llama 3's), its special tokens appended in order. None:
+    GPT-2's (below), ``END_OF_TEXT`` last.
+    """
+    from tokenizers import ByteLevelBPETokenizer, Regex, pre_tokenizers
+
+    specials = list((layout or {}).get("special_tokens", (END_OF_TEXT,)))
+    if vocab_size <= BYTE_ALPHABET_SIZE + len(specials):
         raise ValueError(
-            f"vocab_size must exceed {BYTE_ALPHABET_SIZE + 1} (the byte alphabet plus "
-            f"{END_OF_TEXT}), got {vocab_size}"
+            f"vocab_size must exceed {BYTE_ALPHABET_SIZE + len(specials)} (the byte alphabet "
+            f"plus {', '.join(specials)}), got {vocab_size}"
         )
     tokenizer = ByteLevelBPETokenizer(add_prefix_space=False)
-    # Training-only pre-tokenizer: split digits apart so no merge ever contains a digit (see the
-    # module docstring). Encoding later uses the plain GPT-2 pre-tokenizer, which gives the same
-    # pieces for every other character.
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False),
-        ]
-    )
+    if layout is None:
+        # Training-only pre-tokenizer: split digits apart so no merge ever contains a digit (see
+        # the module docstring). Encoding later uses the plain GPT-2 pre-tokenizer, which gives
+        # the same pieces for every other character.
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False),
+            ]
+        )
+    else:
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(layout["split_pattern"]), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
     tokenizer.train_from_iterator(
         lines,
-        vocab_size=vocab_size - 1,  # one id left for END_OF_TEXT
+        vocab_size=vocab_size - len(specials),  # ids left for the special tokens
         min_frequency=min_frequency,
         show_progress=False,
         special_tokens=[],
@@ -95,9 +113,10 @@ def train_byte_level_bpe(lines: list[str], vocab_size: int, min_frequency: int =
     vocab = dict(sorted(model["vocab"].items(), key=lambda item: item[1]))
     if sorted(vocab.values()) != list(range(len(vocab))):
         raise AssertionError("tokenizers returned non-contiguous ids")
-    if END_OF_TEXT in vocab:
-        raise AssertionError(f"{END_OF_TEXT} unexpectedly learned from the corpus")
-    vocab[END_OF_TEXT] = len(vocab)
+    for special in specials:
+        if special in vocab:
+            raise AssertionError(f"{special} unexpectedly learned from the corpus")
+        vocab[special] = len(vocab)
     return vocab, merges
 
 
@@ -267,7 +286,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--at-most",
         action="store_true",
-        help="sentencepiece: as many pieces as the corpus supports, at most --vocab-size",
+        help="as many pieces (merges) as the corpus supports, at most --vocab-size",
     )
     parser.add_argument(
         "--min-frequency",
@@ -277,7 +296,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--out-dir", required=True, help="Directory to create (replaced).")
     args = parser.parse_args(argv)
-    layout, kind = None, args.kind
+    layout, bpe_layout, kind = None, None, args.kind
     if args.architecture is not None:
         from llm2tflite.families import registry
 
@@ -288,9 +307,8 @@ def main(argv=None) -> None:
         if kind is not None and kind != family.tokenizer_kind:
             parser.error(f"--kind {kind}: {family.name} reads {family.tokenizer_kind} tokenizers")
         kind, layout = family.tokenizer_kind, family.sentencepiece_layout
+        bpe_layout = family.byte_level_bpe_layout
     kind = kind or "byte_level_bpe"
-    if args.at_most and kind != "sentencepiece":
-        parser.error("--at-most applies to sentencepiece vocabularies")
     lines = read_lines(args.corpus)
     if kind == "sentencepiece":
         try:
@@ -310,18 +328,22 @@ def main(argv=None) -> None:
         )
         return
     try:
-        vocab, merges = train_byte_level_bpe(lines, args.vocab_size, args.min_frequency)
+        vocab, merges = train_byte_level_bpe(
+            lines, args.vocab_size, args.min_frequency, layout=bpe_layout
+        )
     except ValueError as error:
         parser.error(str(error))
     write_vocabulary(args.out_dir, vocab, merges)
-    note = (
-        ""
-        if len(vocab) == args.vocab_size
-        else (f" (the corpus supports no more merges than this; asked for {args.vocab_size})")
-    )
+    if len(vocab) == args.vocab_size:
+        note = ""
+    elif args.at_most:
+        note = f" (all the corpus supports; at most {args.vocab_size})"
+    else:
+        note = f" (the corpus supports no more merges than this; asked for {args.vocab_size})"
+    specials = (bpe_layout or {}).get("special_tokens", (END_OF_TEXT,))
     print(
         f"wrote {len(vocab)} tokens and {len(merges)} merges to {args.out_dir}{note}; "
-        f"{END_OF_TEXT} = {vocab[END_OF_TEXT]}"
+        + ", ".join(f"{token} = {vocab[token]}" for token in specials)
     )
 
 

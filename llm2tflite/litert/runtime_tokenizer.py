@@ -9,7 +9,10 @@ model's tokenizer as a file. What file depends on the tokenizer's kind
   pre-tokenizer (its regex, no prefix space) and decoder, and the tokenizer's unsplittable special
   tokens (``<|endoftext|>``) as special added tokens, so that text containing them maps to their
   ids as in KerasHub. Read at run time with ``tokenizers``; LiteRT-LM's builder takes it as
-  ``hf_tokenizer``.
+  ``hf_tokenizer``. A family with an exact tokenizer of its own (``Architecture.exact_tokenizer``,
+  e.g. Llama 3's, ``llm2tflite.families.byte_level_bpe``) writes its file: a Hugging Face
+  checkpoint's own ``tokenizer.json`` without its post-processor (the start token is the
+  runtime's to add), or one built with the family's pre-tokenizer.
 - ``sentencepiece`` (Llama style): ``tokenizer.model``, the KerasHub tokenizer's SentencePiece
   model proto as is. Read at run time with ``sentencepiece``; LiteRT-LM's builder takes it as
   ``sp_tokenizer``.
@@ -82,7 +85,10 @@ def byte_level_bpe_json(
 def write_runtime_tokenizer(keras_tokenizer, tokenizer_kind: str, out_dir) -> Path:
     """Write the runtime tokenizer file of ``keras_tokenizer`` into ``out_dir``; its path."""
     out_path = Path(out_dir) / runtime_file(tokenizer_kind)
-    if tokenizer_kind == "byte_level_bpe":
+    if tokenizer_kind == "byte_level_bpe" and hasattr(keras_tokenizer, "hugging_face_json"):
+        # A family's exact tokenizer (llm2tflite.families.byte_level_bpe) knows its own file.
+        atomic.write_bytes(out_path, keras_tokenizer.hugging_face_json().encode("utf-8"))
+    elif tokenizer_kind == "byte_level_bpe":
         specials = list(getattr(keras_tokenizer, "unsplittable_tokens", None) or [])
         text = byte_level_bpe_json(
             dict(keras_tokenizer.vocabulary), list(keras_tokenizer.merges), specials
@@ -217,6 +223,7 @@ def main(argv=None) -> None:
     except PresetUnavailableError as error:
         print(f"llm2tflite: error: {error}", file=sys.stderr)
         sys.exit(2)
+    keras_tokenizer = family.exact_tokenizer(keras_tokenizer, args.preset)
     path = write_runtime_tokenizer(keras_tokenizer, family.tokenizer_kind, args.out_dir)
     runtime = load_runtime_tokenizer(path)
     if runtime.vocabulary_size() != keras_tokenizer.vocabulary_size():

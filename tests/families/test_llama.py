@@ -83,15 +83,12 @@ def test_registry_knows_llama():
     assert registry.by_class_name("LlamaCausalLM") is LLAMA
     assert "llama (LlamaCausalLM)" in registry.supported()
     # Llama 3 subclasses LlamaCausalLM but tokenizes with byte-level BPE, not SentencePiece:
-    # it is not the llama module's family, and is refused rather than run with the wrong
-    # tokenizer; a user's own subclass of LlamaCausalLM is Llama.
+    # it is the llama3 module's family, never run with the llama module's tokenizer; a user's
+    # own subclass of LlamaCausalLM is Llama.
     assert issubclass(keras_hub.models.Llama3CausalLM, keras_hub.models.LlamaCausalLM)
     llama3 = keras_hub.models.Llama3CausalLM.__new__(keras_hub.models.Llama3CausalLM)
-    with pytest.raises(
-        registry.UnsupportedArchitectureError,
-        match=r"^Llama3CausalLM is not a supported model family; supported: gpt2 ",
-    ):
-        registry.for_causal_lm(llama3)
+    assert registry.for_causal_lm(llama3) is registry.by_name("llama3") is not LLAMA
+    assert registry.for_causal_lm(llama3).tokenizer_kind == "byte_level_bpe"
 
     class MyLlama(keras_hub.models.LlamaCausalLM):
         pass

@@ -4,8 +4,8 @@ weights and tokenizer files), loaded by KerasHub's own converters (llm2tflite/in
 The checkpoints are written by KerasHub's Transformers exporter (`export_to_transformers`) from
 small random models the tests build: a GPT-2 (byte-level BPE; the exporter leaves
 `architectures` out of its config.json) and a Gemma 3 (SentencePiece). KerasHub 0.31 has no
-exporter for Llama, and loads any `model_type: llama` checkpoint as a Llama 3 (byte-level BPE),
-which is not the workflow's SentencePiece `llama` family.
+exporter for Llama, and loads any `model_type: llama` checkpoint as a Llama 3 (byte-level BPE,
+the `llama3` family): tests/families/test_llama3.py writes one by hand.
 
 - loaded back, each is the original model: same class, same weights, same greedy ids; the
   user's files are not edited;
@@ -216,10 +216,10 @@ def _set_config(**changes):
 
 
 BROKEN = {
-    "llama model_type": (
-        _set_config(model_type="llama"),
-        r"model_type 'llama' is not supported; supported model_types: gpt2 \(gpt2\), "
-        r"gemma3_text \(gemma3\)",
+    "llama2 model_type": (
+        _set_config(model_type="llama2"),
+        r"model_type 'llama2' is not supported; supported model_types: gpt2 \(gpt2\), "
+        r"gemma3_text \(gemma3\), llama \(llama3\)",
     ),
     "multimodal gemma3": (
         _set_config(model_type="gemma3"),

@@ -134,7 +134,8 @@ BROKEN = {
     "unsupported model_type": (
         lambda d: _with_config(d, model_type="qwen2"),
         r"models\.local\.preset: Hugging Face checkpoint '.*/local': model_type 'qwen2' is "
-        r"not supported; supported model_types: gpt2 \(gpt2\), gemma3_text \(gemma3\)$",
+        r"not supported; supported model_types: gpt2 \(gpt2\), gemma3_text \(gemma3\), "
+        r"llama \(llama3\)$",
     ),
     "no weights": (
         lambda d: (d / "model.safetensors").unlink(),
