@@ -438,7 +438,7 @@ def export_litert(
     )
     family = registry.for_causal_lm(causal_lm)
     tokenizer = write_runtime_tokenizer(
-        causal_lm.preprocessor.tokenizer, family.tokenizer_kind, out
+        causal_lm.preprocessor.tokenizer, family.tokenizer_kind, out, family=family
     )
     # As the workflow's litert_convert rule: the export info and the tokenizer embedded.
     flatbuffer, _ = litert_convert.convert(

@@ -47,6 +47,15 @@ class Architecture:
     tokenizer_kind: str = ""
     #: The files of a tokenizer directory of this family, as the vocabulary stage writes them.
     tokenizer_files: tuple[str, ...] = ()
+    #: Byte-level BPE families: the regex that splits text before BPE, the Unicode
+    #: normalization applied first ("NFC" ...), as the family's own Hugging Face
+    #: ``tokenizer.json`` has them (the LiteRT route's runtime tokenizer is written with them);
+    #: None: GPT-2's pattern, no normalization.
+    byte_level_split_pattern: str | None = None
+    byte_level_normalization: str | None = None
+    #: Byte-level BPE families: the special tokens a learned vocabulary gets after its learned
+    #: tokens, in this order (None: GPT-2's one, <|endoftext|>).
+    byte_level_special_tokens: tuple[str, ...] | None = None
     #: How a ``shape_of:`` twin gets its tokenizer: "published" (the family's real tokenizer
     #: files, fetched from PyPI) or "trained" (the vocabulary stage learns one of the family's
     #: kind on the workflow's corpus, as many pieces as the corpus supports).

@@ -15,12 +15,17 @@ import json
 import os
 from pathlib import Path
 
-from llm2tflite.families import gemma3, gpt2, llama
+from llm2tflite.families import gemma3, gpt2, llama, qwen
 from llm2tflite.families.base import Architecture
 
 ARCHITECTURES: dict[str, Architecture] = {
     family.causal_lm_class: family
-    for family in (gpt2.ARCHITECTURE, llama.ARCHITECTURE, gemma3.ARCHITECTURE)
+    for family in (
+        gpt2.ARCHITECTURE,
+        llama.ARCHITECTURE,
+        gemma3.ARCHITECTURE,
+        qwen.ARCHITECTURE,
+    )
 }
 BY_NAME: dict[str, Architecture] = {family.name: family for family in ARCHITECTURES.values()}
 # The config's default family for `train:` models.

@@ -63,14 +63,21 @@ _LAYOUT_KEYS = {
 _NO_LIMIT = 1 << 20
 
 
-def train_byte_level_bpe(lines: list[str], vocab_size: int, min_frequency: int = 2):
-    """Return (vocab dict token -> id with END_OF_TEXT last, merges list of "a b" strings)."""
+def train_byte_level_bpe(
+    lines: list[str],
+    vocab_size: int,
+    min_frequency: int = 2,
+    special_tokens: tuple[str, ...] = (END_OF_TEXT,),
+):
+    """Return (vocab dict token -> id with the special tokens last, in order, merges list of
+    "a b" strings). ``special_tokens``: GPT-2's END_OF_TEXT, or a family's
+    (``byte_level_special_tokens``, e.g. Qwen's <|endoftext|>, <|im_start|>, <|im_end|>)."""
     from tokenizers import ByteLevelBPETokenizer, pre_tokenizers
 
-    if vocab_size <= BYTE_ALPHABET_SIZE + 1:
+    if vocab_size <= BYTE_ALPHABET_SIZE + len(special_tokens):
         raise ValueError(
-            f"vocab_size must exceed {BYTE_ALPHABET_SIZE + 1} (the byte alphabet plus "
-            f"{END_OF_TEXT}), got {vocab_size}"
+            f"vocab_size must exceed {BYTE_ALPHABET_SIZE + len(special_tokens)} (the byte "
+            f"alphabet plus {', '.join(special_tokens)}), got {vocab_size}"
         )
     tokenizer = ByteLevelBPETokenizer(add_prefix_space=False)
     # Training-only pre-tokenizer: split digits apart so no merge ever contains a digit (see the
@@ -84,7 +91,7 @@ def train_byte_level_bpe(lines: list[str], vocab_size: int, min_frequency: int =
     )
     tokenizer.train_from_iterator(
         lines,
-        vocab_size=vocab_size - 1,  # one id left for END_OF_TEXT
+        vocab_size=vocab_size - len(special_tokens),  # ids left for the special tokens
         min_frequency=min_frequency,
         show_progress=False,
         special_tokens=[],
@@ -95,9 +102,10 @@ def train_byte_level_bpe(lines: list[str], vocab_size: int, min_frequency: int =
     vocab = dict(sorted(model["vocab"].items(), key=lambda item: item[1]))
     if sorted(vocab.values()) != list(range(len(vocab))):
         raise AssertionError("tokenizers returned non-contiguous ids")
-    if END_OF_TEXT in vocab:
-        raise AssertionError(f"{END_OF_TEXT} unexpectedly learned from the corpus")
-    vocab[END_OF_TEXT] = len(vocab)
+    for token in special_tokens:
+        if token in vocab:
+            raise AssertionError(f"{token} unexpectedly learned from the corpus")
+        vocab[token] = len(vocab)
     return vocab, merges
 
 
@@ -267,7 +275,8 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--at-most",
         action="store_true",
-        help="sentencepiece: as many pieces as the corpus supports, at most --vocab-size",
+        help="as many pieces as the corpus supports, at most --vocab-size (byte_level_bpe "
+        "always learns every merge the corpus supports up to it; this only marks it wanted)",
     )
     parser.add_argument(
         "--min-frequency",
@@ -277,7 +286,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--out-dir", required=True, help="Directory to create (replaced).")
     args = parser.parse_args(argv)
-    layout, kind = None, args.kind
+    layout, kind, specials = None, args.kind, (END_OF_TEXT,)
     if args.architecture is not None:
         from llm2tflite.families import registry
 
@@ -288,9 +297,8 @@ def main(argv=None) -> None:
         if kind is not None and kind != family.tokenizer_kind:
             parser.error(f"--kind {kind}: {family.name} reads {family.tokenizer_kind} tokenizers")
         kind, layout = family.tokenizer_kind, family.sentencepiece_layout
+        specials = tuple(family.byte_level_special_tokens or specials)
     kind = kind or "byte_level_bpe"
-    if args.at_most and kind != "sentencepiece":
-        parser.error("--at-most applies to sentencepiece vocabularies")
     lines = read_lines(args.corpus)
     if kind == "sentencepiece":
         try:
@@ -310,7 +318,9 @@ def main(argv=None) -> None:
         )
         return
     try:
-        vocab, merges = train_byte_level_bpe(lines, args.vocab_size, args.min_frequency)
+        vocab, merges = train_byte_level_bpe(
+            lines, args.vocab_size, args.min_frequency, special_tokens=specials
+        )
     except ValueError as error:
         parser.error(str(error))
     write_vocabulary(args.out_dir, vocab, merges)
@@ -319,10 +329,8 @@ def main(argv=None) -> None:
         if len(vocab) == args.vocab_size
         else (f" (the corpus supports no more merges than this; asked for {args.vocab_size})")
     )
-    print(
-        f"wrote {len(vocab)} tokens and {len(merges)} merges to {args.out_dir}{note}; "
-        f"{END_OF_TEXT} = {vocab[END_OF_TEXT]}"
-    )
+    ids = ", ".join(f"{token} = {vocab[token]}" for token in specials)
+    print(f"wrote {len(vocab)} tokens and {len(merges)} merges to {args.out_dir}{note}; {ids}")
 
 
 if __name__ == "__main__":

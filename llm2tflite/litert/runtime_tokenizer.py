@@ -15,7 +15,10 @@ model's tokenizer as a file. What file depends on the tokenizer's kind
   ``sp_tokenizer``.
 
 Both give exactly KerasHub's ids (tested on >= 1,000 corpus lines and hard cases, and on GPT-2's
-real vocabulary). Neither adds the start token: the runtime puts it first, as KerasHub's
+real vocabulary), except for a byte-level BPE family whose own tokenizer pre-tokenizes otherwise
+than GPT-2 (Qwen: ``Architecture.byte_level_split_pattern``): its ``tokenizer.json`` is the
+family's (its pattern, its normalization), exactly Hugging Face's ids, where KerasHub's in-graph
+tokenizer still splits text GPT-2's way. Neither adds the start token: the runtime puts it first, as KerasHub's
 preprocessor does.
 
 CLI (the workflow's ``runtime_tokenizer`` rule)::
@@ -56,10 +59,28 @@ def runtime_file(tokenizer_kind: str) -> str:
 
 
 def byte_level_bpe_json(
-    vocabulary: Mapping[str, int], merges: Iterable[str], special_tokens: Iterable[str] = ()
+    vocabulary: Mapping[str, int],
+    merges: Iterable[str],
+    special_tokens: Iterable[str] = (),
+    split_pattern: str | None = None,
+    normalization: str | None = None,
 ) -> str:
-    """A ``tokenizer.json`` for a GPT-2-style byte-level BPE: token -> id, "a b" merges."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    """A ``tokenizer.json`` for a byte-level BPE: token -> id, "a b" merges.
+
+    GPT-2's pre-tokenizer by default; ``split_pattern`` (a family's
+    ``byte_level_split_pattern``, e.g. Qwen's) replaces GPT-2's regex the way the family's own
+    Hugging Face ``tokenizer.json`` does (a ``Split`` on the regex, isolated, then the byte-level
+    mapping without its regex), and ``normalization`` ("NFC" ...) normalizes the text first.
+    """
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+    )
 
     pairs = []
     for merge in merges:
@@ -68,7 +89,19 @@ def byte_level_bpe_json(
         first, second = merge.split(" ")
         pairs.append((first, second))
     tokenizer = Tokenizer(models.BPE(vocab=dict(vocabulary), merges=pairs, fuse_unk=False))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if split_pattern is None:
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(split_pattern), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(
+                    add_prefix_space=False, trim_offsets=False, use_regex=False
+                ),
+            ]
+        )
+    if normalization is not None:
+        tokenizer.normalizer = getattr(normalizers, normalization)()
     tokenizer.decoder = decoders.ByteLevel()
     specials = [AddedToken(token, special=True, normalized=False) for token in special_tokens]
     if specials:
@@ -79,13 +112,21 @@ def byte_level_bpe_json(
     return tokenizer.to_str(pretty=False)
 
 
-def write_runtime_tokenizer(keras_tokenizer, tokenizer_kind: str, out_dir) -> Path:
-    """Write the runtime tokenizer file of ``keras_tokenizer`` into ``out_dir``; its path."""
+def write_runtime_tokenizer(keras_tokenizer, tokenizer_kind: str, out_dir, family=None) -> Path:
+    """Write the runtime tokenizer file of ``keras_tokenizer`` into ``out_dir``; its path.
+
+    ``family`` (its ``byte_level_split_pattern`` and ``byte_level_normalization``): a byte-level
+    BPE tokenizes as the family's own Hugging Face tokenizer does (Qwen's pattern, NFC), which
+    is not always how KerasHub's tokenizer does (see llm2tflite/families/qwen.py)."""
     out_path = Path(out_dir) / runtime_file(tokenizer_kind)
     if tokenizer_kind == "byte_level_bpe":
         specials = list(getattr(keras_tokenizer, "unsplittable_tokens", None) or [])
         text = byte_level_bpe_json(
-            dict(keras_tokenizer.vocabulary), list(keras_tokenizer.merges), specials
+            dict(keras_tokenizer.vocabulary),
+            list(keras_tokenizer.merges),
+            specials,
+            split_pattern=getattr(family, "byte_level_split_pattern", None),
+            normalization=getattr(family, "byte_level_normalization", None),
         )
         atomic.write_bytes(out_path, text.encode("utf-8"))
     elif tokenizer_kind == "sentencepiece":
@@ -217,7 +258,9 @@ def main(argv=None) -> None:
     except PresetUnavailableError as error:
         print(f"llm2tflite: error: {error}", file=sys.stderr)
         sys.exit(2)
-    path = write_runtime_tokenizer(keras_tokenizer, family.tokenizer_kind, args.out_dir)
+    path = write_runtime_tokenizer(
+        keras_tokenizer, family.tokenizer_kind, args.out_dir, family=family
+    )
     runtime = load_runtime_tokenizer(path)
     if runtime.vocabulary_size() != keras_tokenizer.vocabulary_size():
         path.unlink()

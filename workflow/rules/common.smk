@@ -190,6 +190,17 @@ def vocab_size_option(wildcards):
     return f"--vocab-size {size} --at-most"
 
 
+def byte_level_vocab_options(wildcards):
+    """The byte-level BPE vocabulary's size options (`vocab_size_option`) and, for a family with
+    special tokens of its own (Qwen's), `--architecture NAME`. GPT-2's layout is the stage's
+    default and is not named: its command, and so its vocabularies, stay as they were."""
+    family = registry.for_model_source(model_source(wildcards.model))
+    options = vocab_size_option(wildcards)
+    if family.byte_level_special_tokens:
+        options = f"--architecture {family.name} {options}"
+    return options
+
+
 def architecture_name(wildcards):
     return registry.for_model_source(model_source(wildcards.model)).name
 

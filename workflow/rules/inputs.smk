@@ -3,7 +3,8 @@
 #   train:    corpus -> vocabulary of the family's tokenizer kind (byte-level BPE, SentencePiece)
 #             -> small model of the family trained with Keras (the offline default models);
 #   shape_of: a preset's architecture with seeded random weights and a tokenizer of the family's
-#             kind: fetched (GPT-2's real files) or learned on the corpus (SentencePiece families),
+#             kind: fetched (GPT-2's real files) or learned on the corpus (SentencePiece families,
+#             Qwen),
 #             as the family module says (Architecture.twin_tokenizer);
 #   the held-out text for perplexity of models without a corpus of their own (eval_corpus), and
 #   the Keras references every variant is checked against (smoke test, fidelity).
@@ -47,11 +48,11 @@ rule vocab:
     conda:
         ENV_FILE
     params:
-        vocabulary=train_setting("vocabulary"),
+        options=byte_level_vocab_options,
         out_dir=subpath(output.vocab, parent=True),
     shell:
         "python -m llm2tflite.inputs.vocab --corpus {input.corpus}"
-        " --vocab-size {params.vocabulary[size]} --out-dir {params.out_dir} > {log} 2>&1"
+        " {params.options} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule vocab_sentencepiece:
