@@ -573,3 +573,87 @@ def litert_bench_steps(first_token_s: float, prefill_s: float) -> dict:
             "count": 300,
         },
     }
+
+
+# ---- the Qwen family's small models -----------------------------------------------------------
+
+# A real QwenBackbone with grouped-query attention (2 query heads per key/value head), biased
+# query/key/value projections and tied embeddings, small enough to trace and convert in seconds.
+SMALL_QWEN = {
+    "num_layers": 2,
+    "num_query_heads": 4,
+    "num_key_value_heads": 2,
+    "hidden_dim": 32,
+    "intermediate_dim": 64,
+}
+# The Qwen test vocabulary's size: the default model's, with Qwen's 3 special tokens last.
+QWEN_VOCAB_SIZE = 3000
+
+
+@pytest.fixture(scope="session")
+def qwen_vocab(default_corpus_and_vocab, tmp_path_factory):
+    """A byte-level BPE vocabulary learned by the vocabulary stage for the Qwen family on the
+    default corpus: Qwen's pre-tokenization, <|endoftext|>, <|im_start|>, <|im_end|> last."""
+    out = tmp_path_factory.mktemp("qwen_vocab") / "vocab"
+    completed = run_module(
+        "llm2tflite.inputs.vocab",
+        architecture="qwen",
+        corpus=default_corpus_and_vocab / "train.txt",
+        vocab_size=QWEN_VOCAB_SIZE,
+        out_dir=out,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_qwen(qwen_vocab, tmp_path_factory):
+    """A small seeded random Qwen (SMALL_QWEN) on ``qwen_vocab``, saved as a preset and loaded
+    back as the workflow loads it."""
+    from llm2tflite.inputs.sources import load_causal_lm
+
+    out = tmp_path_factory.mktemp("small_qwen")
+    causal_lm = build_small_causal_lm("qwen", qwen_vocab, SMALL_QWEN)
+    causal_lm.save_to_preset(str(out / "preset"))
+    return {"dir": out, "preset": out / "preset", "causal_lm": load_causal_lm(str(out / "preset"))}
+
+
+def complete_qwen_checkpoint(checkpoint: Path, causal_lm) -> Path:
+    """KerasHub's Qwen export completed with what Qwen's own checkpoints have and KerasHub's
+    Qwen converter reads: config.json's ``use_sliding_window``/``sliding_window`` and a
+    ``tokenizer.json`` (Qwen's pre-tokenizer and NFC; the exporter writes vocab.json and
+    merges.txt only)."""
+    from llm2tflite.families import registry
+    from llm2tflite.litert.runtime_tokenizer import write_runtime_tokenizer
+
+    config_file = checkpoint / "config.json"
+    config = json.loads(config_file.read_text())
+    config.update(use_sliding_window=False, sliding_window=32768, max_window_layers=0)
+    config_file.write_text(json.dumps(config, indent=2))
+    family = registry.by_name("qwen")
+    write_runtime_tokenizer(
+        causal_lm.preprocessor.tokenizer, family.tokenizer_kind, checkpoint, family=family
+    )
+    return checkpoint
+
+
+@pytest.fixture(scope="session")
+def qwen_checkpoint(small_qwen, tmp_path_factory):
+    """The small Qwen as a Hugging Face checkpoint (KerasHub's exporter, completed as Qwen's
+    own: ``complete_qwen_checkpoint``)."""
+    out = tmp_path_factory.mktemp("qwen_checkpoint")
+    causal_lm = small_qwen["causal_lm"]
+    checkpoint = export_transformers_checkpoint(causal_lm, out / "checkpoint")
+    return {
+        "causal_lm": causal_lm,
+        "checkpoint": complete_qwen_checkpoint(checkpoint, causal_lm),
+    }
+
+
+@pytest.fixture(scope="session")
+def small_qwen_litert(small_qwen, tmp_path_factory):
+    """The small Qwen through the LiteRT route: fp32 and int8 files, info and tokenizer.json."""
+    exported = export_litert(
+        small_qwen["causal_lm"], tmp_path_factory.mktemp("qwen_litert"), variants=("fp32", "int8")
+    )
+    return {**exported, "causal_lm": small_qwen["causal_lm"], "preset": small_qwen["preset"]}

@@ -68,11 +68,15 @@ def train_byte_level_bpe(
     vocab_size: int,
     min_frequency: int = 2,
     special_tokens: tuple[str, ...] = (END_OF_TEXT,),
+    split_pattern: str | None = None,
 ):
     """Return (vocab dict token -> id with the special tokens last, in order, merges list of
     "a b" strings). ``special_tokens``: GPT-2's END_OF_TEXT, or a family's
-    (``byte_level_special_tokens``, e.g. Qwen's <|endoftext|>, <|im_start|>, <|im_end|>)."""
-    from tokenizers import ByteLevelBPETokenizer, pre_tokenizers
+    (``byte_level_special_tokens``, e.g. Qwen's <|endoftext|>, <|im_start|>, <|im_end|>).
+    ``split_pattern``: a family's own pre-tokenization regex (``byte_level_split_pattern``,
+    Qwen's), learned within its pieces as the family's real vocabulary was, instead of GPT-2's
+    pieces with digits apart."""
+    from tokenizers import ByteLevelBPETokenizer, Regex, pre_tokenizers
 
     if vocab_size <= BYTE_ALPHABET_SIZE + len(special_tokens):
         raise ValueError(
@@ -89,6 +93,13 @@ def train_byte_level_bpe(
             pre_tokenizers.ByteLevel(add_prefix_space=False),
         ]
     )
+    if split_pattern is not None:
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(split_pattern), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
     tokenizer.train_from_iterator(
         lines,
         vocab_size=vocab_size - len(special_tokens),  # ids left for the special tokens
@@ -286,7 +297,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--out-dir", required=True, help="Directory to create (replaced).")
     args = parser.parse_args(argv)
-    layout, kind, specials = None, args.kind, (END_OF_TEXT,)
+    layout, kind, specials, pattern = None, args.kind, (END_OF_TEXT,), None
     if args.architecture is not None:
         from llm2tflite.families import registry
 
@@ -298,6 +309,7 @@ def main(argv=None) -> None:
             parser.error(f"--kind {kind}: {family.name} reads {family.tokenizer_kind} tokenizers")
         kind, layout = family.tokenizer_kind, family.sentencepiece_layout
         specials = tuple(family.byte_level_special_tokens or specials)
+        pattern = family.byte_level_split_pattern
     kind = kind or "byte_level_bpe"
     lines = read_lines(args.corpus)
     if kind == "sentencepiece":
@@ -319,7 +331,11 @@ def main(argv=None) -> None:
         return
     try:
         vocab, merges = train_byte_level_bpe(
-            lines, args.vocab_size, args.min_frequency, special_tokens=specials
+            lines,
+            args.vocab_size,
+            args.min_frequency,
+            special_tokens=specials,
+            split_pattern=pattern,
         )
     except ValueError as error:
         parser.error(str(error))

@@ -1,8 +1,9 @@
 """A Hugging Face checkpoint directory as `preset:` in a workflow run.
 
-- fp32 of both routes built from a checkpoint (KerasHub's Transformers export of a small GPT-2)
-  gives the original Keras model's greedy ids: the run's Keras reference, loaded from the
-  checkpoint, has the original's ids, and each route's fp32 fidelity matches it exactly;
+- fp32 of both routes built from a checkpoint (KerasHub's Transformers export of a small GPT-2,
+  and of a small Qwen 2 in the same run: a byte-level BPE family without a start token) gives
+  the original Keras model's greedy ids: the run's Keras reference, loaded from the checkpoint,
+  has the original's ids, and each route's fp32 fidelity matches it exactly;
 - the checkpoint's files are inputs of the jobs that load it: editing one (config, weights,
   tokenizer) reruns that model's jobs and no other model's;
 - a checkpoint the workflow cannot load fails the DAG's parsing with one line.
@@ -31,6 +32,7 @@ CONFIG = """\
 models:
   checkpoint: {{preset: {checkpoint}}}
   other: {{preset: {other}}}
+  qwen: {{preset: {qwen}}}
 generation: {{max_length: {max_length}, sequence_length: 8}}
 variants: [fp32]
 smoke: {{prompts: ["Estoy disfrutando de"]}}
@@ -42,7 +44,8 @@ web: {{models: []}}
 """
 TARGETS = (
     *(
-        f"results/checkpoint/{route}/{stage}/fp32.json"
+        f"results/{model}/{route}/{stage}/fp32.json"
+        for model in ("checkpoint", "qwen")
         for route in ("tflite", "litert")
         for stage in ("smoke", "gate")
     ),
@@ -56,7 +59,7 @@ def _run_args():
 
 
 @pytest.fixture(scope="module")
-def checkpoint_run(gpt2_checkpoint, tmp_path_factory):
+def checkpoint_run(gpt2_checkpoint, qwen_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoint_run")
     project = make_project(root / "project")
     other = shutil.copytree(gpt2_checkpoint["checkpoint"], root / "other_checkpoint")
@@ -64,6 +67,7 @@ def checkpoint_run(gpt2_checkpoint, tmp_path_factory):
         CONFIG.format(
             checkpoint=gpt2_checkpoint["checkpoint"],
             other=other,
+            qwen=qwen_checkpoint["checkpoint"],
             max_length=MAX_LENGTH,
             prompts=json.dumps(PROMPTS),
         )
@@ -72,17 +76,20 @@ def checkpoint_run(gpt2_checkpoint, tmp_path_factory):
     started = time.perf_counter()
     run_snakemake(project, "--cores", "2", *_run_args())
     print(
-        f"checkpoint run (GPT-2 checkpoint, fp32 of both routes): "
+        f"checkpoint run (GPT-2 and Qwen checkpoints, fp32 of both routes): "
         f"{time.perf_counter() - started:.0f} s"
     )
     assert planned_jobs(project, *_run_args()) == set()
     return project, planned
 
 
-def test_fp32_of_both_routes_equals_the_original_keras_model(gpt2_checkpoint, checkpoint_run):
+@pytest.mark.parametrize("model", ["checkpoint", "qwen"])
+def test_fp32_of_both_routes_equals_the_original_keras_model(
+    gpt2_checkpoint, qwen_checkpoint, checkpoint_run, model
+):
     project, _ = checkpoint_run
-    results = project / "results" / "checkpoint"
-    original = gpt2_checkpoint["causal_lm"]
+    results = project / "results" / model
+    original = {"checkpoint": gpt2_checkpoint, "qwen": qwen_checkpoint}[model]["causal_lm"]
     original.compile(sampler="greedy")
     expected = [keras_generate(original, p, MAX_LENGTH).token_ids for p in PROMPTS]
     reference = json.loads((results / "reference" / "fidelity.json").read_text())
@@ -97,6 +104,27 @@ def test_fp32_of_both_routes_equals_the_original_keras_model(gpt2_checkpoint, ch
         assert json.loads((results / route / "gate" / "fp32.json").read_text())["passed"]
         smoke = json.loads((results / route / "smoke" / "fp32.json").read_text())
         assert smoke["passed"] and all(r["equals_keras"] for r in smoke["results"]), smoke
+
+
+def test_codelab_tokenize_signature_of_a_family_without_start_token(qwen_checkpoint, checkpoint_run):
+    """Qwen has no start token: the traced tokenize signature marks its first id a placeholder
+    (start_tokens 0), so the runtime gives the prompt's ids alone, KerasHub's in-graph ids."""
+    from test_tokenizer_parity import _ids_keras
+
+    from llm2tflite.codelab.runtime import TFLiteModel
+
+    project, _ = checkpoint_run
+    model = TFLiteModel(project / "results" / "qwen" / "tflite" / "fp32.tflite")
+    tokenizer = qwen_checkpoint["causal_lm"].preprocessor.tokenizer
+    assert tokenizer.start_token_id is None
+    texts = ["Estoy disfrutando de la playa", "I am enjoying the"]
+    expected = _ids_keras(tokenizer, texts)
+    assert [model.token_ids(t) for t in texts] == expected
+    assert [model.token_ids(t, with_start=True) for t in texts] == expected
+    assert model.token_ids("") == model.token_ids("", with_start=True) == []
+    generation = model.generate(texts[0], max_length=len(expected[0]) + 2)
+    assert generation.token_ids[: generation.prompt_tokens] == expected[0]
+    assert len(generation.token_ids) == len(expected[0]) + 2
 
 
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors", "merges.txt"])
@@ -129,9 +157,10 @@ def _with_config(directory, **changes):
 # A broken `preset:` directory and the one line the parse must fail with (a regex).
 BROKEN = {
     "unsupported model_type": (
-        lambda d: _with_config(d, model_type="qwen2"),
-        r"models\.local\.preset: Hugging Face checkpoint '.*/local': model_type 'qwen2' is "
-        r"not supported; supported model_types: gpt2 \(gpt2\), gemma3_text \(gemma3\)$",
+        lambda d: _with_config(d, model_type="mistral"),
+        r"models\.local\.preset: Hugging Face checkpoint '.*/local': model_type 'mistral' is "
+        r"not supported; supported model_types: gpt2 \(gpt2\), gemma3_text \(gemma3\), "
+        r"qwen2 \(qwen\)$",
     ),
     "no weights": (
         lambda d: (d / "model.safetensors").unlink(),
