@@ -263,7 +263,9 @@ class Qwen(RotaryGQAFamily):
             "num_key_value_heads": hf_config["num_key_value_heads"],
             "intermediate_dim": hf_config["intermediate_size"],
             "layer_norm_epsilon": hf_config["rms_norm_eps"],
-            "rope_max_wavelength": rope_theta if rope_theta is not None else hf_config["rope_theta"],
+            "rope_max_wavelength": rope_theta
+            if rope_theta is not None
+            else hf_config["rope_theta"],
             "sliding_window_size": hf_config["sliding_window"],
             "tie_word_embeddings": hf_config["tie_word_embeddings"],
         }

@@ -4,11 +4,11 @@ SwiGLU MLP, untied or tied ReversibleEmbedding.
 
 KerasHub writes that decoder once per family (``QwenTransformerDecoder``,
 ``Qwen3TransformerDecoder``, ``LlamaTransformerDecoder`` ...) with the same sublayer names
-(``_self_attention_layernorm``, ``_self_attention_layer._query_dense`` ..., ``_feedforward_gate_dense``
-...) and the same ``call_with_cache``/``_build_cache`` on its causal LM. ``RotaryGQAFamily`` is
-what a family module needs on top of ``base.Architecture`` to run such a model through both
-routes; a family names its KerasHub classes and, where they differ, overrides one method
-(``attention_head_dim``, ``normalize_query_key``).
+(``_self_attention_layernorm``, ``_self_attention_layer._query_dense`` ...,
+``_feedforward_gate_dense`` ...) and the same ``call_with_cache``/``_build_cache`` on its
+causal LM. ``RotaryGQAFamily`` is what a family module needs on top of ``base.Architecture``
+to run such a model through both routes; a family names its KerasHub classes and, where they
+differ, overrides one method (``attention_head_dim``, ``normalize_query_key``).
 
 Light at import (no Keras): the heavy parts import inside the methods.
 """

@@ -18,8 +18,8 @@ Both give exactly KerasHub's ids (tested on >= 1,000 corpus lines and hard cases
 real vocabulary), except for a byte-level BPE family whose own tokenizer pre-tokenizes otherwise
 than GPT-2 (Qwen: ``Architecture.byte_level_split_pattern``): its ``tokenizer.json`` is the
 family's (its pattern, its normalization), exactly Hugging Face's ids, where KerasHub's in-graph
-tokenizer still splits text GPT-2's way. Neither adds the start token: the runtime puts it first, as KerasHub's
-preprocessor does.
+tokenizer still splits text GPT-2's way. Neither adds the start token: the runtime puts it
+first, as KerasHub's preprocessor does.
 
 CLI (the workflow's ``runtime_tokenizer`` rule)::
 

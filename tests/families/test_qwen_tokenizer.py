@@ -62,9 +62,13 @@ NAMED_CASES = {
 }
 _SPACES = "whitespace runs: KerasHub splits the last space off a run (its re2 stand-in for GPT-2's "
 _SPACES += r"\s+(?!\S)), Qwen keeps the run whole"
-_TAB_WORD = "Qwen joins one non-letter (tab, ¿, ¡) to the word after it; GPT-2's pattern only a space"
+_TAB_WORD = (
+    "Qwen joins one non-letter (tab, ¿, ¡) to the word after it; GPT-2's pattern only a space"
+)
 _NFC = "Qwen normalizes to NFC first; KerasHub does not normalize"
-_DIGITS_GRAPH = "GPT-2's pattern keeps a digit run whole (' 2025'), merged by BPE; Qwen splits digits"
+_DIGITS_GRAPH = (
+    "GPT-2's pattern keeps a digit run whole (' 2025'), merged by BPE; Qwen splits digits"
+)
 _ONE_PIECE = "KerasHub's eager path does not split the text (its pattern is taken as a literal "
 _ONE_PIECE += "string): BPE merges across Qwen's pieces (digit runs)"
 # The cases KerasHub 0.31 tokenizes otherwise than Qwen today, per path, and why.

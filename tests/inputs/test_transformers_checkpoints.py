@@ -5,9 +5,9 @@ The checkpoints are written by KerasHub's Transformers exporter (`export_to_tran
 small random models the tests build: a GPT-2 (byte-level BPE; the exporter leaves
 `architectures` out of its config.json), a Gemma 3 (SentencePiece) and a Qwen 2 (byte-level BPE
 with Qwen's pre-tokenizer; completed with the config keys and tokenizer.json KerasHub's Qwen
-converter reads, as Qwen's own checkpoints have them: conftest's `complete_qwen_checkpoint`). KerasHub 0.31 has no
-exporter for Llama, and loads any `model_type: llama` checkpoint as a Llama 3 (byte-level BPE),
-which is not the workflow's SentencePiece `llama` family.
+converter reads, as Qwen's own checkpoints have them: conftest's `complete_qwen_checkpoint`).
+KerasHub 0.31 has no exporter for Llama, and loads any `model_type: llama` checkpoint as a
+Llama 3 (byte-level BPE), which is not the workflow's SentencePiece `llama` family.
 
 - loaded back, each is the original model: same class, same weights, same greedy ids; the
   user's files are not edited;

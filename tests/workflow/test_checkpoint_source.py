@@ -106,7 +106,9 @@ def test_fp32_of_both_routes_equals_the_original_keras_model(
         assert smoke["passed"] and all(r["equals_keras"] for r in smoke["results"]), smoke
 
 
-def test_codelab_tokenize_signature_of_a_family_without_start_token(qwen_checkpoint, checkpoint_run):
+def test_codelab_tokenize_signature_of_a_family_without_start_token(
+    qwen_checkpoint, checkpoint_run
+):
     """Qwen has no start token: the traced tokenize signature marks its first id a placeholder
     (start_tokens 0), so the runtime gives the prompt's ids alone, KerasHub's in-graph ids."""
     from test_tokenizer_parity import _ids_keras
