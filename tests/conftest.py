@@ -657,3 +657,94 @@ def small_qwen_litert(small_qwen, tmp_path_factory):
         small_qwen["causal_lm"], tmp_path_factory.mktemp("qwen_litert"), variants=("fp32", "int8")
     )
     return {**exported, "causal_lm": small_qwen["causal_lm"], "preset": small_qwen["preset"]}
+
+
+# Qwen 3: a head size of its own (not hidden_dim / heads), query/key RMSNorm, no biases.
+SMALL_QWEN3 = {**SMALL_QWEN, "head_dim": 8}
+
+
+@pytest.fixture(scope="session")
+def small_qwen3(qwen_vocab, tmp_path_factory):
+    """A small seeded random Qwen 3 (SMALL_QWEN3) on ``qwen_vocab``, saved as a preset and
+    loaded back as the workflow loads it."""
+    from llm2tflite.inputs.sources import load_causal_lm
+
+    out = tmp_path_factory.mktemp("small_qwen3")
+    causal_lm = build_small_causal_lm("qwen3", qwen_vocab, SMALL_QWEN3)
+    causal_lm.save_to_preset(str(out / "preset"))
+    return {"dir": out, "preset": out / "preset", "causal_lm": load_causal_lm(str(out / "preset"))}
+
+
+def qwen3_hugging_face_tensors(causal_lm) -> dict:
+    """Hugging Face Qwen3ForCausalLM's tensors (Linear weights [out, in]; q_norm and k_norm of
+    one head; no lm_head when tied, as Qwen's tied checkpoints) from the Keras weights."""
+    import numpy as np
+
+    backbone = causal_lm.backbone
+    d = backbone.hidden_dim
+
+    def linear(kernel):  # Keras [d, heads, head_dim] or [heads, head_dim, d] -> [out, in]
+        kernel = np.asarray(kernel.numpy())
+        return kernel.reshape(d, -1).T if kernel.shape[0] == d else kernel.reshape(-1, d).T
+
+    tensors = {
+        "model.embed_tokens.weight": backbone.token_embedding.embeddings.numpy(),
+        "model.norm.weight": backbone.layer_norm.scale.numpy(),
+    }
+    if not backbone.tie_word_embeddings:
+        tensors["lm_head.weight"] = backbone.token_embedding.reverse_embeddings.numpy().T
+    for i, block in enumerate(backbone.transformer_layers):
+        attention, layer = block._self_attention_layer, f"model.layers.{i}"
+        tensors |= {
+            f"{layer}.input_layernorm.weight": block._self_attention_layernorm.scale.numpy(),
+            f"{layer}.post_attention_layernorm.weight": block._feedforward_layernorm.scale.numpy(),
+            f"{layer}.self_attn.q_proj.weight": linear(attention._query_dense.kernel),
+            f"{layer}.self_attn.k_proj.weight": linear(attention._key_dense.kernel),
+            f"{layer}.self_attn.v_proj.weight": linear(attention._value_dense.kernel),
+            f"{layer}.self_attn.o_proj.weight": linear(attention._output_dense.kernel),
+            f"{layer}.self_attn.q_norm.weight": attention._query_dense_layer_norm.scale.numpy(),
+            f"{layer}.self_attn.k_norm.weight": attention._key_dense_layer_norm.scale.numpy(),
+            f"{layer}.mlp.gate_proj.weight": block._feedforward_gate_dense.kernel.numpy().T,
+            f"{layer}.mlp.up_proj.weight": block._feedforward_intermediate_dense.kernel.numpy().T,
+            f"{layer}.mlp.down_proj.weight": block._feedforward_output_dense.kernel.numpy().T,
+        }
+    return {name: np.ascontiguousarray(value) for name, value in tensors.items()}
+
+
+def write_qwen3_checkpoint(causal_lm, out: Path) -> Path:
+    """``causal_lm`` (a Qwen3CausalLM) as a Hugging Face checkpoint, written by hand (KerasHub
+    0.31 has no Qwen 3 exporter): Qwen3-0.6B's config.json keys, the tensors with the
+    ``safetensors`` library, Qwen's tokenizer.json."""
+    from safetensors.numpy import save_file
+
+    from llm2tflite.families import registry
+    from llm2tflite.litert.runtime_tokenizer import write_runtime_tokenizer
+
+    backbone = causal_lm.backbone
+    tokenizer = causal_lm.preprocessor.tokenizer
+    out.mkdir(parents=True)
+    config = {
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "vocab_size": backbone.vocabulary_size,
+        "hidden_size": backbone.hidden_dim,
+        "intermediate_size": backbone.intermediate_dim,
+        "num_hidden_layers": backbone.num_layers,
+        "num_attention_heads": backbone.num_query_heads,
+        "num_key_value_heads": backbone.num_key_value_heads,
+        "head_dim": backbone.head_dim,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "rms_norm_eps": backbone.layer_norm_epsilon,
+        "rope_theta": backbone.rope_max_wavelength,
+        "tie_word_embeddings": backbone.tie_word_embeddings,
+        "use_sliding_window": False,
+        "sliding_window": None,
+        "eos_token_id": tokenizer.token_to_id("<|im_end|>"),
+        "torch_dtype": "float32",
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    save_file(qwen3_hugging_face_tensors(causal_lm), str(out / "model.safetensors"))
+    family = registry.by_name("qwen3")
+    write_runtime_tokenizer(tokenizer, family.tokenizer_kind, out, family=family)
+    return out

@@ -295,3 +295,145 @@ class Qwen(RotaryGQAFamily):
 
 
 ARCHITECTURE = Qwen()
+
+
+# Qwen3Backbone arguments of KerasHub's Qwen 3 causal-LM presets (the Hugging Face configs they
+# were converted from, keras_hub/src/utils/transformers/convert_qwen3.py): head size 128 whatever
+# the width, RoPE base 1,000,000, RMSNorm epsilon 1e-6, no sliding window (the converter's None),
+# a 151,936-row embedding, tied up to 4B.
+def _qwen3(layers, heads, kv_heads, hidden, intermediate, tied):
+    return dict(
+        vocabulary_size=151_936,
+        num_layers=layers,
+        num_query_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=128,
+        hidden_dim=hidden,
+        intermediate_dim=intermediate,
+        tie_word_embeddings=tied,
+        sliding_window_size=None,
+        **_ROPE,
+    )
+
+
+_QWEN3_0_6B = _qwen3(28, 16, 8, 1024, 3072, True)
+
+
+class Qwen3(Qwen):
+    """Qwen 3 (``keras_hub.models.Qwen3CausalLM``): Qwen 2's decoder without the projection
+    biases, with an RMSNorm of every query and key head before the rotary embedding, and a head
+    size of its own (not hidden_dim / heads). Same tokenizer, but KerasHub's ends text at
+    ``<|im_end|>`` (its end token, so the stop token) and pads with ``<|endoftext|>``."""
+
+    name = "qwen3"
+    causal_lm_class = "Qwen3CausalLM"
+    tokenizer_class = "Qwen3Tokenizer"
+    decoder_layer_class = ("keras_hub.src.models.qwen3.qwen3_decoder", "Qwen3TransformerDecoder")
+    attention_class = ("keras_hub.src.models.qwen3.qwen3_attention", "Qwen3Attention")
+    # The causal LMs (the qwen3_embedding_* and harrier presets are text embedders).
+    presets = {
+        "qwen3_0.6b_en": _QWEN3_0_6B,
+        "qwen3_1.7b_en": _qwen3(28, 16, 8, 2048, 6144, True),
+        "qwen3_4b_en": _qwen3(36, 32, 8, 2560, 9728, True),
+        "qwen3_8b_en": _qwen3(36, 32, 8, 4096, 12_288, False),
+        "qwen3_14b_en": _qwen3(40, 40, 8, 5120, 17_408, False),
+        "qwen3_32b_en": _qwen3(64, 64, 8, 5120, 25_600, False),
+    }
+    # keras_hub/src/models/qwen3/qwen3_presets.py, "params".
+    preset_parameters = {
+        "qwen3_0.6b_en": 596_049_920,
+        "qwen3_1.7b_en": 1_720_574_976,
+        "qwen3_4b_en": 4_022_468_096,
+        "qwen3_8b_en": 8_190_735_360,
+        "qwen3_14b_en": 14_768_307_200,
+        "qwen3_32b_en": 32_762_123_264,
+    }
+    transformers_model_types = {"qwen3": "Qwen3ForCausalLM"}
+    train_model_defaults = {**Qwen.train_model_defaults, "head_dim": 16}
+    train_model_schema = {
+        **Qwen.train_model_schema,
+        "properties": {
+            **Qwen.train_model_schema["properties"],
+            "head_dim": {"type": "integer", "minimum": 2},
+        },
+    }
+
+    def head_dim(self, backbone_config: Mapping) -> int:
+        return backbone_config["head_dim"]
+
+    def attention_extra_parameters(self, backbone_config: Mapping) -> int:
+        """Qwen 3: the query and key RMSNorm scales (one head's size each)."""
+        return 2 * backbone_config["head_dim"]
+
+    def semantic_errors(self, model_config: Mapping, where: str) -> list[str]:
+        model = self.train_model_config(model_config)
+        heads, kv_heads = model["num_query_heads"], model["num_key_value_heads"]
+        errors = []
+        if model["head_dim"] % 2:
+            errors.append(
+                f"{where}.head_dim: {model['head_dim']} must be even (rotary embeddings "
+                "rotate pairs)"
+            )
+        if heads % kv_heads:
+            errors.append(
+                f"{where}.num_query_heads: {heads} is not a multiple of "
+                f"num_key_value_heads {kv_heads} (grouped-query attention shares each "
+                "key/value head among a whole number of query heads)"
+            )
+        return errors
+
+    def transformers_backbone_config(self, hf_config: Mapping) -> dict:
+        """convert_qwen3.convert_backbone_config (which reads use_sliding_window, sliding_window
+        and head_dim without defaults)."""
+        missing = [
+            key
+            for key in ("use_sliding_window", "sliding_window", "head_dim")
+            if key not in hf_config
+        ]
+        if missing:
+            raise ValueError(
+                f"config.json has no {' or '.join(missing)} (KerasHub's Qwen 3 converter "
+                "reads them)"
+            )
+        rope_theta = (hf_config.get("rope_parameters") or {}).get("rope_theta")
+        return {
+            "vocabulary_size": hf_config["vocab_size"],
+            "head_dim": hf_config["head_dim"],
+            "hidden_dim": hf_config["hidden_size"],
+            "num_layers": hf_config["num_hidden_layers"],
+            "num_query_heads": hf_config["num_attention_heads"],
+            "num_key_value_heads": hf_config["num_key_value_heads"],
+            "intermediate_dim": hf_config["intermediate_size"],
+            "layer_norm_epsilon": hf_config["rms_norm_eps"],
+            "rope_max_wavelength": rope_theta
+            if rope_theta is not None
+            else hf_config["rope_theta"],
+            "sliding_window_size": (
+                hf_config["sliding_window"] if hf_config["use_sliding_window"] else None
+            ),
+            "tie_word_embeddings": hf_config["tie_word_embeddings"],
+        }
+
+    # ---- both routes: what Qwen3Attention does differently -------------------------------------
+
+    def attention_head_dim(self, backbone) -> int:
+        return backbone.head_dim
+
+    def normalize_query_key(self, attention, query, key):
+        """Qwen3Attention.call: each query and key head RMS-normalized (its own scale) after the
+        projection, before the rotary embedding."""
+        return attention._query_dense_layer_norm(query), attention._key_dense_layer_norm(key)
+
+    def check_attention(self, attention, cache_length: int) -> None:
+        """A sliding window (Qwen3Attention masks keys more than ``sliding_window_size`` - 1
+        before the query) shorter than the cache is not reproduced: the runtime's mask is
+        causal only."""
+        window = attention.sliding_window_size
+        if window and window < cache_length:
+            raise ValueError(
+                f"qwen3: a sliding window of {window} positions is shorter than the cache "
+                f"({cache_length}); the LiteRT route exports full attention only"
+            )
+
+
+QWEN3_ARCHITECTURE = Qwen3()

@@ -25,6 +25,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         llama.ARCHITECTURE,
         gemma3.ARCHITECTURE,
         qwen.ARCHITECTURE,
+        qwen.QWEN3_ARCHITECTURE,
     )
 }
 BY_NAME: dict[str, Architecture] = {family.name: family for family in ARCHITECTURES.values()}
