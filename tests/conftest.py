@@ -748,3 +748,11 @@ def write_qwen3_checkpoint(causal_lm, out: Path) -> Path:
     family = registry.by_name("qwen3")
     write_runtime_tokenizer(tokenizer, family.tokenizer_kind, out, family=family)
     return out
+
+
+@pytest.fixture(scope="session")
+def qwen3_checkpoint(small_qwen3, tmp_path_factory):
+    """The small Qwen 3 as a hand-written Hugging Face checkpoint (``write_qwen3_checkpoint``)."""
+    causal_lm = small_qwen3["causal_lm"]
+    out = tmp_path_factory.mktemp("qwen3_checkpoint") / "checkpoint"
+    return {"causal_lm": causal_lm, "checkpoint": write_qwen3_checkpoint(causal_lm, out)}

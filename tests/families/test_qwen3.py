@@ -11,7 +11,8 @@ with query/key RMSNorm, a head size of its own, no projection biases.
   runtime equal KerasHub ``generate()``, builtins only.
 
 Its tokenizer is Qwen 2's (tests/families/test_qwen_tokenizer.py); its codelab route is the
-shared Llama-style decoder's (``rotary_gqa``), run by the Qwen 2 checkpoint DAG.
+shared Llama-style decoder's (``rotary_gqa``); both routes of this checkpoint run in the checkpoint
+DAG (tests/workflow/test_checkpoint_source.py).
 """
 
 from __future__ import annotations
@@ -25,12 +26,7 @@ from test_litert_runtime import keras_greedy_ids
 
 from llm2tflite.families import registry
 
-from conftest import (
-    SMALL_LITERT_CACHE_LENGTH,
-    SMALL_MAX_LENGTH,
-    export_litert,
-    write_qwen3_checkpoint,
-)
+from conftest import SMALL_LITERT_CACHE_LENGTH, SMALL_MAX_LENGTH, export_litert
 
 PROMPTS = ["Estoy disfrutando de", "¿Dónde está la estación?", "uno dos tres cuatro " * 6]
 LOGITS_TOLERANCE = 1e-5
@@ -63,12 +59,6 @@ def test_parameter_counts_are_keras_hubs():
     }
 
 
-@pytest.fixture(scope="module")
-def qwen3_checkpoint(small_qwen3, tmp_path_factory):
-    causal_lm = small_qwen3["causal_lm"]
-    return write_qwen3_checkpoint(causal_lm, tmp_path_factory.mktemp("qwen3") / "checkpoint")
-
-
 def test_hand_written_checkpoint_loads_as_the_original_model(small_qwen3, qwen3_checkpoint):
     from keras_hub.src.utils.preset_utils import get_preset_loader
 
@@ -76,6 +66,7 @@ def test_hand_written_checkpoint_loads_as_the_original_model(small_qwen3, qwen3_
     from llm2tflite.inputs.sources import load_causal_lm
 
     original = small_qwen3["causal_lm"]
+    qwen3_checkpoint = qwen3_checkpoint["checkpoint"]
     family, backbone_config = registry.for_preset(str(qwen3_checkpoint))
     assert family.name == "qwen3"
     converted = get_preset_loader(str(qwen3_checkpoint)).converter.convert_backbone_config(

@@ -1,7 +1,8 @@
 """A Hugging Face checkpoint directory as `preset:` in a workflow run.
 
-- fp32 of both routes built from a checkpoint (KerasHub's Transformers export of a small GPT-2,
-  and of a small Qwen 2 in the same run: a byte-level BPE family without a start token) gives
+- fp32 of both routes built from a checkpoint (KerasHub's Transformers export of a small GPT-2;
+  in the same run a small Qwen 2 (KerasHub's export, completed) and a small Qwen 3 (written by
+  hand), byte-level BPE families without a start token) gives
   the original Keras model's greedy ids: the run's Keras reference, loaded from the checkpoint,
   has the original's ids, and each route's fp32 fidelity matches it exactly;
 - the checkpoint's files are inputs of the jobs that load it: editing one (config, weights,
@@ -33,6 +34,7 @@ models:
   checkpoint: {{preset: {checkpoint}}}
   other: {{preset: {other}}}
   qwen: {{preset: {qwen}}}
+  qwen3: {{preset: {qwen3}}}
 generation: {{max_length: {max_length}, sequence_length: 8}}
 variants: [fp32]
 smoke: {{prompts: ["Estoy disfrutando de"]}}
@@ -45,7 +47,7 @@ web: {{models: []}}
 TARGETS = (
     *(
         f"results/{model}/{route}/{stage}/fp32.json"
-        for model in ("checkpoint", "qwen")
+        for model in ("checkpoint", "qwen", "qwen3")
         for route in ("tflite", "litert")
         for stage in ("smoke", "gate")
     ),
@@ -59,7 +61,7 @@ def _run_args():
 
 
 @pytest.fixture(scope="module")
-def checkpoint_run(gpt2_checkpoint, qwen_checkpoint, tmp_path_factory):
+def checkpoint_run(gpt2_checkpoint, qwen_checkpoint, qwen3_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoint_run")
     project = make_project(root / "project")
     other = shutil.copytree(gpt2_checkpoint["checkpoint"], root / "other_checkpoint")
@@ -68,6 +70,7 @@ def checkpoint_run(gpt2_checkpoint, qwen_checkpoint, tmp_path_factory):
             checkpoint=gpt2_checkpoint["checkpoint"],
             other=other,
             qwen=qwen_checkpoint["checkpoint"],
+            qwen3=qwen3_checkpoint["checkpoint"],
             max_length=MAX_LENGTH,
             prompts=json.dumps(PROMPTS),
         )
@@ -76,20 +79,21 @@ def checkpoint_run(gpt2_checkpoint, qwen_checkpoint, tmp_path_factory):
     started = time.perf_counter()
     run_snakemake(project, "--cores", "2", *_run_args())
     print(
-        f"checkpoint run (GPT-2 and Qwen checkpoints, fp32 of both routes): "
+        f"checkpoint run (GPT-2, Qwen and Qwen 3 checkpoints, fp32 of both routes): "
         f"{time.perf_counter() - started:.0f} s"
     )
     assert planned_jobs(project, *_run_args()) == set()
     return project, planned
 
 
-@pytest.mark.parametrize("model", ["checkpoint", "qwen"])
+@pytest.mark.parametrize("model", ["checkpoint", "qwen", "qwen3"])
 def test_fp32_of_both_routes_equals_the_original_keras_model(
-    gpt2_checkpoint, qwen_checkpoint, checkpoint_run, model
+    gpt2_checkpoint, qwen_checkpoint, qwen3_checkpoint, checkpoint_run, model
 ):
     project, _ = checkpoint_run
     results = project / "results" / model
-    original = {"checkpoint": gpt2_checkpoint, "qwen": qwen_checkpoint}[model]["causal_lm"]
+    checkpoints = {"checkpoint": gpt2_checkpoint, "qwen": qwen_checkpoint}
+    original = {**checkpoints, "qwen3": qwen3_checkpoint}[model]["causal_lm"]
     original.compile(sampler="greedy")
     expected = [keras_generate(original, p, MAX_LENGTH).token_ids for p in PROMPTS]
     reference = json.loads((results / "reference" / "fidelity.json").read_text())
@@ -162,7 +166,7 @@ BROKEN = {
         lambda d: _with_config(d, model_type="mistral"),
         r"models\.local\.preset: Hugging Face checkpoint '.*/local': model_type 'mistral' is "
         r"not supported; supported model_types: gpt2 \(gpt2\), gemma3_text \(gemma3\), "
-        r"qwen2 \(qwen\)$",
+        r"qwen2 \(qwen\), qwen3 \(qwen3\)$",
     ),
     "no weights": (
         lambda d: (d / "model.safetensors").unlink(),
