@@ -9,7 +9,8 @@ of the family's kind from the tokenizer directory (``Architecture.twin_tokenizer
 vocab.json + merges.txt, from ``python -m llm2tflite.families.gpt2_assets --out-dir DIR``;
 SentencePiece
 families a model the vocabulary stage trains on the workflow's corpus with the family's special
-pieces, as many pieces as the corpus supports). It is saved as a KerasHub preset directory, so
+pieces, as many pieces as the corpus supports; Qwen a byte-level BPE learned there with its
+pre-tokenizer, every merge the corpus supports, its special tokens last). It is saved as a KerasHub preset directory, so
 every later stage loads it like any other preset. The generated text is gibberish; everything
 else is real scale.
 
