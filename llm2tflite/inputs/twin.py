@@ -10,9 +10,9 @@ vocab.json + merges.txt, from ``python -m llm2tflite.families.gpt2_assets --out-
 SentencePiece
 families a model the vocabulary stage trains on the workflow's corpus with the family's special
 pieces, as many pieces as the corpus supports; Qwen a byte-level BPE learned there with its
-pre-tokenizer, every merge the corpus supports, its special tokens last). It is saved as a KerasHub preset directory, so
-every later stage loads it like any other preset. The generated text is gibberish; everything
-else is real scale.
+pre-tokenizer, every merge the corpus supports, its special tokens last). It is saved as a
+KerasHub preset directory, so every later stage loads it like any other preset. The generated
+text is gibberish; everything else is real scale.
 
 A tokenizer smaller than the preset's vocabulary (a trained one: a few thousand pieces against
 Gemma 3's 262,144) leaves the embedding and output layers at the real size, since they are what
