@@ -773,3 +773,256 @@ def llama3_checkpoint(default_corpus_and_vocab, tmp_path_factory):
     lines = (default_corpus_and_vocab / "train.txt").read_text(encoding="utf-8").splitlines()
     tokenizer_dir = write_byte_level_tokenizer(lines, out / "tokenizer", "llama3")
     return write_llama3_checkpoint(tokenizer_dir, out / "checkpoint", SMALL_LLAMA3_CONFIG)
+
+
+# ---- the Qwen family's small models -----------------------------------------------------------
+
+# A real QwenBackbone with grouped-query attention (2 query heads per key/value head), biased
+# query/key/value projections and tied embeddings, small enough to trace and convert in seconds.
+SMALL_QWEN = {
+    "num_layers": 2,
+    "num_query_heads": 4,
+    "num_key_value_heads": 2,
+    "hidden_dim": 32,
+    "intermediate_dim": 64,
+}
+# The Qwen test vocabulary's size: the default model's, with Qwen's 3 special tokens last.
+QWEN_VOCAB_SIZE = 3000
+# Written out here, not imported from llm2tflite: Qwen 2's (and Qwen 3's) tokenizer.json pattern
+# and special tokens.
+QWEN2_TOKENIZER_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+
+def qwen_tokenizer_json(vocabulary: dict, merges: list[str]) -> str:
+    """Qwen 2.5's tokenizer.json layout (NFC normalizer; a Split on Qwen's regex, isolated, then
+    the byte-level mapping without its own regex; BPE without byte fallback; the special tokens
+    as added tokens), written by hand on ``vocabulary`` and ``merges`` ("a b" strings): the
+    reference Qwen tokenizer of the tests (nothing of it comes from llm2tflite)."""
+    byte_level = {
+        "type": "ByteLevel",
+        "add_prefix_space": False,
+        "trim_offsets": False,
+        "use_regex": False,
+    }
+    added = [token for token in QWEN_SPECIAL_TOKENS if token in vocabulary]
+    return json.dumps(
+        {
+            "version": "1.0",
+            "truncation": None,
+            "padding": None,
+            "added_tokens": [
+                {
+                    "id": vocabulary[token],
+                    "content": token,
+                    "single_word": False,
+                    "lstrip": False,
+                    "rstrip": False,
+                    "normalized": False,
+                    "special": True,
+                }
+                for token in added
+            ],
+            "normalizer": {"type": "NFC"},
+            "pre_tokenizer": {
+                "type": "Sequence",
+                "pretokenizers": [
+                    {
+                        "type": "Split",
+                        "pattern": {"Regex": QWEN2_TOKENIZER_PATTERN},
+                        "behavior": "Isolated",
+                        "invert": False,
+                    },
+                    byte_level,
+                ],
+            },
+            "post_processor": byte_level,
+            "decoder": byte_level,
+            "model": {
+                "type": "BPE",
+                "dropout": None,
+                "unk_token": None,
+                "continuing_subword_prefix": "",
+                "end_of_word_suffix": "",
+                "fuse_unk": False,
+                "byte_fallback": False,
+                "ignore_merges": False,
+                "vocab": {k: v for k, v in vocabulary.items() if k not in added},
+                "merges": [
+                    merge.split(" ") for merge in merges if not merge.startswith("#version")
+                ],
+            },
+        },
+        ensure_ascii=False,
+    )
+
+
+def write_qwen_tokenizer_json(keras_tokenizer, out_dir: Path) -> Path:
+    """``qwen_tokenizer_json`` of a KerasHub Qwen tokenizer's vocabulary and merges, as the
+    ``tokenizer.json`` of a checkpoint directory."""
+    path = out_dir / "tokenizer.json"
+    text = qwen_tokenizer_json(dict(keras_tokenizer.vocabulary), list(keras_tokenizer.merges))
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def qwen_vocab(default_corpus_and_vocab, tmp_path_factory):
+    """A byte-level BPE vocabulary learned by the vocabulary stage for the Qwen family on the
+    default corpus: Qwen's pre-tokenization, <|endoftext|>, <|im_start|>, <|im_end|> last."""
+    out = tmp_path_factory.mktemp("qwen_vocab") / "vocab"
+    completed = run_module(
+        "llm2tflite.inputs.vocab",
+        architecture="qwen",
+        corpus=default_corpus_and_vocab / "train.txt",
+        vocab_size=QWEN_VOCAB_SIZE,
+        out_dir=out,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_qwen(qwen_vocab, tmp_path_factory):
+    """A small seeded random Qwen (SMALL_QWEN) on ``qwen_vocab``, saved as a preset and loaded
+    back as the workflow loads it."""
+    from llm2tflite.inputs.sources import load_causal_lm
+
+    out = tmp_path_factory.mktemp("small_qwen")
+    causal_lm = build_small_causal_lm("qwen", qwen_vocab, SMALL_QWEN)
+    causal_lm.save_to_preset(str(out / "preset"))
+    return {"dir": out, "preset": out / "preset", "causal_lm": load_causal_lm(str(out / "preset"))}
+
+
+def complete_qwen_checkpoint(checkpoint: Path, causal_lm) -> Path:
+    """KerasHub's Qwen export completed with what Qwen's own checkpoints have and KerasHub's
+    Qwen converter reads: config.json's ``use_sliding_window``/``sliding_window`` and a
+    ``tokenizer.json`` (Qwen's pre-tokenizer and NFC, written by hand: ``qwen_tokenizer_json``;
+    the exporter writes vocab.json and merges.txt only)."""
+
+    config_file = checkpoint / "config.json"
+    config = json.loads(config_file.read_text())
+    config.update(use_sliding_window=False, sliding_window=32768, max_window_layers=0)
+    config_file.write_text(json.dumps(config, indent=2))
+    write_qwen_tokenizer_json(causal_lm.preprocessor.tokenizer, checkpoint)
+    return checkpoint
+
+
+@pytest.fixture(scope="session")
+def qwen_checkpoint(small_qwen, tmp_path_factory):
+    """The small Qwen as a Hugging Face checkpoint (KerasHub's exporter, completed as Qwen's
+    own: ``complete_qwen_checkpoint``)."""
+    out = tmp_path_factory.mktemp("qwen_checkpoint")
+    causal_lm = small_qwen["causal_lm"]
+    checkpoint = export_transformers_checkpoint(causal_lm, out / "checkpoint")
+    return {
+        "causal_lm": causal_lm,
+        "checkpoint": complete_qwen_checkpoint(checkpoint, causal_lm),
+    }
+
+
+@pytest.fixture(scope="session")
+def small_qwen_litert(small_qwen, tmp_path_factory):
+    """The small Qwen through the LiteRT route: fp32 and int8 files, info and tokenizer.json."""
+    exported = export_litert(
+        small_qwen["causal_lm"], tmp_path_factory.mktemp("qwen_litert"), variants=("fp32", "int8")
+    )
+    return {**exported, "causal_lm": small_qwen["causal_lm"], "preset": small_qwen["preset"]}
+
+
+# Qwen 3: a head size of its own (not hidden_dim / heads), query/key RMSNorm, no biases.
+SMALL_QWEN3 = {**SMALL_QWEN, "head_dim": 8}
+
+
+@pytest.fixture(scope="session")
+def small_qwen3(qwen_vocab, tmp_path_factory):
+    """A small seeded random Qwen 3 (SMALL_QWEN3) on ``qwen_vocab``, saved as a preset and
+    loaded back as the workflow loads it."""
+    from llm2tflite.inputs.sources import load_causal_lm
+
+    out = tmp_path_factory.mktemp("small_qwen3")
+    causal_lm = build_small_causal_lm("qwen3", qwen_vocab, SMALL_QWEN3)
+    causal_lm.save_to_preset(str(out / "preset"))
+    return {"dir": out, "preset": out / "preset", "causal_lm": load_causal_lm(str(out / "preset"))}
+
+
+def qwen3_hugging_face_tensors(causal_lm) -> dict:
+    """Hugging Face Qwen3ForCausalLM's tensors (Linear weights [out, in]; q_norm and k_norm of
+    one head; no lm_head when tied, as Qwen's tied checkpoints) from the Keras weights."""
+    import numpy as np
+
+    backbone = causal_lm.backbone
+    d = backbone.hidden_dim
+
+    def linear(kernel):  # Keras [d, heads, head_dim] or [heads, head_dim, d] -> [out, in]
+        kernel = np.asarray(kernel.numpy())
+        return kernel.reshape(d, -1).T if kernel.shape[0] == d else kernel.reshape(-1, d).T
+
+    tensors = {
+        "model.embed_tokens.weight": backbone.token_embedding.embeddings.numpy(),
+        "model.norm.weight": backbone.layer_norm.scale.numpy(),
+    }
+    if not backbone.tie_word_embeddings:
+        tensors["lm_head.weight"] = backbone.token_embedding.reverse_embeddings.numpy().T
+    for i, block in enumerate(backbone.transformer_layers):
+        attention, layer = block._self_attention_layer, f"model.layers.{i}"
+        tensors |= {
+            f"{layer}.input_layernorm.weight": block._self_attention_layernorm.scale.numpy(),
+            f"{layer}.post_attention_layernorm.weight": block._feedforward_layernorm.scale.numpy(),
+            f"{layer}.self_attn.q_proj.weight": linear(attention._query_dense.kernel),
+            f"{layer}.self_attn.k_proj.weight": linear(attention._key_dense.kernel),
+            f"{layer}.self_attn.v_proj.weight": linear(attention._value_dense.kernel),
+            f"{layer}.self_attn.o_proj.weight": linear(attention._output_dense.kernel),
+            f"{layer}.self_attn.q_norm.weight": attention._query_dense_layer_norm.scale.numpy(),
+            f"{layer}.self_attn.k_norm.weight": attention._key_dense_layer_norm.scale.numpy(),
+            f"{layer}.mlp.gate_proj.weight": block._feedforward_gate_dense.kernel.numpy().T,
+            f"{layer}.mlp.up_proj.weight": block._feedforward_intermediate_dense.kernel.numpy().T,
+            f"{layer}.mlp.down_proj.weight": block._feedforward_output_dense.kernel.numpy().T,
+        }
+    return {name: np.ascontiguousarray(value) for name, value in tensors.items()}
+
+
+def write_qwen3_checkpoint(causal_lm, out: Path) -> Path:
+    """``causal_lm`` (a Qwen3CausalLM) as a Hugging Face checkpoint, written by hand (KerasHub
+    0.31 has no Qwen 3 exporter): Qwen3-0.6B's config.json keys, the tensors with the
+    ``safetensors`` library, Qwen's tokenizer.json (``qwen_tokenizer_json``)."""
+    from safetensors.numpy import save_file
+
+    backbone = causal_lm.backbone
+    tokenizer = causal_lm.preprocessor.tokenizer
+    out.mkdir(parents=True)
+    config = {
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "vocab_size": backbone.vocabulary_size,
+        "hidden_size": backbone.hidden_dim,
+        "intermediate_size": backbone.intermediate_dim,
+        "num_hidden_layers": backbone.num_layers,
+        "num_attention_heads": backbone.num_query_heads,
+        "num_key_value_heads": backbone.num_key_value_heads,
+        "head_dim": backbone.head_dim,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "rms_norm_eps": backbone.layer_norm_epsilon,
+        "rope_theta": backbone.rope_max_wavelength,
+        "tie_word_embeddings": backbone.tie_word_embeddings,
+        "use_sliding_window": False,
+        "sliding_window": None,
+        "eos_token_id": tokenizer.token_to_id("<|im_end|>"),
+        "torch_dtype": "float32",
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    save_file(qwen3_hugging_face_tensors(causal_lm), str(out / "model.safetensors"))
+    write_qwen_tokenizer_json(tokenizer, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def qwen3_checkpoint(small_qwen3, tmp_path_factory):
+    """The small Qwen 3 as a hand-written Hugging Face checkpoint (``write_qwen3_checkpoint``)."""
+    causal_lm = small_qwen3["causal_lm"]
+    out = tmp_path_factory.mktemp("qwen3_checkpoint") / "checkpoint"
+    return {"causal_lm": causal_lm, "checkpoint": write_qwen3_checkpoint(causal_lm, out)}

@@ -86,19 +86,28 @@ class _TracedGraphModel:
         )
         if max_length is not None and len(generation.token_ids) > max_length:
             # Greedy generation is causal: the first max_length ids are what a model traced with
-            # max_length would have produced. The start token (first) is not text.
+            # max_length would have produced. The start token (first, if any) is not text.
             kept = generation.token_ids[:max_length]
             generation = Generation(
-                self.text(kept[1:]), kept, min(generation.prompt_tokens, max_length)
+                self.text(kept[self._start_tokens() :]),
+                kept,
+                min(generation.prompt_tokens, max_length),
             )
         if on_text is not None:
             on_text(generation.text)
         return generation
 
     def token_ids(self, text: str | bytes, with_start: bool = False) -> list[int]:
-        """The text's token ids; the start token the signature puts first only if asked."""
-        ids = self._run("tokenize", prompt=_as_prompt_batch(text))["token_ids"][0]
-        return [int(i) for i in (ids if with_start else ids[1:])]
+        """The text's token ids; the start token the signature puts first only if asked (and
+        if the model has one: ``start_tokens`` 0 marks the first id a placeholder)."""
+        outputs = self._run("tokenize", prompt=_as_prompt_batch(text))
+        ids = [int(i) for i in outputs["token_ids"][0]]
+        start_tokens = int(outputs["start_tokens"][0]) if "start_tokens" in outputs else 1
+        return ids[1 - start_tokens :] if with_start else ids[1:]
+
+    def _start_tokens(self) -> int:
+        """1 if the model puts a start token before the text, else 0."""
+        return len(self.token_ids("", with_start=True))
 
     def text(self, token_ids) -> str:
         import numpy as np

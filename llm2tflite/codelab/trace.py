@@ -13,10 +13,13 @@ Signatures of the SavedModel (and so of the ``.tflite`` files converted from it)
   behind it: the start token, the prompt's kept ids and the generated ids (the stop token that
   ended generation excluded), of which the first ``prompt_tokens`` are start token and prompt.
   Tokens are counted from these ids (``llm2tflite.core.generation``), never by re-tokenizing text.
-- ``tokenize(prompt: string[1]) -> token_ids: int32[1, 1 + n]``: the start token followed by the
-  prompt's n ids (not truncated), as the generation path packs them, so tests can prove the
-  in-graph tokenizer is exact inside TFLite. (The start token also keeps the output non-empty:
-  the Python interpreter cannot return a zero-size tensor.)
+- ``tokenize(prompt: string[1]) -> token_ids: int32[1, 1 + n], start_tokens: int32[1]``: the
+  start token followed by the prompt's n ids (not truncated), as the generation path packs them,
+  so tests can prove the in-graph tokenizer is exact inside TFLite. (The start token also keeps
+  the output non-empty: the Python interpreter cannot return a zero-size tensor.) A family
+  without a start token (Qwen) puts its padding id there as a placeholder and says so with
+  ``start_tokens`` 0 (1: a real start token); everywhere else its ids simply have no start
+  token (``serving_default``'s ids, ``score``'s input, whose first id is then not scored).
 - ``detokenize(token_ids: int32[1, n]) -> text: string[1]``: the inverse, without weights, so the
   CLI can cut an output to fewer tokens than the traced ``max_length``.
 - ``score(token_ids: int32[1, n]) -> log_likelihoods: float32[1, n - 1], logits: float32[1, n,
@@ -34,7 +37,8 @@ Input rules (documented in docs/codelab-route.md):
 - bytes that are not valid UTF-8 are replaced by U+FFFD before tokenizing;
 - a prompt longer than ``prompt_token_limit = min(sequence_length, max_length - 1)`` tokens (start
   token included) keeps its first tokens, so at least one new token is always generated;
-- an empty prompt is legal: generation starts from the start token alone.
+- an empty prompt is legal: generation starts from the start token alone (a family without a
+  start token needs at least one prompt token; KerasHub's generate() too).
 
 Weights are frozen by the converter, not by the trace: the SavedModel keeps them as tf.Variables
 (its checkpoint), every one read exactly once at the top level of the signature function and mapped
@@ -124,7 +128,9 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
     keep_tokens = prompt_token_limit(max_length, sequence_length)
     # The family's generate() stop tokens (e.g. Gemma 3 stops at <end_of_turn> too).
     stop_token_ids = family.stop_token_ids(tokenizer)
-    start_token_id = int(tokenizer.start_token_id)
+    # A family without a start token (Qwen) packs the prompt's ids alone.
+    start_tokens = 0 if tokenizer.start_token_id is None else 1
+    first_id = int(tokenizer.pad_token_id if start_tokens == 0 else tokenizer.start_token_id)
     keras_variables = list(causal_lm.variables)
     prompt_spec = tf.TensorSpec([1], tf.string, name="prompt")
 
@@ -158,8 +164,8 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
         @tf.function(input_signature=[prompt_spec])
         def generate(self, prompt):
             token_ids = tokenize_ragged(prompt)
-            # One slot is taken by the start token the packer prepends.
-            token_ids = token_ids[:, : keep_tokens - 1]
+            # One slot is taken by the start token the packer prepends, if any.
+            token_ids = token_ids[:, : keep_tokens - start_tokens]
             token_ids, padding_mask = pack_prompt(token_ids, max_length)
             # The packer's output has an unknown batch size (it comes from a ragged tensor).
             # Pinning it to the real [1, max_length] lets the converter fold every shape
@@ -187,8 +193,11 @@ def build_export_module(causal_lm, max_length: int, sequence_length: int):
         @tf.function(input_signature=[prompt_spec])
         def tokenize(self, prompt):
             token_ids = tf.cast(tokenize_ragged(prompt).to_tensor(), tf.int32)
-            start = tf.fill([1, 1], tf.constant(start_token_id, tf.int32))
-            return {"token_ids": tf.concat([start, token_ids], axis=1)}
+            start = tf.fill([1, 1], tf.constant(first_id, tf.int32))
+            return {
+                "token_ids": tf.concat([start, token_ids], axis=1),
+                "start_tokens": tf.constant([start_tokens], tf.int32),
+            }
 
         @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32, name="token_ids")])
         def detokenize(self, token_ids):
@@ -237,6 +246,9 @@ def export_saved_model(
         "prompt_token_limit": prompt_token_limit(max_length, sequence_length),
         "vocabulary_size": int(tokenizer.vocabulary_size()),
         "end_token_id": int(tokenizer.end_token_id),
+        "start_token_id": (
+            None if tokenizer.start_token_id is None else int(tokenizer.start_token_id)
+        ),
         "stop_token_ids": registry.for_causal_lm(causal_lm).stop_token_ids(tokenizer),
         "num_parameters": int(causal_lm.count_params()),
         "signatures": {
@@ -250,7 +262,7 @@ def export_saved_model(
             },
             TOKENIZE_SIGNATURE: {
                 "inputs": {"prompt": "string[1]"},
-                "outputs": {"token_ids": "int32[1,1+n]"},
+                "outputs": {"token_ids": "int32[1,1+n]", "start_tokens": "int32[1]"},
             },
             DETOKENIZE_SIGNATURE: {
                 "inputs": {"token_ids": "int32[1,n]"},

@@ -226,12 +226,13 @@ def keras_reference(
         )
     tokenizer = causal_lm.preprocessor.tokenizer
     tokenize = tf.function(tokenizer)
-    start = int(tokenizer.start_token_id)
+    # The start token, or nothing for a family without one (Qwen): its first id goes unscored.
+    start = [] if tokenizer.start_token_id is None else [int(tokenizer.start_token_id)]
     budget = int(logits_mb * 2**20)
     total, count, per_line, line_ids = 0.0, 0, [], []
     kept_rows, normalizers, stored_lines, stored_bytes = [], [], 0, 0
     for line in lines:
-        ids = [start] + [int(i) for i in tokenize(tf.constant([line])).to_list()[0]]
+        ids = start + [int(i) for i in tokenize(tf.constant([line])).to_list()[0]]
         token_ids = tf.constant([ids], tf.int32)
         logits = causal_lm(
             {"token_ids": token_ids, "padding_mask": tf.ones_like(token_ids, tf.bool)}

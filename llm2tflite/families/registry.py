@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from llm2tflite.families import gemma3, gpt2, llama, llama3
+from llm2tflite.families import gemma3, gpt2, llama, llama3, qwen
 from llm2tflite.families.base import Architecture
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -25,6 +25,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         llama.ARCHITECTURE,
         gemma3.ARCHITECTURE,
         llama3.ARCHITECTURE,
+        qwen.ARCHITECTURE,
+        qwen.QWEN3_ARCHITECTURE,
     )
 }
 BY_NAME: dict[str, Architecture] = {family.name: family for family in ARCHITECTURES.values()}

@@ -7,10 +7,11 @@ size, memory and latency are those of the real model; the family module in
 the twin must reproduce), seeded random weights (the family's own initializers) and a tokenizer
 of the family's kind from the tokenizer directory (``Architecture.twin_tokenizer``: GPT-2 its real
 vocab.json + merges.txt, from ``python -m llm2tflite.families.gpt2_assets --out-dir DIR``;
-SentencePiece families and Llama 3 a model the vocabulary stage trains on the workflow's corpus
-with the family's special pieces, as many pieces as the corpus supports). It is saved as a
-KerasHub preset directory, so every later stage loads it like any other preset. The generated
-text is gibberish; everything else is real scale.
+SentencePiece families, Llama 3 and Qwen a model the vocabulary stage trains on the workflow's
+corpus with the family's special pieces (byte-level BPE: with the family's split pattern), as
+many pieces as the corpus supports). It is saved as a KerasHub preset directory, so every later
+stage loads it like any other preset. The generated text is gibberish; everything else is real
+scale.
 
 A tokenizer smaller than the preset's vocabulary (a trained one: a few thousand pieces against
 Gemma 3's 262,144) leaves the embedding and output layers at the real size, since they are what

@@ -70,11 +70,12 @@ def train_byte_level_bpe(
     strings).
 
     ``layout``: a family's ``byte_level_bpe_layout``, ``{"split_pattern": REGEX,
-    "special_tokens": (...)}``: learned on text split by that regex (as the family's
-    tokenizer.json splits it, e.g. Llama 3's), its special tokens appended in order. None:
-    GPT-2's (below), ``END_OF_TEXT`` last.
+    "special_tokens": (...)}`` and optionally ``"normalizer": "NFC"``: learned on text
+    normalized and split as the family's tokenizer.json does (e.g. Llama 3's pattern; Qwen's,
+    after NFC), its special tokens appended in order. None: GPT-2's (below), ``END_OF_TEXT``
+    last.
     """
-    from tokenizers import ByteLevelBPETokenizer, Regex, pre_tokenizers
+    from tokenizers import ByteLevelBPETokenizer, Regex, normalizers, pre_tokenizers
 
     specials = list((layout or {}).get("special_tokens", (END_OF_TEXT,)))
     if vocab_size <= BYTE_ALPHABET_SIZE + len(specials):
@@ -100,6 +101,10 @@ def train_byte_level_bpe(
                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
             ]
         )
+        if layout.get("normalizer") == "NFC":
+            tokenizer.normalizer = normalizers.NFC()
+        elif layout.get("normalizer") is not None:
+            raise ValueError(f"normalizer {layout['normalizer']!r}: only NFC is supported")
     tokenizer.train_from_iterator(
         lines,
         vocab_size=vocab_size - len(specials),  # ids left for the special tokens

@@ -171,13 +171,17 @@ def export_info(
         "tokenizer_vocabulary_size": int(tokenizer.vocabulary_size()),
         "tokenizer_kind": family.tokenizer_kind,
         "tokenizer_files": list(family.tokenizer_files),
-        "start_token_id": int(tokenizer.start_token_id),
+        # None: the family puts nothing before the text (Qwen).
+        "start_token_id": (
+            None if tokenizer.start_token_id is None else int(tokenizer.start_token_id)
+        ),
         "stop_token_ids": stop_ids,
         # None: the model continues text only.
         "chat_template": template,
         "pad_token_id": int(tokenizer.pad_token_id),
         # KerasHub's causal-LM preprocessor puts the start token before the prompt's ids.
-        "add_start_token": bool(getattr(causal_lm.preprocessor, "add_start_token", True)),
+        "add_start_token": tokenizer.start_token_id is not None
+        and bool(getattr(causal_lm.preprocessor, "add_start_token", True)),
         "mask": {
             "dtype": "float32",
             "visible": 0.0,

@@ -505,21 +505,24 @@ class LiteRTModel:
         self.prefill_lengths = sorted(self._prefill)
         self.prefill_logits = all(s.logits_shape is not None for s in self._prefill.values())
         try:
-            self.start_token_id = int(self.info["start_token_id"])
+            start = self.info["start_token_id"]
+            self.start_token_id = None if start is None else int(start)
             self.stop_token_ids = frozenset(int(i) for i in self.info["stop_token_ids"])
         except (KeyError, TypeError, ValueError) as error:
             raise LiteRTModelError(
                 f"{info_source}: no valid start_token_id/stop_token_ids ({error}): not a LiteRT "
                 "export info"
             ) from None
-        self.add_start_token = bool(self.info.get("add_start_token", True))
+        self.add_start_token = self.start_token_id is not None and bool(
+            self.info.get("add_start_token", True)
+        )
         # Generation defaults: the config's generation settings when the export recorded them,
         # else the whole cache.
         self.max_length = min(
             int(self.info.get("max_length") or self.cache_length), self.cache_length
         )
         self.sequence_length = int(self.info.get("sequence_length") or self.max_length)
-        self._hidden_ids = frozenset({self.start_token_id, *self.stop_token_ids})
+        self._hidden_ids = frozenset({self.start_token_id, *self.stop_token_ids} - {None})
 
     # ---- the interface every route offers (llm2tflite.core.generation.CausalLMRuntime) ------
 

@@ -10,7 +10,7 @@ model's tokenizer as a file. What file depends on the tokenizer's kind
   tokens (``<|endoftext|>``) as special added tokens, so that text containing them maps to their
   ids as in KerasHub. Read at run time with ``tokenizers``; LiteRT-LM's builder takes it as
   ``hf_tokenizer``. A family with an exact tokenizer of its own (``Architecture.exact_tokenizer``,
-  e.g. Llama 3's, ``llm2tflite.families.byte_level_bpe``) writes its file: a Hugging Face
+  Llama 3's and Qwen's, ``llm2tflite.families.byte_level_bpe``) writes its file: a Hugging Face
   checkpoint's own ``tokenizer.json`` without its post-processor (the start token is the
   runtime's to add), or one built with the family's pre-tokenizer.
 - ``sentencepiece`` (Llama style): ``tokenizer.model``, the KerasHub tokenizer's SentencePiece

@@ -100,7 +100,6 @@ def sampler_params(sampler: dict | None, vocabulary_size: int) -> dict:
 def llm_metadata(info: dict, sampler: dict | None = None) -> dict:
     """The bundle's ``LlmMetadata`` fields, from the export info (``litert_export.json``)."""
     fields = {
-        "start_token": {"token_ids": {"ids": [int(info["start_token_id"])]}},
         "stop_tokens": [{"token_ids": {"ids": [int(i)]}} for i in info["stop_token_ids"]],
         # The largest context with which LiteRT-LM's padded prefill chunks never run past the
         # cache end (llm2tflite.litert.export.litert_lm_max_num_tokens); the cache length
@@ -109,6 +108,8 @@ def llm_metadata(info: dict, sampler: dict | None = None) -> dict:
         "llm_model_type": {"generic_model": {}},
         "sampler_params": sampler_params(sampler, int(info["vocabulary_size"])),
     }
+    if info.get("start_token_id") is not None:  # a family without one (Qwen) sets none
+        fields["start_token"] = {"token_ids": {"ids": [int(info["start_token_id"])]}}
     if info.get("chat_template"):
         # Rendered by LiteRT-LM's Conversation API (llm2tflite.core.chat.ChatTemplate.jinja).
         fields["jinja_prompt_template"] = ChatTemplate.from_dict(info["chat_template"]).jinja()

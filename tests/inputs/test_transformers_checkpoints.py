@@ -3,9 +3,12 @@ weights and tokenizer files), loaded by KerasHub's own converters (llm2tflite/in
 
 The checkpoints are written by KerasHub's Transformers exporter (`export_to_transformers`) from
 small random models the tests build: a GPT-2 (byte-level BPE; the exporter leaves
-`architectures` out of its config.json) and a Gemma 3 (SentencePiece). KerasHub 0.31 has no
-exporter for Llama, and loads any `model_type: llama` checkpoint as a Llama 3 (byte-level BPE,
-the `llama3` family): tests/families/test_llama3.py writes one by hand.
+`architectures` out of its config.json), a Gemma 3 (SentencePiece) and a Qwen 2 (byte-level BPE
+with Qwen's pre-tokenizer; completed with the config keys and tokenizer.json KerasHub's Qwen
+converter reads, as Qwen's own checkpoints have them: conftest's `complete_qwen_checkpoint`).
+KerasHub 0.31 has no exporter for Llama or Qwen 3, and loads any `model_type: llama` checkpoint
+as a Llama 3 (byte-level BPE, the `llama3` family): tests/families/test_llama3.py and
+test_qwen3.py write theirs by hand.
 
 - loaded back, each is the original model: same class, same weights, same greedy ids; the
   user's files are not edited;
@@ -43,7 +46,7 @@ def gemma3_checkpoint(gemma3_vocab, tmp_path_factory):
     return {"causal_lm": causal_lm, "checkpoint": checkpoint}
 
 
-@pytest.fixture(params=["gpt2", "gemma3"])
+@pytest.fixture(params=["gpt2", "gemma3", "qwen"])
 def checkpoint(request):
     return request.param, request.getfixturevalue(f"{request.param}_checkpoint")
 
@@ -148,7 +151,43 @@ def _gemma3_tensors(causal_lm) -> dict:
     return tensors
 
 
-HF_TENSORS = {"gpt2": _gpt2_tensors, "gemma3": _gemma3_tensors}
+def _qwen_tensors(causal_lm) -> dict:
+    """Hugging Face Qwen2ForCausalLM's tensors (Linear weights [out, in], biases on q/k/v; the
+    exporter writes lm_head even when tied) from the Keras weights."""
+    backbone = causal_lm.backbone
+    d = backbone.hidden_dim
+
+    def linear(kernel):  # Keras [d, heads, head_dim] or [heads, head_dim, d] -> [out, in]
+        kernel = kernel.numpy()
+        return kernel.reshape(d, -1).T if kernel.shape[0] == d else kernel.reshape(-1, d).T
+
+    embeddings = backbone.token_embedding.embeddings
+    tensors = {
+        "model.embed_tokens.weight": embeddings,
+        "model.norm.weight": backbone.layer_norm.scale,
+        "lm_head.weight": embeddings,  # tied
+    }
+    for i, block in enumerate(backbone.transformer_layers):
+        attention, layer = block._self_attention_layer, f"model.layers.{i}"
+        tensors |= {
+            f"{layer}.input_layernorm.weight": block._self_attention_layernorm.scale,
+            f"{layer}.post_attention_layernorm.weight": block._feedforward_layernorm.scale,
+            f"{layer}.self_attn.o_proj.weight": linear(attention._output_dense.kernel),
+            f"{layer}.mlp.gate_proj.weight": block._feedforward_gate_dense.kernel.numpy().T,
+            f"{layer}.mlp.up_proj.weight": block._feedforward_intermediate_dense.kernel.numpy().T,
+            f"{layer}.mlp.down_proj.weight": block._feedforward_output_dense.kernel.numpy().T,
+        }
+        for name, dense in (
+            ("q", attention._query_dense),
+            ("k", attention._key_dense),
+            ("v", attention._value_dense),
+        ):
+            tensors[f"{layer}.self_attn.{name}_proj.weight"] = linear(dense.kernel)
+            tensors[f"{layer}.self_attn.{name}_proj.bias"] = dense.bias.numpy().reshape(-1)
+    return tensors
+
+
+HF_TENSORS = {"gpt2": _gpt2_tensors, "gemma3": _gemma3_tensors, "qwen": _qwen_tensors}
 
 
 def test_safetensors_hold_the_keras_weights_under_hugging_face_names(checkpoint):
@@ -194,6 +233,9 @@ def test_family_reads_config_json_as_keras_hub_converts_it(checkpoint):
         "is_embedding_model",
         "pooling_intermediate_dim",
         "embedding_dim",
+        # KerasHub's Qwen converter's name for it, which QwenBackbone does not read (see
+        # Qwen.transformers_backbone_config).
+        "use_sliding_window",
     }
     backbone = getattr(keras_hub.models, family.causal_lm_class).backbone_cls(**converted)
     assert family.parameter_count(backbone_config) == backbone.count_params()
@@ -219,7 +261,7 @@ BROKEN = {
     "llama2 model_type": (
         _set_config(model_type="llama2"),
         r"model_type 'llama2' is not supported; supported model_types: gpt2 \(gpt2\), "
-        r"gemma3_text \(gemma3\), llama \(llama3\)",
+        r"gemma3_text \(gemma3\), llama \(llama3\), qwen2 \(qwen\), qwen3 \(qwen3\)",
     ),
     "multimodal gemma3": (
         _set_config(model_type="gemma3"),

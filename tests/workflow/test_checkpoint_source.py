@@ -1,8 +1,12 @@
 """A Hugging Face checkpoint directory as `preset:` in a workflow run.
 
-- fp32 of both routes built from a checkpoint (KerasHub's Transformers export of a small GPT-2)
-  gives the original Keras model's greedy ids: the run's Keras reference, loaded from the
-  checkpoint, has the original's ids, and each route's fp32 fidelity matches it exactly;
+- fp32 of both routes built from a checkpoint (KerasHub's Transformers export of a small GPT-2;
+  in the same run a small Qwen 2, KerasHub's export completed as Qwen's own: a byte-level BPE
+  family without a start token, whose tokenizer is not GPT-2's) gives the original Keras
+  model's greedy ids: the run's Keras reference, loaded from the checkpoint, has the original's
+  ids, and each route's fp32 fidelity matches it exactly;
+- the Qwen model's tokenizers (the codelab file's traced one, the LiteRT route's tokenizer.json)
+  give the ids of Hugging Face ``tokenizers`` on the checkpoint's own tokenizer.json;
 - the checkpoint's files are inputs of the jobs that load it: editing one (config, weights,
   tokenizer, tokenizer_config.json with its chat template) reruns that model's jobs and no
   other model's;
@@ -32,6 +36,7 @@ CONFIG = """\
 models:
   checkpoint: {{preset: {checkpoint}}}
   other: {{preset: {other}}}
+  qwen: {{preset: {qwen}}}
 generation: {{max_length: {max_length}, sequence_length: 8}}
 variants: [fp32]
 smoke: {{prompts: ["Estoy disfrutando de"]}}
@@ -43,7 +48,8 @@ web: {{models: []}}
 """
 TARGETS = (
     *(
-        f"results/checkpoint/{route}/{stage}/fp32.json"
+        f"results/{model}/{route}/{stage}/fp32.json"
+        for model in ("checkpoint", "qwen")
         for route in ("tflite", "litert")
         for stage in ("smoke", "gate")
     ),
@@ -57,7 +63,7 @@ def _run_args():
 
 
 @pytest.fixture(scope="module")
-def checkpoint_run(gpt2_checkpoint, tmp_path_factory):
+def checkpoint_run(gpt2_checkpoint, qwen_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoint_run")
     project = make_project(root / "project")
     other = shutil.copytree(gpt2_checkpoint["checkpoint"], root / "other_checkpoint")
@@ -65,6 +71,7 @@ def checkpoint_run(gpt2_checkpoint, tmp_path_factory):
         CONFIG.format(
             checkpoint=gpt2_checkpoint["checkpoint"],
             other=other,
+            qwen=qwen_checkpoint["checkpoint"],
             max_length=MAX_LENGTH,
             prompts=json.dumps(PROMPTS),
         )
@@ -73,17 +80,21 @@ def checkpoint_run(gpt2_checkpoint, tmp_path_factory):
     started = time.perf_counter()
     run_snakemake(project, "--cores", "2", *_run_args())
     print(
-        f"checkpoint run (GPT-2 checkpoint, fp32 of both routes): "
+        f"checkpoint run (GPT-2 and Qwen 2 checkpoints, fp32 of both routes): "
         f"{time.perf_counter() - started:.0f} s"
     )
     assert planned_jobs(project, *_run_args()) == set()
     return project, planned
 
 
-def test_fp32_of_both_routes_equals_the_original_keras_model(gpt2_checkpoint, checkpoint_run):
+@pytest.mark.parametrize("model", ["checkpoint", "qwen"])
+def test_fp32_of_both_routes_equals_the_original_keras_model(
+    gpt2_checkpoint, qwen_checkpoint, checkpoint_run, model
+):
     project, _ = checkpoint_run
-    results = project / "results" / "checkpoint"
-    original = gpt2_checkpoint["causal_lm"]
+    results = project / "results" / model
+    checkpoints = {"checkpoint": gpt2_checkpoint, "qwen": qwen_checkpoint}
+    original = checkpoints[model]["causal_lm"]
     original.compile(sampler="greedy")
     expected = [keras_generate(original, p, MAX_LENGTH).token_ids for p in PROMPTS]
     reference = json.loads((results / "reference" / "fidelity.json").read_text())
@@ -98,6 +109,45 @@ def test_fp32_of_both_routes_equals_the_original_keras_model(gpt2_checkpoint, ch
         assert json.loads((results / route / "gate" / "fp32.json").read_text())["passed"]
         smoke = json.loads((results / route / "smoke" / "fp32.json").read_text())
         assert smoke["passed"] and all(r["equals_keras"] for r in smoke["results"]), smoke
+
+
+# Where Qwen's tokenizer differs from KerasHub's own (tests/families/test_qwen_tokenizer.py):
+# single digits, a non-letter joined to the word after it, capital contractions, NFC.
+QWEN_TEXTS = [
+    "Estoy disfrutando de la playa",
+    "I am enjoying the",
+    "In 2025 we paid 1,000,000 for 12345 items",
+    "¿Dónde está?\tI'M sure IT'S fine   ",
+    "cafe\u0301 nin\u0303o<|im_end|>",
+]
+
+
+def test_qwen_tokenizers_give_the_checkpoints_ids(qwen_checkpoint, checkpoint_run):
+    """Qwen has no start token: the traced tokenize signature marks its first id a placeholder
+    (start_tokens 0), so the runtime gives the prompt's ids alone. Those ids, the Keras model's
+    (the exact tokenizer in the graph) and the LiteRT route's tokenizer.json's are the ids of
+    ``tokenizers`` on the checkpoint's own tokenizer.json."""
+    from test_tokenizer_parity import _ids_keras
+    from tokenizers import Tokenizer
+
+    from llm2tflite.codelab.runtime import TFLiteModel
+    from llm2tflite.litert.runtime_tokenizer import load_runtime_tokenizer
+
+    project, _ = checkpoint_run
+    reference = Tokenizer.from_file(str(qwen_checkpoint["checkpoint"] / "tokenizer.json"))
+    expected = [reference.encode(t, add_special_tokens=False).ids for t in QWEN_TEXTS]
+    model = TFLiteModel(project / "results" / "qwen" / "tflite" / "fp32.tflite")
+    tokenizer = qwen_checkpoint["causal_lm"].preprocessor.tokenizer
+    assert tokenizer.start_token_id is None
+    assert _ids_keras(tokenizer, QWEN_TEXTS) == expected
+    assert [model.token_ids(t) for t in QWEN_TEXTS] == expected
+    assert [model.token_ids(t, with_start=True) for t in QWEN_TEXTS] == expected
+    assert model.token_ids("") == model.token_ids("", with_start=True) == []
+    runtime = load_runtime_tokenizer(project / "results" / "qwen" / "litert" / "tokenizer.json")
+    assert [runtime.encode(t) for t in QWEN_TEXTS] == expected
+    generation = model.generate(QWEN_TEXTS[0], max_length=len(expected[0]) + 2)
+    assert generation.token_ids[: generation.prompt_tokens] == expected[0]
+    assert len(generation.token_ids) == len(expected[0]) + 2
 
 
 @pytest.mark.parametrize(
@@ -132,10 +182,10 @@ def _with_config(directory, **changes):
 # A broken `preset:` directory and the one line the parse must fail with (a regex).
 BROKEN = {
     "unsupported model_type": (
-        lambda d: _with_config(d, model_type="qwen2"),
-        r"models\.local\.preset: Hugging Face checkpoint '.*/local': model_type 'qwen2' is "
+        lambda d: _with_config(d, model_type="mistral"),
+        r"models\.local\.preset: Hugging Face checkpoint '.*/local': model_type 'mistral' is "
         r"not supported; supported model_types: gpt2 \(gpt2\), gemma3_text \(gemma3\), "
-        r"llama \(llama3\)$",
+        r"llama \(llama3\), qwen2 \(qwen\), qwen3 \(qwen3\)$",
     ),
     "no weights": (
         lambda d: (d / "model.safetensors").unlink(),

@@ -4,7 +4,7 @@
 #             -> small model of the family trained with Keras (the offline default models);
 #   shape_of: a preset's architecture with seeded random weights and a tokenizer of the family's
 #             kind: fetched (GPT-2's real files) or learned on the corpus (SentencePiece families,
-#             Llama 3's byte-level BPE),
+#             Llama 3's and Qwen's byte-level BPE),
 #             as the family module says (Architecture.twin_tokenizer);
 #   the held-out text for perplexity of models without a corpus of their own (eval_corpus), and
 #   the Keras references every variant is checked against (smoke test, fidelity).
