@@ -383,8 +383,31 @@ def small_export(default_corpus_and_vocab, tmp_path_factory):
 def export_transformers_checkpoint(causal_lm, out: Path) -> Path:
     """``causal_lm`` written by KerasHub's own Transformers exporter: ``config.json`` (without
     ``architectures``, for GPT-2), ``model.safetensors`` and the tokenizer's files, a Hugging
-    Face checkpoint directory as a user has one."""
-    causal_lm.export_to_transformers(str(out))
+    Face checkpoint directory as a user has one.
+
+    A model loaded by the workflow may hold its family's exact tokenizer
+    (``llm2tflite.families.byte_level_bpe``), which KerasHub's exporter does not know (it picks
+    the tokenizer files by class name): the export is made with the KerasHub class it derives
+    from, on the same vocabulary, merges and unsplittable tokens."""
+    from llm2tflite.families.byte_level_bpe import ExactPreTokenization
+
+    preprocessor = causal_lm.preprocessor
+    tokenizer = preprocessor.tokenizer
+    if not isinstance(tokenizer, ExactPreTokenization):
+        causal_lm.export_to_transformers(str(out))
+        return out
+    keras_hub_class = next(
+        cls for cls in type(tokenizer).__mro__ if cls.__module__.startswith("keras_hub.")
+    )
+    preprocessor.tokenizer = keras_hub_class(
+        vocabulary=dict(tokenizer.vocabulary),
+        merges=list(tokenizer.merges),
+        unsplittable_tokens=list(tokenizer.unsplittable_tokens or []),
+    )
+    try:
+        causal_lm.export_to_transformers(str(out))
+    finally:
+        preprocessor.tokenizer = tokenizer
     return out
 
 
