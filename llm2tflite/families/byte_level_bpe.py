@@ -298,6 +298,13 @@ def _split_isolated(pieces, pattern: str):
     return tf_text.regex_split(pieces, regex, regex)
 
 
+def added_tokens_pattern(spec: ByteLevelBPE) -> str:
+    """An RE2 alternation of the added tokens, longest first (tokenizers matches added tokens
+    leftmost-longest)."""
+    ordered = sorted(spec.added_tokens, key=len, reverse=True)
+    return "|".join(re.escape(token) for token in ordered)
+
+
 def pre_tokenize(inputs, spec: ByteLevelBPE):
     """``inputs`` (a 1-D string tensor) -> ragged [batch, (pre-tokens)] as tokenizers makes
     them: added tokens first (each a pre-token of its own, never split or normalized), the rest
@@ -306,9 +313,7 @@ def pre_tokenize(inputs, spec: ByteLevelBPE):
     import tensorflow_text as tf_text
 
     if spec.added_tokens:
-        # Longest first: tokenizers matches added tokens leftmost-longest.
-        ordered = sorted(spec.added_tokens, key=len, reverse=True)
-        alternation = "|".join(re.escape(token) for token in ordered)
+        alternation = added_tokens_pattern(spec)
         pieces = tf_text.regex_split(inputs, alternation, alternation)
     else:
         pieces = tf.RaggedTensor.from_tensor(tf.expand_dims(inputs, 1))
@@ -370,18 +375,28 @@ class ExactPreTokenization:
                 setattr(self, name, None)
 
     def _bpe_merge_and_update_cache_tf(self, tokens):
-        """``ignore_merges``: a pre-token that is in the vocabulary is that token; the others go
-        through KerasHub's merge loop."""
+        """An added token is its own id, looked up here: KerasHub inserts its unsplittable
+        tokens into the BPE cache (a MutableHashTable) when the tokenizer is built, contents
+        that a SavedModel keeps but a converted .tflite does not (its table starts empty, and
+        the merge loop would spell the token out in bytes). ``ignore_merges``: a pre-token that
+        is in the vocabulary is that token. The others go through KerasHub's merge loop."""
         import tensorflow as tf
 
-        if not self.byte_level_bpe.ignore_merges:
+        spec = self.byte_level_bpe
+        if not spec.ignore_merges and not spec.added_tokens:
             return super()._bpe_merge_and_update_cache_tf(tokens)
-        mapped = tf.strings.reduce_join(
-            self.byte2unicode.lookup(tf.strings.bytes_split(tokens)), axis=-1
-        )
-        whole = self.token_to_id_map.lookup(mapped) != -1
-        self.cache.insert(tf.boolean_mask(tokens, whole), tf.boolean_mask(mapped, whole))
-        return super()._bpe_merge_and_update_cache_tf(tf.boolean_mask(tokens, ~whole))
+        if spec.added_tokens:
+            added = tf.strings.regex_full_match(tokens, added_tokens_pattern(spec))
+            self.cache.insert(tf.boolean_mask(tokens, added), tf.boolean_mask(tokens, added))
+            tokens = tf.boolean_mask(tokens, ~added)
+        if spec.ignore_merges:
+            mapped = tf.strings.reduce_join(
+                self.byte2unicode.lookup(tf.strings.bytes_split(tokens)), axis=-1
+            )
+            whole = self.token_to_id_map.lookup(mapped) != -1
+            self.cache.insert(tf.boolean_mask(tokens, whole), tf.boolean_mask(mapped, whole))
+            tokens = tf.boolean_mask(tokens, ~whole)
+        return super()._bpe_merge_and_update_cache_tf(tokens)
 
     def _tokenize_tf(self, inputs):
         """KerasHub's ``BytePairTokenizer._tokenize_tf`` with ``pre_tokenize`` in place of

@@ -17,7 +17,8 @@ the special tokens as added tokens): nothing of it comes from llm2tflite.
   ``llm2tflite.families.byte_level_bpe``, what every model the workflow loads tokenizes with) on
   the second vocabulary, both of its paths: in a TensorFlow graph (the Keras reference, the
   codelab route's in-graph tokenizer) and eager (what KerasHub's ``generate()`` tokenizes
-  with), gives the oracle's ids on every case.
+  with), gives the oracle's ids on every case, and so does it converted to a ``.tflite`` with
+  Select TF ops (as the codelab route's traced tokenizer), special tokens included.
 - KerasHub 0.31's own ``QwenTokenizer`` on the same texts differs from the oracle exactly on the
   cases ``KERAS_HUB_DIFFERS`` names (graph: GPT-2's pattern, no normalization; eager: Llama 3's
   pattern passed to ``Split`` as a literal string, so the whole text is one piece): the cases
@@ -243,3 +244,42 @@ def test_keras_hub_tokenizer_differs_where_named(tokenizer_ids, path, case):
         assert differing == 0, f"{differing}/{len(ids)} texts differ; first ids {ids[0][:12]}"
     else:
         assert differing > 0, f"KerasHub's tokenizer gives Qwen's ids, expected not: {reason}"
+
+
+def test_exact_tokenizer_in_a_tflite_file_gives_qwens_ids(cl100k_vocab, texts, tmp_path):
+    """The exact tokenizer converted to a .tflite with Select TF ops, as the codelab route's
+    traced tokenizer is: Qwen's ids on the named cases, its special tokens as single ids (the
+    BPE cache KerasHub fills with them at build time starts empty in a converted file)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from llm2tflite.codelab.runtime import load_interpreter
+
+    qwen = registry.by_name("qwen")
+    tokenizer = qwen.exact_tokenizer(qwen.load_tokenizer(cl100k_vocab), None)
+
+    class Module(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.tokenizer = tokenizer  # tracked: its lookup tables are saved with the graph
+
+        @tf.function(input_signature=[tf.TensorSpec([1], tf.string, name="prompt")])
+        def tokenize(self, prompt):
+            return {"token_ids": tf.cast(self.tokenizer(prompt).to_tensor(), tf.int32)}
+
+    module = Module()
+    tf.saved_model.save(module, str(tmp_path), signatures={"tokenize": module.tokenize})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path), ["tokenize"])
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
+    (tmp_path / "tokenizer.tflite").write_bytes(converter.convert())
+    runner = load_interpreter(tmp_path / "tokenizer.tflite").get_signature_runner("tokenize")
+    named = [text for text in NAMED_CASES.values() if text]  # the runtime's output is never empty
+    ids = [
+        [int(i) for i in runner(prompt=np.array([t.encode("utf-8")], dtype=object))["token_ids"][0]]
+        for t in named
+    ]
+    assert ids == oracle_ids(cl100k_vocab, named)
+    assert NAMED_CASES["chat special tokens"] in named and NAMED_CASES["end of text"] in named
