@@ -57,8 +57,9 @@ class Architecture:
     #: ``user_defined_symbols``, ``add_dummy_prefix``); None: SentencePiece's own defaults.
     sentencepiece_layout: Mapping | None = None
     #: Byte-level BPE families other than GPT-2: how the vocabulary stage learns their
-    #: vocabulary (``{"split_pattern": NAME, "special_tokens": (...)}``, see
-    #: ``llm2tflite.inputs.vocab``); None: GPT-2's (its regex, <|endoftext|> last).
+    #: vocabulary (``{"split_pattern": REGEX, "special_tokens": (...)}``, optionally
+    #: ``"normalizer": "NFC"``, see ``llm2tflite.inputs.vocab``); None: GPT-2's (its regex,
+    #: <|endoftext|> last).
     byte_level_bpe_layout: Mapping | None = None
     #: KerasHub presets of the family whose architecture we know without downloading them:
     #: preset name -> backbone constructor arguments (for ``shape_of:`` twins and sizing).

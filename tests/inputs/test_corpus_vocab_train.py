@@ -445,3 +445,26 @@ def test_length_grouped_batches_change_nothing(small_data, trained_tiny):
     assert len(batches) == train.batches_per_epoch(packed, batch_size=8)
     assert sum(len(labels) for _, labels, _ in batches) == len(packed)
     assert max(labels.shape[1] for _, labels, _ in batches) < packed.token_ids.shape[1]
+
+
+def test_byte_level_layout_learns_on_nfc_text_when_it_says_so():
+    """A family layout with ``"normalizer": "NFC"`` (Qwen's) learns on composed text, as its
+    tokenizer.json encodes it: "café" written with a combining accent becomes one learned token
+    "café" (composed); without the normalizer the accent stays a piece of its own (the split
+    pattern's letters exclude combining marks) and "café" is never learned."""
+    from tokenizers import pre_tokenizers
+
+    from conftest import QWEN2_TOKENIZER_PATTERN
+
+    def byte_level(text):
+        mapping = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        return mapping.pre_tokenize_str(text)[0][0]
+
+    lines = ["cafe\u0301 nin\u0303o y cafe\u0301"] * 50
+    layout = {"split_pattern": QWEN2_TOKENIZER_PATTERN, "special_tokens": ("<|endoftext|>",)}
+    plain, _ = vocab.train_byte_level_bpe(lines, 400, layout=layout)
+    composed, _ = vocab.train_byte_level_bpe(lines, 400, layout={**layout, "normalizer": "NFC"})
+    assert byte_level("café") in composed and byte_level("café") not in plain
+    assert byte_level("cafe") in plain
+    with pytest.raises(ValueError, match="only NFC"):
+        vocab.train_byte_level_bpe(lines, 400, layout={**layout, "normalizer": "NFKC"})
