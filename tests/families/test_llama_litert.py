@@ -168,7 +168,13 @@ def test_runtime_tokenizer_equals_keras_hub(
         == (small_llama_litert["preset"] / "assets" / "tokenizer" / "vocabulary.spm").read_bytes()
     )
 
-    keras_tokenizer = small_llama_litert["causal_lm"].preprocessor.tokenizer
+    from llm2tflite.inputs.sources import load_causal_lm
+
+    # A tokenizer of its own, loaded from the preset: the session's model can have lost its
+    # TensorFlow SentencePiece resource by now (after tests/families/test_llama.py, which traces
+    # and reloads SavedModels of it, and test_llama3.py in one session: "Resource
+    # localhost/_5_SentencepieceOp ... does not exist"), which is not what this test is about.
+    keras_tokenizer = load_causal_lm(str(small_llama_litert["preset"])).preprocessor.tokenizer
     texts = _parity_texts(default_corpus_and_vocab / "heldout.txt") + [
         "🤖",
         "\u3000",
