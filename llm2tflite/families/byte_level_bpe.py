@@ -67,7 +67,7 @@ WHITESPACE = (
     r"\t\n\x{0b}\f\r \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
 )
 # Letters and digits Oniguruma (tokenizers 0.23) knows and TensorFlow 2.18's RE2 does not: the
-# scripts and characters of Unicode 16. tests/families/test_byte_level_bpe.py compares both
+# scripts and characters of Unicode 16. tests/families/test_llama3.py compares both
 # classes with tokenizers' over every code point.
 _NEWER_LETTERS = (
     r"\x{1c89}-\x{1c8a}\x{a7cb}-\x{a7cd}\x{a7da}-\x{a7dc}\x{105c0}-\x{105f3}\x{10d4a}-\x{10d65}"
