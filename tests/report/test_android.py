@@ -65,8 +65,10 @@ def test_signatures_read_from_the_tflite(handoff, small_export):
     assert generated["dtype"] == "string" and generated["declared"] == "string[1]"
     # The generated ids, so an app counts tokens without a tokenizer of its own.
     assert (outputs["token_ids"]["dtype"], outputs["prompt_tokens"]["dtype"]) == ("int32", "int32")
-    (token_ids,) = signatures["tokenize"]["outputs"]
-    assert (token_ids["name"], token_ids["dtype"]) == ("token_ids", "int32")
+    # The prompt's ids, and whether the first of them is a real start token (1) or a
+    # placeholder for a model without one (0: Qwen).
+    tokenize = {o["name"]: o["dtype"] for o in signatures["tokenize"]["outputs"]}
+    assert tokenize == {"token_ids": "int32", "start_tokens": "int32"}
 
 
 def test_generation_and_ops_fields(handoff, small_export):
