@@ -5,8 +5,12 @@
   family without a start token, whose tokenizer is not GPT-2's) gives the original Keras
   model's greedy ids: the run's Keras reference, loaded from the checkpoint, has the original's
   ids, and each route's fp32 fidelity matches it exactly;
-- the Qwen model's tokenizers (the codelab file's traced one, the LiteRT route's tokenizer.json)
-  give the ids of Hugging Face ``tokenizers`` on the checkpoint's own tokenizer.json;
+- in the same run a Llama 3 checkpoint written by hand (conftest's ``llama3_checkpoint``:
+  KerasHub has no Llama exporter), whose fp32 of both routes gives the greedy ids of KerasHub's
+  model on the checkpoint's tensors;
+- the Qwen and Llama 3 models' tokenizers (the codelab file's traced one, the LiteRT route's
+  tokenizer.json) give the ids of Hugging Face ``tokenizers`` on the checkpoint's own
+  tokenizer.json;
 - the checkpoint's files are inputs of the jobs that load it: editing one (config, weights,
   tokenizer, tokenizer_config.json with its chat template) reruns that model's jobs and no
   other model's;
@@ -37,6 +41,7 @@ models:
   checkpoint: {{preset: {checkpoint}}}
   other: {{preset: {other}}}
   qwen: {{preset: {qwen}}}
+  llama3: {{preset: {llama3}}}
 generation: {{max_length: {max_length}, sequence_length: 8}}
 variants: [fp32]
 smoke: {{prompts: ["Estoy disfrutando de"]}}
@@ -49,7 +54,7 @@ web: {{models: []}}
 TARGETS = (
     *(
         f"results/{model}/{route}/{stage}/fp32.json"
-        for model in ("checkpoint", "qwen")
+        for model in ("checkpoint", "qwen", "llama3")
         for route in ("tflite", "litert")
         for stage in ("smoke", "gate")
     ),
@@ -63,7 +68,7 @@ def _run_args():
 
 
 @pytest.fixture(scope="module")
-def checkpoint_run(gpt2_checkpoint, qwen_checkpoint, tmp_path_factory):
+def checkpoint_run(gpt2_checkpoint, qwen_checkpoint, llama3_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoint_run")
     project = make_project(root / "project")
     other = shutil.copytree(gpt2_checkpoint["checkpoint"], root / "other_checkpoint")
@@ -72,6 +77,7 @@ def checkpoint_run(gpt2_checkpoint, qwen_checkpoint, tmp_path_factory):
             checkpoint=gpt2_checkpoint["checkpoint"],
             other=other,
             qwen=qwen_checkpoint["checkpoint"],
+            llama3=llama3_checkpoint,
             max_length=MAX_LENGTH,
             prompts=json.dumps(PROMPTS),
         )
@@ -80,21 +86,27 @@ def checkpoint_run(gpt2_checkpoint, qwen_checkpoint, tmp_path_factory):
     started = time.perf_counter()
     run_snakemake(project, "--cores", "2", *_run_args())
     print(
-        f"checkpoint run (GPT-2 and Qwen 2 checkpoints, fp32 of both routes): "
+        f"checkpoint run (GPT-2, Qwen 2 and Llama 3 checkpoints, fp32 of both routes): "
         f"{time.perf_counter() - started:.0f} s"
     )
     assert planned_jobs(project, *_run_args()) == set()
     return project, planned
 
 
-@pytest.mark.parametrize("model", ["checkpoint", "qwen"])
+@pytest.mark.parametrize("model", ["checkpoint", "qwen", "llama3"])
 def test_fp32_of_both_routes_equals_the_original_keras_model(
-    gpt2_checkpoint, qwen_checkpoint, checkpoint_run, model
+    gpt2_checkpoint, qwen_checkpoint, llama3_checkpoint, checkpoint_run, model
 ):
+    from llm2tflite.inputs.sources import load_causal_lm
+
     project, _ = checkpoint_run
     results = project / "results" / model
-    checkpoints = {"checkpoint": gpt2_checkpoint, "qwen": qwen_checkpoint}
-    original = checkpoints[model]["causal_lm"]
+    if model == "llama3":
+        # Written by hand, no Keras original: KerasHub's model on the checkpoint's tensors.
+        original = load_causal_lm(str(llama3_checkpoint))
+    else:
+        checkpoints = {"checkpoint": gpt2_checkpoint, "qwen": qwen_checkpoint}
+        original = checkpoints[model]["causal_lm"]
     original.compile(sampler="greedy")
     expected = [keras_generate(original, p, MAX_LENGTH).token_ids for p in PROMPTS]
     reference = json.loads((results / "reference" / "fidelity.json").read_text())
@@ -148,6 +160,31 @@ def test_qwen_tokenizers_give_the_checkpoints_ids(qwen_checkpoint, checkpoint_ru
     generation = model.generate(QWEN_TEXTS[0], max_length=len(expected[0]) + 2)
     assert generation.token_ids[: generation.prompt_tokens] == expected[0]
     assert len(generation.token_ids) == len(expected[0]) + 2
+
+
+def test_llama3_tokenizers_in_both_files_equal_tokenizers(
+    llama3_checkpoint, checkpoint_run, default_corpus_and_vocab
+):
+    """The in-graph tokenizer of the codelab file and the LiteRT route's runtime tokenizer give
+    the ids of ``tokenizers`` on the checkpoint's tokenizer.json (>= 1,000 lines, hard cases);
+    the LiteRT route carries that file without its post-processor (the runtime adds the start
+    token itself)."""
+    from test_llama3 import LLAMA3_HARD_CASES, _reference_ids
+    from test_tokenizer_parity import _assert_same, _parity_texts
+
+    from llm2tflite.codelab.runtime import TFLiteModel
+    from llm2tflite.model_files import open_model
+
+    results = checkpoint_run[0] / "results" / "llama3"
+    texts = _parity_texts(default_corpus_and_vocab / "heldout.txt") + LLAMA3_HARD_CASES
+    reference = _reference_ids(llama3_checkpoint / "tokenizer.json", texts)
+    codelab = TFLiteModel(results / "tflite" / "fp32.tflite")
+    _assert_same("TFLite", [codelab.token_ids(t) for t in texts], "tokenizers", reference, texts)
+    litert = open_model(results / "litert" / "fp32.tflite")
+    _assert_same("LiteRT", [litert.token_ids(t) for t in texts], "tokenizers", reference, texts)
+    carried = json.loads((results / "litert" / "tokenizer.json").read_text())
+    original = json.loads((llama3_checkpoint / "tokenizer.json").read_text())
+    assert carried == {**original, "post_processor": None}
 
 
 @pytest.mark.parametrize(
