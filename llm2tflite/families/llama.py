@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from llm2tflite.families import rotary_gqa
 from llm2tflite.families.base import Architecture, KVCacheShape
 
 # Llama 2 7B (Meta's params.json and the Hugging Face config KerasHub converted its presets from):
@@ -115,30 +116,7 @@ class Llama(Architecture):
         return None  # rotary positions: no learned position table to run out of
 
     def semantic_errors(self, model_config: Mapping, where: str) -> list[str]:
-        model = self.train_model_config(model_config)
-        d, heads, kv_heads = (
-            model["hidden_dim"],
-            model["num_query_heads"],
-            model["num_key_value_heads"],
-        )
-        errors = []
-        if d % heads:
-            errors.append(
-                f"{where}.hidden_dim: {d} is not a multiple of num_query_heads "
-                f"{heads}; change one of them"
-            )
-        elif (d // heads) % 2:
-            errors.append(
-                f"{where}.hidden_dim: the head size hidden_dim / num_query_heads = "
-                f"{d // heads} must be even (rotary embeddings rotate pairs)"
-            )
-        if heads % kv_heads:
-            errors.append(
-                f"{where}.num_query_heads: {heads} is not a multiple of "
-                f"num_key_value_heads {kv_heads} (grouped-query attention shares each "
-                "key/value head among a whole number of query heads)"
-            )
-        return errors
+        return rotary_gqa.shape_errors(self.train_model_config(model_config), where)
 
     def load_tokenizer(self, tokenizer_dir):
         import keras_hub

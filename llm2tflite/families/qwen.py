@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from llm2tflite.families import rotary_gqa
 from llm2tflite.families.byte_level_bpe import LLAMA3_SPLIT_PATTERN
 from llm2tflite.families.rotary_gqa import RotaryGQAFamily
 
@@ -215,30 +216,7 @@ class Qwen(RotaryGQAFamily):
         return widths
 
     def semantic_errors(self, model_config: Mapping, where: str) -> list[str]:
-        model = self.train_model_config(model_config)
-        d, heads, kv_heads = (
-            model["hidden_dim"],
-            model["num_query_heads"],
-            model["num_key_value_heads"],
-        )
-        errors = []
-        if d % heads:
-            errors.append(
-                f"{where}.hidden_dim: {d} is not a multiple of num_query_heads "
-                f"{heads}; change one of them"
-            )
-        elif (d // heads) % 2:
-            errors.append(
-                f"{where}.hidden_dim: the head size hidden_dim / num_query_heads = "
-                f"{d // heads} must be even (rotary embeddings rotate pairs)"
-            )
-        if heads % kv_heads:
-            errors.append(
-                f"{where}.num_query_heads: {heads} is not a multiple of "
-                f"num_key_value_heads {kv_heads} (grouped-query attention shares each "
-                "key/value head among a whole number of query heads)"
-            )
-        return errors
+        return rotary_gqa.shape_errors(self.train_model_config(model_config), where)
 
     def transformers_backbone_config(self, hf_config: Mapping) -> dict:
         """convert_qwen.convert_backbone_config, with the keys QwenBackbone takes.

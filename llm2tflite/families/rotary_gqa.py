@@ -15,7 +15,37 @@ Light at import (no Keras): the heavy parts import inside the methods.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from llm2tflite.families.base import Architecture, KVCacheShape
+
+
+def shape_errors(model: Mapping, where: str) -> list[str]:
+    """A rotary grouped-query model config's impossible shapes, one line each (the config
+    check's ``semantic_errors`` of the Llama-style families)."""
+    d, heads, kv_heads = (
+        model["hidden_dim"],
+        model["num_query_heads"],
+        model["num_key_value_heads"],
+    )
+    errors = []
+    if d % heads:
+        errors.append(
+            f"{where}.hidden_dim: {d} is not a multiple of num_query_heads "
+            f"{heads}; change one of them"
+        )
+    elif (d // heads) % 2:
+        errors.append(
+            f"{where}.hidden_dim: the head size hidden_dim / num_query_heads = "
+            f"{d // heads} must be even (rotary embeddings rotate pairs)"
+        )
+    if heads % kv_heads:
+        errors.append(
+            f"{where}.num_query_heads: {heads} is not a multiple of "
+            f"num_key_value_heads {kv_heads} (grouped-query attention shares each "
+            "key/value head among a whole number of query heads)"
+        )
+    return errors
 
 
 class RotaryGQAFamily(Architecture):
