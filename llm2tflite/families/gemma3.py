@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from llm2tflite.families import rotary_gqa
 from llm2tflite.families.base import (
     MASK_HIDDEN,
     Architecture,
@@ -255,21 +256,7 @@ class Gemma3(Architecture):
         return widths
 
     def semantic_errors(self, model_config: Mapping, where: str) -> list[str]:
-        model = self.train_model_config(model_config)
-        heads, kv_heads = model["num_query_heads"], model["num_key_value_heads"]
-        errors = []
-        if model["head_dim"] % 2:
-            errors.append(
-                f"{where}.head_dim: {model['head_dim']} must be even (rotary "
-                "embeddings rotate pairs)"
-            )
-        if heads % kv_heads:
-            errors.append(
-                f"{where}.num_query_heads: {heads} is not a multiple of "
-                f"num_key_value_heads {kv_heads} (grouped-query attention shares each "
-                "key/value head among a whole number of query heads)"
-            )
-        return errors
+        return rotary_gqa.shape_errors(self.train_model_config(model_config), where)
 
     def transformers_backbone_config(self, hf_config: Mapping) -> dict:
         """convert_gemma3.convert_backbone_config of a text config (model_type gemma3_text),

@@ -402,21 +402,7 @@ class Qwen3(Qwen):
         return 2 * backbone_config["head_dim"]
 
     def semantic_errors(self, model_config: Mapping, where: str) -> list[str]:
-        model = self.train_model_config(model_config)
-        heads, kv_heads = model["num_query_heads"], model["num_key_value_heads"]
-        errors = []
-        if model["head_dim"] % 2:
-            errors.append(
-                f"{where}.head_dim: {model['head_dim']} must be even (rotary embeddings "
-                "rotate pairs)"
-            )
-        if heads % kv_heads:
-            errors.append(
-                f"{where}.num_query_heads: {heads} is not a multiple of "
-                f"num_key_value_heads {kv_heads} (grouped-query attention shares each "
-                "key/value head among a whole number of query heads)"
-            )
-        return errors
+        return rotary_gqa.shape_errors(self.train_model_config(model_config), where)
 
     def transformers_backbone_config(self, hf_config: Mapping) -> dict:
         """convert_qwen3.convert_backbone_config (which reads use_sliding_window, sliding_window

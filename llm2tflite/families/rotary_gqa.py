@@ -22,22 +22,25 @@ from llm2tflite.families.base import Architecture, KVCacheShape
 
 def shape_errors(model: Mapping, where: str) -> list[str]:
     """A rotary grouped-query model config's impossible shapes, one line each (the config
-    check's ``semantic_errors`` of the Llama-style families)."""
-    d, heads, kv_heads = (
-        model["hidden_dim"],
-        model["num_query_heads"],
-        model["num_key_value_heads"],
-    )
+    check's ``semantic_errors`` of the rotary families). The head size is ``head_dim`` where the
+    config sets it (Gemma 3, Qwen 3), else hidden_dim / num_query_heads."""
+    heads, kv_heads = model["num_query_heads"], model["num_key_value_heads"]
     errors = []
-    if d % heads:
+    if "head_dim" in model:
+        if model["head_dim"] % 2:
+            errors.append(
+                f"{where}.head_dim: {model['head_dim']} must be even (rotary embeddings "
+                "rotate pairs)"
+            )
+    elif model["hidden_dim"] % heads:
         errors.append(
-            f"{where}.hidden_dim: {d} is not a multiple of num_query_heads "
+            f"{where}.hidden_dim: {model['hidden_dim']} is not a multiple of num_query_heads "
             f"{heads}; change one of them"
         )
-    elif (d // heads) % 2:
+    elif (model["hidden_dim"] // heads) % 2:
         errors.append(
             f"{where}.hidden_dim: the head size hidden_dim / num_query_heads = "
-            f"{d // heads} must be even (rotary embeddings rotate pairs)"
+            f"{model['hidden_dim'] // heads} must be even (rotary embeddings rotate pairs)"
         )
     if heads % kv_heads:
         errors.append(
