@@ -2,20 +2,22 @@
 
 A template is a prefix and a suffix around each role's turn (``user``, ``model``), the shape of
 LiteRT-LM's ``PromptTemplates`` (``PromptAffixes``): ``{"user": {"prefix": ..., "suffix": ...},
-"model": {"prefix": ..., "suffix": ...}}``. A family may know its own (Gemma 3:
+"model": {"prefix": ..., "suffix": ...}}``, and optionally a ``preamble``: text once before the
+first turn (SmolLM2's and Qwen 2.5's default system prompt). A family may know its own (Gemma 3:
 ``llm2tflite.families.gemma3``), the config may set one per model (``litert: chat_templates:
 {MODEL: ...}``); the LiteRT export records it in the export info (``chat_template``), which
 travels inside the ``.tflite`` and into the ``.litertlm`` bundle as the
 ``jinja_prompt_template`` LiteRT-LM's Conversation API renders (``jinja``).
 
-The conversation text is ``user.prefix + U1 + user.suffix + model.prefix + M1 + model.suffix +
-user.prefix + U2 + ...``. A conversation is prefilled turn by turn, as LiteRT-LM's Conversation
-API does (checked against it: tests/litertlm/test_chat.py): a new turn prefills the token the
-model sampled last (its stop token, or the last token of a reply cut at the token limit: sampled,
-not yet fed) and then ``user.prefix + U + user.suffix + model.prefix``, tokenized on its own
-(``turn``); ``model.suffix`` is never prefilled (Gemma 3: the stop token ``<end_of_turn>`` is
-fed, its newline is not). The first turn starts with the start token instead (the runtime puts
-it first, as LiteRT-LM does), so the template holds no start token.
+The conversation text is ``preamble + user.prefix + U1 + user.suffix + model.prefix + M1 +
+model.suffix + user.prefix + U2 + ...``. A conversation is prefilled turn by turn, as
+LiteRT-LM's Conversation API does (checked against it: tests/litertlm/test_chat.py): a new turn
+prefills the token the model sampled last (its stop token, or the last token of a reply cut at
+the token limit: sampled, not yet fed) and then ``user.prefix + U + user.suffix +
+model.prefix``, tokenized on its own (``turn``); ``model.suffix`` is never prefilled (Gemma 3:
+the stop token ``<end_of_turn>`` is fed, its newline is not). The first turn starts with the
+start token instead (the runtime puts it first, as LiteRT-LM does; the template holds no start
+token), then the preamble.
 
 A template whose Jinja source strips each message's surrounding whitespace (Gemma 3's and Llama
 3's ``| trim``) has ``trim``: ``render``, ``turn`` and ``jinja`` strip the content too.
@@ -23,9 +25,10 @@ A template whose Jinja source strips each message's surrounding whitespace (Gemm
 A Hugging Face checkpoint's ``tokenizer_config.json`` carries its template as Jinja source
 (``chat_template``); ``from_jinja`` derives the prefixes and suffixes by rendering it as
 transformers does on sentinel messages, then checks them by rendering conversations both ways,
-and refuses (``ChatTemplateError``, one line) a template that prefix/suffix per role cannot
-express: a default system prompt or other text only before the first turn (SmolLM2's, Qwen
-2.5's), content changed beyond stripping, roles told apart by more than their turn's text.
+and refuses (``ChatTemplateError``, one line) a template that a preamble and prefix/suffix per
+role cannot express: content changed beyond stripping, roles told apart by more than their turn's
+text, earlier turns rendered differently once later ones follow. Text the template writes only
+before the first turn (a default system prompt) becomes the preamble.
 """
 
 from __future__ import annotations
@@ -51,16 +54,19 @@ class ChatTemplate:
     model_prefix: str
     model_suffix: str
     trim: bool = False  # each message's content is stripped of surrounding whitespace
+    preamble: str = ""  # text once before the first turn (a default system prompt)
 
     @classmethod
     def from_dict(cls, fields: Mapping) -> ChatTemplate:
-        """From ``{"user": {"prefix", "suffix"}, "model": {"prefix", "suffix"}}`` and an
-        optional ``"trim": true`` (ValueError)."""
-        if not isinstance(fields, Mapping) or set(fields) - {"trim"} != set(ROLES):
+        """From ``{"user": {"prefix", "suffix"}, "model": {"prefix", "suffix"}}``, an optional
+        ``"trim": true`` and an optional ``"preamble"`` string (ValueError)."""
+        if not isinstance(fields, Mapping) or set(fields) - {"trim", "preamble"} != set(ROLES):
             raise ValueError(f"a chat template has exactly the roles {ROLES}: {fields!r}")
         if not isinstance(fields.get("trim", False), bool):
             raise ValueError(f"chat template trim: true or false, not {fields['trim']!r}")
-        values = {"trim": fields.get("trim", False)}
+        if not isinstance(fields.get("preamble", ""), str):
+            raise ValueError(f"chat template preamble: a string, not {fields['preamble']!r}")
+        values = {"trim": fields.get("trim", False), "preamble": fields.get("preamble", "")}
         for role in ROLES:
             affixes = fields[role]
             if not isinstance(affixes, Mapping) or not set(affixes) <= {"prefix", "suffix"}:
@@ -80,7 +86,11 @@ class ChatTemplate:
             }
             for role in ROLES
         }
-        return {**fields, "trim": True} if self.trim else fields
+        if self.trim:
+            fields["trim"] = True
+        if self.preamble:
+            fields["preamble"] = self.preamble
+        return fields
 
     @property
     def end_of_turn(self) -> str:
@@ -91,7 +101,7 @@ class ChatTemplate:
 
     def render(self, messages, add_generation_prompt: bool = True) -> str:
         """The conversation's text: ``messages`` are ``{"role": "user"|"model", "content"}``."""
-        parts = []
+        parts = [self.preamble] if messages else []
         for message in messages:
             role = message["role"]
             if role not in ROLES:
@@ -102,14 +112,18 @@ class ChatTemplate:
             parts.append(self.model_prefix)
         return "".join(parts)
 
-    def turn(self, user_text: str) -> str:
-        """The text a new user turn prefills (see the module doc)."""
-        return self.render([{"role": "user", "content": user_text}])
+    def turn(self, user_text: str, first: bool = False) -> str:
+        """The text a new user turn prefills (see the module doc): the first turn's starts with
+        the preamble."""
+        text = self.render([{"role": "user", "content": user_text}])
+        return text if first else text[len(self.preamble) :]
 
     def jinja(self) -> str:
         """The template as a Jinja chat template (Hugging Face's convention: ``messages``,
         ``add_generation_prompt``; LiteRT-LM's ``jinja_prompt_template``). The role
-        ``assistant`` is the model's. No start token: the runtime puts it first. A message's
+        ``assistant`` is the model's. No start token: the runtime puts it first. The preamble
+        is written with the first message (LiteRT-LM renders the conversation so far and
+        prefills what a turn added, so it is prefilled once). A message's
         content is a string or, as LiteRT-LM's Conversation passes it, a list of parts
         (``{"type": "text", "text": ...}``) whose texts are joined (each stripped when ``trim``)."""
         trim = " | trim" if self.trim else ""
@@ -123,9 +137,13 @@ class ChatTemplate:
         def literal(text):
             return "{{ " + json.dumps(text, ensure_ascii=False) + " }}"
 
+        preamble = (
+            "{% if loop.first %}" + literal(self.preamble) + "{% endif %}" if self.preamble else ""
+        )
         return (
             "{% for message in messages %}"
-            "{% if message['role'] == 'user' %}"
+            + preamble
+            + "{% if message['role'] == 'user' %}"
             + literal(self.user_prefix)
             + content
             + literal(self.user_suffix)
@@ -143,6 +161,9 @@ class ChatTemplate:
 # Message contents that no template's own text contains: where each lands in a rendering marks
 # the prefixes and suffixes around it.
 _SENTINELS = ("llm2tfliteSentinelA", "llm2tfliteSentinelB", "llm2tfliteSentinelC")
+# The template's ``bos_token``: where it lands tells whether the template writes the start token
+# (SmolLM2's bos, <|im_start|>, also begins each turn: the text alone cannot tell).
+_BOS_SENTINEL = "llm2tfliteStartToken"
 # Contents of the conversations a derived template is checked on: markup, quotes, newlines,
 # non-ASCII, and (last) surrounding whitespace, which a ``trim`` template strips.
 _CHECK_CONTENTS = (
@@ -188,12 +209,12 @@ def _short(text: str) -> str:
     return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
-def from_jinja(source: str, bos_token: str = "", eos_token: str = "") -> ChatTemplate:
-    """The prefix/suffix template that renders conversations as the Jinja chat template
-    ``source`` does (Hugging Face's convention: ``messages`` of roles ``user`` and
-    ``assistant``, ``add_generation_prompt``, ``bos_token``, ``eos_token``).
+def from_jinja(source: str, eos_token: str = "") -> ChatTemplate:
+    """The template (preamble, prefix and suffix per role) that renders conversations as the
+    Jinja chat template ``source`` does (Hugging Face's convention: ``messages`` of roles
+    ``user`` and ``assistant``, ``add_generation_prompt``, ``bos_token``, ``eos_token``).
 
-    A ``bos_token`` the rendering starts with is left out: the runtime puts the start token
+    The ``bos_token`` the template writes first is left out: the runtime puts the start token
     first itself (export info ``add_start_token``), as LiteRT-LM does. Raises
     ``ChatTemplateError`` (one line) for a template prefix/suffix per role cannot express; the
     derived template is checked by rendering conversations of one to three exchanges, ending
@@ -208,14 +229,17 @@ def from_jinja(source: str, bos_token: str = "", eos_token: str = "") -> ChatTem
             text = compiled.render(
                 messages=messages,
                 add_generation_prompt=generation_prompt,
-                bos_token=bos_token,
+                bos_token=_BOS_SENTINEL,
                 eos_token=eos_token,
             )
         except jinja2.exceptions.TemplateError as error:
             raise ChatTemplateError(
                 f"the chat template fails on a {len(messages)}-message conversation: {error}"
             ) from None
-        return text[len(bos_token) :] if bos_token and text.startswith(bos_token) else text
+        text = text.removeprefix(_BOS_SENTINEL)
+        if _BOS_SENTINEL in text:
+            refuse("it writes the start token (bos_token) after the start")
+        return text
 
     def refuse(reason: str):
         raise ChatTemplateError(
@@ -242,22 +266,24 @@ def from_jinja(source: str, bos_token: str = "", eos_token: str = "") -> ChatTem
     if not later.startswith(exchange) or later.count(c) != 1:
         refuse("a later turn changes the turns before it")
     later_prefix = later[len(exchange) : later.index(c)]
-    if later_prefix != user_prefix:
+    # Text before the first user turn only (a default system prompt): the preamble.
+    if not user_prefix.endswith(later_prefix):
         refuse(
-            f"the text before the first user turn, {_short(user_prefix)}, is not the text "
-            f"before later ones, {_short(later_prefix)} (a default system prompt or other "
-            "text only at the start)"
+            f"the text before the first user turn, {_short(user_prefix)}, does not end with "
+            f"the text before later ones, {_short(later_prefix)}"
         )
+    preamble = user_prefix[: len(user_prefix) - len(later_prefix)]
+    user_prefix = later_prefix
 
     padded = " " + a + "\n"
     trimmed = render([("user", padded)], True)
     if trimmed == prompted:
         trim = True
-    elif trimmed == user_prefix + padded + user_suffix + model_prefix:
+    elif trimmed == preamble + user_prefix + padded + user_suffix + model_prefix:
         trim = False
     else:
         refuse("a message's surrounding whitespace is changed other than by stripping it")
-    template = ChatTemplate(user_prefix, user_suffix, model_prefix, model_suffix, trim)
+    template = ChatTemplate(user_prefix, user_suffix, model_prefix, model_suffix, trim, preamble)
 
     for exchanges in (1, 2, 3):
         contents = [_CHECK_CONTENTS[(exchanges + i) % len(_CHECK_CONTENTS)] for i in range(6)]
@@ -309,8 +335,6 @@ def from_tokenizer_config(checkpoint_dir) -> ChatTemplate | None:
     if not isinstance(source, str):
         raise ChatTemplateError(f"{path}: chat_template is not a string")
     try:
-        return from_jinja(
-            source, _special_token(config.get("bos_token")), _special_token(config.get("eos_token"))
-        )
+        return from_jinja(source, _special_token(config.get("eos_token")))
     except ChatTemplateError as error:
         raise ChatTemplateError(f"{path}: {error}") from None

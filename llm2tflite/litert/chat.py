@@ -3,7 +3,8 @@
 Each turn prefills only its own tokens at the current position (the history stays in the cache,
 never prefilled again), in the order LiteRT-LM's Conversation API prefills them
 (``llm2tflite.core.chat``): the token sampled last (the start token before the first turn),
-then the turn's text ``user.prefix + text + user.suffix + model.prefix`` tokenized on its own.
+then the turn's text ``user.prefix + text + user.suffix + model.prefix`` tokenized on its own
+(the first turn's preceded by the template's preamble).
 The reply is decoded until a stop token or ``max_new_tokens`` tokens (the last of which, as a
 stop token, is fed at the next turn).
 
@@ -67,7 +68,8 @@ class ChatSession:
 
     def reply(self, user_text: str, max_new_tokens: int = 64, on_text=None) -> Reply:
         model = self.model
-        ids = self.pending + model.token_ids(self.template.turn(user_text))
+        text = self.template.turn(user_text, first=self.turns == 0)
+        ids = self.pending + model.token_ids(text)
         if not ids:
             raise ValueError("the turn is empty")
         if self.position + len(ids) > self.context_length:

@@ -1,13 +1,14 @@
 """Chat templates from Hugging Face checkpoints' Jinja sources (llm2tflite/core/chat.py
 ``from_jinja``): real templates, written here as their tokenizer_config.json files carry them.
 
-- Gemma 3's, Llama 3's and plain ChatML's give the prefixes and suffixes written here by hand,
-  and the derived template renders multi-turn conversations exactly as the Jinja source does
-  (rendered here by jinja2 as transformers renders chat templates; the leading bos is left out,
-  the runtime puts the start token first);
-- SmolLM2's and Qwen 2.5's (a default system prompt before the first turn only), a template that
-  changes the content, Llama 3's first one (a generation prompt whatever
-  ``add_generation_prompt`` says), broken Jinja: refused in one line;
+- Gemma 3's, Llama 3's, plain ChatML's, and SmolLM2's and Qwen 2.5's (ChatML after a default
+  system prompt, which becomes the preamble) give the prefixes, suffixes and preamble written
+  here by hand, and the derived template renders multi-turn conversations exactly as the Jinja
+  source does (rendered here by jinja2 as transformers renders chat templates; the leading bos
+  is left out, the runtime puts the start token first);
+- a template that changes the content, Llama 3's first one (a generation prompt whatever
+  ``add_generation_prompt`` says), one whose first turn's prefix does not end with later
+  turns' prefix, broken Jinja: refused in one line;
 - a checkpoint directory's tokenizer_config.json is read (special tokens as strings or objects).
 """
 
@@ -148,6 +149,11 @@ QWEN25_JINJA = """{%- if tools %}
 {%- endif %}
 """  # noqa: E501  (as the file carries it)
 
+CHATML_FIELDS = {
+    "user": {"prefix": "<|im_start|>user\n", "suffix": "<|im_end|>\n"},
+    "model": {"prefix": "<|im_start|>assistant\n", "suffix": "<|im_end|>\n"},
+}
+
 # name -> (Jinja source, bos, eos, the prefixes and suffixes, written by hand, end of turn)
 EXPRESSIBLE = {
     "gemma3": (
@@ -178,13 +184,26 @@ EXPRESSIBLE = {
         },
         "<|eot_id|>",
     ),
-    "chatml": (
-        CHATML_JINJA,
-        "<s>",
+    "chatml": (CHATML_JINJA, "<s>", "<|im_end|>", CHATML_FIELDS, "<|im_end|>"),
+    "smollm2": (
+        SMOLLM2_JINJA,
+        "<|im_start|>",
         "<|im_end|>",
         {
-            "user": {"prefix": "<|im_start|>user\n", "suffix": "<|im_end|>\n"},
-            "model": {"prefix": "<|im_start|>assistant\n", "suffix": "<|im_end|>\n"},
+            **CHATML_FIELDS,
+            "preamble": "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+            "trained by Hugging Face<|im_end|>\n",
+        },
+        "<|im_end|>",
+    ),
+    "qwen2.5": (
+        QWEN25_JINJA,
+        "",
+        "<|im_end|>",
+        {
+            **CHATML_FIELDS,
+            "preamble": "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a "
+            "helpful assistant.<|im_end|>\n",
         },
         "<|im_end|>",
     ),
@@ -221,7 +240,7 @@ def _render_as_transformers(source, messages, add_generation_prompt, bos, eos):
 @pytest.mark.parametrize("name", sorted(EXPRESSIBLE))
 def test_derived_template_renders_conversations_as_the_jinja_source(name):
     source, bos, eos, expected, end_of_turn = EXPRESSIBLE[name]
-    template = from_jinja(source, bos, eos)
+    template = from_jinja(source, eos)
     assert template.to_dict() == expected
     assert template.end_of_turn == end_of_turn
     for length in range(1, len(CONVERSATION) + 1):
@@ -247,13 +266,21 @@ def test_derived_template_renders_conversations_as_the_jinja_source(name):
 def test_derived_gemma3_template_is_the_family_template_with_trim():
     from llm2tflite.families.registry import by_name
 
-    derived = from_jinja(GEMMA3_JINJA, "<bos>", "<eos>")
+    derived = from_jinja(GEMMA3_JINJA, "<eos>")
     assert {**by_name("gemma3").chat_template, "trim": True} == derived.to_dict()
 
 
 REFUSED = {
-    "smollm2": (SMOLLM2_JINJA, r"the text before the first user turn, '<\|im_start\|>system"),
-    "qwen2.5": (QWEN25_JINJA, r"'<\|im_start\|>system\\nYou are Qwen, created by Alibaba.*is not"),
+    "start token later": (
+        CHATML_JINJA.replace("'<|im_start|>' +", "bos_token + '<|im_start|>' +"),
+        r"it writes the start token \(bos_token\) after the start",
+    ),
+    "first prefix differs": (
+        CHATML_JINJA.replace(
+            "'<|im_start|>' +", "('<|first|>' if loop.first else '<|im_start|>') +"
+        ),
+        r"the text before the first user turn, '<\|first\|>user\\n', does not end with",
+    ),
     "llama3 first release": (LLAMA3_FIRST_JINJA, r"a later turn changes the turns before it"),
     "content changed": (
         CHATML_JINJA.replace("message['content']", "message['content'] | upper"),
@@ -279,7 +306,7 @@ REFUSED = {
 def test_inexpressible_template_is_refused_in_one_line(name):
     source, message = REFUSED[name]
     with pytest.raises(ChatTemplateError, match=message) as raised:
-        from_jinja(source, "<s>", "</s>")
+        from_jinja(source, "</s>")
     assert "\n" not in str(raised.value)
 
 
@@ -293,13 +320,15 @@ def test_tokenizer_config_of_a_checkpoint(tmp_path):
             {"bos_token": {"content": "<bos>"}, "eos_token": "<eos>", "chat_template": GEMMA3_JINJA}
         )
     )
-    assert from_tokenizer_config(tmp_path) == from_jinja(GEMMA3_JINJA, "<bos>", "<eos>")
+    assert from_tokenizer_config(tmp_path) == from_jinja(GEMMA3_JINJA, "<eos>")
     # Named templates: the default one.
     config.write_text(
         json.dumps({"chat_template": [{"name": "default", "template": CHATML_JINJA}]})
     )
     assert from_tokenizer_config(tmp_path).user_prefix == "<|im_start|>user\n"
     config.write_text(json.dumps({"chat_template": QWEN25_JINJA}))
+    assert from_tokenizer_config(tmp_path).preamble.startswith("<|im_start|>system\nYou are Qwen")
+    config.write_text(json.dumps({"chat_template": REFUSED["llama3 first release"][0]}))
     with pytest.raises(ChatTemplateError, match=r"tokenizer_config\.json: the chat template "):
         from_tokenizer_config(tmp_path)
 

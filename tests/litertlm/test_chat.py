@@ -19,6 +19,9 @@ PLAIN = {
     "user": {"prefix": "U: ", "suffix": "\n"},
     "model": {"prefix": "M: ", "suffix": "\n"},
 }
+# The same after a default system prompt written once before the first turn (SmolLM2's, Qwen
+# 2.5's templates).
+PLAIN_PREAMBLE = {**PLAIN, "preamble": "S: sé breve\n"}
 TURNS = ["hola", "sí", "no"]
 
 
@@ -30,7 +33,7 @@ def test_gemma3_family_template_is_keras_hubs_chat_format():
     assert template.turn("Hi") == "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
 
 
-@pytest.mark.parametrize("fields", [GEMMA3, PLAIN])
+@pytest.mark.parametrize("fields", [GEMMA3, PLAIN, PLAIN_PREAMBLE])
 def test_jinja_template_renders_as_ours(fields):
     import jinja2
 
@@ -184,18 +187,25 @@ def _litert_lm_and_our_chat(litert_model, template_fields, env, tmp_path, turns,
     return ours, theirs, session
 
 
+@pytest.mark.parametrize("fields", [PLAIN, PLAIN_PREAMBLE], ids=["plain", "preamble"])
 def test_litert_lm_conversation_equals_our_chat(
     small_llama_litert,
     litertlm_env,  # noqa: F811
     tmp_path,
+    fields,
 ):
-    """A config-set template on a family without one: LiteRT-LM's Conversation API and ours,
-    same replies, same token counts."""
+    """A config-set template on a family without one, with and without a preamble: LiteRT-LM's
+    Conversation API and ours, same replies, same token counts; the preamble is rendered and
+    prefilled once, with the first turn."""
     max_new_tokens = 2  # three turns within LiteRT-LM's context (max_num_tokens)
     ours, theirs, _ = _litert_lm_and_our_chat(
-        small_llama_litert, PLAIN, litertlm_env, tmp_path, TURNS, max_new_tokens
+        small_llama_litert, fields, litertlm_env, tmp_path, TURNS, max_new_tokens
     )
     assert ours == [{k: reply[k] for k in ("text", "token_count")} for reply in theirs]
+    template = ChatTemplate.from_dict(fields)
+    rendered = [reply["rendered"] for reply in theirs]
+    assert rendered == [template.turn(t, first=i == 0) for i, t in enumerate(TURNS)]
+    assert "".join(rendered).count("sé breve") == (fields is PLAIN_PREAMBLE)
 
 
 # ---- Gemma 3 with its family's template ---------------------------------------------------------
@@ -293,7 +303,7 @@ def test_gemma3_conversation_with_its_template_equals_litert_lms(
     if source == "family":
         fields, turns = GEMMA3, GEMMA3_TURNS
     else:
-        fields = from_jinja(GEMMA3_JINJA, "<bos>", "<eos>").to_dict()
+        fields = from_jinja(GEMMA3_JINJA, "<eos>").to_dict()
         assert fields == {**GEMMA3, "trim": True}
         turns = [f"  {turn}\t " for turn in GEMMA3_TURNS]
     ours, theirs, session = _litert_lm_and_our_chat(
