@@ -127,6 +127,14 @@ class GPT2(Architecture):
             raise ValueError(f"<|endoftext|> has id {tokenizer.end_token_id}, the padding id")
         return tokenizer
 
+    def exact_tokenizer(self, tokenizer, preset):
+        """KerasHub's GPT-2 tokenizer, whose <|endoftext|> in text is one id in the codelab
+        route's .tflite too (``byte_level_bpe.UnsplittableTokensInGraph``), as in KerasHub and
+        ``tokenizers``."""
+        from llm2tflite.families import byte_level_bpe
+
+        return byte_level_bpe.with_unsplittable_tokens_in_graph(tokenizer)
+
     def codelab_cache_methods(self):
         from keras_hub.models import GPT2CausalLM
 

@@ -29,6 +29,11 @@ HARD_CASES = [
     "a" * 300,
     "repetition " * 200,
     ("Mixed English y español, with emoji 🚀 and accents áéíóú. " * 40).strip(),
+    # The end token inside text: one id, as `tokenizers` reads an added special token.
+    "a <|endoftext|> b",
+    "x<|endoftext|>y",
+    "<|endoftext|><|endoftext|> z",
+    "<|endoftext",
 ]
 
 
@@ -48,6 +53,7 @@ def _ids_hf(vocab_dir, texts):
     from tokenizers import ByteLevelBPETokenizer
 
     oracle = ByteLevelBPETokenizer(str(vocab_dir / "vocab.json"), str(vocab_dir / "merges.txt"))
+    oracle.add_special_tokens(["<|endoftext|>"])  # as GPT-2's tokenizer.json adds it
     return [oracle.encode(text).ids for text in texts]
 
 
