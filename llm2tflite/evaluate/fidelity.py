@@ -231,6 +231,9 @@ def keras_reference(
     budget = int(logits_mb * 2**20)
     total, count, per_line, line_ids = 0.0, 0, [], []
     kept_rows, normalizers, stored_lines, stored_bytes = [], [], 0, 0
+    # The stored rows are the first lines' (the variant side pairs them with lines in order):
+    # once a line does not fit, no later line is stored, even a shorter one.
+    storing = True
     for line in lines:
         ids = start + [int(i) for i in tokenize(tf.constant([line])).to_list()[0]]
         token_ids = tf.constant([ids], tf.int32)
@@ -243,7 +246,8 @@ def keras_reference(
         per_line.append([float(x) for x in log_likelihoods])
         line_ids.append(ids)
         rows = np.asarray(logits, np.float64)[0, :-1]  # position p predicts ids[p + 1]
-        if stored_lines == len(kept_rows) and stored_bytes + rows.size * 2 <= budget:
+        storing = storing and stored_bytes + rows.size * 2 <= budget
+        if storing:
             centered = (rows - rows.mean(axis=-1, keepdims=True)).astype(np.float16)
             exact = centered.astype(np.float64)
             kept_rows.append(centered)

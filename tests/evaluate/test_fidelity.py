@@ -254,6 +254,30 @@ def test_keras_reference_records_generated_ids(small_reference, small_export):
         assert len(record["token_ids"]) <= SMALL_MAX_LENGTH
 
 
+def test_stored_logits_are_the_first_lines_that_fit(
+    small_reference, small_export, default_corpus_and_vocab
+):
+    """The logits budget keeps whole lines from the first: a budget for the first line and a
+    short later one, not the long line between them, stores the first line only (the variant
+    side pairs the stored rows with the lines in order)."""
+    import numpy as np
+
+    text = default_corpus_and_vocab / "heldout.txt"
+    lines = text.read_text(encoding="utf-8").splitlines()[:40]
+    rows = [len(ids) - 1 for ids in small_reference["line_token_ids"]]
+    longest = max(range(1, len(lines)), key=lambda i: rows[i])
+    shortest = min((i for i in range(1, len(lines)) if rows[i] > 0), key=lambda i: rows[i])
+    assert rows[shortest] < rows[longest]
+    row_bytes = 2 * small_reference["logits_vocabulary"]
+    budget_mb = (rows[0] + rows[shortest]) * row_bytes / 2**20
+    reference = keras_reference(
+        str(small_export["preset"]), SMALL_MAX_LENGTH, "greedy", [],
+        [lines[0], lines[longest], lines[shortest]], logits_mb=budget_mb,
+    )  # fmt: skip
+    assert reference["logits_lines"] == 1 and reference["logits_positions"] == rows[0]
+    assert np.array_equal(reference["logits"], small_reference["logits"][: rows[0]])
+
+
 def test_fp32_fidelity_equals_keras(small_reference, small_export, small_litert):
     """Both routes' fp32 files on a random-weight model: Keras's distributions at every stored
     position (KL ~ 0, top-1 and correlation ~ 1) through every signature path."""
