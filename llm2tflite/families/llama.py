@@ -2,8 +2,9 @@
 
 Everything the workflow needs to know about the family: the KerasHub presets' shapes and
 parameter counts (``shape_of:`` twins, resource sizing), the ``train:`` model settings, how to
-build a fresh model on a SentencePiece vocabulary, the codelab route's decoding speed-ups, and the
-LiteRT route's prefill/decode forward pass over an external KV cache.
+build a fresh model on a SentencePiece vocabulary. Both routes' decoder (the codelab route's
+cache methods, the LiteRT route's forward pass over an external KV cache) is the one KerasHub's
+Llama-derived families share: ``rotary_gqa.RotaryGQAFamily``.
 
 KerasHub's ``Llama3CausalLM`` subclasses ``LlamaCausalLM`` (same decoder, same cache) but
 tokenizes with byte-level BPE: it is not this family (the registry refuses it by its own class,
@@ -18,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from llm2tflite.families import rotary_gqa
-from llm2tflite.families.base import Architecture, KVCacheShape
 
 # Llama 2 7B (Meta's params.json and the Hugging Face config KerasHub converted its presets from):
 # untied input/output embeddings, multi-head attention (as many key/value heads as query heads).
@@ -34,9 +34,11 @@ _LLAMA2_7B = dict(
 )
 
 
-class Llama(Architecture):
+class Llama(rotary_gqa.RotaryGQAFamily):
     name = "llama"
     causal_lm_class = "LlamaCausalLM"
+    decoder_layer_class = ("keras_hub.src.models.llama.llama_decoder", "LlamaTransformerDecoder")
+    attention_class = ("keras_hub.src.models.llama.llama_attention", "LlamaAttention")
     tokenizer_kind = "sentencepiece"
     tokenizer_files = ("tokenizer.model",)  # llm2tflite.inputs.vocab.SENTENCEPIECE_FILENAME
     # LlamaTokenizer looks up "<s>" and "</s>" by name and KerasHub pads with id 0; Llama's own
@@ -127,131 +129,6 @@ class Llama(Architecture):
             # KerasHub pads Llama inputs with id 0: padding would read as end-of-text.
             raise ValueError(f"</s> has id {tokenizer.end_token_id}, the padding id")
         return tokenizer
-
-    def codelab_cache_methods(self):
-        from keras_hub.models import LlamaCausalLM
-
-        return LlamaCausalLM, _call_with_builtin_cache_slices, _build_cache_over_prompt
-
-    # ---- LiteRT route ----------------------------------------------------------------------
-
-    def litert_cache_shapes(self, causal_lm):
-        """Each layer's key/value heads (fewer than query heads: grouped-query attention)."""
-        return [
-            KVCacheShape(
-                kv_heads=attention.num_key_value_heads,
-                head_dim=int(attention._key_dense.kernel.shape[-1]),
-            )
-            for attention in (layer._self_attention_layer for layer in _decoder_layers(causal_lm))
-        ]
-
-    def litert_max_positions(self, causal_lm):
-        return None  # rotary positions: no learned position table to run out of
-
-    def litert_decoder(self, causal_lm, token_ids, input_pos, mask, kv_caches):
-        """LlamaBackbone's forward pass with each layer's attention over the external cache.
-
-        Everything but the attention core is the model's own sublayers, called as
-        ``LlamaTransformerDecoder.call`` and ``LlamaAttention.call`` call them at inference
-        (dropout is the identity): the token embedding (a row lookup: EMBEDDING_LOOKUP after
-        conversion), per layer the RMSNorm before attention, the query/key/value projections,
-        the layer's own rotary embedding at ``input_pos`` (``litert_blocks.rotary_cos_sin``: one
-        cos/sin pair per signature, shared by every layer with the same rotary settings), the
-        output projection, the RMSNorm before the MLP and the gated MLP (SiLU of the gate in
-        float32, times the up projection, then the down projection).
-
-        Attention (``litert_blocks.attention``) reads the updated 4-D cache directly: the query
-        heads that share a key/value head are one [T * groups, head_dim] x [head_dim, S]
-        product, where KerasHub repeats every key/value head ``groups`` times (a copy of the
-        whole cache per layer and step).
-        """
-        from keras import ops
-
-        from llm2tflite.families import litert_blocks
-
-        backbone = causal_lm.backbone
-        x = backbone.token_embedding(token_ids)
-        start = input_pos[0]
-        rotations = litert_blocks.Rotations(input_pos)
-        new_caches = []
-        for layer, (key_cache, value_cache) in zip(_decoder_layers(causal_lm), kv_caches):
-            attention = layer._self_attention_layer
-            residual = x
-            normalized = layer._self_attention_layernorm(x)
-            query = attention._query_dense(normalized)
-            key = attention._key_dense(normalized)
-            query, key = rotations.apply(attention.rotary_embedding_layer, query, key)
-            key_cache, value_cache = litert_blocks.update_caches(
-                key_cache, value_cache, key, attention._value_dense(normalized), start
-            )
-            attended = litert_blocks.attention(
-                query, key_cache, value_cache, mask, scale=attention._inv_norm_factor
-            )
-            x = attention._output_dense(attended) + residual
-            residual = x
-            normalized = layer._feedforward_layernorm(x)
-            # As LlamaTransformerDecoder: the activation in float32, whatever the compute dtype.
-            gate = ops.cast(layer._feedforward_gate_dense(normalized), "float32")
-            gate = ops.cast(layer.activation(gate), layer.compute_dtype)
-            up = layer._feedforward_intermediate_dense(normalized)
-            x = layer._feedforward_output_dense(ops.multiply(up, gate)) + residual
-            new_caches.append((key_cache, value_cache))
-        return x, new_caches
-
-    def litert_logits(self, causal_lm, hidden):
-        """Final RMSNorm and the output projection: the ReversibleEmbedding's reverse matrix
-        (its own ``reverse_embeddings`` when untied, as Llama's are; the transposed table when
-        tied)."""
-        backbone = causal_lm.backbone
-        return backbone.token_embedding(backbone.layer_norm(hidden), reverse=True)
-
-
-def _decoder_layers(causal_lm):
-    """The backbone's decoder layers, checked to be what ``litert_decoder`` mirrors."""
-    from keras_hub.src.models.llama.llama_attention import LlamaAttention
-    from keras_hub.src.models.llama.llama_decoder import LlamaTransformerDecoder
-
-    layers = causal_lm.backbone.transformer_layers
-    for layer in layers:
-        attention = getattr(layer, "_self_attention_layer", None)
-        if (
-            type(layer).call is not LlamaTransformerDecoder.call
-            or type(attention).call is not LlamaAttention.call
-        ):
-            raise ValueError(
-                f"{layer.name}: the LiteRT export mirrors LlamaTransformerDecoder "
-                f"and LlamaAttention; {type(layer).__name__} computes something "
-                "else"
-            )
-    return layers
-
-
-def _call_with_builtin_cache_slices(causal_lm):
-    """LlamaCausalLM.call_with_cache with builtin cache slices (``codelab_cache``)."""
-    from llm2tflite.families import codelab_cache
-
-    backbone = causal_lm.backbone
-    return codelab_cache.call_with_builtin_cache_slices(
-        backbone,
-        lambda token_ids, cache_update_index: backbone.token_embedding(token_ids),
-        "self_attention_cache",
-        "self_attention_cache_update_index",
-    )
-
-
-def _build_cache_over_prompt(causal_lm, call_with_cache, prompt_length):
-    """LlamaCausalLM._build_cache over the prompt only (``codelab_cache``): the cache holds
-    the key/value heads (fewer than the query heads: grouped-query attention)."""
-    from llm2tflite.families import codelab_cache
-
-    backbone = causal_lm.backbone
-    return codelab_cache.build_cache_over_prompt(
-        causal_lm,
-        call_with_cache,
-        prompt_length,
-        kv_heads=backbone.num_key_value_heads,
-        head_dim=backbone.hidden_dim // backbone.num_query_heads,
-    )
 
 
 ARCHITECTURE = Llama()

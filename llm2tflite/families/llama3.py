@@ -242,12 +242,6 @@ class Llama3(Llama):
             ids.append(int(tokenizer.end_token2_id))
         return list(dict.fromkeys(ids))
 
-    def codelab_cache_methods(self):
-        from keras_hub.models import Llama3CausalLM
-
-        _, call_with_cache, build_cache = super().codelab_cache_methods()
-        return Llama3CausalLM, call_with_cache, build_cache
-
 
 def _content(token):
     """A tokenizer_config.json token: a string, or an AddedToken dict."""
