@@ -14,11 +14,15 @@ checks, in CI, that a dry run of the same command declares each of them as an ou
 from __future__ import annotations
 
 import json
-import statistics
-import time
 
-import numpy as np
 import pytest
+from twin_checks import (
+    LITERT_VARIANTS,
+    check_codelab_record,
+    check_litert_files,
+    check_litert_greedy_equals_keras,
+    litert_file,
+)
 
 from llm2tflite.families import registry
 
@@ -39,14 +43,8 @@ EXPORT_INFO = f"{RESULTS}/traced/llm2tflite_export.json"
 FIDELITY_FP32 = f"{RESULTS}/tflite/fidelity/fp32.json"
 BENCH = f"{RESULTS}/bench.json"
 LITERT_INFO = f"{RESULTS}/litert/litert_export.json"
-LITERT_VARIANTS = ("fp32", "int8", "int4")
 PRESET = f"{RESULTS}/preset"
 SUMMARY = f"results/reports/{MODEL}/summary.md"
-
-
-def litert_file(variant: str, ext: str) -> str:
-    """results/<model>/litert/<variant>.<ext>: "tflite" or "conversion.json"."""
-    return f"{RESULTS}/litert/{variant}.{ext}"
 
 
 def paths_read() -> list[str]:
@@ -58,38 +56,19 @@ def paths_read() -> list[str]:
         FIDELITY_FP32,
         BENCH,
         LITERT_INFO,
-        *(litert_file(v, ext) for v in LITERT_VARIANTS for ext in ("conversion.json", "tflite")),
+        *(
+            litert_file(RESULTS, v, ext)
+            for v in LITERT_VARIANTS
+            for ext in ("conversion.json", "tflite")
+        ),
         PRESET,
         SUMMARY,
     ]
 
 
-def _litert_greedy(path, info, prompt_ids, max_length):
-    """Greedy ids of a prefill/decode loop (test_litert_route.Session) and its step times."""
-    from test_litert_route import Session
-
-    session = Session(path, info)
-    session.interpreter = type(session.interpreter)(model_path=str(path), num_threads=2)
-    ids, steps = list(prompt_ids), []
-    session.prefill(ids[:-1])
-    while len(ids) < max_length:
-        started = time.perf_counter()
-        logits = session.decode(ids[-1])
-        steps.append(time.perf_counter() - started)
-        token = int(np.argmax(logits))
-        if token in info["stop_token_ids"]:
-            break
-        ids.append(token)
-    return ids, steps
-
-
 @pytest.mark.slow
 def test_gemma3_twin_dag_runs_to_completion(tmp_path):
     import sentencepiece as spm
-
-    from llm2tflite.evaluate.bench import format_record
-    from llm2tflite.inputs.sources import load_causal_lm
-    from llm2tflite.litert import convert as litert_convert
 
     copy_default_config(tmp_path)
     run_snakemake(tmp_path, "--cores", "2", *SNAKEMAKE_ARGS)
@@ -105,56 +84,13 @@ def test_gemma3_twin_dag_runs_to_completion(tmp_path):
     assert info["num_parameters"] == gemma3.preset_parameters["gemma3_270m"] == 268_098_176
     assert info["vocabulary_size"] == pieces and info["stop_token_ids"] == [1, 106]
     check_twin_codelab_files(tmp_path, MODEL, "<bos>")
-    fidelity = json.loads((tmp_path / FIDELITY_FP32).read_text())
-    print(f"fidelity fp32: {json.dumps(fidelity)[:400]}")
-    record = json.loads((tmp_path / BENCH).read_text())
-    print(format_record(record))
-    for entry in record["entries"]:
-        assert entry["new_tokens"] >= 1 and entry["deterministic"]
+    check_codelab_record(tmp_path, FIDELITY_FP32, BENCH)
 
     # The LiteRT route: builtins only, the tied table once, fp32 greedy ids = KerasHub's.
     litert_info = json.loads((tmp_path / LITERT_INFO).read_text())
     assert litert_info["stop_token_ids"] == [1, 106]
     assert litert_info["layers"] == [{"kv_heads": 1, "head_dim": 256}] * 18
-    sizes = {}
-    for variant in ("fp32", "int8", "int4"):
-        report = json.loads((tmp_path / litert_file(variant, "conversion.json")).read_text())
-        seconds = report.get("convert_seconds", report.get("quantize_seconds"))
-        sizes[variant] = report["size_bytes"]
-        print(
-            f"litert {variant}: {seconds} s, peak RSS {report['peak_rss_mb']} MiB, "
-            f"{report['size_bytes'] / 1e6:.1f} MB"
-        )
-        litert_convert.check_builtins_only(
-            litert_convert.read_model((tmp_path / litert_file(variant, "tflite")).read_bytes())
-        )
     # 268M weights: int8 one byte each (the 262,144 x 640 table once), int4 about half that.
-    assert sizes["int8"] < 0.3 * sizes["fp32"] and sizes["int4"] < 0.6 * sizes["int8"]
-
-    causal_lm = load_causal_lm(str(tmp_path / PRESET))
-    packed = causal_lm.preprocessor.generate_preprocess(
-        [PROMPT], sequence_length=litert_info["cache_length"]
-    )
-    generated = causal_lm.generate_step(packed, stop_token_ids=litert_info["stop_token_ids"])
-    keras_ids = np.asarray(generated["token_ids"][0])[
-        np.asarray(generated["padding_mask"][0], bool)
-    ].tolist()
-    prompt_ids = np.asarray(packed["token_ids"][0])[
-        np.asarray(packed["padding_mask"][0], bool)
-    ].tolist()
-    del causal_lm
-    for variant in ("fp32", "int8", "int4"):
-        ids, steps = _litert_greedy(
-            tmp_path / litert_file(variant, "tflite"),
-            litert_info,
-            prompt_ids,
-            litert_info["cache_length"],
-        )
-        print(
-            f"litert decode {variant}: median {1000 * statistics.median(steps[1:]):.1f} ms/token "
-            f"(min {1000 * min(steps[1:]):.1f}, first step {1000 * steps[0]:.0f} ms, "
-            f"{len(steps)} steps, Python signature-runner loop, 2 threads)"
-        )
-        if variant == "fp32":
-            assert ids == [i for i in keras_ids if i not in litert_info["stop_token_ids"]]
+    check_litert_files(tmp_path, RESULTS, int8_of_fp32=0.3, int4_of_int8=0.6)
+    check_litert_greedy_equals_keras(tmp_path, RESULTS, PRESET, litert_info, PROMPT)
     print((tmp_path / SUMMARY).read_text())

@@ -15,11 +15,15 @@ checks, in CI, that a dry run of the same command declares each of them as an ou
 from __future__ import annotations
 
 import json
-import statistics
 
-import numpy as np
 import pytest
-from test_gemma3_twin import _litert_greedy
+from twin_checks import (
+    LITERT_VARIANTS,
+    check_codelab_record,
+    check_litert_files,
+    check_litert_greedy_equals_keras,
+    litert_file,
+)
 
 from llm2tflite.families import registry
 
@@ -42,14 +46,8 @@ FIDELITY_FP32 = f"{RESULTS}/tflite/fidelity/fp32.json"
 BENCH = f"{RESULTS}/bench.json"
 LITERT_INFO = f"{RESULTS}/litert/litert_export.json"
 LITERT_TOKENIZER = f"{RESULTS}/litert/tokenizer.json"
-LITERT_VARIANTS = ("fp32", "int8", "int4")
 PRESET = f"{RESULTS}/preset"
 SUMMARY = f"results/reports/{MODEL}/summary.md"
-
-
-def litert_file(variant: str, ext: str) -> str:
-    """results/<model>/litert/<variant>.<ext>: "tflite" or "conversion.json"."""
-    return f"{RESULTS}/litert/{variant}.{ext}"
 
 
 def paths_read() -> list[str]:
@@ -62,7 +60,11 @@ def paths_read() -> list[str]:
         BENCH,
         LITERT_INFO,
         LITERT_TOKENIZER,
-        *(litert_file(v, ext) for v in LITERT_VARIANTS for ext in ("conversion.json", "tflite")),
+        *(
+            litert_file(RESULTS, v, ext)
+            for v in LITERT_VARIANTS
+            for ext in ("conversion.json", "tflite")
+        ),
         PRESET,
         SUMMARY,
     ]
@@ -71,10 +73,6 @@ def paths_read() -> list[str]:
 @pytest.mark.slow
 def test_smollm2_twin_dag_runs_to_completion(tmp_path):
     from tokenizers import Tokenizer
-
-    from llm2tflite.evaluate.bench import format_record
-    from llm2tflite.inputs.sources import load_causal_lm
-    from llm2tflite.litert import convert as litert_convert
 
     copy_default_config(tmp_path)
     run_snakemake(tmp_path, "--cores", "2", *SNAKEMAKE_ARGS)
@@ -91,12 +89,7 @@ def test_smollm2_twin_dag_runs_to_completion(tmp_path):
     eos, eot = vocabulary["<|end_of_text|>"], vocabulary["<|eot_id|>"]
     assert info["vocabulary_size"] == size and info["stop_token_ids"] == [eos, eot]
     check_twin_codelab_files(tmp_path, MODEL, "<|begin_of_text|>")
-    fidelity = json.loads((tmp_path / FIDELITY_FP32).read_text())
-    print(f"fidelity fp32: {json.dumps(fidelity)[:400]}")
-    record = json.loads((tmp_path / BENCH).read_text())
-    print(format_record(record))
-    for entry in record["entries"]:
-        assert entry["new_tokens"] >= 1 and entry["deterministic"]
+    check_codelab_record(tmp_path, FIDELITY_FP32, BENCH)
 
     # The LiteRT route: builtins only, grouped-query cache, fp32 greedy ids = KerasHub's, and a
     # runtime tokenizer.json that splits as Llama 3 ("¿Quieres" one pre-token).
@@ -106,45 +99,12 @@ def test_smollm2_twin_dag_runs_to_completion(tmp_path):
     runtime = Tokenizer.from_file(str(tmp_path / LITERT_TOKENIZER))
     pieces = [piece for piece, _ in runtime.pre_tokenizer.pre_tokenize_str("¿Quieres 2026")]
     assert pieces == ["Â¿Quieres", "Ġ", "202", "6"]  # GPT-2's: "Â¿", "Quieres", "Ġ2026"
-    sizes = {}
-    for variant in LITERT_VARIANTS:
-        report = json.loads((tmp_path / litert_file(variant, "conversion.json")).read_text())
-        seconds = report.get("convert_seconds", report.get("quantize_seconds"))
-        sizes[variant] = report["size_bytes"]
-        print(
-            f"litert {variant}: {seconds} s, peak RSS {report['peak_rss_mb']} MiB, "
-            f"{report['size_bytes'] / 1e6:.1f} MB"
-        )
-        litert_convert.check_builtins_only(
-            litert_convert.read_model((tmp_path / litert_file(variant, "tflite")).read_bytes())
-        )
-    assert sizes["int8"] < 0.4 * sizes["fp32"] and sizes["int4"] < 0.7 * sizes["int8"]
+    check_litert_files(tmp_path, RESULTS, int8_of_fp32=0.4, int4_of_int8=0.7)
 
-    causal_lm = load_causal_lm(str(tmp_path / PRESET))
-    assert causal_lm.backbone.token_embedding.tie_weights  # tied, as SmolLM2
-    packed = causal_lm.preprocessor.generate_preprocess(
-        [PROMPT], sequence_length=litert_info["cache_length"]
+    def tied_as_smollm2(causal_lm):
+        assert causal_lm.backbone.token_embedding.tie_weights
+
+    check_litert_greedy_equals_keras(
+        tmp_path, RESULTS, PRESET, litert_info, PROMPT, check_keras=tied_as_smollm2
     )
-    generated = causal_lm.generate_step(packed, stop_token_ids=litert_info["stop_token_ids"])
-    keras_ids = np.asarray(generated["token_ids"][0])[
-        np.asarray(generated["padding_mask"][0], bool)
-    ].tolist()
-    prompt_ids = np.asarray(packed["token_ids"][0])[
-        np.asarray(packed["padding_mask"][0], bool)
-    ].tolist()
-    del causal_lm
-    for variant in LITERT_VARIANTS:
-        ids, steps = _litert_greedy(
-            tmp_path / litert_file(variant, "tflite"),
-            litert_info,
-            prompt_ids,
-            litert_info["cache_length"],
-        )
-        print(
-            f"litert decode {variant}: median {1000 * statistics.median(steps[1:]):.1f} ms/token "
-            f"(min {1000 * min(steps[1:]):.1f}, first step {1000 * steps[0]:.0f} ms, "
-            f"{len(steps)} steps, Python signature-runner loop, 2 threads)"
-        )
-        if variant == "fp32":
-            assert ids == [i for i in keras_ids if i not in litert_info["stop_token_ids"]]
     print((tmp_path / SUMMARY).read_text())
