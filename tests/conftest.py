@@ -47,6 +47,34 @@ IMPORT_RECORD_DIR_ENV = "LLM2TFLITE_RECORD_IMPORTS"
 IMPORT_RECORDER = Path(__file__).resolve().parent / "import_record"
 
 
+# The README's test command runs the tests in two processes (pytest-xdist, --dist loadgroup), in
+# groups that each run in one process, so that a session fixture is built once where it can be:
+# every test file that reads the default run (or the Slurm cluster that repeats it) in one group,
+# as that run is the session's costliest fixture; every other test with its folder's, where its
+# shared fixtures are (tests/litertlm's LiteRT-LM venv, tests/families' small models). A file
+# that reads the default run without naming its fixture marks itself
+# (``pytest.mark.xdist_group(DEFAULT_RUN_GROUP)``).
+DEFAULT_RUN_GROUP = "default_run"
+_DEFAULT_RUN_FIXTURES = {"default_run", "default_run_on_slurm", "slurm_cluster"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    by_file = {}
+    for item in items:
+        by_file.setdefault(item.path, []).append(item)
+    for path, file_items in by_file.items():
+        reads_default_run = any(
+            _DEFAULT_RUN_FIXTURES & set(item.fixturenames)
+            or any(mark.args == (DEFAULT_RUN_GROUP,) for mark in item.iter_markers("xdist_group"))
+            for item in file_items
+        )
+        group = DEFAULT_RUN_GROUP if reads_default_run else f"folder-{path.parent.name}"
+        for item in file_items:
+            if item.get_closest_marker("xdist_group") is None:
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
 def in_ci() -> bool:
     """CI runs with CI=true (.ci/run sets it): there, missing prerequisites fail the test."""
     return os.environ.get("CI", "").lower() == "true"

@@ -429,3 +429,42 @@ def test_package_layers_import_only_what_they_may():
         assert not imported & forbidden, (str(path.relative_to(package)), imported & forbidden)
         checked += 1
     assert checked > 40
+
+
+_GROUP_PRINTER = """
+def pytest_collection_finish(session):
+    for item in session.items:
+        groups = [m.args[0] for m in item.iter_markers("xdist_group")]
+        print("GROUP", item.path, *groups)
+"""
+
+
+def test_tests_that_read_the_default_run_share_one_process_group(tmp_path):
+    """The README's `-n 2 --dist loadgroup` builds the default run once only if every test file
+    that reads it is in conftest's default-run group (read here from the files' text: the
+    fixture's name or the group's), and files that do not are left to run beside it."""
+    (tmp_path / "group_printer.py").write_text(_GROUP_PRINTER)
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "group_printer",
+         "-p", "no:cacheprovider", "-o", "addopts=", "-m", "", str(REPO / "tests")],
+        capture_output=True, text=True, cwd=REPO,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    groups = {}
+    for line in completed.stdout.splitlines():
+        if line.startswith("GROUP "):
+            _, path, *item_groups = line.split(" ")
+            assert len(item_groups) == 1, line
+            groups.setdefault(Path(path), set()).update(item_groups)
+    assert len(groups) > 40 and all(len(g) == 1 for g in groups.values()), groups
+    reads_default_run = {
+        path
+        for path in groups
+        if re.search(r"\bdefault_run\b|DEFAULT_RUN_GROUP", path.read_text(encoding="utf-8"))
+    }
+    in_group = {path for path, g in groups.items() if g == {"default_run"}}
+    assert reads_default_run == in_group
+    assert REPO / "tests/web/test_web_page.py" in in_group  # through its project fixture
+    assert REPO / "tests/workflow/test_slurm.py" in in_group  # the Slurm cluster: started once
+    assert groups[REPO / "tests/families/test_qwen.py"] == {"folder-families"}
