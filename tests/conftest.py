@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,32 +49,39 @@ IMPORT_RECORD_DIR_ENV = "LLM2TFLITE_RECORD_IMPORTS"
 IMPORT_RECORDER = Path(__file__).resolve().parent / "import_record"
 
 
-# The README's test command runs the tests in two processes (pytest-xdist, --dist loadgroup), in
-# groups that each run in one process, so that a session fixture is built once where it can be:
-# every test file that reads the default run (or the Slurm cluster that repeats it) in one group,
-# as that run is the session's costliest fixture; every other test with its folder's, where its
-# shared fixtures are (tests/litertlm's LiteRT-LM venv, tests/families' small models). A file
-# that reads the default run without naming its fixture marks itself
-# (``pytest.mark.xdist_group(DEFAULT_RUN_GROUP)``).
+# The README's test command runs the tests in two processes (pytest-xdist, `-n 2 --dist
+# loadgroup`), in groups that each run whole in one process, so that a session fixture is built
+# once where it can be: every test file that names the default run (or the Slurm cluster that
+# repeats it) in one group, as that run is the session's costliest fixture; every other file with
+# its folder's, where its shared fixtures are (tests/litertlm's LiteRT-LM venv, tests/families'
+# small models). xdist's own loadgroup reads `xdist_group` marks through a node id suffix that
+# pytest 9 no longer lets a plugin set, so this conftest gives xdist the scheduler instead.
 DEFAULT_RUN_GROUP = "default_run"
-_DEFAULT_RUN_FIXTURES = {"default_run", "default_run_on_slurm", "slurm_cluster"}
+_NAMES_THE_DEFAULT_RUN = re.compile(
+    r"\b(default_run|default_run_on_slurm|slurm_cluster|DEFAULT_RUN_GROUP)\b"
+)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    by_file = {}
-    for item in items:
-        by_file.setdefault(item.path, []).append(item)
-    for path, file_items in by_file.items():
-        reads_default_run = any(
-            _DEFAULT_RUN_FIXTURES & set(item.fixturenames)
-            or any(mark.args == (DEFAULT_RUN_GROUP,) for mark in item.iter_markers("xdist_group"))
-            for item in file_items
-        )
-        group = DEFAULT_RUN_GROUP if reads_default_run else f"folder-{path.parent.name}"
-        for item in file_items:
-            if item.get_closest_marker("xdist_group") is None:
-                item.add_marker(pytest.mark.xdist_group(group))
+@functools.cache
+def process_group(test_file: Path) -> str:
+    """The group of a test file's tests (see above), from the file's text."""
+    text = test_file.read_text(encoding="utf-8")
+    if _NAMES_THE_DEFAULT_RUN.search(text):
+        return DEFAULT_RUN_GROUP
+    return f"folder-{test_file.parent.name}"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ProcessGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return process_group(config.rootpath / nodeid.split("::")[0])
+
+    return ProcessGroups(config, log)
 
 
 def in_ci() -> bool:

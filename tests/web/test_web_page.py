@@ -24,10 +24,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from conftest import DEFAULT_RUN_GROUP, REPO, in_ci, run_snakemake, skip_or_fail
-
-# The project fixture reads the default run without naming it (conftest's test groups).
-pytestmark = pytest.mark.xdist_group(DEFAULT_RUN_GROUP)
+from conftest import REPO, in_ci, run_snakemake, skip_or_fail
 
 WEB_TESTS = Path(__file__).resolve().parent
 MODELS = ("tiny", "tiny_llama")
