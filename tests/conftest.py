@@ -234,7 +234,7 @@ def check_twin_codelab_files(workdir: Path, model: str, start_token: str) -> Non
                 assert result["equals_keras"], result
 
 
-# The Slurm test's run of the default DAG (tests/workflow/test_slurm.py) goes on while the local
+# The Slurm test's run (tests/workflow/test_slurm.py: SLURM_CONFIG_NAME) goes on while the local
 # one runs: most of a Slurm run's time is waiting (job starts, nested Snakemake starts, status
 # polls), so the two together take little longer than one (alone, one after the other: 400 s
 # local + 1140 s on Slurm, on 2 cores).
@@ -257,15 +257,30 @@ def slurm_cluster(tmp_path_factory):
     slurm_harness.stop_cluster(cluster)
 
 
+# The Slurm run's config: the default config's tiny_llama alone (both routes, LiteRT-LM bundles,
+# web page; every other key the schema's default, as in config/config.yaml), so that its
+# artifacts are the local default run's of that model.
+SLURM_MODELS = ("tiny_llama",)
+SLURM_CONFIG_NAME = "slurm_tiny_llama"
+
+
 @pytest.fixture(scope="session")
 def default_run_on_slurm(slurm_cluster, tmp_path_factory):
-    """The default config started through profiles/slurm in its own copy of the checkout (a
-    ``SlurmRun``: the test that reads it waits for it)."""
+    """SLURM_CONFIG_NAME's run started through profiles/slurm in its own copy of the checkout
+    (a ``SlurmRun``: the test that reads it waits for it)."""
     import slurm_harness
+    import yaml
 
     workdir = make_project(tmp_path_factory.mktemp("slurm-e2e") / "project")
+    default = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    config = {"models": {model: default["models"][model] for model in SLURM_MODELS}}
+    config_file = workdir / f"config/{SLURM_CONFIG_NAME}.yaml"
+    config_file.write_text(yaml.safe_dump(config))
     run = slurm_harness.start_workflow_on_slurm(
-        workdir / "Snakefile", workdir, cluster=slurm_cluster
+        workdir / "Snakefile",
+        workdir,
+        ["--configfile", str(config_file.relative_to(workdir))],
+        cluster=slurm_cluster,
     )
     yield run
     if run.process.poll() is None:  # the session ended before its test waited for it

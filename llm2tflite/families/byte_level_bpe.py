@@ -342,43 +342,32 @@ def pre_tokenize(inputs, spec: ByteLevelBPE):
 # ---- the KerasHub tokenizer ---------------------------------------------------------------------
 
 
-class UnsplittableTokensInGraph:
-    """Mixin for a KerasHub ``BytePairTokenizer`` subclass: each unsplittable token (GPT-2's
-    ``<|endoftext|>``) stays one id in a converted .tflite. KerasHub inserts them into the BPE
-    cache (a MutableHashTable) when the tokenizer is built, contents that a SavedModel keeps but
-    a converted .tflite does not: its table starts empty, and the merge loop would spell the
-    token out in bytes. Here the merge step caches an unsplittable token it is given as itself."""
+def keep_unsplittable_tokens_in_graph(tokenizer):
+    """Make a KerasHub ``BytePairTokenizer`` keep each unsplittable token (GPT-2's
+    ``<|endoftext|>``) one id in a converted .tflite, as it is in TensorFlow; returns it.
 
-    def _bpe_merge_and_update_cache_tf(self, tokens):
+    KerasHub inserts those tokens into the BPE cache (a MutableHashTable) when the tokenizer is
+    built, contents that a SavedModel keeps but a converted .tflite does not: its table starts
+    empty, and the merge loop would spell the token out in bytes. Here the tokenizer's merge
+    step caches an unsplittable token it is given as itself. The step is replaced on the
+    instance, not by a subclass: KerasHub finds a tokenizer's Transformers exporter and preset
+    class by its class."""
+    merge = tokenizer._bpe_merge_and_update_cache_tf
+    if getattr(merge, "keeps_unsplittable_tokens", False) or not tokenizer.unsplittable_tokens:
+        return tokenizer
+    ordered = sorted(tokenizer.unsplittable_tokens, key=len, reverse=True)
+    pattern = "|".join(map(re.escape, ordered))
+
+    def merge_keeping_unsplittable_tokens(tokens):
         import tensorflow as tf
 
-        if self.unsplittable_tokens:
-            ordered = sorted(self.unsplittable_tokens, key=len, reverse=True)
-            whole = tf.strings.regex_full_match(tokens, "|".join(map(re.escape, ordered)))
-            self.cache.insert(tf.boolean_mask(tokens, whole), tf.boolean_mask(tokens, whole))
-            tokens = tf.boolean_mask(tokens, ~whole)
-        return super()._bpe_merge_and_update_cache_tf(tokens)
+        whole = tf.strings.regex_full_match(tokens, pattern)
+        tokenizer.cache.insert(tf.boolean_mask(tokens, whole), tf.boolean_mask(tokens, whole))
+        return merge(tf.boolean_mask(tokens, ~whole))
 
-
-@functools.cache
-def _unsplittable_tokens_in_graph_class(base):
-    return type(
-        f"InGraph{base.__name__}",
-        (UnsplittableTokensInGraph, base),
-        {"__doc__": f"KerasHub's {base.__name__}, its special tokens whole in a .tflite too."},
-    )
-
-
-def with_unsplittable_tokens_in_graph(tokenizer):
-    """The same KerasHub byte-level BPE tokenizer (class, settings, vocabulary and merges) with
-    ``UnsplittableTokensInGraph``."""
-    if isinstance(tokenizer, UnsplittableTokensInGraph):
-        return tokenizer
-    in_graph = _unsplittable_tokens_in_graph_class(type(tokenizer)).from_config(
-        tokenizer.get_config()
-    )
-    in_graph.set_vocabulary_and_merges(tokenizer.vocabulary, tokenizer.merges)
-    return in_graph
+    merge_keeping_unsplittable_tokens.keeps_unsplittable_tokens = True
+    tokenizer._bpe_merge_and_update_cache_tf = merge_keeping_unsplittable_tokens
+    return tokenizer
 
 
 class ExactPreTokenization:

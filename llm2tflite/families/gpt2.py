@@ -129,11 +129,11 @@ class GPT2(Architecture):
 
     def exact_tokenizer(self, tokenizer, preset):
         """KerasHub's GPT-2 tokenizer, whose <|endoftext|> in text is one id in the codelab
-        route's .tflite too (``byte_level_bpe.UnsplittableTokensInGraph``), as in KerasHub and
-        ``tokenizers``."""
+        route's .tflite too (``byte_level_bpe.keep_unsplittable_tokens_in_graph``), as in
+        KerasHub and ``tokenizers``."""
         from llm2tflite.families import byte_level_bpe
 
-        return byte_level_bpe.with_unsplittable_tokens_in_graph(tokenizer)
+        return byte_level_bpe.keep_unsplittable_tokens_in_graph(tokenizer)
 
     def codelab_cache_methods(self):
         from keras_hub.models import GPT2CausalLM

@@ -349,8 +349,9 @@ def _export_info(causal_lm, preset, chat_template_json=""):
 def test_checkpoint_chat_template_travels_into_the_export_info(gemma3_checkpoint, tmp_path):
     """tokenizer_config.json's Jinja template becomes the export's chat template (Gemma 3's:
     the family's prefixes and suffixes, content stripped); the config's template wins; one that
-    cannot be expressed is refused in one line, and not replaced by the family's."""
-    from test_chat_templates import GEMMA3_JINJA, QWEN25_JINJA
+    cannot be expressed is refused in one line, and not replaced by the family's; a default
+    system prompt travels as the preamble."""
+    from test_chat_templates import GEMMA3_JINJA, LLAMA3_FIRST_JINJA, QWEN25_JINJA
 
     from llm2tflite.litert.chat import ChatSession, NoChatTemplateError
 
@@ -366,17 +367,23 @@ def test_checkpoint_chat_template_travels_into_the_export_info(gemma3_checkpoint
         "user": {"prefix": "U: ", "suffix": ""},
         "model": {"prefix": "M: ", "suffix": "\n"},
     }
+    # Qwen 2.5's default system prompt travels as the preamble.
     (checkpoint / "tokenizer_config.json").write_text(json.dumps({"chat_template": QWEN25_JINJA}))
+    info = _export_info(causal_lm, checkpoint)
+    assert info["chat_template"]["preamble"].startswith("<|im_start|>system\nYou are Qwen,")
+    (checkpoint / "tokenizer_config.json").write_text(
+        json.dumps({"chat_template": LLAMA3_FIRST_JINJA})
+    )
     info = _export_info(causal_lm, checkpoint)
     assert info["chat_template"] is None
     refused = info["chat_template_refused"]
-    assert "\n" not in refused and "a default system prompt" in refused
+    assert "\n" not in refused and "a later turn changes the turns before it" in refused
 
     class Model:
         path = "m.tflite"
 
     Model.info = info
-    with pytest.raises(NoChatTemplateError, match="its checkpoint's was refused: .*default system"):
+    with pytest.raises(NoChatTemplateError, match="its checkpoint's was refused: .*a later turn"):
         ChatSession(Model())
 
 

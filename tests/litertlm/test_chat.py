@@ -197,14 +197,15 @@ def test_litert_lm_conversation_equals_our_chat(
     """A config-set template on a family without one, with and without a preamble: LiteRT-LM's
     Conversation API and ours, same replies, same token counts; the preamble is rendered and
     prefilled once, with the first turn."""
-    max_new_tokens = 2  # three turns within LiteRT-LM's context (max_num_tokens)
+    max_new_tokens = 2  # the turns within LiteRT-LM's context (max_num_tokens)
+    turns = TURNS if fields is PLAIN else TURNS[:2]  # the preamble takes a turn's room
     ours, theirs, _ = _litert_lm_and_our_chat(
-        small_llama_litert, fields, litertlm_env, tmp_path, TURNS, max_new_tokens
+        small_llama_litert, fields, litertlm_env, tmp_path, turns, max_new_tokens
     )
     assert ours == [{k: reply[k] for k in ("text", "token_count")} for reply in theirs]
     template = ChatTemplate.from_dict(fields)
     rendered = [reply["rendered"] for reply in theirs]
-    assert rendered == [template.turn(t, first=i == 0) for i, t in enumerate(TURNS)]
+    assert rendered == [template.turn(t, first=i == 0) for i, t in enumerate(turns)]
     assert "".join(rendered).count("sé breve") == (fields is PLAIN_PREAMBLE)
 
 

@@ -285,6 +285,9 @@ smoke: {prompts: ["Hola"]}
 fidelity: {prompts: ["Hola"], perplexity_lines: 10}
 benchmark: {runs: 1, threads: 1}
 android: {variant: fp32}
+# The codelab route alone: the reports are what this test is about.
+litert: {variants: []}
+web: {models: []}
 """
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from slurm_harness import explain, finish_workflow_on_slurm, format_records, run_workflow_on_slurm
 
+from conftest import SLURM_CONFIG_NAME, SLURM_MODELS
+
 # --------------------------------------------------------------------------
 # Toy DAG: fast check of the harness + profile
 # --------------------------------------------------------------------------
@@ -219,24 +221,29 @@ def measurement_free_content(path: Path):
     return None
 
 
-def result_files(workdir: Path) -> dict[str, Path]:
+def result_files(workdir: Path, models=None) -> dict[str, Path]:
     """Every file under results/, by path relative to the run's directory, except Snakemake's
     `benchmark:` files (results/benchmarks/: each job's wall-clock time and memory, nothing
-    else)."""
+    else); with ``models``, only those models' (results/<model>/)."""
     return {
         str(p.relative_to(workdir)): p
         for p in sorted((workdir / "results").rglob("*"))
-        if p.is_file() and not p.relative_to(workdir).parts[1] == "benchmarks"
+        if p.is_file()
+        and not p.relative_to(workdir).parts[1] == "benchmarks"
+        and (models is None or p.relative_to(workdir).parts[1] in models)
     }
 
 
-def run_differences(first: Path, second: Path) -> tuple[list[str], list[str]]:
-    """(differences, files equal only without their measurements) between two runs' results.
+def run_differences(
+    first: Path, second: Path, models=None, configs=("default", "default")
+) -> tuple[list[str], list[str]]:
+    """(differences, files equal only without their measurements) between two runs' results
+    (with ``models``, those models' only; ``configs``: each run's config name, its reports').
 
     Every file both runs wrote is compared: bytes equal, or, for a file that records
     measurements, equal once they are dropped (``measurement_free_content``); the manifest by
     its own entries, each checked against the file it names."""
-    files = {run: result_files(run) for run in (first, second)}
+    files = {run: result_files(run, models) for run in (first, second)}
     differences = [
         f"only in {run}: {name}"
         for run, other in ((first, second), (second, first))
@@ -254,8 +261,17 @@ def run_differences(first: Path, second: Path) -> tuple[list[str], list[str]]:
             measured_only.append(name)
         else:
             differences.append(f"differs: {name}")
-    manifests = {run: run / "results/reports/default/manifest.json" for run in (first, second)}
+    manifests = {
+        run: run / f"results/reports/{config}/manifest.json"
+        for run, config in zip((first, second), configs)
+    }
     entries = {run: json.loads(path.read_text()) for run, path in manifests.items()}
+    for manifest in entries.values():
+        manifest["artifacts"] = {
+            name: entry
+            for name, entry in manifest["artifacts"].items()
+            if models is None or Path(name).parts[1] in models
+        }
     for run, manifest in entries.items():
         for name, entry in manifest["artifacts"].items():
             if not (run / name).is_file():
@@ -271,7 +287,8 @@ def run_differences(first: Path, second: Path) -> tuple[list[str], list[str]]:
 
 @pytest.mark.slurm
 def test_real_dag_on_slurm_matches_local(default_run_on_slurm, default_run):
-    """The default DAG, every rule an sbatch job, gives the local run's artifacts."""
+    """The default DAG of one default model (conftest's SLURM_CONFIG), every rule an sbatch
+    job, gives the local run's artifacts of that model."""
     local_dir, _ = default_run
     slurm_dir = default_run_on_slurm.workdir
     slurm_cluster = default_run_on_slurm.cluster
@@ -280,15 +297,21 @@ def test_real_dag_on_slurm_matches_local(default_run_on_slurm, default_run):
     assert records and all(r.state == "COMPLETED" for r in records), format_records(records)
     # Every rule of the DAG went through sbatch (the aggregate `all` is a local rule).
     assert {"corpus", "vocab", "train", "trace", "convert", "smoke"} <= {r.rule for r in records}
-    # Two cold runs of the whole default DAG (the local run is default_run's, the same
-    # fixture the end-to-end tests read): this also is the check that a clean run reproduces
-    # every artifact byte for byte, both routes, both models, bundles and Android hand-off.
-    differences, measured_only = run_differences(local_dir, slurm_dir)
+    # Two cold runs of the model's DAG (the local run is default_run's, the same fixture the
+    # end-to-end tests read): this also is the check that a clean run reproduces every
+    # artifact byte for byte, both routes, bundles and web page (the other model is the local
+    # run's alone: a second cold run of it would add ~5 minutes of CI for the same code paths).
+    differences, measured_only = run_differences(
+        local_dir, slurm_dir, SLURM_MODELS, ("default", SLURM_CONFIG_NAME)
+    )
     print(f"\n[slurm] equal once their measurements are dropped: {measured_only}")
     assert not differences, "\n".join(differences)
-    manifest = json.loads((slurm_dir / "results/reports/default/manifest.json").read_text())
-    compared = set(result_files(slurm_dir)) - set(measured_only)
-    for model in ("tiny", "tiny_llama"):
+    manifest = json.loads(
+        (slurm_dir / f"results/reports/{SLURM_CONFIG_NAME}/manifest.json").read_text()
+    )
+    compared = set(result_files(slurm_dir, SLURM_MODELS)) - set(measured_only)
+    assert len(compared) > 40, compared
+    for model in SLURM_MODELS:
         for route, variant in (("tflite", "int8"), ("litert", "int4")):
             assert f"results/{model}/{route}/{variant}.tflite" in manifest["artifacts"]
         assert f"results/{model}/litert/int4.litertlm" in compared
