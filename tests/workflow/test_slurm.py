@@ -296,7 +296,8 @@ def test_real_dag_on_slurm_matches_local(default_run_on_slurm, default_run):
     assert proc.returncode == 0, explain(proc, slurm_cluster)
     assert records and all(r.state == "COMPLETED" for r in records), format_records(records)
     # Every rule of the DAG went through sbatch (the aggregate `all` is a local rule).
-    assert {"corpus", "vocab", "train", "trace", "convert", "smoke"} <= {r.rule for r in records}
+    rules = {"corpus", "vocab_sentencepiece", "train", "trace", "convert", "smoke"}
+    assert rules | {"litert_export", "litertlm_bundle", "web_page"} <= {r.rule for r in records}
     # Two cold runs of the model's DAG (the local run is default_run's, the same fixture the
     # end-to-end tests read): this also is the check that a clean run reproduces every
     # artifact byte for byte, both routes, bundles and web page (the other model is the local
