@@ -1,8 +1,9 @@
 """The real-scale Qwen path: the twin of qwen2.5_0.5b_en through the whole DAG, both routes.
 
-Slow (likely 1-2 hours on 2 shared cores: 494M parameters, a 151,936-row embedding, two codelab
-conversions, a LiteRT export and three LiteRT files, the codelab benchmark), so CI skips it; run
-it with ``python -m pytest -m slow tests/twins/test_qwen_twin.py -s``. It prints the figures the
+Slow (about 30 minutes on 2 shared cores, 5 Dec 2026: 494M parameters, a 151,936-row
+embedding, two codelab conversions, a LiteRT export and three LiteRT files, the codelab
+benchmark), so CI skips it; run it with ``python -m pytest -m slow tests/twins/test_qwen_twin.py
+-s``. It prints the figures the
 closing notes report: conversion time and peak RSS per variant and route, sizes, codelab
 latencies and a LiteRT decode loop per variant. Those are measurements, not assertions: the test
 asserts only what must hold on any machine.
