@@ -57,9 +57,7 @@ IMPORT_RECORDER = Path(__file__).resolve().parent / "import_record"
 # small models). xdist's own loadgroup reads `xdist_group` marks through a node id suffix that
 # pytest 9 no longer lets a plugin set, so this conftest gives xdist the scheduler instead.
 DEFAULT_RUN_GROUP = "default_run"
-_NAMES_THE_DEFAULT_RUN = re.compile(
-    r"\b(default_run|default_run_on_slurm|slurm_cluster|DEFAULT_RUN_GROUP)\b"
-)
+_NAMES_THE_DEFAULT_RUN = re.compile(r"\b(default_run|default_run_on_slurm|slurm_cluster)\b")
 
 
 @functools.cache

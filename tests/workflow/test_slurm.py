@@ -226,12 +226,17 @@ def result_files(workdir: Path, models=None) -> dict[str, Path]:
     `benchmark:` files (results/benchmarks/: each job's wall-clock time and memory, nothing
     else); with ``models``, only those models' (results/<model>/)."""
     return {
-        str(p.relative_to(workdir)): p
+        name: p
         for p in sorted((workdir / "results").rglob("*"))
         if p.is_file()
-        and not p.relative_to(workdir).parts[1] == "benchmarks"
-        and (models is None or p.relative_to(workdir).parts[1] in models)
+        and (name := str(p.relative_to(workdir))).split("/")[1] != "benchmarks"
+        and _of_models(name, models)
     }
+
+
+def _of_models(name: str, models) -> bool:
+    """Whether results/<model>/... is one of ``models`` (None: every file is)."""
+    return models is None or name.split("/")[1] in models
 
 
 def run_differences(
@@ -268,9 +273,7 @@ def run_differences(
     entries = {run: json.loads(path.read_text()) for run, path in manifests.items()}
     for manifest in entries.values():
         manifest["artifacts"] = {
-            name: entry
-            for name, entry in manifest["artifacts"].items()
-            if models is None or Path(name).parts[1] in models
+            name: entry for name, entry in manifest["artifacts"].items() if _of_models(name, models)
         }
     for run, manifest in entries.items():
         for name, entry in manifest["artifacts"].items():
