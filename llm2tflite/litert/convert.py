@@ -116,15 +116,67 @@ def read_model(flatbuffer):
     return flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
 
 
-def write_model(model) -> bytes:
-    """Serialize a ``ModelT``; buffers as numpy arrays so flatbuffers copies them in bulk."""
+# flatbuffers' builder, and the format's 32-bit offsets, stop at 2 GiB; above this much weight
+# data (the tables need room too) the weights go after the flatbuffer.
+INLINE_BUFFERS_LIMIT = 2**31 - 2**26
+
+
+def write_model(model, buffers_outside: bool | None = None) -> bytearray:
+    """Serialize a ``ModelT``: weights inside the flatbuffer, or after it when they do not fit.
+
+    Inside, as numpy arrays so that flatbuffers copies them in bulk. After (``buffers_outside``;
+    by default only when the weights exceed ``INLINE_BUFFERS_LIMIT``), as TFLite's converter and
+    ai-edge-quantizer write models above 2 GB: each weight ``Buffer`` holds an ``offset`` from
+    the start of the file and a ``size`` instead of ``data``, the data 16-byte aligned after the
+    flatbuffer. The offsets are known only once the tables are built, so the tables are built
+    with placeholder values (non-default, so that the fields are stored) and patched in place.
+    Metadata buffers (the embedded files) stay inside, where every reader looks for them.
+    ``model`` is left as it was.
+    """
     import numpy as np
     from ai_edge_litert.tools import flatbuffer_utils
 
     for buffer in model.buffers:
         if buffer.data is not None and not isinstance(buffer.data, np.ndarray):
             buffer.data = np.frombuffer(bytes(buffer.data), dtype=np.uint8)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    weights = sum(len(b.data) for b in model.buffers if b.data is not None)
+    if buffers_outside is None:
+        buffers_outside = weights > INLINE_BUFFERS_LIMIT
+    if not buffers_outside:
+        return flatbuffer_utils.convert_object_to_bytearray(model)
+
+    kept_inside = {entry.buffer for entry in model.metadata or []}
+    moved = {
+        index: buffer.data
+        for index, buffer in enumerate(model.buffers)
+        if index not in kept_inside and buffer.data is not None and len(buffer.data)
+    }
+    for index in moved:
+        buffer = model.buffers[index]
+        buffer.data, buffer.offset, buffer.size = None, 1, 1
+    try:
+        tables = flatbuffer_utils.convert_object_to_bytearray(model)
+    finally:
+        for index, data in moved.items():
+            buffer = model.buffers[index]
+            buffer.data, buffer.offset, buffer.size = data, 0, 0
+
+    def aligned(position: int) -> int:
+        return (position + 15) & ~15
+
+    offsets, end = {}, aligned(len(tables))
+    for index, data in moved.items():
+        offsets[index] = end
+        end = aligned(end + len(data))
+    out = bytearray(end)
+    out[: len(tables)] = tables
+    del tables
+    packed = flatbuffer.root_model(out)
+    for index, data in moved.items():
+        start = offsets[index]
+        flatbuffer_utils.update_packed_buffer(packed.Buffers(index), offset=start, size=len(data))
+        out[start : start + len(data)] = memoryview(data)
+    return out
 
 
 def builtin_code(opcode) -> int:
