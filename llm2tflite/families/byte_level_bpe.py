@@ -298,11 +298,14 @@ def _split_isolated(pieces, pattern: str):
     return tf_text.regex_split(pieces, regex, regex)
 
 
-def added_tokens_pattern(spec: ByteLevelBPE) -> str:
-    """An RE2 alternation of the added tokens, longest first (tokenizers matches added tokens
+def alternation(tokens) -> str:
+    """An RE2 alternation of ``tokens``, longest first (tokenizers matches added tokens
     leftmost-longest)."""
-    ordered = sorted(spec.added_tokens, key=len, reverse=True)
-    return "|".join(re.escape(token) for token in ordered)
+    return "|".join(re.escape(token) for token in sorted(tokens, key=len, reverse=True))
+
+
+def added_tokens_pattern(spec: ByteLevelBPE) -> str:
+    return alternation(spec.added_tokens)
 
 
 def pre_tokenize(inputs, spec: ByteLevelBPE):
@@ -313,13 +316,13 @@ def pre_tokenize(inputs, spec: ByteLevelBPE):
     import tensorflow_text as tf_text
 
     if spec.added_tokens:
-        alternation = added_tokens_pattern(spec)
-        pieces = tf_text.regex_split(inputs, alternation, alternation)
+        added_pattern = added_tokens_pattern(spec)
+        pieces = tf_text.regex_split(inputs, added_pattern, added_pattern)
     else:
         pieces = tf.RaggedTensor.from_tensor(tf.expand_dims(inputs, 1))
     flat = pieces.flat_values
     added = (
-        tf.strings.regex_full_match(flat, alternation)
+        tf.strings.regex_full_match(flat, added_pattern)
         if spec.added_tokens
         else tf.zeros_like(flat, dtype=tf.bool)
     )
@@ -342,28 +345,32 @@ def pre_tokenize(inputs, spec: ByteLevelBPE):
 # ---- the KerasHub tokenizer ---------------------------------------------------------------------
 
 
+def cache_as_themselves(tokenizer, tokens, pattern: str):
+    """Put the ``tokens`` that ``pattern`` matches whole into a KerasHub ``BytePairTokenizer``'s
+    BPE cache as themselves (one id each); returns the others, for the merge loop.
+
+    KerasHub inserts its unsplittable tokens into that cache (a MutableHashTable) when the
+    tokenizer is built: contents that a SavedModel keeps but a converted .tflite does not. Its
+    table starts empty, and the merge loop would spell such a token out in bytes."""
+    import tensorflow as tf
+
+    whole = tf.strings.regex_full_match(tokens, pattern)
+    tokenizer.cache.insert(tf.boolean_mask(tokens, whole), tf.boolean_mask(tokens, whole))
+    return tf.boolean_mask(tokens, ~whole)
+
+
 def keep_unsplittable_tokens_in_graph(tokenizer):
     """Make a KerasHub ``BytePairTokenizer`` keep each unsplittable token (GPT-2's
-    ``<|endoftext|>``) one id in a converted .tflite, as it is in TensorFlow; returns it.
-
-    KerasHub inserts those tokens into the BPE cache (a MutableHashTable) when the tokenizer is
-    built, contents that a SavedModel keeps but a converted .tflite does not: its table starts
-    empty, and the merge loop would spell the token out in bytes. Here the tokenizer's merge
-    step caches an unsplittable token it is given as itself. The step is replaced on the
-    instance, not by a subclass: KerasHub finds a tokenizer's Transformers exporter and preset
-    class by its class."""
+    ``<|endoftext|>``) one id in a converted .tflite, as it is in TensorFlow
+    (``cache_as_themselves``); returns it. The merge step is replaced on the instance, not by a
+    subclass: KerasHub finds a tokenizer's Transformers exporter and preset class by its class."""
     merge = tokenizer._bpe_merge_and_update_cache_tf
     if getattr(merge, "keeps_unsplittable_tokens", False) or not tokenizer.unsplittable_tokens:
         return tokenizer
-    ordered = sorted(tokenizer.unsplittable_tokens, key=len, reverse=True)
-    pattern = "|".join(map(re.escape, ordered))
+    pattern = alternation(tokenizer.unsplittable_tokens)
 
     def merge_keeping_unsplittable_tokens(tokens):
-        import tensorflow as tf
-
-        whole = tf.strings.regex_full_match(tokens, pattern)
-        tokenizer.cache.insert(tf.boolean_mask(tokens, whole), tf.boolean_mask(tokens, whole))
-        return merge(tf.boolean_mask(tokens, ~whole))
+        return merge(cache_as_themselves(tokenizer, tokens, pattern))
 
     merge_keeping_unsplittable_tokens.keeps_unsplittable_tokens = True
     tokenizer._bpe_merge_and_update_cache_tf = merge_keeping_unsplittable_tokens
@@ -403,20 +410,16 @@ class ExactPreTokenization:
                 setattr(self, name, None)
 
     def _bpe_merge_and_update_cache_tf(self, tokens):
-        """An added token is its own id, looked up here: KerasHub inserts its unsplittable
-        tokens into the BPE cache (a MutableHashTable) when the tokenizer is built, contents
-        that a SavedModel keeps but a converted .tflite does not (its table starts empty, and
-        the merge loop would spell the token out in bytes). ``ignore_merges``: a pre-token that
-        is in the vocabulary is that token. The others go through KerasHub's merge loop."""
+        """An added token is its own id, in the graph too (``cache_as_themselves``).
+        ``ignore_merges``: a pre-token that is in the vocabulary is that token. The others go
+        through KerasHub's merge loop."""
         import tensorflow as tf
 
         spec = self.byte_level_bpe
         if not spec.ignore_merges and not spec.added_tokens:
             return super()._bpe_merge_and_update_cache_tf(tokens)
         if spec.added_tokens:
-            added = tf.strings.regex_full_match(tokens, added_tokens_pattern(spec))
-            self.cache.insert(tf.boolean_mask(tokens, added), tf.boolean_mask(tokens, added))
-            tokens = tf.boolean_mask(tokens, ~added)
+            tokens = cache_as_themselves(self, tokens, added_tokens_pattern(spec))
         if spec.ignore_merges:
             mapped = tf.strings.reduce_join(
                 self.byte2unicode.lookup(tf.strings.bytes_split(tokens)), axis=-1
