@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import pytest
 import test_gemma3_twin
+import test_qwen3_twin
 import test_qwen_twin
 import test_smollm2_twin
 import test_twin
 
 from conftest import copy_default_config, run_snakemake
 
-SLOW_DAG_TESTS = [test_twin, test_gemma3_twin, test_smollm2_twin, test_qwen_twin]
+SLOW_DAG_TESTS = [test_twin, test_gemma3_twin, test_smollm2_twin, test_qwen_twin, test_qwen3_twin]
 
 
 def declared_outputs(completed) -> set[str]:
