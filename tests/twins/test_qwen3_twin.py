@@ -36,4 +36,5 @@ def test_qwen3_twin_dag_runs_to_completion(tmp_path):
         preset="qwen3_0.6b_en",
         parameters=596_049_920,
         layers=[{"kv_heads": 8, "head_dim": 128}] * 28,
+        stop_token="<|im_end|>",
     )

@@ -85,12 +85,16 @@ def test_qwen_twin_dag_runs_to_completion(tmp_path):
         preset="qwen2.5_0.5b_en",
         parameters=494_032_768,
         layers=[{"kv_heads": 2, "head_dim": 64}] * 24,
+        stop_token="<|endoftext|>",
     )
 
 
-def check_qwen_twin(tmp_path, model, snakemake_args, family, preset, parameters, layers):
+def check_qwen_twin(
+    tmp_path, model, snakemake_args, family, preset, parameters, layers, stop_token
+):
     """Run a Qwen twin's whole DAG; check its tokenizer, export info and files (see the module
-    docstring) and print its figures."""
+    docstring) and print its figures. ``stop_token``: the KerasHub tokenizer's end token (Qwen
+    2.5's ``<|endoftext|>``, Qwen 3's ``<|im_end|>``)."""
     copy_default_config(tmp_path)
     run_snakemake(tmp_path, "--cores", "2", *snakemake_args)
     paths = results_paths(model)
@@ -105,19 +109,19 @@ def check_qwen_twin(tmp_path, model, snakemake_args, family, preset, parameters,
     ]
     assert 2000 < tokens < 151_936  # measured: 2,178 (the corpus supports no more merges)
     print(f"tokenizer: {tokens} byte-level BPE tokens")
-    end_of_text = tokens - 3
+    stop_id = vocab[stop_token]
 
     info = json.loads((tmp_path / paths["export_info"]).read_text())
     assert info["num_parameters"] == registry.by_name(family).preset_parameters[preset]
     assert info["num_parameters"] == parameters
-    assert info["vocabulary_size"] == tokens and info["stop_token_ids"] == [end_of_text]
+    assert info["vocabulary_size"] == tokens and info["stop_token_ids"] == [stop_id]
     assert info["start_token_id"] is None
-    check_twin_codelab_files(tmp_path, model, "<|endoftext|>")
+    check_twin_codelab_files(tmp_path, model, stop_token)
     check_codelab_record(tmp_path, paths["fidelity_fp32"], paths["bench"])
 
     # The LiteRT route: builtins only, the tied table once, fp32 greedy ids = KerasHub's.
     litert_info = json.loads((tmp_path / paths["litert_info"]).read_text())
-    assert litert_info["stop_token_ids"] == [end_of_text]
+    assert litert_info["stop_token_ids"] == [stop_id]
     assert litert_info["start_token_id"] is None and not litert_info["add_start_token"]
     assert litert_info["layers"] == layers
     # int8 one byte per weight (the 151,936-row table once), int4 about half that.
