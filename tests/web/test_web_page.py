@@ -104,6 +104,10 @@ def site(project, tmp_path_factory):
     )  # fmt: skip
     shutil.copytree(web / "tiny", web / "no_model")
     (web / "no_model" / f"{VARIANT}.tflite").unlink()
+    # A model file LiteRT.js cannot load (the same path as one too large to allocate).
+    shutil.copytree(web / "tiny", web / "damaged_model")
+    damaged = web / "damaged_model" / f"{VARIANT}.tflite"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     _cli(
         "page", "--litert-dir", str(short_prompt_litert(project, root)), "--variant", VARIANT,
         "--model", "tiny", "--out", str(web / "tiny_short_prompt"),
@@ -189,6 +193,7 @@ def browser_results(site, project, tmp_path_factory):
     jobs["tiny_short_prompt"] = {"url": _url(base, "tiny_short_prompt", prompt=PROMPTS[3])}
     jobs["tiny_blocked"] = {"url": _url(base, "tiny_blocked", prompt=PROMPTS[0])}
     jobs["no_model"] = {"url": _url(base, "no_model", prompt=PROMPTS[0])}
+    jobs["damaged_model"] = {"url": _url(base, "damaged_model", prompt=PROMPTS[0])}
     screenshots = tmp_path_factory.mktemp("web_screenshot")
     jobs["tiny/greedy/1"]["screenshot"] = str(screenshots / SCREENSHOT)
     spec = tmp_path_factory.mktemp("web_jobs") / "jobs.json"
@@ -332,6 +337,15 @@ def test_seeded_sampling_repeats(browser_results, model):
 def test_missing_model_is_a_one_line_error(browser_results):
     error = browser_results["no_model"]["error"]
     assert error.startswith("model not found:") and "404" in error and "\n" not in error
+
+
+def test_model_litert_js_cannot_load_is_a_one_line_error(browser_results):
+    """Not LiteRT.js's bare source line: the file, and what to try (docs/web.md)."""
+    result = browser_results["damaged_model"]
+    assert result["done"] == "true" and result["stats"] is None
+    error = result["error"]
+    assert error.startswith(f"LiteRT.js could not load {VARIANT}.tflite ("), error
+    assert "web.variant: int4" in error and "\n" not in error
 
 
 def test_screenshot_taken(browser_results):

@@ -86,7 +86,20 @@ export class LiteRTModel {
   static async open(modelUrl, info, tokenizer, { threads = 1 } = {}) {
     const options = { accelerator: "wasm" };
     if (threads > 1) options.cpuOptions = { numThreads: threads };
-    const compiled = await loadAndCompile(modelUrl, options);
+    let compiled;
+    try {
+      compiled = await loadAndCompile(modelUrl, options);
+    } catch (error) {
+      // LiteRT.js's message names only its own source line; the cause is in the console. A file
+      // larger than its WebAssembly runtime can allocate fails here (docs/web.md: the 614 MB
+      // int8 of the Qwen3-0.6B twin), as does a damaged one.
+      const detail = (error instanceof Error ? error.message : String(error)).split("\n")[0];
+      throw new ModelError(
+        `LiteRT.js could not load ${decodeURIComponent(modelUrl.split("/").pop())} (${detail}; ` +
+          "the browser console has the cause): a damaged file, or one too large for its " +
+          "WebAssembly memory, where a smaller variant (web.variant: int4) may load",
+      );
+    }
     return new LiteRTModel(compiled, info, tokenizer);
   }
 
