@@ -304,10 +304,6 @@ def alternation(tokens) -> str:
     return "|".join(re.escape(token) for token in sorted(tokens, key=len, reverse=True))
 
 
-def added_tokens_pattern(spec: ByteLevelBPE) -> str:
-    return alternation(spec.added_tokens)
-
-
 def pre_tokenize(inputs, spec: ByteLevelBPE):
     """``inputs`` (a 1-D string tensor) -> ragged [batch, (pre-tokens)] as tokenizers makes
     them: added tokens first (each a pre-token of its own, never split or normalized), the rest
@@ -316,7 +312,7 @@ def pre_tokenize(inputs, spec: ByteLevelBPE):
     import tensorflow_text as tf_text
 
     if spec.added_tokens:
-        added_pattern = added_tokens_pattern(spec)
+        added_pattern = alternation(spec.added_tokens)
         pieces = tf_text.regex_split(inputs, added_pattern, added_pattern)
     else:
         pieces = tf.RaggedTensor.from_tensor(tf.expand_dims(inputs, 1))
@@ -419,7 +415,7 @@ class ExactPreTokenization:
         if not spec.ignore_merges and not spec.added_tokens:
             return super()._bpe_merge_and_update_cache_tf(tokens)
         if spec.added_tokens:
-            tokens = cache_as_themselves(self, tokens, added_tokens_pattern(spec))
+            tokens = cache_as_themselves(self, tokens, alternation(spec.added_tokens))
         if spec.ignore_merges:
             mapped = tf.strings.reduce_join(
                 self.byte2unicode.lookup(tf.strings.bytes_split(tokens)), axis=-1
