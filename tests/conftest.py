@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -21,9 +22,13 @@ import llm2tflite  # noqa: F401  (KERAS_BACKEND before keras)
 # The LiteRT runtime keeps XNNPACK's packed weights beside a model unless told otherwise: the
 # models tests open (a default run's results/ among them, which the Slurm test compares file by
 # file) keep theirs in one directory of the session's; the weight-cache tests choose their own.
-os.environ.setdefault(
-    "LLM2TFLITE_WEIGHT_CACHE_DIR", tempfile.mkdtemp(prefix="llm2tflite-test-weight-cache-")
-)
+# The process that makes the directory removes it when it exits (xdist's workers inherit the
+# variable and exit before it): each session otherwise left tens to hundreds of MB in /tmp.
+if "LLM2TFLITE_WEIGHT_CACHE_DIR" not in os.environ:
+    os.environ["LLM2TFLITE_WEIGHT_CACHE_DIR"] = tempfile.mkdtemp(
+        prefix="llm2tflite-test-weight-cache-"
+    )
+    atexit.register(shutil.rmtree, os.environ["LLM2TFLITE_WEIGHT_CACHE_DIR"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 # The tests' small exported model: prompts up to 24 tokens (start token included), 40 in all.

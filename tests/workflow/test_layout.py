@@ -484,3 +484,38 @@ def test_tests_of_a_group_run_in_one_process():
         if " PASSED " in line and line.startswith("[gw")
     }  # fmt: skip
     assert len(workers) == 1, completed.stdout[-3000:]
+
+
+_WEIGHT_CACHE_PROBE = """
+import os
+from pathlib import Path
+
+
+def pytest_sessionfinish(session):
+    directory = Path(os.environ["LLM2TFLITE_WEIGHT_CACHE_DIR"])
+    (directory / f"packed-{os.getpid()}.xnnpack").write_bytes(b"weights")
+    with open(os.environ["PROBE_LOG"], "a") as log:
+        log.write(f"{directory}\\n")
+"""
+
+
+def test_a_test_session_leaves_no_weight_cache_behind(tmp_path):
+    """conftest gives the session one weight-cache directory in the temporary directory; under
+    the README's `-n 2`, the controller and both workers write into that one directory, and it is
+    gone once pytest has exited (the probe writes into it after every test has run)."""
+    (tmp_path / "weight_cache_probe.py").write_text(_WEIGHT_CACHE_PROBE)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "LLM2TFLITE_WEIGHT_CACHE_DIR"}
+    env.update(TMPDIR=str(temporary), PYTHONPATH=str(tmp_path), PROBE_LOG=str(tmp_path / "log"))
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "-p", "weight_cache_probe",
+         "-p", "no:cacheprovider", "-o", "addopts=", "tests/core/test_sampling.py"],
+        capture_output=True, text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    written = (tmp_path / "log").read_text().splitlines()
+    assert len(written) == 3 and len(set(written)) == 1, written
+    assert Path(written[0]).parent == temporary
+    assert not Path(written[0]).exists()
+    assert not list(temporary.glob("llm2tflite-test-weight-cache-*"))
