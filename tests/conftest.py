@@ -23,7 +23,7 @@ import llm2tflite  # noqa: F401  (KERAS_BACKEND before keras)
 # models tests open (a default run's results/ among them, which the Slurm test compares file by
 # file) keep theirs in one directory of the session's; the weight-cache tests choose their own.
 # The process that makes the directory removes it when it exits (xdist's workers inherit the
-# variable and exit before it): each session otherwise left tens to hundreds of MB in /tmp.
+# variable and exit before it), as packed weights run to hundreds of MB on a shared disk.
 if "LLM2TFLITE_WEIGHT_CACHE_DIR" not in os.environ:
     os.environ["LLM2TFLITE_WEIGHT_CACHE_DIR"] = tempfile.mkdtemp(
         prefix="llm2tflite-test-weight-cache-"
